@@ -1,0 +1,61 @@
+# orderpipe — build, test and run everything on this machine. `make help` lists the targets.
+SHELL := /bin/bash
+GO    ?= go
+ARCH  ?= arm64
+PKGS  ?= ./...
+FUNCTIONS := ingest dispatch redrive
+
+export MOTO_PORT ?= 4566
+export AWS_ENDPOINT_URL_TEST := http://127.0.0.1:$(MOTO_PORT)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export TMPDIR := $(CURDIR)/.tmp
+TOOLS_BIN := $(CURDIR)/tools/node_modules/.bin
+export PATH := $(TOOLS_BIN):$(PATH)
+
+.PHONY: help test bench fuzz vet build demo synth tools moto-start moto-stop clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(TMPDIR):
+	@mkdir -p $@
+
+tools: tools/node_modules/.installed ## install the pinned Node tools (CDK CLI, local-aws-sqs)
+tools/node_modules/.installed: tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+test: tools | $(TMPDIR) ## vet and run every test against a local moto_server (started and stopped here)
+	@scripts/moto.sh start && trap 'scripts/moto.sh stop' EXIT && \
+	  $(GO) vet $(PKGS) && \
+	  AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -count=1 -timeout 9m $(PKGS)
+
+bench: tools | $(TMPDIR) ## run the benchmarks (see docs/BENCHMARKS.md)
+	@scripts/moto.sh start && trap 'scripts/moto.sh stop' EXIT && \
+	  AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+
+fuzz: ## fuzz the order reader for FUZZTIME (default 30s) per target
+	$(GO) test ./pkg/order -run '^$$' -fuzz FuzzReader -fuzztime $${FUZZTIME:-30s}
+
+build: $(FUNCTIONS:%=build/%/bootstrap) ## build the Lambda bootstraps for linux/$(ARCH)
+build/%/bootstrap: FORCE
+	@mkdir -p $(dir $@)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -tags lambda.norpc -ldflags='-s -w' -o $@ ./functions/$*
+FORCE:
+
+demo: | $(TMPDIR) ## run the whole pipeline here: moto, stand-in API, sample file, live ledger
+	$(GO) run ./cmd/orderpipe demo
+
+synth: tools build | $(TMPDIR) ## cdk synth offline with the pinned CLI
+	cdk synth --quiet
+
+moto-start: ## start moto_server on 127.0.0.1:$(MOTO_PORT) (kept running)
+	@scripts/moto.sh start
+moto-stop: ## stop the moto_server that moto-start began
+	@scripts/moto.sh stop
+
+clean:
+	rm -rf build cdk.out .tmp .moto
