@@ -1,0 +1,28 @@
+package order
+
+// Message attribute names of the order message on the orders queue (docs/CONTRACTS.md).
+const (
+	AttrOrderID       = "OrderId"       // String: the order id
+	AttrSource        = "Source"        // String: s3://bucket/key
+	AttrSourceVersion = "SourceVersion" // String: S3 version id, or NullVersion
+	AttrLine          = "Line"          // Number: 1-based line number in the file
+)
+
+// Attribute names added when a message is parked on the orders dead-letter queue.
+const (
+	AttrFailureClass  = "FailureClass"  // String: one of the Class* values
+	AttrFailureDetail = "FailureDetail" // String: short, secret-free reason
+	AttrAttempts      = "Attempts"      // Number: receive count when parked
+	AttrParkedAt      = "ParkedAt"      // String: RFC 3339 UTC
+)
+
+// Failure classes of a parked message.
+const (
+	ClassPermanent   = "permanent"   // the API refused the order (4xx other than 429)
+	ClassExhausted   = "exhausted"   // transient failures past the retry budget
+	ClassUndecodable = "undecodable" // the message itself is unusable
+	ClassUnknown     = "unknown"     // parked by the queue's redrive policy, not by dispatch
+)
+
+// NullVersion stands for the version of an object in an unversioned bucket.
+const NullVersion = "null"
