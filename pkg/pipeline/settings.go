@@ -1,0 +1,112 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Settings is the shape of one deployment. The zero value is not valid; start from Defaults.
+type Settings struct {
+	// API pacing: the order API's total rate (requests/s) and the number of dispatch instances
+	// (event source mapping MaximumConcurrency), so each instance paces at APIRate/Instances.
+	APIRate   float64
+	Instances int
+	// ReservedConcurrency of the dispatch function; must be >= Instances.
+	ReservedConcurrency int
+
+	IngestTimeout   time.Duration // ingest function timeout
+	DispatchTimeout time.Duration // dispatch function timeout
+	RedriveTimeout  time.Duration // redrive function timeout
+
+	FilesVisibility  time.Duration // files queue visibility timeout
+	OrdersVisibility time.Duration // orders queue visibility timeout
+
+	MaxReceiveCount int // redrive policy of both source queues
+
+	QueueRetention time.Duration // files and orders queues
+	DLQRetention   time.Duration // both dead-letter queues: must be the longest
+
+	MaxAttempts int // dispatch transient budget; must leave room below MaxReceiveCount
+}
+
+// Defaults returns the settings the project deploys unless told otherwise.
+func Defaults() Settings {
+	return Settings{
+		APIRate:             1,
+		Instances:           2,
+		ReservedConcurrency: 2,
+		IngestTimeout:       15 * time.Minute,
+		DispatchTimeout:     30 * time.Second,
+		RedriveTimeout:      5 * time.Minute,
+		FilesVisibility:     90 * time.Minute,
+		OrdersVisibility:    3 * time.Minute,
+		MaxReceiveCount:     10,
+		QueueRetention:      14 * 24 * time.Hour,
+		DLQRetention:        14 * 24 * time.Hour,
+		MaxAttempts:         8,
+	}
+}
+
+// SQS limits.
+const (
+	MaxRetention  = 14 * 24 * time.Hour
+	MaxVisibility = 12 * time.Hour
+)
+
+// PerInstanceRate is the rate each dispatch instance paces at.
+func (s Settings) PerInstanceRate() float64 { return s.APIRate / float64(s.Instances) }
+
+// DrainTime is how long a backlog of n orders takes at the API rate.
+func (s Settings) DrainTime(n int64) time.Duration {
+	if s.APIRate <= 0 {
+		return 0
+	}
+	return time.Duration(float64(n) / s.APIRate * float64(time.Second))
+}
+
+// MaxBacklog is the most orders that can drain at the API rate before QueueRetention deletes them.
+func (s Settings) MaxBacklog() int64 { return int64(s.APIRate * s.QueueRetention.Seconds()) }
+
+// Validate checks every rule and returns all violations joined, each saying what to change.
+func (s Settings) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if s.APIRate <= 0 {
+		bad("APIRate %v: must be > 0", s.APIRate)
+	}
+	if s.Instances < 2 {
+		bad("Instances (ESM MaximumConcurrency) %d: SQS event sources need at least 2", s.Instances)
+	}
+	if s.Instances > s.ReservedConcurrency {
+		bad("Instances (ESM MaximumConcurrency) %d > ReservedConcurrency %d: the mapping would be throttled; raise reserved concurrency or lower MaximumConcurrency", s.Instances, s.ReservedConcurrency)
+	}
+	for _, q := range []struct {
+		name       string
+		visibility time.Duration
+		timeout    time.Duration
+	}{
+		{"files queue", s.FilesVisibility, s.IngestTimeout},
+		{"orders queue", s.OrdersVisibility, s.DispatchTimeout},
+	} {
+		if q.visibility < 6*q.timeout {
+			bad("%s visibility %v < 6 x function timeout %v (= %v): raise the visibility timeout", q.name, q.visibility, q.timeout, 6*q.timeout)
+		}
+		if q.visibility > MaxVisibility {
+			bad("%s visibility %v > SQS maximum %v", q.name, q.visibility, MaxVisibility)
+		}
+	}
+	if s.MaxReceiveCount < 5 {
+		bad("maxReceiveCount %d < 5: Lambda's poller can receive a message without invoking; use at least 5", s.MaxReceiveCount)
+	}
+	if s.MaxAttempts < 1 || s.MaxAttempts >= s.MaxReceiveCount {
+		bad("MaxAttempts %d must be >= 1 and < maxReceiveCount %d, so dispatch parks with a class before the queue's redrive policy does", s.MaxAttempts, s.MaxReceiveCount)
+	}
+	if s.QueueRetention > MaxRetention || s.DLQRetention > MaxRetention {
+		bad("retention above the SQS maximum %v", MaxRetention)
+	}
+	if s.DLQRetention < s.QueueRetention {
+		bad("DLQ retention %v < source queue retention %v: a DLQ keeps the original enqueue time, so it must keep messages longest", s.DLQRetention, s.QueueRetention)
+	}
+	return errors.Join(errs...)
+}
