@@ -1,0 +1,344 @@
+package order
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Format is the format of an orders file.
+type Format int
+
+// The file formats an orders file may have.
+const (
+	JSONLines Format = iota + 1 // one JSON object a line (.jsonl, .ndjson)
+	CSV                         // RFC 4180 with a header row (.csv)
+)
+
+// String returns the format's usual file extension without the dot.
+func (f Format) String() string {
+	switch f {
+	case JSONLines:
+		return "jsonl"
+	case CSV:
+		return "csv"
+	}
+	return "Format(" + strconv.Itoa(int(f)) + ")"
+}
+
+// DefaultMaxLineBytes is the longest line accepted unless Options.MaxLineBytes says otherwise.
+const DefaultMaxLineBytes = 256 << 10
+
+// DefaultIDField is the name of the order id field unless Options.IDField says otherwise.
+const DefaultIDField = "id"
+
+// maxRaw is the most bytes of a rejected line kept in LineError.Raw.
+const maxRaw = 1 << 10
+
+// ErrUnknownFormat is returned (wrapped) by FormatOf and Open for a key whose extension is not
+// one of .jsonl, .ndjson or .csv, optionally followed by .gz.
+var ErrUnknownFormat = errors.New("unknown orders file format")
+
+// ErrBadHeader is returned (wrapped) by Next when a CSV file's header cannot be used: a
+// duplicate column name, no id column, bad quoting, invalid UTF-8 or a header line too long.
+// It is fatal for the file.
+var ErrBadHeader = errors.New("bad csv header")
+
+// FormatOf returns the format of an orders file from its key: ".jsonl" and ".ndjson" are
+// JSONLines, ".csv" is CSV, each optionally followed by ".gz" (gzipped is then true).
+// Extensions are matched case-insensitively. Any other key gives an error wrapping
+// ErrUnknownFormat.
+func FormatOf(key string) (f Format, gzipped bool, err error) {
+	ext := strings.ToLower(path.Ext(key))
+	base := key[:len(key)-len(ext)]
+	if ext == ".gz" {
+		gzipped = true
+		ext = strings.ToLower(path.Ext(base))
+	}
+	switch ext {
+	case ".jsonl", ".ndjson":
+		return JSONLines, gzipped, nil
+	case ".csv":
+		return CSV, gzipped, nil
+	}
+	return 0, false, fmt.Errorf("format of %q: %w (want .jsonl, .ndjson or .csv, optionally .gz)", key, ErrUnknownFormat)
+}
+
+// Options tune a Reader. The zero value reads a whole file with the defaults.
+type Options struct {
+	// IDField is the name of the order id field (JSON key or CSV column); "" means
+	// DefaultIDField.
+	IDField string
+	// MaxLineBytes is the longest line accepted, not counting its "\n" or "\r\n"; 0 or less
+	// means DefaultMaxLineBytes. A longer line is rejected and skipped without being buffered
+	// whole: the Reader's memory stays about MaxLineBytes whatever the input.
+	MaxLineBytes int
+	// Header is the CSV header when resuming in the middle of a file (from Reader.Header at the
+	// checkpoint): the first line read is then data. Ignored for JSON Lines.
+	Header []string
+	// StartLine is the number of the line before the first one read: 0 at the start of a file,
+	// or the Line of the last order or LineError returned before a checkpoint. A UTF-8 byte
+	// order mark is accepted only when StartLine is 0.
+	StartLine int64
+}
+
+// Order is one valid order read from a file.
+type Order struct {
+	// ID is the order id. It may alias the Reader's internal buffer: it is valid only until
+	// the next call to Next. Use strings.Clone to keep it longer (for example as a map key).
+	ID string
+	// Body is the order as a JSON object. For JSON Lines it is the line's object exactly as
+	// given (surrounding whitespace removed, no re-encoding: numbers keep their text). For CSV
+	// it is an object of strings, one per column in header order. Body aliases the Reader's
+	// buffer: it is valid only until the next call to Next.
+	Body []byte
+	// Line is the 1-based line number of the order in the file.
+	Line int64
+}
+
+// LineError is a rejected line. The Reader stays usable after returning one.
+type LineError struct {
+	Line   int64  // 1-based line number in the file
+	Reason string // a short, stable, lower-case phrase, e.g. "invalid json"
+	Raw    []byte // at most the first 1 KiB of the line (without its line end), copied
+}
+
+// Error returns "line N: reason".
+func (e *LineError) Error() string {
+	return "line " + strconv.FormatInt(e.Line, 10) + ": " + e.Reason
+}
+
+// Reasons of a LineError. Tests and reports compare them: keep them stable.
+const (
+	ReasonInvalidUTF8     = "invalid utf-8"
+	ReasonInvalidJSON     = "invalid json"
+	ReasonNotObject       = "not a json object"
+	ReasonMissingID       = "missing id"
+	ReasonIDNotString     = "id is not a string"
+	ReasonInvalidID       = "invalid id"
+	ReasonDuplicateID     = "duplicate id field"
+	ReasonFieldCount      = "wrong number of fields"
+	ReasonBareQuote       = "bare quote in unquoted field"
+	ReasonUnterminated    = "unterminated quoted field"
+	ReasonAfterQuote      = "text after closing quote"
+	reasonLongLinePattern = "line longer than %d bytes"
+)
+
+// Reader reads orders from a JSON Lines or CSV stream, one line at a time, in constant memory.
+// It does not allocate per valid line once warmed up. A Reader is not safe for concurrent use.
+type Reader struct {
+	br     *bufio.Reader
+	format Format
+	id     string
+	max    int
+	long   string // the reason for a line longer than max
+	line   int64
+	offset int64
+	bom    bool  // a byte order mark may still come
+	err    error // sticky: io.EOF or a fatal error
+
+	header  []string
+	keys    [][]byte // CSV: `"name":` for each column, JSON-escaped
+	idCol   int      // CSV: index of the id column
+	body    []byte   // CSV: the JSON object being built
+	vals    []byte   // CSV: the unquoted values of the current line
+	ends    []int    // CSV: the end of each value in vals
+	scratch []byte   // unescaped ids and keys
+	stack   []byte   // JSON scanner: open containers
+}
+
+// NewReader returns a Reader of orders in format f from r. Errors in opts (a CSV header without
+// the id column or with duplicate names) are returned by the first call to Next.
+func NewReader(r io.Reader, f Format, opts Options) *Reader {
+	rd := &Reader{
+		format: f,
+		id:     opts.IDField,
+		max:    opts.MaxLineBytes,
+		line:   opts.StartLine,
+		bom:    opts.StartLine == 0,
+		idCol:  -1,
+	}
+	if rd.id == "" {
+		rd.id = DefaultIDField
+	}
+	if rd.max <= 0 {
+		rd.max = DefaultMaxLineBytes
+	}
+	rd.long = fmt.Sprintf(reasonLongLinePattern, rd.max)
+	// Room for the longest line plus "\r\n", so that every acceptable line is one ReadSlice.
+	rd.br = bufio.NewReaderSize(r, rd.max+2)
+	switch f {
+	case JSONLines:
+	case CSV:
+		if opts.Header != nil {
+			rd.err = rd.setHeader(slices.Clone(opts.Header))
+		}
+	default:
+		rd.err = fmt.Errorf("new order reader: %w: %v", ErrUnknownFormat, f)
+	}
+	return rd
+}
+
+// Open returns a Reader for the orders file named key, read from r: the format comes from the
+// key's extension (see FormatOf) and a ".gz" key is decompressed. An empty gzipped stream is an
+// empty file. The error wraps ErrUnknownFormat or the gzip header error.
+func Open(r io.Reader, key string, opts Options) (*Reader, error) {
+	f, gz, err := FormatOf(key)
+	if err != nil {
+		return nil, fmt.Errorf("open orders file: %w", err)
+	}
+	if gz {
+		zr, err := gzip.NewReader(r)
+		switch {
+		case errors.Is(err, io.EOF):
+			r = bytes.NewReader(nil)
+		case err != nil:
+			return nil, fmt.Errorf("open orders file %q: gzip: %w", key, err)
+		default:
+			r = zr
+		}
+	}
+	return NewReader(r, f, opts), nil
+}
+
+// Offset is the number of bytes of the (decompressed) input this Reader consumed through the
+// end of the last line Next returned, valid or rejected, including its line end (and the blank
+// lines before it); after Next returns io.EOF it is the length of the input. A Reader resumed at
+// a checkpoint counts from where it started: add the checkpoint's offset.
+func (r *Reader) Offset() int64 { return r.offset }
+
+// Header returns a copy of the CSV header, to store in a checkpoint; nil for JSON Lines or
+// before the header is read.
+func (r *Reader) Header() []string { return slices.Clone(r.header) }
+
+// Next returns the next valid order. At the end of the input it returns io.EOF. A bad line gives
+// a *LineError and the Reader stays usable: call Next again. Any other error is fatal (I/O,
+// corrupt gzip, unusable CSV header) and Next keeps returning it.
+func (r *Reader) Next() (Order, error) {
+	if r.err != nil {
+		return Order{}, r.err
+	}
+	if r.format == CSV && r.header == nil {
+		if err := r.readHeader(); err != nil {
+			r.err = err
+			return Order{}, err
+		}
+	}
+	for {
+		line, long, err := r.readLine()
+		if err != nil {
+			r.err = err
+			return Order{}, err
+		}
+		if long {
+			return Order{}, r.reject(line, r.long)
+		}
+		if blank(line) {
+			continue
+		}
+		if !utf8.Valid(line) {
+			return Order{}, r.reject(line, ReasonInvalidUTF8)
+		}
+		var o Order
+		var reason string
+		if r.format == JSONLines {
+			o, reason = r.parseJSON(line)
+		} else {
+			o, reason = r.parseCSV(line)
+		}
+		if reason != "" {
+			return Order{}, r.reject(line, reason)
+		}
+		o.Line = r.line
+		return o, nil
+	}
+}
+
+// readLine reads the next line and returns it without its line end, counting it in r.line and
+// r.offset. A line longer than r.max is consumed whole but only its first bytes are returned,
+// with long set. At the end of the input it returns io.EOF; other errors are fatal.
+func (r *Reader) readLine() (line []byte, long bool, err error) {
+	b, err := r.br.ReadSlice('\n')
+	n := int64(len(b))
+	if err == bufio.ErrBufferFull {
+		long = true
+		// Keep the start for Raw: the next ReadSlice overwrites the buffer.
+		keep := append(r.scratch[:0], b[:min(len(b), maxRaw)]...)
+		for err == bufio.ErrBufferFull {
+			b, err = r.br.ReadSlice('\n')
+			n += int64(len(b))
+		}
+		r.scratch = keep
+		b = keep
+	}
+	switch {
+	case err == io.EOF && n == 0:
+		return nil, false, io.EOF
+	case err != nil && err != io.EOF:
+		return nil, false, fmt.Errorf("read orders line %d: %w", r.line+1, err)
+	}
+	r.line++
+	r.offset += n
+	if !long {
+		b = bytes.TrimSuffix(b, []byte{'\n'})
+		b = bytes.TrimSuffix(b, []byte{'\r'})
+		long = len(b) > r.max
+	}
+	if r.bom {
+		r.bom = false
+		b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	}
+	return b, long, nil
+}
+
+// reject returns the LineError for the current line.
+func (r *Reader) reject(line []byte, reason string) *LineError {
+	return &LineError{Line: r.line, Reason: reason, Raw: bytes.Clone(line[:min(len(line), maxRaw)])}
+}
+
+// blank reports whether line holds only spaces, tabs and carriage returns.
+func blank(line []byte) bool {
+	for _, c := range line {
+		if c != ' ' && c != '\t' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// idChar marks the bytes allowed in an order id after the first.
+var idChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	t['.'], t['_'], t[':'], t['-'] = true, true, true, true
+	return t
+}()
+
+// ValidID reports whether id is a valid order id: ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$.
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	if c := id[0]; c == '.' || c == '_' || c == ':' || c == '-' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if !idChar[id[i]] {
+			return false
+		}
+	}
+	return true
+}
