@@ -151,7 +151,9 @@ type Reader struct {
 	body    []byte   // CSV: the JSON object being built
 	vals    []byte   // CSV: the unquoted values of the current line
 	ends    []int    // CSV: the end of each value in vals
-	scratch []byte   // unescaped ids and keys
+	scratch []byte   // the start of a line too long
+	idBuf   []byte   // JSON: the unescaped id
+	keyBuf  []byte   // JSON: an unescaped key
 	stack   []byte   // JSON scanner: open containers
 }
 
