@@ -1,0 +1,327 @@
+package orderapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultTimeout   = 10 * time.Second
+	DefaultMargin    = 2 * time.Second
+	DefaultSecretTTL = 5 * time.Minute
+)
+
+// maxDetail bounds the API's own text copied into Result.Detail (docs/CONTRACTS.md: FailureDetail
+// never carries more than 256 bytes of the API's body).
+const maxDetail = 200
+
+// maxDrain bounds how much of a response body is read to let the connection be reused.
+const maxDrain = 64 << 10
+
+// Class is what an outcome means for the order.
+type Class string
+
+// Outcome classes (docs/DESIGN.md "Outcomes").
+const (
+	Delivered Class = "delivered" // 2xx: the API has the order
+	Throttled Class = "throttled" // 429 or 503: retry at Retry-After
+	Transient Class = "transient" // 5xx, 401, 408, 425, other unexpected statuses, timeouts, connection errors
+	Permanent Class = "permanent" // any other 4xx: the API refuses this order
+)
+
+// Result is the classified outcome of one PUT.
+type Result struct {
+	Class  Class
+	Status int // HTTP status, 0 when no response arrived
+	// RetryAfter is the server's Retry-After (delta-seconds or HTTP date, relative to the
+	// client's clock), valid when HasRetryAfter. A date in the past gives 0.
+	RetryAfter    time.Duration
+	HasRetryAfter bool
+	Timeout       bool          // no response within the request timeout
+	ConnError     bool          // the connection failed (refused, reset, closed early)
+	Sent          bool          // the request was started (false: refused before sending)
+	Latency       time.Duration // from sending the request to the end of the response headers
+	Detail        string        // short, secret-free reason, e.g. "HTTP 422: unknown sku"
+}
+
+// StatusError is the error Put returns for a non-2xx response.
+type StatusError struct {
+	Status int
+	Detail string
+}
+
+func (e *StatusError) Error() string { return e.Detail }
+
+// ErrNoTime is returned when the context's deadline leaves no time for a request.
+var ErrNoTime = errors.New("no time left before the deadline")
+
+// SecretsAPI is the part of the Secrets Manager client the Client uses.
+type SecretsAPI interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// Config configures a Client. BaseURL is required; zero durations take the Default* values.
+type Config struct {
+	BaseURL string // http(s)://host[/prefix]; requests go to {BaseURL}/orders/{id}
+	// Timeout is the most one request may take; it is further capped by the context's deadline
+	// minus Margin.
+	Timeout time.Duration
+	Margin  time.Duration
+	// SecretARN, when set, names the Secrets Manager secret whose SecretString is the whole
+	// Authorization header value (for example "Bearer abc"). It is cached for SecretTTL and
+	// fetched again after a 401.
+	SecretARN string
+	SecretTTL time.Duration
+	// Now is the clock, for Retry-After dates, latency and the secret's TTL; nil means time.Now.
+	Now func() time.Time
+}
+
+// Client puts orders to the order API. It is safe for concurrent use. It does not retry.
+type Client struct {
+	cfg     Config
+	base    string
+	http    *http.Client
+	secrets SecretsAPI
+
+	mu        sync.Mutex
+	auth      string
+	fetchedAt time.Time
+}
+
+// New returns a Client. hc may be nil: the client then uses its own keep-alive transport. sm may
+// be nil when cfg.SecretARN is empty. The client never follows redirects.
+func New(cfg Config, hc *http.Client, sm SecretsAPI) (*Client, error) {
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("order API base URL %q: want http(s)://host[/path]", cfg.BaseURL)
+	}
+	if cfg.SecretARN != "" && sm == nil {
+		return nil, errors.New("order API secret ARN set but no Secrets Manager client given")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Margin <= 0 {
+		cfg.Margin = DefaultMargin
+	}
+	if cfg.SecretTTL <= 0 {
+		cfg.SecretTTL = DefaultSecretTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if hc == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 4
+		hc = &http.Client{Transport: t}
+	}
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), http: &c, secrets: sm}, nil
+}
+
+// Budget is the timeout the next request would get: min(Timeout, deadline - now - Margin). It is
+// <= 0 when the context's deadline leaves no time.
+func (c *Client) Budget(ctx context.Context) time.Duration {
+	b := c.cfg.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		b = min(b, dl.Sub(c.cfg.Now())-c.cfg.Margin)
+	}
+	return b
+}
+
+// Put sends the order once. The Result is always filled in; the error is nil exactly when the
+// Result's Class is Delivered, and otherwise says why (a *StatusError for a non-2xx response,
+// ErrNoTime, or the transport's error), wrapped with the order id.
+func (c *Client) Put(ctx context.Context, id string, body []byte) (Result, error) {
+	res, err := c.put(ctx, id, body)
+	if err != nil {
+		return res, fmt.Errorf("put order %s: %w", id, err)
+	}
+	return res, nil
+}
+
+func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error) {
+	budget := c.Budget(ctx)
+	if budget <= 0 {
+		return Result{Class: Transient, Timeout: true, Detail: ErrNoTime.Error()}, ErrNoTime
+	}
+	auth, err := c.authorization(ctx)
+	if err != nil {
+		return Result{Class: Transient, Detail: "authorization secret unavailable"}, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPut, c.base+"/orders/"+url.PathEscape(id), bytes.NewReader(body))
+	if err != nil {
+		return Result{Class: Permanent, Detail: "cannot build request"}, fmt.Errorf("build request: %w", err)
+	}
+	// Without GetBody the transport never sends the request a second time: net/http would
+	// otherwise replay a request carrying Idempotency-Key after a connection failure, a hidden
+	// second retry layer (and a duplicate PUT if the API had read the first).
+	req.GetBody = nil
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", id)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+
+	start := c.cfg.Now()
+	resp, err := c.http.Do(req)
+	res := Result{Sent: true, Latency: c.cfg.Now().Sub(start)}
+	if err != nil {
+		return classifyError(ctx, res, budget, err)
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+		resp.Body.Close()
+	}()
+	res.Status = resp.StatusCode
+	res.RetryAfter, res.HasRetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())
+	res.Class = ClassifyStatus(resp.StatusCode)
+	if res.Class == Delivered {
+		return res, nil
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		c.forgetAuthorization()
+	}
+	res.Detail = statusDetail(resp)
+	return res, &StatusError{Status: resp.StatusCode, Detail: res.Detail}
+}
+
+// classifyError turns a transport error into a Result: a timeout (ours or the caller's
+// deadline) or a connection error; both are transient.
+func classifyError(ctx context.Context, res Result, budget time.Duration, err error) (Result, error) {
+	res.Class = Transient
+	var ne net.Error
+	switch {
+	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
+		res.Detail = "cancelled by the caller"
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		res.Timeout = true
+		res.Detail = "timeout after " + budget.Round(time.Millisecond).String()
+	default:
+		res.ConnError = true
+		res.Detail = "connection error: " + connReason(err)
+	}
+	return res, err
+}
+
+// connReason is a short, stable description of a connection failure, without addresses.
+func connReason(err error) string {
+	var oe *net.OpError
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "closed by server"
+	case errors.As(err, &oe) && oe.Err != nil:
+		return oe.Op + ": " + lastPart(oe.Err.Error())
+	default:
+		return lastPart(err.Error())
+	}
+}
+
+// lastPart keeps the text after the last ": ", dropping URLs and addresses wrapped around it.
+func lastPart(s string) string {
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+2:]
+	}
+	return s
+}
+
+// ClassifyStatus maps an HTTP status to a Class. 401 is transient (the cached secret may have
+// rotated; the client fetches it again), as are 408 and 425; every other 4xx is permanent.
+// 3xx and other unexpected statuses are transient, so they end as exhausted with their reason
+// rather than parking orders at once.
+func ClassifyStatus(status int) Class {
+	switch {
+	case status >= 200 && status <= 299:
+		return Delivered
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+		return Throttled
+	case status == http.StatusUnauthorized || status == http.StatusRequestTimeout || status == http.StatusTooEarly:
+		return Transient
+	case status >= 400 && status <= 499:
+		return Permanent
+	default:
+		return Transient
+	}
+}
+
+// ParseRetryAfter reads a Retry-After value: delta-seconds or an HTTP date (relative to now; a
+// past date gives 0). ok is false when v is empty or malformed.
+func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return 0, false
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
+
+// statusDetail is "HTTP {status}: {start of the body}", printable and bounded.
+func statusDetail(resp *http.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxDetail))
+	text := strings.Map(func(r rune) rune {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, string(b))
+	text = strings.Join(strings.Fields(text), " ")
+	if text == "" {
+		text = http.StatusText(resp.StatusCode)
+	}
+	return "HTTP " + strconv.Itoa(resp.StatusCode) + ": " + text
+}
+
+// authorization returns the Authorization value, from the cache while it is younger than the TTL.
+func (c *Client) authorization(ctx context.Context) (string, error) {
+	if c.cfg.SecretARN == "" {
+		return "", nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.cfg.Now()
+	if c.auth != "" && now.Sub(c.fetchedAt) < c.cfg.SecretTTL {
+		return c.auth, nil
+	}
+	out, err := c.secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &c.cfg.SecretARN})
+	if err != nil {
+		return "", fmt.Errorf("get order API secret: %w", err)
+	}
+	if out.SecretString == nil || strings.TrimSpace(*out.SecretString) == "" {
+		return "", errors.New("get order API secret: SecretString is empty")
+	}
+	c.auth, c.fetchedAt = strings.TrimSpace(*out.SecretString), now
+	return c.auth, nil
+}
+
+func (c *Client) forgetAuthorization() {
+	c.mu.Lock()
+	c.auth = ""
+	c.mu.Unlock()
+}

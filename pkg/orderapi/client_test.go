@@ -1,0 +1,360 @@
+package orderapi_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func order(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/order.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func newClient(t *testing.T, cfg orderapi.Config, sm orderapi.SecretsAPI) *orderapi.Client {
+	t.Helper()
+	c, err := orderapi.New(cfg, nil, sm)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return c
+}
+
+func TestPutSendsTheContract(t *testing.T) {
+	type seen struct {
+		Method, Path, ContentType, Key, Auth, Body string
+	}
+	got := make(chan seen, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, r.URL.EscapedPath(), r.Header.Get("Content-Type"), r.Header.Get("Idempotency-Key"), r.Header.Get("Authorization"), string(b)}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer ts.Close()
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL + "/v1/"}, nil)
+	res, err := c.Put(context.Background(), "a/b?c d", order(t))
+	if err != nil || res.Class != orderapi.Delivered || res.Status != http.StatusCreated || !res.Sent {
+		t.Fatalf("Put = %+v, %v; want delivered 201", res, err)
+	}
+	want := seen{"PUT", "/v1/orders/a%2Fb%3Fc%20d", "application/json", "a/b?c d", "", string(order(t))}
+	if diff := cmp.Diff(want, <-got); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+}
+
+func TestClassification(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		status     int
+		retryAfter string
+		body       string
+		want       orderapi.Result
+	}{
+		{"ok", 200, "", "", orderapi.Result{Class: orderapi.Delivered, Status: 200}},
+		{"no content", 204, "", "", orderapi.Result{Class: orderapi.Delivered, Status: 204}},
+		{"429 seconds", 429, "7", "slow down", orderapi.Result{Class: orderapi.Throttled, Status: 429, RetryAfter: 7 * time.Second, HasRetryAfter: true, Detail: "HTTP 429: slow down"}},
+		{"429 date", 429, t0.Add(90 * time.Second).Format(http.TimeFormat), "", orderapi.Result{Class: orderapi.Throttled, Status: 429, RetryAfter: 90 * time.Second, HasRetryAfter: true, Detail: "HTTP 429: Too Many Requests"}},
+		{"503 without Retry-After", 503, "", "", orderapi.Result{Class: orderapi.Throttled, Status: 503, Detail: "HTTP 503: Service Unavailable"}},
+		{"500", 500, "", "boom\n\tat line 3", orderapi.Result{Class: orderapi.Transient, Status: 500, Detail: "HTTP 500: boom at line 3"}},
+		{"401 may be a rotated secret", 401, "", "", orderapi.Result{Class: orderapi.Transient, Status: 401, Detail: "HTTP 401: Unauthorized"}},
+		{"422", 422, "", `{"error":"unknown sku"}`, orderapi.Result{Class: orderapi.Permanent, Status: 422, Detail: `HTTP 422: {"error":"unknown sku"}`}},
+		{"409", 409, "", "", orderapi.Result{Class: orderapi.Permanent, Status: 409, Detail: "HTTP 409: Conflict"}},
+		{"redirect is not followed", 308, "", "", orderapi.Result{Class: orderapi.Transient, Status: 308, Detail: "HTTP 308: Permanent Redirect"}},
+		{"long body is cut", 400, "", strings.Repeat("x", 5000), orderapi.Result{Class: orderapi.Permanent, Status: 400, Detail: "HTTP 400: " + strings.Repeat("x", 200)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.retryAfter != "" {
+					w.Header().Set("Retry-After", tc.retryAfter)
+				}
+				w.Header().Set("Location", "/elsewhere")
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			defer ts.Close()
+			c := newClient(t, orderapi.Config{BaseURL: ts.URL, Now: func() time.Time { return t0 }}, nil)
+			got, err := c.Put(context.Background(), "A-1", order(t))
+			tc.want.Sent = true
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("result (-want +got):\n%s", diff)
+			}
+			var se *orderapi.StatusError
+			if gotErr, wantErr := err != nil, tc.want.Class != orderapi.Delivered; gotErr != wantErr {
+				t.Errorf("err = %v, want error %v", err, wantErr)
+			} else if err != nil && (!errors.As(err, &se) || se.Status != tc.status) {
+				t.Errorf("err = %v, want a *StatusError with status %d", err, tc.status)
+			}
+		})
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		want   time.Duration
+		wantOK bool
+	}{
+		{"", 0, false},
+		{"0", 0, true},
+		{" 120 ", 120 * time.Second, true},
+		{"-1", 0, false},
+		{"1.5", 0, false},
+		{"99999999999", 0, false},
+		{t0.Add(time.Hour).Format(http.TimeFormat), time.Hour, true},
+		{"Sunday, 01-Mar-26 12:00:30 GMT", 30 * time.Second, true}, // RFC 850
+		{"Sun Mar  1 12:00:10 2026", 10 * time.Second, true},       // ANSI C asctime
+		{t0.Add(-time.Hour).Format(http.TimeFormat), 0, true},
+		{"tomorrow", 0, false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, ok := orderapi.ParseRetryAfter(tc.in, t0)
+			if got != tc.want || ok != tc.wantOK {
+				t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestBudget(t *testing.T) {
+	c := newClient(t, orderapi.Config{BaseURL: "http://api.invalid", Timeout: 10 * time.Second, Margin: time.Second, Now: func() time.Time { return t0 }}, nil)
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration // from t0; 0: none
+		want     time.Duration
+	}{
+		{"no deadline", 0, 10 * time.Second},
+		{"far deadline", time.Minute, 10 * time.Second},
+		{"near deadline", 4 * time.Second, 3 * time.Second},
+		{"inside the margin", 500 * time.Millisecond, -500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tc.deadline != 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithDeadline(ctx, t0.Add(tc.deadline))
+				defer cancel()
+			}
+			if got := c.Budget(ctx); got != tc.want {
+				t.Errorf("Budget = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), t0.Add(500*time.Millisecond))
+	defer cancel()
+	res, err := c.Put(ctx, "A-1", order(t))
+	if !errors.Is(err, orderapi.ErrNoTime) || res.Sent || res.Class != orderapi.Transient {
+		t.Errorf("Put inside the margin = %+v, %v; want unsent transient ErrNoTime", res, err)
+	}
+}
+
+// standIn serves the stand-in API with cfg and returns it and its URL.
+func standIn(t *testing.T, cfg apiserver.Config) (*apiserver.Server, string) {
+	t.Helper()
+	s, err := apiserver.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	return s, ts.URL
+}
+
+func TestTimeoutIsCappedByTheDeadline(t *testing.T) {
+	api, url := standIn(t, apiserver.Config{HangIDs: []string{"slow"}, HangFor: time.Minute})
+	c := newClient(t, orderapi.Config{BaseURL: url, Timeout: time.Minute, Margin: 200 * time.Millisecond}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	res, err := c.Put(ctx, "slow", order(t))
+	if !res.Timeout || res.Class != orderapi.Transient || !res.Sent || err == nil {
+		t.Errorf("Put = %+v, %v; want a transient timeout", res, err)
+	}
+	// The request's own timeout fired before the caller's deadline: the invocation still has
+	// its margin left to record the outcome.
+	if ctx.Err() != nil {
+		t.Errorf("caller's context is done (%v): the request ran into the deadline", ctx.Err())
+	}
+	if !strings.HasPrefix(res.Detail, "timeout after ") {
+		t.Errorf("Detail = %q, want a timeout", res.Detail)
+	}
+	if st := api.Stats(); st.Hangs != 1 || st.Accepted != 0 {
+		t.Errorf("stand-in stats = %+v, want 1 hang, nothing accepted", st)
+	}
+}
+
+func TestConnectionErrorsAreNotRetried(t *testing.T) {
+	api, url := standIn(t, apiserver.Config{ResetIDs: []string{"reset"}})
+	c := newClient(t, orderapi.Config{BaseURL: url}, nil)
+	ctx := context.Background()
+	if _, err := c.Put(ctx, "first", order(t)); err != nil { // leaves a keep-alive connection to reuse
+		t.Fatal(err)
+	}
+	res, err := c.Put(ctx, "reset", order(t))
+	if !res.ConnError || res.Timeout || res.Class != orderapi.Transient || err == nil {
+		t.Errorf("Put = %+v, %v; want a transient connection error", res, err)
+	}
+	if st := api.Stats(); st.Requests != 2 || st.Resets != 1 {
+		t.Errorf("stand-in saw %d requests, %d resets; want 2 and 1: the client must not resend", st.Requests, st.Resets)
+	}
+
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	c = newClient(t, orderapi.Config{BaseURL: closed.URL}, nil)
+	if res, _ := c.Put(ctx, "A-1", order(t)); !res.ConnError || res.Class != orderapi.Transient {
+		t.Errorf("Put to a closed port = %+v, want a transient connection error", res)
+	}
+}
+
+func TestConnectionsAreReused(t *testing.T) {
+	var conns atomic.Int32
+	api, err := apiserver.New(apiserver.Config{RejectIDs: []string{"bad"}, FailIDs: []string{"fail"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(api)
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	ts.Start()
+	defer ts.Close()
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL}, nil)
+	for _, id := range []string{"a", "bad", "fail", "b", "bad", "c"} {
+		c.Put(context.Background(), id, order(t))
+	}
+	if got := conns.Load(); got != 1 {
+		t.Errorf("connections = %d, want 1 (keep-alive, bodies drained)", got)
+	}
+}
+
+// countingSecrets counts calls to the real Secrets Manager client.
+type countingSecrets struct {
+	orderapi.SecretsAPI
+	calls atomic.Int32
+}
+
+func (c *countingSecrets) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	c.calls.Add(1)
+	return c.SecretsAPI.GetSecretValue(ctx, in, optFns...)
+}
+
+func TestAuthorizationFromSecretsManager(t *testing.T) {
+	ctx := context.Background()
+	sm := secretsmanager.NewFromConfig(awstest.Config(t))
+	out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(awstest.Name(t, "api-token")), SecretString: aws.String("Bearer first")})
+	if err != nil {
+		t.Fatalf("create secret: %v", err)
+	}
+	var want atomic.Value
+	want.Store("Bearer first")
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != want.Load().(string) {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	defer ts.Close()
+	counting := &countingSecrets{SecretsAPI: sm}
+	clk := &clock{t: t0}
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: *out.ARN, SecretTTL: time.Minute, Now: clk.Now}, counting)
+
+	type step struct {
+		Class   orderapi.Class
+		Fetches int32
+	}
+	var got []step
+	put := func() {
+		res, err := c.Put(ctx, "A-1", order(t))
+		if strings.Contains(res.Detail, "Bearer") || (err != nil && strings.Contains(err.Error(), "Bearer")) {
+			t.Errorf("the Authorization value leaked: %q, %v", res.Detail, err)
+		}
+		got = append(got, step{res.Class, counting.calls.Load()})
+	}
+	put()
+	put() // cached
+	clk.Advance(2 * time.Minute)
+	put() // TTL passed: fetched again
+	if _, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: out.ARN, SecretString: aws.String("Bearer second")}); err != nil {
+		t.Fatalf("rotate secret: %v", err)
+	}
+	want.Store("Bearer second")
+	put() // stale cache: 401, and the cache is dropped
+	put() // fetched again
+	wantSteps := []step{
+		{orderapi.Delivered, 1}, {orderapi.Delivered, 1}, {orderapi.Delivered, 2},
+		{orderapi.Transient, 2}, {orderapi.Delivered, 3},
+	}
+	if diff := cmp.Diff(wantSteps, got); diff != "" {
+		t.Errorf("steps (-want +got):\n%s", diff)
+	}
+}
+
+func TestMissingSecretSendsNothing(t *testing.T) {
+	var requests atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { requests.Add(1) }))
+	defer ts.Close()
+	sm := secretsmanager.NewFromConfig(awstest.Config(t))
+	arn := "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + awstest.Name(t, "missing")
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: arn}, sm)
+	res, err := c.Put(context.Background(), "A-1", order(t))
+	if err == nil || res.Sent || res.Class != orderapi.Transient || requests.Load() != 0 {
+		t.Errorf("Put = %+v, %v with %d requests; want an unsent transient failure", res, err, requests.Load())
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  orderapi.Config
+	}{
+		{"empty base", orderapi.Config{}},
+		{"no scheme", orderapi.Config{BaseURL: "api.example.com"}},
+		{"ftp", orderapi.Config{BaseURL: "ftp://api.example.com"}},
+		{"secret without client", orderapi.Config{BaseURL: "https://api.example.com", SecretARN: "arn:x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := orderapi.New(tc.cfg, nil, nil); err == nil {
+				t.Error("New: nil error, want one")
+			}
+		})
+	}
+}
