@@ -92,8 +92,10 @@ type Options struct {
 
 // Order is one valid order read from a file.
 type Order struct {
-	// ID is the order id. It may alias the Reader's internal buffer: it is valid only until
-	// the next call to Next. Use strings.Clone to keep it longer (for example as a map key).
+	// ID is the order id. It aliases the Reader's internal buffer (no allocation per line): it
+	// is valid only until the next call to Next, after which its bytes change. Use
+	// strings.Clone (or Order.Clone) to keep it longer: as a map key, in a batch, in a
+	// message attribute.
 	ID string
 	// Body is the order as a JSON object. For JSON Lines it is the line's object exactly as
 	// given (surrounding whitespace removed, no re-encoding: numbers keep their text). For CSV
@@ -102,6 +104,12 @@ type Order struct {
 	Body []byte
 	// Line is the 1-based line number of the order in the file.
 	Line int64
+}
+
+// Clone returns a copy of o that stays valid after the next call to Next: use it to keep an order
+// (or its ID) across calls, for example while filling a batch.
+func (o Order) Clone() Order {
+	return Order{ID: strings.Clone(o.ID), Body: bytes.Clone(o.Body), Line: o.Line}
 }
 
 // LineError is a rejected line. The Reader stays usable after returning one.
@@ -277,6 +285,12 @@ func (r *Reader) readLine() (line []byte, long bool, err error) {
 		for err == bufio.ErrBufferFull {
 			b, err = r.br.ReadSlice('\n')
 			n += int64(len(b))
+			if len(keep) < maxRaw {
+				keep = append(keep, bytes.TrimSuffix(b[:min(len(b), maxRaw-len(keep))], []byte{'\n'})...)
+			}
+		}
+		if len(keep) < maxRaw { // the whole line is kept: drop its "\r"
+			keep = bytes.TrimSuffix(keep, []byte{'\r'})
 		}
 		r.scratch = keep
 		b = keep
