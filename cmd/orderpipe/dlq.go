@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"flag"
+)
+
+// dlqCommands are the subcommands of dlq; each works on the orders dead-letter queue.
+func dlqCommands() []command {
+	return []command{
+		{"ls", "list parked orders without removing them", runDLQList},
+		{"show", "print one parked message: body and attributes", runDLQShow},
+		{"redrive", "move parked orders back to the orders queue", runDLQRedrive},
+		{"purge", "delete parked orders (all, or one class) after --yes", runDLQPurge},
+	}
+}
+
+func runDLQ(ctx context.Context, c *cli, args []string) error {
+	return dispatch(ctx, c, "orderpipe dlq", dlqCommands(), args)
+}
+
+// addFilter registers --class and --source on fs.
+func addFilter(fs *flag.FlagSet, f *filter) {
+	fs.StringVar(&f.class, "class", "", "only this failure class: permanent, exhausted, undecodable, unknown")
+	fs.StringVar(&f.source, "source", "", "only orders from this source (s3://bucket/key, or a prefix of it)")
+}
+
+// openDLQ connects and returns a scanner over the orders dead-letter queue looking at up to max
+// messages.
+func (c *cli) openDLQ(ctx context.Context, o *options, max int) (*session, scanner, error) {
+	s, err := c.connect(ctx, o)
+	if err != nil {
+		return nil, scanner{}, err
+	}
+	url, err := s.queueURL(ctx, resOrdersDLQ)
+	if err != nil {
+		return nil, scanner{}, err
+	}
+	return s, scanner{sqs: s.sqs, queueURL: url, max: max}, nil
+}

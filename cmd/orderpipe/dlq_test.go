@@ -1,0 +1,135 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// orderIDs returns the sorted order ids of a listing ("" for a message without one).
+func orderIDs(list []parked) []string {
+	var ids []string
+	for _, p := range list {
+		ids = append(ids, p.OrderID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func TestDLQList(t *testing.T) {
+	t.Parallel()
+	client, dlq := parkedQueue(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"all", nil, []string{"", "A1", "A2", "B1", "C1"}},
+		{"permanent", []string{"--class", "permanent"}, []string{"A1", "B1"}},
+		{"unknown: parked by the redrive policy", []string{"--class", "unknown"}, []string{"C1"}},
+		{"undecodable", []string{"--class", "undecodable"}, []string{""}},
+		{"source prefix", []string{"--source", "s3://in/uploads/a"}, []string{"A1", "A2"}},
+		{"class and source", []string{"--class", "permanent", "--source", "s3://in/uploads/b.csv"}, []string{"B1"}},
+		{"no match", []string{"--source", "s3://elsewhere/"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []parked
+			mustJSON(t, standIn(t, append([]string{"dlq", "ls", "--json", "--orders-dlq", dlq}, tc.args...)...), &got)
+			if diff := cmp.Diff(tc.want, orderIDs(got)); diff != "" {
+				t.Errorf("order ids (-want +got):\n%s", diff)
+			}
+			wantVisible(t, client, dlq, "5", "after ls")
+		})
+	}
+	t.Run("max", func(t *testing.T) {
+		var got []parked
+		mustJSON(t, standIn(t, "dlq", "ls", "--json", "--orders-dlq", dlq, "--max", "2"), &got)
+		if len(got) != 2 {
+			t.Errorf("got %d listed, want 2", len(got))
+		}
+	})
+	t.Run("fields", func(t *testing.T) {
+		var got []parked
+		mustJSON(t, standIn(t, "dlq", "ls", "--json", "--orders-dlq", dlq, "--class", "exhausted"), &got)
+		if len(got) != 1 {
+			t.Fatalf("got %d listed, want 1", len(got))
+		}
+		p := got[0]
+		p.MessageID, p.SentAt = "", p.SentAt.UTC()
+		if p.SentAt.IsZero() {
+			t.Errorf("got no SentTimestamp")
+		}
+		p.SentAt = p.SentAt.Truncate(0)
+		want := parked{OrderID: "A2", Class: "exhausted", Detail: "HTTP 503 after 8 attempts", Attempts: 8,
+			Source: "s3://in/uploads/a.jsonl", SourceVersion: "null", Line: 5, ParkedAt: "2026-11-20T11:00:00Z", SentAt: p.SentAt}
+		if diff := cmp.Diff(want, p); diff != "" {
+			t.Errorf("parked (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("text", func(t *testing.T) {
+		r := standIn(t, "dlq", "ls", "--orders-dlq", dlq, "--class", "permanent")
+		if r.code != exitOK {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != 3 || !strings.HasPrefix(lines[0], "MESSAGE ID") || !strings.Contains(r.stdout, "HTTP 422: amount must be positive") {
+			t.Errorf("got stdout\n%s\nwant a header and the 2 permanent orders", r.stdout)
+		}
+	})
+	wantVisible(t, client, dlq, "5", "at the end")
+}
+
+func TestDLQShow(t *testing.T) {
+	t.Parallel()
+	client, dlq := parkedQueue(t)
+	var list []parked
+	mustJSON(t, standIn(t, "dlq", "ls", "--json", "--orders-dlq", dlq, "--class", "permanent", "--source", "s3://in/uploads/b.csv"), &list)
+	if len(list) != 1 {
+		t.Fatalf("got %d listed, want 1", len(list))
+	}
+	id := list[0].MessageID
+
+	var got shownMessage
+	mustJSON(t, standIn(t, "dlq", "show", id, "--json", "--orders-dlq", dlq), &got)
+	if got.MessageID != id || got.Body != `{"id":"B1","amount":"3.00"}` {
+		t.Errorf("got message %s body %q; want %s with B1's body", got.MessageID, got.Body, id)
+	}
+	if got, want := got.Attributes["FailureDetail"], "HTTP 409: conflict"; got != want {
+		t.Errorf("got FailureDetail %q, want %q", got, want)
+	}
+	if got.System["SentTimestamp"] == "" {
+		t.Errorf("got no SentTimestamp among system attributes %v", got.System)
+	}
+
+	text := standIn(t, "dlq", "show", id, "--orders-dlq", dlq)
+	if text.code != exitOK || !strings.Contains(text.stdout, "  OrderId: B1\n") || !strings.HasSuffix(text.stdout, "body:\n{\"id\":\"B1\",\"amount\":\"3.00\"}\n") {
+		t.Errorf("got exit %d, stdout\n%s\nwant the attributes and the body", text.code, text.stdout)
+	}
+	wantCode(t, standIn(t, "dlq", "show", "no-such-id", "--orders-dlq", dlq), exitFailure, "not among the first 1000")
+	wantVisible(t, client, dlq, "5", "after show")
+}
+
+func TestDLQPurge(t *testing.T) {
+	t.Parallel()
+	client, dlq := parkedQueue(t)
+
+	var got purgeResult
+	mustJSON(t, standIn(t, "dlq", "purge", "--class", "permanent", "--yes", "--json", "--orders-dlq", dlq), &got)
+	if got.Deleted != 2 || got.Scanned != 5 || got.Whole {
+		t.Errorf("got %+v, want 2 deleted of 5 scanned, not whole", got)
+	}
+	var left []parked
+	mustJSON(t, standIn(t, "dlq", "ls", "--json", "--orders-dlq", dlq), &left)
+	if diff := cmp.Diff([]string{"", "A2", "C1"}, orderIDs(left)); diff != "" {
+		t.Errorf("left after purging permanent (-want +got):\n%s", diff)
+	}
+
+	got = purgeResult{}
+	mustJSON(t, standIn(t, "dlq", "purge", "--yes", "--json", "--orders-dlq", dlq), &got)
+	if !got.Whole || got.Deleted != 3 {
+		t.Errorf("got %+v, want the whole queue of 3 purged", got)
+	}
+	wantVisible(t, client, dlq, "0", "after purge")
+}

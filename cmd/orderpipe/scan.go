@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
+)
+
+// peekVisibility is how long a scanned message stays hidden at most; scan makes the ones it
+// keeps visible again as soon as it ends.
+const peekVisibility = 30 * time.Second
+
+// scanner reads a queue without consuming it: it receives up to max distinct messages, each
+// hidden for peekVisibility, hands each to a visitor, deletes the ones the visitor takes and
+// makes all others visible again before returning (even when ctx is cancelled). Each receive
+// increments the message's ApproximateReceiveCount.
+type scanner struct {
+	sqs      *sqs.Client
+	queueURL string
+	max      int
+}
+
+// verdict is a visitor's decision about one message.
+type verdict struct {
+	remove bool // delete the message
+	stop   bool // end the scan after this message
+}
+
+// scan visits messages until the queue returns none, max were seen, or the visitor stops.
+// It returns how many distinct messages were visited.
+func (s scanner) scan(ctx context.Context, visit func(sqstypes.Message) verdict) (n int, err error) {
+	seen := make(map[string]bool)
+	var held []sqstypes.Message
+	defer func() {
+		if rerr := s.release(context.WithoutCancel(ctx), held); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	for n < s.max {
+		out, err := s.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl:                    &s.queueURL,
+			MaxNumberOfMessages:         int32(min(10, s.max-n)),
+			VisibilityTimeout:           int32(peekVisibility / time.Second),
+			WaitTimeSeconds:             1,
+			MessageAttributeNames:       []string{"All"},
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
+		})
+		if err != nil {
+			return n, fmt.Errorf("receive from %s: %w", s.queueURL, err)
+		}
+		if len(out.Messages) == 0 {
+			return n, nil
+		}
+		var remove []sqstypes.Message
+		fresh, stop := 0, false
+		for _, m := range out.Messages {
+			id := aws.ToString(m.MessageId)
+			if seen[id] || stop || n >= s.max {
+				held = append(held, m) // came back after its visibility: keep its new handle to release
+				continue
+			}
+			seen[id] = true
+			fresh++
+			n++
+			v := visit(m)
+			if v.remove {
+				remove = append(remove, m)
+			} else {
+				held = append(held, m)
+			}
+			stop = v.stop
+		}
+		if err := s.remove(ctx, remove); err != nil {
+			return n, err
+		}
+		if stop || fresh == 0 {
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+// release makes messages visible again, ten at a time.
+func (s scanner) release(ctx context.Context, msgs []sqstypes.Message) error {
+	for chunk := range slices.Chunk(msgs, 10) {
+		entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(chunk))
+		for i, m := range chunk {
+			entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+		}
+		out, err := s.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &s.queueURL, Entries: entries})
+		if err != nil {
+			return fmt.Errorf("make messages visible again on %s: %w", s.queueURL, err)
+		}
+		if len(out.Failed) > 0 {
+			return fmt.Errorf("make messages visible again on %s: %d failed (%s): they reappear within %v", s.queueURL, len(out.Failed), aws.ToString(out.Failed[0].Message), peekVisibility)
+		}
+	}
+	return nil
+}
+
+// remove deletes messages, ten at a time.
+func (s scanner) remove(ctx context.Context, msgs []sqstypes.Message) error {
+	for chunk := range slices.Chunk(msgs, 10) {
+		entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(chunk))
+		for i, m := range chunk {
+			entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+		}
+		out, err := s.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &s.queueURL, Entries: entries})
+		if err != nil {
+			return fmt.Errorf("delete messages from %s: %w", s.queueURL, err)
+		}
+		if len(out.Failed) > 0 {
+			return fmt.Errorf("delete messages from %s: %d failed (%s)", s.queueURL, len(out.Failed), aws.ToString(out.Failed[0].Message))
+		}
+	}
+	return nil
+}
+
+// parked is what dlq ls shows of one parked order (docs/CONTRACTS.md, "Parked message").
+type parked struct {
+	MessageID     string    `json:"messageId"`
+	OrderID       string    `json:"orderId"`
+	Class         string    `json:"class"`
+	Detail        string    `json:"detail,omitempty"`
+	Attempts      int       `json:"attempts,omitempty"`
+	Source        string    `json:"source,omitempty"`
+	SourceVersion string    `json:"sourceVersion,omitempty"`
+	Line          int       `json:"line,omitempty"`
+	ParkedAt      string    `json:"parkedAt,omitempty"`
+	SentAt        time.Time `json:"sentAt"` // SentTimestamp: what SQS retention counts from
+}
+
+// parkedFrom reads a parked message's attributes. Missing attributes stay zero; a message
+// without a FailureClass has class unknown.
+func parkedFrom(m sqstypes.Message) parked {
+	attr := func(name string) string {
+		if v, ok := m.MessageAttributes[name]; ok {
+			return aws.ToString(v.StringValue)
+		}
+		return ""
+	}
+	p := parked{
+		MessageID:     aws.ToString(m.MessageId),
+		OrderID:       attr(order.AttrOrderID),
+		Class:         attr(order.AttrFailureClass),
+		Detail:        attr(order.AttrFailureDetail),
+		Source:        attr(order.AttrSource),
+		SourceVersion: attr(order.AttrSourceVersion),
+		ParkedAt:      attr(order.AttrParkedAt),
+		SentAt:        sentAt(m),
+	}
+	if p.Class == "" {
+		p.Class = order.ClassUnknown
+	}
+	p.Attempts, _ = strconv.Atoi(attr(order.AttrAttempts))
+	p.Line, _ = strconv.Atoi(attr(order.AttrLine))
+	return p
+}
+
+// sentAt is the message's SentTimestamp, or the zero time when absent.
+func sentAt(m sqstypes.Message) time.Time {
+	ms, err := strconv.ParseInt(m.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// classes are the failure classes a filter accepts.
+var classes = []string{order.ClassPermanent, order.ClassExhausted, order.ClassUndecodable, order.ClassUnknown}
+
+// filter selects parked orders by class and source; empty fields match everything. A source
+// matches exactly or as a prefix (s3://bucket/uploads/2026/).
+type filter struct {
+	class  string
+	source string
+}
+
+func (f filter) validate() error {
+	if f.class == "" {
+		return nil
+	}
+	for _, c := range classes {
+		if f.class == c {
+			return nil
+		}
+	}
+	return usageErrorf("unknown class %q: one of %s", f.class, strings.Join(classes, ", "))
+}
+
+func (f filter) match(p parked) bool {
+	return (f.class == "" || p.Class == f.class) && (f.source == "" || strings.HasPrefix(p.Source, f.source))
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+)
+
+// pipelineQueues creates the four queues; the orders queue holds backlog messages and the
+// orders DLQ the parked fixtures. Both orders queues keep messages for retention.
+func pipelineQueues(t *testing.T, backlog int, retention time.Duration) []string {
+	t.Helper()
+	cfg := awstest.Config(t)
+	client := awstest.SQS(cfg)
+	keep := map[string]string{"MessageRetentionPeriod": fmt.Sprint(int(retention.Seconds()))}
+	files, _ := awstest.NewQueue(t, cfg, nil)
+	filesDLQ, _ := awstest.NewQueue(t, cfg, nil)
+	orders, _ := awstest.NewQueue(t, cfg, keep)
+	ordersDLQ, _ := awstest.NewQueue(t, cfg, keep)
+	for i := 0; i < backlog; i += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for j := i; j < min(i+10, backlog); j++ {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(j)), MessageBody: aws.String(fmt.Sprintf(`{"id":"o-%d"}`, j))})
+		}
+		if _, err := client.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: &orders, Entries: entries}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seedParked(t, client, ordersDLQ)
+	return []string{"--files-queue", files, "--files-dlq", filesDLQ, "--orders-queue", orders, "--orders-dlq", ordersDLQ}
+}
+
+// warningsAbout says, for each prefix in order, whether a warning starts with it.
+func warningsAbout(r statusReport, prefixes ...string) []bool {
+	var got []bool
+	for _, p := range prefixes {
+		found := false
+		for _, w := range r.Warnings {
+			found = found || strings.HasPrefix(w, p)
+		}
+		got = append(got, found)
+	}
+	return got
+}
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	short := pipelineQueues(t, 100, time.Minute)
+	long := pipelineQueues(t, 30, 14*24*time.Hour)
+	for _, tc := range []struct {
+		name       string
+		queues     []string
+		args       []string
+		wantBack   int64
+		wantETA    int64
+		wantWarn   []bool // orders, orders-dlq
+		ordersPeek bool
+	}{
+		{"backlog outlives a short retention", short, []string{"--rate", "1"}, 100, 100, []bool{true, true}, false},
+		{"a faster API drains it in time", short, []string{"--rate", "10"}, 100, 10, []bool{false, true}, false},
+		{"long retention", long, nil, 30, 30, []bool{false, false}, false},
+		{"peek the source queues too", long, []string{"--peek-queues"}, 30, 30, []bool{false, false}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got statusReport
+			mustJSON(t, standIn(t, append(append([]string{"status", "--json"}, tc.queues...), tc.args...)...), &got)
+			if got.Backlog != tc.wantBack || got.ETASeconds != tc.wantETA {
+				t.Errorf("got backlog %d ETA %ds, want %d and %ds", got.Backlog, got.ETASeconds, tc.wantBack, tc.wantETA)
+			}
+			wantClasses := map[string]int{"permanent": 2, "exhausted": 1, "undecodable": 1, "unknown": 1}
+			if diff := cmp.Diff(wantClasses, got.ParkedByClass); diff != "" || got.ParkedPeeked != 5 {
+				t.Errorf("parked by class (-want +got):\n%s peeked %d, want 5", diff, got.ParkedPeeked)
+			}
+			if diff := cmp.Diff(tc.wantWarn, warningsAbout(got, "orders:", "orders-dlq:")); diff != "" {
+				t.Errorf("warnings %q (-want +got):\n%s", got.Warnings, diff)
+			}
+			if len(got.Queues) != 4 {
+				t.Fatalf("got %d queues, want 4", len(got.Queues))
+			}
+			orders, dlq := got.Queues[2], got.Queues[3]
+			if dlq.Queue != "orders-dlq" || dlq.Visible != 5 || dlq.AgeSource != agePeek || dlq.OldestAgeSeconds == nil {
+				t.Errorf("got orders-dlq %+v, want 5 visible and an age from peeking", dlq)
+			}
+			if gotPeek := orders.AgeSource == agePeek; gotPeek != tc.ordersPeek {
+				t.Errorf("got orders age source %q; peeked %v, want %v", orders.AgeSource, gotPeek, tc.ordersPeek)
+			}
+		})
+	}
+	t.Run("text", func(t *testing.T) {
+		r := standIn(t, append([]string{"status"}, short...)...)
+		for _, want := range []string{"QUEUE", "orders-dlq", "parked by class (5 peeked): permanent 2, exhausted 1, undecodable 1, unknown 1",
+			"orders backlog: 100, ETA 1m40s at 1 rps", "WARNING: orders: backlog of 100 needs 1m40s"} {
+			if r.code != exitOK || !strings.Contains(r.stdout, want) {
+				t.Errorf("got exit %d, stdout\n%s\nwant it to contain %q", r.code, r.stdout, want)
+			}
+		}
+	})
+}
+
+// fakeMetrics serves GetMetricStatistics from a function (moto does not speak CloudWatch's
+// current protocol, so this part is tested at the consumer-side interface).
+type fakeMetrics func(*cloudwatch.GetMetricStatisticsInput) (*cloudwatch.GetMetricStatisticsOutput, error)
+
+func (f fakeMetrics) GetMetricStatistics(_ context.Context, in *cloudwatch.GetMetricStatisticsInput, _ ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricStatisticsOutput, error) {
+	return f(in)
+}
+
+func TestCloudWatchAge(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	point := func(minAgo int, age float64) cwtypes.Datapoint {
+		return cwtypes.Datapoint{Timestamp: aws.Time(now.Add(-time.Duration(minAgo) * time.Minute)), Maximum: aws.Float64(age)}
+	}
+	for _, tc := range []struct {
+		name    string
+		points  []cwtypes.Datapoint
+		wantAge *int64
+	}{
+		{"latest of several", []cwtypes.Datapoint{point(3, 100), point(1, 160), point(2, 130)}, aws.Int64(160)},
+		{"no datapoints: unknown", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var asked *cloudwatch.GetMetricStatisticsInput
+			st := statusRun{now: now, metrics: fakeMetrics(func(in *cloudwatch.GetMetricStatisticsInput) (*cloudwatch.GetMetricStatisticsOutput, error) {
+				asked = in
+				return &cloudwatch.GetMetricStatisticsOutput{Datapoints: tc.points}, nil
+			})}
+			q := queueStatus{Queue: "orders", URL: "https://sqs.eu-west-1.amazonaws.com/123456789012/orderpipe-orders"}
+			if err := st.cloudWatchAge(context.Background(), &q); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := aws.ToString(asked.Dimensions[0].Value), "orderpipe-orders"; got != want || aws.ToString(asked.Namespace) != "AWS/SQS" || aws.ToString(asked.MetricName) != "ApproximateAgeOfOldestMessage" {
+				t.Errorf("asked for %s %s QueueName=%s, want AWS/SQS ApproximateAgeOfOldestMessage QueueName=%s", aws.ToString(asked.Namespace), aws.ToString(asked.MetricName), got, want)
+			}
+			if diff := cmp.Diff(tc.wantAge, q.OldestAgeSeconds); diff != "" {
+				t.Errorf("age (-want +got):\n%s", diff)
+			}
+			if got, want := q.AgeSource != "", tc.wantAge != nil; got != want {
+				t.Errorf("got age source %q, want one: %v", q.AgeSource, want)
+			}
+		})
+	}
+}
