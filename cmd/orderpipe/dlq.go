@@ -21,8 +21,8 @@ func runDLQ(ctx context.Context, c *cli, args []string) error {
 
 // addFilter registers --class and --source on fs.
 func addFilter(fs *flag.FlagSet, f *filter) {
-	fs.StringVar(&f.class, "class", "", "only this failure class: permanent, exhausted, undecodable, unknown")
-	fs.StringVar(&f.source, "source", "", "only orders from this source (s3://bucket/key, or a prefix of it)")
+	fs.Var((*classList)(&f.classes), "class", "only these failure classes, comma-separated: permanent, exhausted, undecodable, unknown")
+	fs.StringVar(&f.source, "source", "", `only orders from this source: s3://bucket/key, or a prefix ending in "*"`)
 }
 
 // openDLQ connects and returns a scanner over the orders dead-letter queue looking at up to max

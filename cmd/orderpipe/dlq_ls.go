@@ -17,9 +17,6 @@ func runDLQList(ctx context.Context, c *cli, args []string) error {
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
-	if err := f.validate(); err != nil {
-		return err
-	}
 	if *maxList < 1 || *maxScan < 1 {
 		return usageErrorf("dlq ls: --max and --scan must be >= 1")
 	}

@@ -27,9 +27,6 @@ func runDLQPurge(ctx context.Context, c *cli, args []string) error {
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
-	if err := f.validate(); err != nil {
-		return err
-	}
 	if !*yes {
 		return usageErrorf("dlq purge: deletes parked orders for good; add --yes to confirm (see them first with dlq ls)")
 	}
@@ -39,7 +36,7 @@ func runDLQPurge(ctx context.Context, c *cli, args []string) error {
 	}
 	url := sc.queueURL
 	res := purgeResult{Queue: url}
-	if f == (filter{}) {
+	if f.empty() {
 		st, err := statusRun{s: s}.queue(ctx, "orders-dlq", url)
 		if err != nil {
 			return fmt.Errorf("dlq purge: %w", err)

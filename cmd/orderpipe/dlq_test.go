@@ -30,7 +30,9 @@ func TestDLQList(t *testing.T) {
 		{"permanent", []string{"--class", "permanent"}, []string{"A1", "B1"}},
 		{"unknown: parked by the redrive policy", []string{"--class", "unknown"}, []string{"C1"}},
 		{"undecodable", []string{"--class", "undecodable"}, []string{""}},
-		{"source prefix", []string{"--source", "s3://in/uploads/a"}, []string{"A1", "A2"}},
+		{"source prefix", []string{"--source", "s3://in/uploads/a*"}, []string{"A1", "A2"}},
+		{"exact source", []string{"--source", "s3://in/uploads/a"}, nil},
+		{"two classes", []string{"--class", "permanent,unknown"}, []string{"A1", "B1", "C1"}},
 		{"class and source", []string{"--class", "permanent", "--source", "s3://in/uploads/b.csv"}, []string{"B1"}},
 		{"no match", []string{"--source", "s3://elsewhere/"}, nil},
 	} {

@@ -24,6 +24,9 @@
 // Exit codes: 0 success, 1 failure (the error is on stderr), 2 usage (bad flags or arguments,
 // or a resource the command needs is not configured).
 //
+// --class takes one or more classes, comma-separated; --source an exact s3://bucket/key or a
+// prefix ending in "*", as pkg/redrive selects.
+//
 // Reading a dead-letter queue is a peek: messages are received with a short visibility timeout
 // and made visible again at once, never deleted (except by purge). Each peek counts as a receive
 // (ApproximateReceiveCount); the dead-letter queues have no redrive policy, so that is harmless

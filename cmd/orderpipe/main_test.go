@@ -18,6 +18,7 @@ func TestUsage(t *testing.T) {
 		{"upload without bucket", []string{"upload", "testdata/orders.jsonl", "--endpoint", "http://127.0.0.1:1"}, exitUsage, "no bucket"},
 		{"purge without yes", []string{"dlq", "purge", "--orders-dlq", "q"}, exitUsage, "add --yes"},
 		{"unknown class", []string{"dlq", "ls", "--class", "weird"}, exitUsage, `unknown class "weird"`},
+		{"unknown class among several", []string{"dlq", "purge", "--yes", "--class", "permanent,weird"}, exitUsage, `unknown class "weird"`},
 		{"bad rate", []string{"status", "--rate", "0"}, exitUsage, "--rate 0"},
 		{"show without id", []string{"dlq", "show"}, exitUsage, "want one MESSAGE-ID"},
 		{"stray argument", []string{"status", "extra"}, exitUsage, "unexpected arguments extra"},

@@ -178,25 +178,41 @@ func sentAt(m sqstypes.Message) time.Time {
 // classes are the failure classes a filter accepts.
 var classes = []string{order.ClassPermanent, order.ClassExhausted, order.ClassUndecodable, order.ClassUnknown}
 
-// filter selects parked orders by class and source; empty fields match everything. A source
-// matches exactly or as a prefix (s3://bucket/uploads/2026/).
+// filter selects parked orders by class and source, as pkg/redrive does; empty fields match
+// everything.
 type filter struct {
-	class  string
+	classes []string // any of these classes
+	// source is an exact s3://bucket/key, or a prefix when it ends in "*"
+	// ("s3://bucket/uploads/2026/*").
 	source string
 }
 
-func (f filter) validate() error {
-	if f.class == "" {
-		return nil
-	}
-	for _, c := range classes {
-		if f.class == c {
-			return nil
+// classList is a flag.Value of comma-separated failure classes.
+type classList []string
+
+func (l *classList) String() string { return strings.Join(*l, ",") }
+
+func (l *classList) Set(v string) error {
+	for _, c := range strings.Split(v, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
 		}
+		if !slices.Contains(classes, c) {
+			return fmt.Errorf("unknown class %q: one of %s", c, strings.Join(classes, ", "))
+		}
+		*l = append(*l, c)
 	}
-	return usageErrorf("unknown class %q: one of %s", f.class, strings.Join(classes, ", "))
+	return nil
 }
 
+func (f filter) empty() bool { return len(f.classes) == 0 && f.source == "" }
+
 func (f filter) match(p parked) bool {
-	return (f.class == "" || p.Class == f.class) && (f.source == "" || strings.HasPrefix(p.Source, f.source))
+	if len(f.classes) > 0 && !slices.Contains(f.classes, p.Class) {
+		return false
+	}
+	if prefix, ok := strings.CutSuffix(f.source, "*"); ok {
+		return strings.HasPrefix(p.Source, prefix)
+	}
+	return f.source == "" || p.Source == f.source
 }
