@@ -1,0 +1,61 @@
+// Command ingest is the ingest Lambda function: it reads order files named by files-queue
+// messages and sends their orders to the orders queue (see pkg/ingest).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/orderpipe/orderpipe/pkg/ingest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		slog.Error("ingest: start", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := ingest.LoadConfig(os.Getenv)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(slog.New(minLevel{lambdacontext.NewLogHandler(), cfg.LogLevel}))
+	awsCfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		return fmt.Errorf("load AWS config: %w", err)
+	}
+	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL") != "" // the local stand-in needs it
+	})
+	h := ingest.New(cfg, s3c, sqs.NewFromConfig(awsCfg))
+	lambda.Start(h.Handle)
+	return nil
+}
+
+// minLevel drops records below LOG_LEVEL on top of the Lambda handler's own level.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(a), h.level}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.level}
+}

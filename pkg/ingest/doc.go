@@ -1,0 +1,81 @@
+// Package ingest turns order files into order messages: for each object version named by a
+// files-queue message it streams the object from S3, reads it with pkg/order, sends every valid
+// order to the orders queue and writes, in the same bucket (docs/CONTRACTS.md):
+//
+//   - rejects/{key}.jsonl: one {"line","reason","raw"} line per rejected line (written only when
+//     there is at least one);
+//   - reports/{key}.json: the Report (lines, enqueued, rejected, duplicate ids, ...);
+//   - state/{key}@{version}.json: the claim and checkpoint (State), with two sidecars while the
+//     file is in progress, state/{key}@{version}.ids (the id set) and
+//     state/{key}@{version}.rejects-N.jsonl (rejects of earlier invocations), deleted at the end.
+//
+// # Sending
+//
+// Orders go out with SendMessageBatch: at most 10 entries and 256 KiB (bodies plus attributes,
+// counted as SQS counts them) per batch; an entry alone above 256 KiB goes alone (SQS takes up
+// to 1 MiB a message). SEND_CONCURRENCY batches are in flight. Entries that come back in
+// Failed with SenderFault=false are retried with exponential backoff and full jitter, at most
+// 5 sends, then the file's message fails; an entry refused for a fault of its own
+// (SenderFault=true, e.g. characters SQS does not accept) becomes a rejected line, "refused by
+// the queue: CODE". Whole-call errors are retried by the SDK's retryer only.
+//
+// # Exactly one owner per object version
+//
+// S3 and SQS deliver at least once, so the same object version may be named by several
+// messages, at the same time. The state object is the claim: the first invocation creates it
+// with a conditional write (If-None-Match: *; moto 5.2.1 supports it, and If-Match, on
+// PutObject, as S3 does since 2024). Every later write of the state is a compare-and-swap on
+// the ETag the owner last wrote (If-Match), so a stale owner can never overwrite a newer one.
+// A message for a version whose state is
+//
+//   - done: is skipped (logged) and succeeds; nothing is sent again;
+//   - running, lease live, not handed to this message: fails with ErrBusy. It is not dropped:
+//     it comes back after the files queue's visibility timeout (6 x the function timeout), by
+//     when the owner has finished (skip) or its lease has run out (take over). Dropping it
+//     would also be safe while the owner's own message exists, but failing it relies on nothing;
+//   - running with a lease run out, or handed to this continuation's token: is taken over
+//     (compare-and-swap) and resumed from the checkpoint.
+//
+// The lease of a claim ends LeaseSlack after the invocation's deadline (DefaultLease from now
+// without one). On an error the claim is released at once (lease in the past) so that the
+// retried message resumes without waiting.
+//
+// # Checkpoints and continuations
+//
+// CHECKPOINT_MARGIN before the deadline, after the line in hand, the invocation flushes every
+// batch, saves the checkpoint (byte offset of the decompressed object through the last line
+// read, that line's number, the CSV header, the counts, the id set, the rejects so far), hands
+// the claim to a fresh token, sends a continuation carrying the token to FILES_QUEUE_URL and
+// finishes the message successfully. The continuation resumes with a ranged GET
+// (Range: bytes=offset-) and order.NewReader with the header and start line. A gzip object has
+// no byte ranges: it is read from the start again and the first offset decompressed bytes are
+// discarded. Reads are pinned to the version id, or for an unversioned bucket to the ETag of
+// the first read (If-Match): an object overwritten meanwhile fails loudly instead of mixing
+// two files. (An unversioned object overwritten after it was done shares the state key
+// `@null` and is skipped as done: the uploads bucket must be versioned.)
+// The invocation also saves a checkpoint every Config.CheckpointEvery without stopping, so a
+// crash re-sends at most that much; the order API's Idempotency-Key absorbs such re-sends.
+// When several files-queue messages arrive in one batch and the checkpoint time has come, the
+// later ones are put back on the files queue as continuations without a token.
+//
+// # Duplicate ids inside a file
+//
+// The second and later lines with an id already seen in the file are rejected with reason
+// "duplicate id" and listed in the report (the first MaxListedDuplicates). The ids seen are
+// kept as 64-bit FNV-1a hashes in an open-addressing table, at most MaxTrackedIDs of them
+// (16 MiB); beyond that new ids are still checked but not remembered and the report says
+// "duplicateCheck": "partial". The table is saved with each checkpoint. A hash collision would
+// reject a distinct order as a duplicate (about 3e-8 for a million ids): it is listed in the
+// rejects and can be resubmitted. The API's Idempotency-Key is the backstop for what the check
+// misses.
+//
+// # Failures
+//
+// A file that cannot be read at all (unknown extension, larger than MAX_FILE_BYTES) is refused
+// whole: report with "refused", no orders. A file that turns out broken half-way (bad CSV
+// header, corrupt gzip) stops there: what came before is sent, the report says "stopped".
+// Both are done: retrying cannot help. A missing object (ErrObjectMissing), a queue that keeps
+// failing (ErrSendFailed), S3 or SQS errors and ErrBusy fail the message, which is retried
+// and, past maxReceiveCount, parked on the files DLQ. Handle never returns an error: each
+// failed message is logged once and listed in BatchItemFailures.
+package ingest

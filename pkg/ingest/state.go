@@ -1,0 +1,201 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
+)
+
+// Status values of a state object.
+const (
+	StatusRunning = "running"
+	StatusDone    = "done"
+)
+
+// State is the content of the state object `state/{key}@{version}.json`: the claim on one
+// object version and its checkpoint.
+type State struct {
+	Status     string    `json:"status"`     // StatusRunning or StatusDone
+	Owner      string    `json:"owner"`      // token of the invocation that holds the claim
+	LeaseUntil time.Time `json:"leaseUntil"` // the claim is abandoned after this instant
+
+	Bucket  string `json:"bucket"`
+	Key     string `json:"key"`
+	Version string `json:"version"`        // version id or order.NullVersion
+	ETag    string `json:"eTag,omitempty"` // of the object, from the first GET
+	Size    int64  `json:"size"`           // of the object, from the first GET
+
+	// Checkpoint: everything before Offset (bytes of the decompressed object) is done.
+	Offset int64    `json:"offset"`
+	Line   int64    `json:"line"`             // line number of the last line before Offset
+	Header []string `json:"header,omitempty"` // CSV header
+
+	Lines                 int64    `json:"lines"`
+	Enqueued              int64    `json:"enqueued"`
+	Rejected              int64    `json:"rejected"`
+	DuplicateIDs          []string `json:"duplicateIds,omitempty"`
+	DuplicateIDsTruncated bool     `json:"duplicateIdsTruncated,omitempty"`
+	DuplicateCheckPartial bool     `json:"duplicateCheckPartial,omitempty"`
+	TrackedIDs            int      `json:"trackedIds,omitempty"`  // hashes in the .ids sidecar
+	RejectParts           int      `json:"rejectParts,omitempty"` // .rejects-N.jsonl sidecars
+	Continuations         int      `json:"continuations"`
+
+	Refused    string    `json:"refused,omitempty"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+}
+
+// object names one object version.
+type object struct {
+	Bucket, Key, Version string // Version is order.NullVersion when unversioned
+}
+
+func (o object) versionID() *string {
+	if o.Version == order.NullVersion {
+		return nil
+	}
+	return aws.String(o.Version)
+}
+
+func (o object) source() string      { return "s3://" + o.Bucket + "/" + o.Key }
+func (o object) statePrefix() string { return "state/" + o.Key + "@" + o.Version }
+func (o object) stateKey() string    { return o.statePrefix() + ".json" }
+func (o object) idsKey() string      { return o.statePrefix() + ".ids" }
+func (o object) rejectPartKey(n int) string {
+	return fmt.Sprintf("%s.rejects-%d.jsonl", o.statePrefix(), n)
+}
+func (o object) rejectsKey() string { return "rejects/" + o.Key + ".jsonl" }
+func (o object) reportKey() string  { return "reports/" + o.Key + ".json" }
+
+// Errors of the claim.
+var (
+	// ErrBusy: another live invocation holds the claim on the object version. The message is
+	// retried after the files queue's visibility timeout, by when the claim is done or its
+	// lease has run out.
+	ErrBusy = errors.New("object version is being ingested by another invocation")
+	// errDone: the object version was ingested already.
+	errDone = errors.New("object version already ingested")
+)
+
+// objectStore is the part of the S3 client the state needs.
+type objectStore interface {
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+}
+
+// claim is a held claim: the state as last written and the ETag to write it again.
+type claim struct {
+	obj   object
+	state State
+	etag  string
+}
+
+// newToken returns a random owner token.
+func newToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// acquire claims obj for an invocation whose lease ends at lease. A fresh object version is
+// claimed with a conditional create (If-None-Match: *). An existing claim is taken over, with
+// a compare-and-swap on its ETag (If-Match), only when it was handed to token by a
+// checkpoint or its lease has run out; a done one gives errDone and a live one ErrBusy.
+func acquire(ctx context.Context, st objectStore, obj object, etag, token string, now, lease time.Time) (*claim, error) {
+	c := &claim{obj: obj, state: State{
+		Status: StatusRunning, Owner: newToken(), LeaseUntil: lease,
+		Bucket: obj.Bucket, Key: obj.Key, Version: obj.Version, ETag: etag, StartedAt: now,
+	}}
+	err := c.put(ctx, st, &s3.PutObjectInput{IfNoneMatch: aws.String("*")})
+	if !isPreconditionFailed(err) {
+		return c, err
+	}
+	cur, curETag, err := getState(ctx, st, obj)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case cur.Status == StatusDone:
+		return nil, errDone
+	case token != "" && cur.Owner == token: // handed to us by a checkpoint
+	case now.After(cur.LeaseUntil): // abandoned: its owner crashed or gave up
+	default:
+		return nil, fmt.Errorf("claim %s: %w (lease until %s)", obj.stateKey(), ErrBusy, cur.LeaseUntil.Format(time.RFC3339))
+	}
+	c.state, c.etag = cur, curETag
+	c.state.Owner, c.state.LeaseUntil = newToken(), lease
+	if err := c.save(ctx, st); err != nil {
+		if isPreconditionFailed(err) {
+			return nil, fmt.Errorf("claim %s: %w (taken over meanwhile)", obj.stateKey(), ErrBusy)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// save writes the claim's state if nobody wrote it since this claim did (If-Match).
+func (c *claim) save(ctx context.Context, st objectStore) error {
+	return c.put(ctx, st, &s3.PutObjectInput{IfMatch: aws.String(c.etag)})
+}
+
+func (c *claim) put(ctx context.Context, st objectStore, in *s3.PutObjectInput) error {
+	b, err := json.Marshal(c.state)
+	if err != nil {
+		return fmt.Errorf("encode state %s: %w", c.obj.stateKey(), err)
+	}
+	in.Bucket, in.Key = aws.String(c.obj.Bucket), aws.String(c.obj.stateKey())
+	in.Body, in.ContentType = bytes.NewReader(b), aws.String("application/json")
+	out, err := st.PutObject(ctx, in)
+	if err != nil {
+		return fmt.Errorf("write state %s: %w", c.obj.stateKey(), err)
+	}
+	c.etag = aws.ToString(out.ETag)
+	return nil
+}
+
+// getState reads the state object of obj and its ETag.
+func getState(ctx context.Context, st objectStore, obj object) (State, string, error) {
+	out, err := st.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.stateKey())})
+	if err != nil {
+		return State{}, "", fmt.Errorf("read state %s: %w", obj.stateKey(), err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return State{}, "", fmt.Errorf("read state %s: %w", obj.stateKey(), err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return State{}, "", fmt.Errorf("decode state %s: %w", obj.stateKey(), err)
+	}
+	return s, aws.ToString(out.ETag), nil
+}
+
+// isPreconditionFailed reports whether err is S3's answer to a failed If-Match/If-None-Match.
+func isPreconditionFailed(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "PreconditionFailed"
+}
+
+// isNotFound reports whether err says the object or version does not exist.
+func isNotFound(err error) bool {
+	var nsk *s3types.NoSuchKey
+	var ae smithy.APIError
+	return errors.As(err, &nsk) || (errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchVersion" || ae.ErrorCode() == "NotFound"))
+}
+
+// versionIDString is the version id for an S3 request or record: "" when unversioned.
+func (o object) versionIDString() string { return aws.ToString(o.versionID()) }
