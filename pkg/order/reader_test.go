@@ -61,15 +61,34 @@ func bad(line int64, reason, raw string) result { return result{Line: line, Reas
 // ignoreOffset compares results without their offsets.
 var ignoreOffset = cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Offset" }, cmp.Ignore())
 
+// readCase is one input file and the results expected from it.
+type readCase struct {
+	name string
+	in   string
+	opts Options
+	want []result
+}
+
+// runReadCases reads each case's input in format f and compares the results.
+func runReadCases(t *testing.T, f Format, tests []readCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readAll(t, NewReader(strings.NewReader(tt.in), f, tt.opts))
+			if err != nil {
+				t.Fatalf("read: got error %v, want none", err)
+			}
+			if diff := cmp.Diff(tt.want, got, ignoreOffset); diff != "" {
+				t.Errorf("results (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestReaderJSONLines(t *testing.T) {
 	long := `{"id":"L1","pad":"` + strings.Repeat("x", 300<<10) + `"}`
 	exact := `{"id":"E1","pad":"` + strings.Repeat("x", DefaultMaxLineBytes-len(`{"id":"E1","pad":""}`)) + `"}`
-	tests := []struct {
-		name string
-		in   string
-		opts Options
-		want []result
-	}{
+	tests := []readCase{
 		{"empty file", "", Options{}, nil},
 		{"only blank lines", "\n \n\t\r\n", Options{}, nil},
 		{"line numbers count blank lines", "\n\n{\"id\":\"a\"}\n  \n\t\n{\"id\":\"b\"}\n", Options{},
@@ -133,26 +152,11 @@ func TestReaderJSONLines(t *testing.T) {
 		{"raw is at most 1 KiB", `{"id":1,"pad":"` + strings.Repeat("y", 2000) + `"}`, Options{},
 			[]result{bad(1, ReasonIDNotString, (`{"id":1,"pad":"` + strings.Repeat("y", 2000))[:1024])}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := readAll(t, NewReader(strings.NewReader(tt.in), JSONLines, tt.opts))
-			if err != nil {
-				t.Fatalf("read: got error %v, want none", err)
-			}
-			if diff := cmp.Diff(tt.want, got, ignoreOffset); diff != "" {
-				t.Errorf("results (-want +got):\n%s", diff)
-			}
-		})
-	}
+	runReadCases(t, JSONLines, tests)
 }
 
 func TestReaderCSV(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		opts Options
-		want []result
-	}{
+	tests := []readCase{
 		{"empty file", "", Options{}, nil},
 		{"header only", "id,name\n", Options{}, nil},
 		{"blank lines before the header", "\n \nid,name\n1,a\n", Options{}, []result{ok(4, "1", `{"id":"1","name":"a"}`)}},
@@ -181,17 +185,7 @@ func TestReaderCSV(t *testing.T) {
 		{"resume with a header", "A5,x\n", Options{Header: []string{"id", "name"}, StartLine: 4},
 			[]result{ok(5, "A5", `{"id":"A5","name":"x"}`)}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := readAll(t, NewReader(strings.NewReader(tt.in), CSV, tt.opts))
-			if err != nil {
-				t.Fatalf("read: got error %v, want none", err)
-			}
-			if diff := cmp.Diff(tt.want, got, ignoreOffset); diff != "" {
-				t.Errorf("results (-want +got):\n%s", diff)
-			}
-		})
-	}
+	runReadCases(t, CSV, tests)
 }
 
 func TestReaderCSVBadHeader(t *testing.T) {
