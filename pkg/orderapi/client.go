@@ -105,9 +105,8 @@ type Client struct {
 // New returns a Client. hc may be nil: the client then uses its own keep-alive transport. sm may
 // be nil when cfg.SecretARN is empty. The client never follows redirects.
 func New(cfg Config, hc *http.Client, sm SecretsAPI) (*Client, error) {
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("order API base URL %q: want http(s)://host[/path]", cfg.BaseURL)
+	if err := CheckBaseURL(cfg.BaseURL); err != nil {
+		return nil, err
 	}
 	if cfg.SecretARN != "" && sm == nil {
 		return nil, errors.New("order API secret ARN set but no Secrets Manager client given")
@@ -132,6 +131,15 @@ func New(cfg Config, hc *http.Client, sm SecretsAPI) (*Client, error) {
 	c := *hc
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), http: &c, secrets: sm}, nil
+}
+
+// CheckBaseURL returns an error unless base is an absolute http(s) URL usable as Config.BaseURL.
+func CheckBaseURL(base string) error {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("order API base URL %q: want http(s)://host[/path]", base)
+	}
+	return nil
 }
 
 // Budget is the timeout the next request would get: min(Timeout, deadline - now - Margin). It is

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
+)
+
+func main() {
+	d, err := wire(context.Background())
+	if err != nil {
+		slog.Error("dispatch: cannot start", "error", err)
+		os.Exit(1)
+	}
+	lambda.Start(d.Handle)
+}
+
+// wire builds the Dispatcher once per process, so its limiter paces across warm invocations.
+func wire(ctx context.Context) (*dispatch.Dispatcher, error) {
+	cfg, err := dispatch.LoadConfig(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	slog.SetDefault(dispatch.NewLogger(cfg.LogLevel))
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS config: %w", err)
+	}
+	var secrets orderapi.SecretsAPI
+	if cfg.APISecretARN != "" {
+		secrets = secretsmanager.NewFromConfig(awsCfg)
+	}
+	api, err := orderapi.New(cfg.OrderAPI(), nil, secrets)
+	if err != nil {
+		return nil, fmt.Errorf("order API client: %w", err)
+	}
+	return dispatch.New(cfg, sqs.NewFromConfig(awsCfg), api, dispatch.Options{}), nil
+}

@@ -1,0 +1,389 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"golang.org/x/time/rate"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
+)
+
+// Queue is the part of the SQS client the Dispatcher uses.
+type Queue interface {
+	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+}
+
+// OrderAPI is the part of *orderapi.Client the Dispatcher uses.
+type OrderAPI interface {
+	Put(ctx context.Context, id string, body []byte) (orderapi.Result, error)
+	Budget(ctx context.Context) time.Duration
+}
+
+// Clock is the Dispatcher's time. Sleep returns early with ctx's error.
+type Clock interface {
+	Now() time.Time
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Options are the Dispatcher's injected dependencies; every zero field takes the real one.
+type Options struct {
+	Clock   Clock          // default: the system clock
+	Rand    func() float64 // [0, 1), for backoff jitter; default math/rand/v2
+	Logger  *slog.Logger   // default slog.Default()
+	Metrics io.Writer      // EMF lines; default os.Stdout
+	Limiter *rate.Limiter  // default: PerInstanceRate, burst 1
+}
+
+// Limits of SQS used when deciding visibility.
+const (
+	// maxVisibility keeps a margin under the 12 h a message may stay invisible in total since
+	// its receipt: the ESM received it moments before the invocation.
+	maxVisibility = pipeline.MaxVisibility - 5*time.Minute
+	maxDelay      = 15 * time.Minute // SendMessage DelaySeconds maximum
+	maxAttributes = 10               // message attributes per SQS message
+	sqsCallBudget = 5 * time.Second  // bookkeeping calls run detached from the invocation's cancel
+)
+
+// Dispatcher delivers order messages to the order API at the paced rate. One Dispatcher lives
+// for the whole process (a warm Lambda instance), so its limiter paces across invocations. It is
+// safe for concurrent use.
+type Dispatcher struct {
+	cfg     Config
+	queue   Queue
+	api     OrderAPI
+	clock   Clock
+	rand    func() float64
+	log     *slog.Logger
+	limiter *rate.Limiter
+
+	mu          sync.Mutex
+	pausedUntil time.Time // the API asked to wait (Retry-After) until then
+	metricsOut  io.Writer
+}
+
+// New returns a Dispatcher. cfg must be valid (LoadConfig or Config.Validate).
+func New(cfg Config, queue Queue, api OrderAPI, opts Options) *Dispatcher {
+	d := &Dispatcher{cfg: cfg, queue: queue, api: api, clock: opts.Clock, rand: opts.Rand,
+		log: opts.Logger, limiter: opts.Limiter, metricsOut: opts.Metrics}
+	if d.clock == nil {
+		d.clock = systemClock{}
+	}
+	if d.rand == nil {
+		d.rand = rand.Float64
+	}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	if d.metricsOut == nil {
+		d.metricsOut = os.Stdout
+	}
+	if d.limiter == nil {
+		d.limiter = rate.NewLimiter(rate.Limit(cfg.PerInstanceRate()), 1)
+	}
+	if d.cfg.MinRequest == 0 {
+		d.cfg.MinRequest = time.Second
+	}
+	d.cfg.MinRequest = min(d.cfg.MinRequest, d.cfg.APITimeout)
+	return d
+}
+
+// Handle processes the batch in order and reports every message that must come back as a
+// BatchItemFailure; the others are deleted by the event source mapping. It never returns an
+// error: each message's fate is decided on its own.
+func (d *Dispatcher) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	var resp events.SQSEventResponse
+	var m metrics
+	for _, msg := range ev.Records {
+		if !d.process(ctx, msg, &m) {
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: msg.MessageId})
+		}
+	}
+	d.mu.Lock()
+	err := writeEMF(d.metricsOut, d.clock.Now(), d.cfg.FunctionName, m)
+	d.mu.Unlock()
+	if err != nil {
+		d.log.ErrorContext(ctx, "metrics not written", "error", err)
+	}
+	return resp, nil
+}
+
+// action is what happens to a message after its outcome.
+type action int
+
+const (
+	actDone     action = iota // delivered: delete
+	actRetry                  // make visible again after visibility
+	actPark                   // send to the DLQ with class and detail, then delete
+	actRequeue                // re-send a fresh copy delayed by visibility, then delete
+	actGiveBack               // not attempted: visible again at once
+)
+
+// decision is the fate of one message.
+type decision struct {
+	act        action
+	class      string        // outcome for logs and metrics: delivered, throttled, transient, permanent, exhausted, undecodable, given-back
+	parkClass  string        // order.Class* when parking
+	detail     string        // reason, secret-free
+	visibility time.Duration // for actRetry, actRequeue
+}
+
+// Decide maps an API outcome and the message's receive count to its fate (see doc.go).
+func (d *Dispatcher) decide(res orderapi.Result, attempts int) decision {
+	switch res.Class {
+	case orderapi.Delivered:
+		return decision{act: actDone, class: "delivered"}
+	case orderapi.Permanent:
+		return decision{act: actPark, class: "permanent", parkClass: order.ClassPermanent, detail: res.Detail}
+	case orderapi.Throttled:
+		wait := d.backoff(attempts)
+		if res.HasRetryAfter {
+			wait = res.RetryAfter
+		}
+		wait = min(max(wait, time.Second), maxVisibility)
+		if attempts+1 >= d.cfg.MaxAttempts {
+			// The next receive would reach the transient budget: start a fresh message (receive
+			// count 1) so that throttling never spends the budget that parks an order.
+			return decision{act: actRequeue, class: "throttled", detail: res.Detail, visibility: min(wait, maxDelay)}
+		}
+		return decision{act: actRetry, class: "throttled", detail: res.Detail, visibility: wait}
+	default:
+		detail := "transient: " + res.Detail
+		if res.Timeout {
+			detail = "timeout: " + res.Detail
+		}
+		if attempts >= d.cfg.MaxAttempts {
+			return decision{act: actPark, class: "exhausted", parkClass: order.ClassExhausted, detail: detail}
+		}
+		return decision{act: actRetry, class: "transient", detail: detail, visibility: d.backoff(attempts)}
+	}
+}
+
+// backoff is exponential with full jitter: uniform in [0, min(max, base*2^(attempts-1))), at
+// least 1 s so a failing order never spins.
+func (d *Dispatcher) backoff(attempts int) time.Duration {
+	ceiling := float64(d.cfg.BackoffMax)
+	if e := float64(d.cfg.BackoffBase) * math.Pow(2, float64(max(attempts, 1)-1)); e < ceiling {
+		ceiling = e
+	}
+	return max(time.Duration(d.rand()*ceiling), time.Second)
+}
+
+// process decides and carries out one message's fate, and reports whether it may be deleted.
+func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metrics) bool {
+	attempts := receiveCount(msg)
+	log := d.log.With("messageID", msg.MessageId, "attempts", attempts)
+	id, reason := decode(msg)
+	if reason != "" {
+		m.permanent++
+		return d.apply(ctx, log, msg, attempts, decision{act: actPark, class: "undecodable", parkClass: order.ClassUndecodable, detail: reason})
+	}
+	log = log.With("orderID", id)
+
+	wait, ok := d.pace(ctx)
+	if !ok {
+		return d.apply(ctx, log, msg, attempts, decision{act: actGiveBack, class: "given-back", detail: "too little time left before the deadline"})
+	}
+	m.waitMs = append(m.waitMs, ms(wait))
+
+	res, _ := d.api.Put(ctx, id, []byte(msg.Body))
+	if res.Sent {
+		m.latencyMs = append(m.latencyMs, ms(res.Latency))
+	}
+	if !res.Sent && res.Class == orderapi.Transient && ctx.Err() != nil {
+		return d.apply(ctx, log, msg, attempts, decision{act: actGiveBack, class: "given-back", detail: res.Detail})
+	}
+	dec := d.decide(res, attempts)
+	switch dec.class {
+	case "delivered":
+		m.sent++
+	case "throttled":
+		m.throttled++
+		d.pause(res)
+	case "transient":
+		m.transient++
+	case "permanent":
+		m.permanent++
+	case "exhausted":
+		m.exhausted++
+	}
+	log = log.With("status", res.Status, "latencyMs", ms(res.Latency))
+	return d.apply(ctx, log, msg, attempts, dec)
+}
+
+// pace waits for the limiter (and any Retry-After pause). It reports false, having waited for
+// nothing, when the wait would leave less than MinRequest for the request before the deadline.
+func (d *Dispatcher) pace(ctx context.Context) (time.Duration, bool) {
+	now := d.clock.Now()
+	r := d.limiter.ReserveN(now, 1)
+	wait := r.DelayFrom(now)
+	d.mu.Lock()
+	if p := d.pausedUntil.Sub(now); p > wait {
+		wait = p
+	}
+	d.mu.Unlock()
+	if d.api.Budget(ctx)-wait < d.cfg.MinRequest {
+		r.CancelAt(now)
+		return 0, false
+	}
+	if err := d.clock.Sleep(ctx, wait); err != nil {
+		r.CancelAt(d.clock.Now())
+		return 0, false
+	}
+	return wait, true
+}
+
+// pause holds this instance's next request until the API's Retry-After has passed.
+func (d *Dispatcher) pause(res orderapi.Result) {
+	if !res.HasRetryAfter {
+		return
+	}
+	until := d.clock.Now().Add(min(res.RetryAfter, time.Minute))
+	d.mu.Lock()
+	if until.After(d.pausedUntil) {
+		d.pausedUntil = until
+	}
+	d.mu.Unlock()
+}
+
+// apply carries out dec, logs the outcome once and reports whether the message may be deleted.
+func (d *Dispatcher) apply(ctx context.Context, log *slog.Logger, msg events.SQSMessage, attempts int, dec decision) bool {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sqsCallBudget)
+	defer cancel()
+	log = log.With("class", dec.class)
+	if dec.detail != "" {
+		log = log.With("detail", dec.detail)
+	}
+	switch dec.act {
+	case actDone:
+		log.InfoContext(ctx, "order delivered")
+		return true
+	case actPark:
+		if err := d.park(sctx, msg, attempts, dec); err != nil {
+			log.ErrorContext(ctx, "order not parked; it stays on the queue", "error", err)
+			return false
+		}
+		log.WarnContext(ctx, "order parked", "failureClass", dec.parkClass)
+		return true
+	case actRequeue:
+		if err := d.requeue(sctx, msg, dec.visibility); err == nil {
+			log.WarnContext(ctx, "order throttled; re-sent as a fresh message", "delaySec", seconds(dec.visibility))
+			return true
+		} else {
+			log.WarnContext(ctx, "order throttled; re-send failed, retrying in place", "error", err)
+		}
+	}
+	// actRetry, actGiveBack, and a failed requeue: the message comes back after visibility.
+	if err := d.setVisibility(sctx, msg, dec.visibility); err != nil {
+		log.ErrorContext(ctx, "visibility not changed; the queue's timeout applies", "error", err, "visibilitySec", seconds(dec.visibility))
+	} else {
+		log.WarnContext(ctx, "order to retry", "visibilitySec", seconds(dec.visibility))
+	}
+	return false
+}
+
+func (d *Dispatcher) setVisibility(ctx context.Context, msg events.SQSMessage, v time.Duration) error {
+	_, err := d.queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          aws.String(d.cfg.OrdersQueueURL),
+		ReceiptHandle:     aws.String(msg.ReceiptHandle),
+		VisibilityTimeout: int32(seconds(v)),
+	})
+	if err != nil {
+		return fmt.Errorf("change visibility of message %s: %w", msg.MessageId, err)
+	}
+	return nil
+}
+
+// park sends the message to the DLQ with its original body and attributes plus the failure ones.
+func (d *Dispatcher) park(ctx context.Context, msg events.SQSMessage, attempts int, dec decision) error {
+	attrs := parkedAttributes(msg.MessageAttributes, dec.parkClass, dec.detail, attempts, d.clock.Now())
+	_, err := d.queue.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:          aws.String(d.cfg.DLQURL),
+		MessageBody:       aws.String(msg.Body),
+		MessageAttributes: attrs,
+	})
+	if err != nil {
+		return fmt.Errorf("park message %s: %w", msg.MessageId, err)
+	}
+	return nil
+}
+
+// requeue sends a fresh copy of the message to the orders queue, delayed.
+func (d *Dispatcher) requeue(ctx context.Context, msg events.SQSMessage, delay time.Duration) error {
+	_, err := d.queue.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:          aws.String(d.cfg.OrdersQueueURL),
+		MessageBody:       aws.String(msg.Body),
+		MessageAttributes: sourceAttributes(msg.MessageAttributes),
+		DelaySeconds:      int32(seconds(min(delay, maxDelay))),
+	})
+	if err != nil {
+		return fmt.Errorf("re-send message %s: %w", msg.MessageId, err)
+	}
+	return nil
+}
+
+// decode returns the order id, or why the message cannot be dispatched.
+func decode(msg events.SQSMessage) (id, reason string) {
+	a, ok := msg.MessageAttributes[order.AttrOrderID]
+	if !ok || a.StringValue == nil {
+		return "", "missing " + order.AttrOrderID + " attribute"
+	}
+	if !order.ValidID(*a.StringValue) {
+		return "", "invalid " + order.AttrOrderID + " attribute"
+	}
+	body := bytes.TrimSpace([]byte(msg.Body))
+	if len(body) == 0 || body[0] != '{' || !json.Valid(body) {
+		return "", "body is not a JSON object"
+	}
+	return *a.StringValue, ""
+}
+
+// receiveCount is the message's ApproximateReceiveCount, 1 when absent or malformed.
+func receiveCount(msg events.SQSMessage) int {
+	n, err := strconv.Atoi(msg.Attributes["ApproximateReceiveCount"])
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// seconds rounds a positive duration up to whole seconds, as SQS counts them.
+func seconds(d time.Duration) int64 {
+	return int64(math.Ceil(d.Seconds()))
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,501 @@
+package dispatch_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/dispatch/dispatchtest"
+	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
+	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// env is one test's queues, stand-in API and dispatcher.
+type env struct {
+	t                  *testing.T
+	sqs                *sqs.Client
+	queueURL, queueARN string
+	dlqURL             string
+	api                *apiserver.Server
+	apiURL             string
+	logs, metrics      *syncBuffer
+	d                  *dispatch.Dispatcher
+}
+
+type setup struct {
+	api     apiserver.Config
+	handler http.Handler // instead of the stand-in
+	config  func(*dispatch.Config)
+	client  func(*orderapi.Config)
+	secrets orderapi.SecretsAPI
+}
+
+func newEnv(t *testing.T, s setup) *env {
+	t.Helper()
+	cfg := awstest.Config(t)
+	e := &env{t: t, sqs: awstest.SQS(cfg), logs: &syncBuffer{}, metrics: &syncBuffer{}}
+	e.queueURL, e.queueARN = awstest.NewQueue(t, cfg, map[string]string{"VisibilityTimeout": "30"})
+	e.dlqURL, _ = awstest.NewQueue(t, cfg, nil)
+	h := s.handler
+	if h == nil {
+		api, err := apiserver.New(s.api)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.api, h = api, api
+	}
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	e.apiURL = ts.URL
+
+	dc := dispatch.Config{OrdersQueueURL: e.queueURL, DLQURL: e.dlqURL, APIBaseURL: ts.URL, APITimeout: 5 * time.Second,
+		APIRate: 1000, APIInstances: 1, MaxAttempts: 8, BackoffBase: time.Second, BackoffMax: time.Minute, FunctionName: "dispatch-test"}
+	if s.config != nil {
+		s.config(&dc)
+	}
+	if err := dc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	oc := dc.OrderAPI()
+	if s.client != nil {
+		s.client(&oc)
+	}
+	client, err := orderapi.New(oc, nil, s.secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.d = dispatch.New(dc, e.sqs, client, dispatch.Options{
+		Rand:    func() float64 { return 0 }, // backoff = 1 s
+		Logger:  slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: e.metrics,
+	})
+	return e
+}
+
+func order1(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/order.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func (e *env) send(id, body string) string {
+	return dispatchtest.SendOrder(e.t, e.sqs, e.queueURL, id, body, nil)
+}
+
+// poll receives one message (waiting up to wait seconds) and handles it as the ESM would.
+func (e *env) poll(ctx context.Context, wait int32) ([]types.Message, []string) {
+	e.t.Helper()
+	msgs, resp, err := dispatchtest.HandleOnce(ctx, e.sqs, e.queueURL, e.queueARN, 1, wait, e.d.Handle)
+	if err != nil {
+		e.t.Fatalf("poll: %v", err)
+	}
+	var failed []string
+	for _, f := range resp.BatchItemFailures {
+		failed = append(failed, f.ItemIdentifier)
+	}
+	return msgs, failed
+}
+
+// receiveAll receives what is visible now on url (several calls: moto may return fewer).
+func (e *env) receiveAll(url string, wait int32) []types.Message {
+	e.t.Helper()
+	var all []types.Message
+	for i := 0; i < 3; i++ {
+		msgs, err := dispatchtest.Receive(context.Background(), e.sqs, url, 10, wait)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		all = append(all, msgs...)
+		if len(msgs) == 0 {
+			break
+		}
+		wait = 0
+	}
+	return all
+}
+
+// inFlight is the queue's count of received, undeleted, invisible messages.
+func (e *env) inFlight() int {
+	e.t.Helper()
+	out, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &e.queueURL,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
+	return n
+}
+
+// parked is what a DLQ message carries, for comparison.
+type parked struct {
+	Body, OrderID, Source, Line, Class, Detail, Attempts string
+}
+
+func asParked(t *testing.T, m types.Message) parked {
+	t.Helper()
+	at := dispatchtest.Attr(m, order.AttrParkedAt)
+	if ts, err := time.Parse(time.RFC3339, at); err != nil || ts.Location() != time.UTC || time.Since(ts) > time.Minute {
+		t.Errorf("ParkedAt = %q, want RFC 3339 UTC of now", at)
+	}
+	return parked{Body: aws.ToString(m.Body), OrderID: dispatchtest.Attr(m, order.AttrOrderID), Source: dispatchtest.Attr(m, order.AttrSource),
+		Line: dispatchtest.Attr(m, order.AttrLine), Class: dispatchtest.Attr(m, order.AttrFailureClass),
+		Detail: dispatchtest.Attr(m, order.AttrFailureDetail), Attempts: dispatchtest.Attr(m, order.AttrAttempts)}
+}
+
+const source = "s3://uploads-bucket/uploads/orders.jsonl"
+
+// wantParked checks that the DLQ holds exactly one message, equal to want.
+func (e *env) wantParked(want parked) {
+	e.t.Helper()
+	dlq := e.receiveAll(e.dlqURL, 1)
+	if len(dlq) != 1 {
+		e.t.Fatalf("DLQ has %d messages, want 1", len(dlq))
+	}
+	if diff := cmp.Diff(want, asParked(e.t, dlq[0])); diff != "" {
+		e.t.Errorf("parked message (-want +got):\n%s", diff)
+	}
+}
+
+func TestPermanentIsParkedAtOnce(t *testing.T) {
+	e := newEnv(t, setup{api: apiserver.Config{RejectIDs: []string{"P-1"}}})
+	e.send("P-1", order1(t))
+	_, failed := e.poll(context.Background(), 1)
+	if len(failed) != 0 {
+		t.Errorf("failures = %v, want none: the source must be deleted", failed)
+	}
+	if left := e.receiveAll(e.queueURL, 0); len(left) != 0 || e.inFlight() != 0 {
+		t.Errorf("source queue still has %d visible, %d in flight; want it deleted", len(left), e.inFlight())
+	}
+	e.wantParked(parked{Body: order1(t), OrderID: "P-1", Source: source, Line: "7", Class: order.ClassPermanent,
+		Detail: "HTTP 422: order refused by the stand-in", Attempts: "1"})
+	if got := e.api.Stats().Requests; got != 1 {
+		t.Errorf("API requests = %d, want 1: no retries burnt on a permanent refusal", got)
+	}
+}
+
+func TestUndecodableIsParked(t *testing.T) {
+	for _, tc := range []struct {
+		name, id, body, wantDetail string
+	}{
+		{"invalid order id", "-bad id", `{"id":"x"}`, "invalid OrderId attribute"},
+		{"body is an array", "U-2", `[1,2]`, "body is not a JSON object"},
+		{"body is not JSON", "U-3", `id=U-3`, "body is not a JSON object"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, setup{})
+			e.send(tc.id, tc.body)
+			if _, failed := e.poll(context.Background(), 1); len(failed) != 0 {
+				t.Errorf("failures = %v, want none", failed)
+			}
+			e.wantParked(parked{Body: tc.body, OrderID: tc.id, Source: source, Line: "7", Class: order.ClassUndecodable, Detail: tc.wantDetail, Attempts: "1"})
+			if got := e.api.Stats().Requests; got != 0 {
+				t.Errorf("API requests = %d, want 0", got)
+			}
+		})
+	}
+	t.Run("missing order id", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, setup{})
+		body := `{"id":"M-1"}`
+		if _, err := e.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: &e.queueURL, MessageBody: &body}); err != nil {
+			t.Fatal(err)
+		}
+		e.poll(context.Background(), 1)
+		e.wantParked(parked{Body: body, Class: order.ClassUndecodable, Detail: "missing OrderId attribute", Attempts: "1"})
+	})
+}
+
+func TestDLQFailureKeepsTheMessage(t *testing.T) {
+	e := newEnv(t, setup{
+		api: apiserver.Config{RejectIDs: []string{"P-2"}},
+		config: func(c *dispatch.Config) {
+			c.DLQURL = awstest.Endpoint() + "/000000000000/no-such-queue-" + awstest.Name(t, "x")
+		},
+	})
+	id := e.send("P-2", order1(t))
+	_, failed := e.poll(context.Background(), 1)
+	if !cmp.Equal(failed, []string{id}) {
+		t.Errorf("failures = %v, want [%s]: a message that could not be parked must not be deleted", failed, id)
+	}
+	if got := e.inFlight(); got != 1 {
+		t.Errorf("in flight = %d, want 1 (still on the queue)", got)
+	}
+	if !strings.Contains(e.logs.String(), "order not parked") {
+		t.Errorf("logs do not report the failed park:\n%s", e.logs)
+	}
+}
+
+func TestTransientWithinBudgetIsDelivered(t *testing.T) {
+	e := newEnv(t, setup{api: apiserver.Config{FailIDs: []string{"T-1"}, FailTimes: 2}, config: func(c *dispatch.Config) { c.MaxAttempts = 3 }})
+	e.send("T-1", order1(t))
+	var receives []int
+	for i := 0; i < 6 && e.api.Stats().Accepted == 0; i++ {
+		msgs, _ := e.poll(context.Background(), 3)
+		for _, m := range msgs {
+			receives = append(receives, dispatchtest.ReceiveCount(m))
+		}
+	}
+	if want := []int{1, 2, 3}; !cmp.Equal(receives, want) {
+		t.Errorf("receive counts = %v, want %v (two 500s retried after 1 s, then delivered)", receives, want)
+	}
+	if st := e.api.Stats(); st.Accepted != 1 || st.Duplicates != 0 {
+		t.Errorf("stand-in = %+v, want 1 accepted, 0 duplicates", st)
+	}
+	if dlq := e.receiveAll(e.dlqURL, 0); len(dlq) != 0 {
+		t.Errorf("DLQ has %d messages, want none", len(dlq))
+	}
+	if left := e.receiveAll(e.queueURL, 0); len(left) != 0 || e.inFlight() != 0 {
+		t.Errorf("source queue not empty after delivery")
+	}
+}
+
+func TestTransientPastBudgetIsExhausted(t *testing.T) {
+	e := newEnv(t, setup{api: apiserver.Config{FailIDs: []string{"X-1"}, FailTimes: 100, FailStatus: 502},
+		config: func(c *dispatch.Config) { c.MaxAttempts = 2 }})
+	e.send("X-1", order1(t))
+	_, failed1 := e.poll(context.Background(), 1) // 502, receive 1 < 2: retry after 1 s
+	_, failed2 := e.poll(context.Background(), 5) // 502, receive 2: exhausted
+	if len(failed1) != 1 || len(failed2) != 0 {
+		t.Errorf("failures = %v then %v, want 1 then 0", failed1, failed2)
+	}
+	e.wantParked(parked{Body: order1(t), OrderID: "X-1", Source: source, Line: "7", Class: order.ClassExhausted,
+		Detail: "transient: HTTP 502: injected failure", Attempts: "2"})
+	if got := e.api.Stats().ServerErrors; got != 2 {
+		t.Errorf("API 5xx = %d, want 2 (MAX_ATTEMPTS)", got)
+	}
+}
+
+// throttleOnce answers 429 with retryAfter() to the first request of each id, then 200.
+func throttleOnce(retryAfter func() string) http.Handler {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		first := !seen[r.URL.Path]
+		seen[r.URL.Path] = true
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", retryAfter())
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	})
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		retryAfter func() string
+	}{
+		{"delta seconds", func() string { return "3" }},
+		{"HTTP date", func() string { return time.Now().Add(4 * time.Second).UTC().Format(http.TimeFormat) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, setup{handler: throttleOnce(tc.retryAfter)})
+			id := e.send("R-1", order1(t))
+			_, failed := e.poll(context.Background(), 1)
+			if !cmp.Equal(failed, []string{id}) {
+				t.Fatalf("failures = %v, want [%s]", failed, id)
+			}
+			// Invisible for the Retry-After (3 s; the date gives 3-4 s), not the queue's 30 s.
+			if got := e.receiveAll(e.queueURL, 0); len(got) != 0 {
+				t.Errorf("message receivable right after a 429: visibility not set")
+			}
+			time.Sleep(time.Second)
+			if got := e.receiveAll(e.queueURL, 0); len(got) != 0 {
+				t.Errorf("message receivable 1 s after a 429 with Retry-After ~3 s")
+			}
+			msgs, failed := e.poll(context.Background(), 8)
+			if len(msgs) != 1 || dispatchtest.ReceiveCount(msgs[0]) != 2 || len(failed) != 0 {
+				t.Errorf("second poll got %d messages, failures %v; want the order back (receive 2) and delivered", len(msgs), failed)
+			}
+			if !strings.Contains(e.logs.String(), `"class":"throttled"`) || !strings.Contains(e.logs.String(), `"visibilitySec":`) {
+				t.Errorf("throttle not logged with its visibility:\n%s", e.logs)
+			}
+		})
+	}
+}
+
+func TestThrottleAtTheBudgetEdgeStartsAFreshMessage(t *testing.T) {
+	e := newEnv(t, setup{handler: throttleOnce(func() string { return "1" }), config: func(c *dispatch.Config) { c.MaxAttempts = 2 }})
+	e.send("E-1", order1(t))
+	if _, failed := e.poll(context.Background(), 1); len(failed) != 0 {
+		t.Errorf("failures = %v, want none: the throttled copy is replaced by a fresh one", failed)
+	}
+	msgs, failed := e.poll(context.Background(), 5)
+	if len(msgs) != 1 || len(failed) != 0 {
+		t.Fatalf("second poll: %d messages, failures %v; want the fresh copy, delivered", len(msgs), failed)
+	}
+	m := msgs[0]
+	if got := dispatchtest.ReceiveCount(m); got != 1 {
+		t.Errorf("fresh copy's receive count = %d, want 1", got)
+	}
+	if aws.ToString(m.Body) != order1(t) || dispatchtest.Attr(m, order.AttrOrderID) != "E-1" || dispatchtest.Attr(m, order.AttrSource) != source {
+		t.Errorf("fresh copy = %q %v, want the same body and attributes", aws.ToString(m.Body), m.MessageAttributes)
+	}
+	if dlq := e.receiveAll(e.dlqURL, 0); len(dlq) != 0 {
+		t.Errorf("DLQ has %d messages: a throttle must never park", len(dlq))
+	}
+}
+
+func TestTimeoutIsCappedByTheDeadline(t *testing.T) {
+	e := newEnv(t, setup{
+		api:    apiserver.Config{HangIDs: []string{"H-1"}, HangFor: time.Minute},
+		config: func(c *dispatch.Config) { c.APITimeout = time.Minute },
+		client: func(c *orderapi.Config) { c.Margin = 300 * time.Millisecond },
+	})
+	id := e.send("H-1", order1(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, failed := e.poll(ctx, 1)
+	if !cmp.Equal(failed, []string{id}) {
+		t.Fatalf("failures = %v, want [%s]", failed, id)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("the invocation's context expired (%v): the request was not cut before the deadline", ctx.Err())
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, `"class":"transient"`) || !strings.Contains(logs, `"detail":"timeout: timeout after`) {
+		t.Errorf("want a transient timeout in the logs:\n%s", logs)
+	}
+	if st := e.api.Stats(); st.Hangs != 1 {
+		t.Errorf("stand-in hangs = %d, want 1", st.Hangs)
+	}
+}
+
+func TestGiveBackWhenTooLittleTime(t *testing.T) {
+	e := newEnv(t, setup{})
+	id := e.send("G-1", order1(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond) // budget 0.5 s after the 2 s margin
+	defer cancel()
+	_, failed := e.poll(ctx, 1)
+	if !cmp.Equal(failed, []string{id}) {
+		t.Fatalf("failures = %v, want [%s]", failed, id)
+	}
+	if got := e.api.Stats().Requests; got != 0 {
+		t.Errorf("API requests = %d, want 0: no request started without time for it", got)
+	}
+	msgs, failed := e.poll(context.Background(), 2) // given back with visibility 0: here at once
+	if len(msgs) != 1 || len(failed) != 0 || e.api.Stats().Accepted != 1 {
+		t.Errorf("next poll: %d messages, failures %v, accepted %d; want it delivered", len(msgs), failed, e.api.Stats().Accepted)
+	}
+}
+
+func TestAuthorizationAndLogHygiene(t *testing.T) {
+	ctx := context.Background()
+	sm := secretsmanager.NewFromConfig(awstest.Config(t))
+	const token = "Bearer tok-7f3a9c"
+	out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(awstest.Name(t, "order-api")), SecretString: aws.String(token)})
+	if err != nil {
+		t.Fatalf("create secret: %v", err)
+	}
+	e := newEnv(t, setup{
+		api:     apiserver.Config{Authorization: token, RejectIDs: []string{"L-2"}, FailIDs: []string{"L-3"}},
+		config:  func(c *dispatch.Config) { c.APISecretARN = *out.ARN },
+		secrets: sm,
+	})
+	for _, id := range []string{"L-1", "L-2", "L-3"} {
+		e.send(id, order1(t))
+	}
+	for i := 0; i < 6 && len(e.api.Orders()) < 2; i++ {
+		e.poll(ctx, 2)
+	}
+	if got := e.api.Orders(); got["L-1"].Count != 1 || got["L-3"].Count != 1 {
+		t.Errorf("stand-in ledger = %v, want L-1 and L-3 accepted with the secret", got)
+	}
+	logs := e.logs.String()
+	for _, secret := range []string{"tok-7f3a9c", "4111", `"sku"`} {
+		if strings.Contains(logs, secret) || strings.Contains(e.metrics.String(), secret) {
+			t.Errorf("logs or metrics contain %q:\n%s", secret, logs)
+		}
+	}
+	var delivered map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if rec["class"] == "delivered" && rec["orderID"] == "L-1" {
+			delivered = rec
+		}
+	}
+	for _, key := range []string{"orderID", "messageID", "class", "status", "latencyMs", "attempts"} {
+		if _, ok := delivered[key]; !ok {
+			t.Errorf("delivered log line %v has no %q", delivered, key)
+		}
+	}
+}
+
+func TestMetricsPerInvocation(t *testing.T) {
+	e := newEnv(t, setup{api: apiserver.Config{RejectIDs: []string{"M-2"}}})
+	e.send("M-1", order1(t))
+	e.send("M-2", order1(t))
+	var sent, permanent float64
+	var latencies int
+	for i := 0; i < 4 && sent+permanent < 2; i++ {
+		e.poll(context.Background(), 1)
+		sent, permanent, latencies = 0, 0, 0
+		for _, line := range strings.Split(strings.TrimSpace(e.metrics.String()), "\n") {
+			var rec struct {
+				AWS struct {
+					CloudWatchMetrics []struct{ Namespace string } `json:"CloudWatchMetrics"`
+				} `json:"_aws"`
+				Function        string
+				Sent, Permanent float64
+				ApiLatency      []float64
+			}
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatalf("EMF line %q: %v", line, err)
+			}
+			if rec.Function != "dispatch-test" || len(rec.AWS.CloudWatchMetrics) != 1 || rec.AWS.CloudWatchMetrics[0].Namespace != "orderpipe" {
+				t.Errorf("EMF line %q: want Function dispatch-test, namespace orderpipe", line)
+			}
+			sent += rec.Sent
+			permanent += rec.Permanent
+			latencies += len(rec.ApiLatency)
+		}
+	}
+	if sent != 1 || permanent != 1 || latencies != 2 {
+		t.Errorf("metrics: Sent %v, Permanent %v, %d latencies; want 1, 1, 2", sent, permanent, latencies)
+	}
+}

@@ -1,0 +1,85 @@
+package dispatch
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// MetricsNamespace is the CloudWatch namespace of the dispatch metrics.
+const MetricsNamespace = "orderpipe"
+
+// Metric names, emitted once per invocation in the Embedded Metric Format.
+const (
+	MetricSent       = "Sent"       // orders the API accepted (2xx)
+	MetricThrottled  = "Throttled"  // 429/503 answers
+	MetricTransient  = "Transient"  // 5xx, timeouts, connection errors retried via visibility
+	MetricPermanent  = "Permanent"  // orders parked at once: refused by the API or undecodable
+	MetricExhausted  = "Exhausted"  // orders parked after the transient budget
+	MetricApiLatency = "ApiLatency" // milliseconds per PUT, one value per request
+	MetricPacingWait = "PacingWait" // milliseconds spent waiting on the limiter, per order
+)
+
+// maxEMFValues is the most values EMF accepts for one metric in one line.
+const maxEMFValues = 100
+
+// metrics are the counts of one invocation.
+type metrics struct {
+	sent, throttled, transient, permanent, exhausted int
+	latencyMs, waitMs                                []float64
+}
+
+type emfMetric struct {
+	Name string `json:"Name"`
+	Unit string `json:"Unit"`
+}
+
+type emfDirective struct {
+	Namespace  string      `json:"Namespace"`
+	Dimensions [][]string  `json:"Dimensions"`
+	Metrics    []emfMetric `json:"Metrics"`
+}
+
+type emfMeta struct {
+	Timestamp         int64          `json:"Timestamp"`
+	CloudWatchMetrics []emfDirective `json:"CloudWatchMetrics"`
+}
+
+// writeEMF writes m as one EMF JSON line with the dimension Function=function. A metric list with
+// no values (no PUT made) is left out, as EMF requires every declared metric to have a value.
+func writeEMF(w io.Writer, now time.Time, function string, m metrics) error {
+	doc := map[string]any{"Function": function}
+	var declared []emfMetric
+	add := func(name, unit string, v any) {
+		declared = append(declared, emfMetric{name, unit})
+		doc[name] = v
+	}
+	add(MetricSent, "Count", m.sent)
+	add(MetricThrottled, "Count", m.throttled)
+	add(MetricTransient, "Count", m.transient)
+	add(MetricPermanent, "Count", m.permanent)
+	add(MetricExhausted, "Count", m.exhausted)
+	if len(m.latencyMs) > 0 {
+		add(MetricApiLatency, "Milliseconds", m.latencyMs[:min(len(m.latencyMs), maxEMFValues)])
+	}
+	if len(m.waitMs) > 0 {
+		add(MetricPacingWait, "Milliseconds", m.waitMs[:min(len(m.waitMs), maxEMFValues)])
+	}
+	doc["_aws"] = emfMeta{
+		Timestamp: now.UnixMilli(),
+		CloudWatchMetrics: []emfDirective{{
+			Namespace:  MetricsNamespace,
+			Dimensions: [][]string{{"Function"}},
+			Metrics:    declared,
+		}},
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("encode EMF metrics: %w", err)
+	}
+	if _, err := w.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("write EMF metrics: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,319 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
+)
+
+func testConfig() Config {
+	return Config{
+		OrdersQueueURL: "http://127.0.0.1:4566/000000000000/orders",
+		DLQURL:         "http://127.0.0.1:4566/000000000000/orders-dlq",
+		APIBaseURL:     "http://127.0.0.1:1",
+		APITimeout:     10 * time.Second,
+		APIRate:        1,
+		APIInstances:   2,
+		MaxAttempts:    8,
+		BackoffBase:    2 * time.Second,
+		BackoffMax:     15 * time.Minute,
+		FunctionName:   "dispatch",
+		MinRequest:     time.Second,
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	required := map[string]string{
+		"ORDERS_QUEUE_URL":   "http://q/orders",
+		"ORDERS_DLQ_URL":     "http://q/orders-dlq",
+		"ORDER_API_BASE_URL": "https://api.example.com/v1",
+	}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range required {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	defaults := Config{OrdersQueueURL: "http://q/orders", DLQURL: "http://q/orders-dlq", APIBaseURL: "https://api.example.com/v1",
+		APITimeout: 10 * time.Second, APIRate: 1, APIInstances: 2, MaxAttempts: 8, BackoffBase: 2 * time.Second,
+		BackoffMax: 15 * time.Minute, FunctionName: "dispatch", MinRequest: time.Second}
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		want    func(*Config)
+		wantErr []string
+	}{
+		{"defaults", with(), func(*Config) {}, nil},
+		{"everything set", with("ORDER_API_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x", "ORDER_API_TIMEOUT", "3s",
+			"API_RATE", "20", "API_INSTANCES", "4", "MAX_ATTEMPTS", "5", "BACKOFF_BASE", "1s", "BACKOFF_MAX", "1m",
+			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch"), func(c *Config) {
+			c.APISecretARN, c.APITimeout, c.APIRate, c.APIInstances, c.MaxAttempts = "arn:aws:secretsmanager:us-east-1:1:secret:x", 3*time.Second, 20, 4, 5
+			c.BackoffBase, c.BackoffMax, c.LogLevel, c.FunctionName = time.Second, time.Minute, -4, "orderpipe-dispatch"
+		}, nil},
+		{"missing required", map[string]string{}, nil, []string{"ORDERS_QUEUE_URL is required", "ORDERS_DLQ_URL is required", "ORDER_API_BASE_URL is required"}},
+		{"bad values", with("ORDER_API_TIMEOUT", "10", "API_RATE", "-1", "LOG_LEVEL", "loud"), nil, []string{"ORDER_API_TIMEOUT", "API_RATE", "LOG_LEVEL"}},
+		{"bad base URL", with("ORDER_API_BASE_URL", "api.example.com"), nil, []string{"ORDER_API_BASE_URL"}},
+		{"backoff max below base", with("BACKOFF_BASE", "1m", "BACKOFF_MAX", "1s"), nil, []string{"BACKOFF_BASE"}},
+		{"one attempt", with("MAX_ATTEMPTS", "1"), nil, []string{"MAX_ATTEMPTS"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := LoadConfig(func(k string) string { return tc.env[k] })
+			if tc.wantErr != nil {
+				if err == nil {
+					t.Fatalf("LoadConfig = %+v, want an error", got)
+				}
+				for _, w := range tc.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not mention %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("LoadConfig: %v", err)
+			}
+			want := defaults
+			tc.want(&want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("config (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	d := New(testConfig(), nil, nil, Options{Rand: func() float64 { return 0.5 }})
+	for _, tc := range []struct {
+		name     string
+		res      orderapi.Result
+		attempts int
+		want     decision
+	}{
+		{"delivered", orderapi.Result{Class: orderapi.Delivered, Status: 200}, 1, decision{act: actDone, class: "delivered"}},
+		{"permanent", orderapi.Result{Class: orderapi.Permanent, Status: 422, Detail: "HTTP 422: bad"}, 3,
+			decision{act: actPark, class: "permanent", parkClass: order.ClassPermanent, detail: "HTTP 422: bad"}},
+		{"throttled with Retry-After", orderapi.Result{Class: orderapi.Throttled, RetryAfter: 7 * time.Second, HasRetryAfter: true, Detail: "HTTP 429: x"}, 1,
+			decision{act: actRetry, class: "throttled", detail: "HTTP 429: x", visibility: 7 * time.Second}},
+		{"throttled, Retry-After 0 waits 1s", orderapi.Result{Class: orderapi.Throttled, HasRetryAfter: true}, 1,
+			decision{act: actRetry, class: "throttled", visibility: time.Second}},
+		{"throttled beyond 12h is capped", orderapi.Result{Class: orderapi.Throttled, RetryAfter: 48 * time.Hour, HasRetryAfter: true}, 1,
+			decision{act: actRetry, class: "throttled", visibility: maxVisibility}},
+		{"throttled without Retry-After backs off", orderapi.Result{Class: orderapi.Throttled}, 3,
+			decision{act: actRetry, class: "throttled", visibility: 4 * time.Second}}, // 0.5 * 2s*2^2
+		{"throttled at the budget's edge is re-sent fresh", orderapi.Result{Class: orderapi.Throttled, RetryAfter: time.Hour, HasRetryAfter: true}, 7,
+			decision{act: actRequeue, class: "throttled", visibility: maxDelay}},
+		{"throttled past the budget is still not parked", orderapi.Result{Class: orderapi.Throttled, RetryAfter: 5 * time.Second, HasRetryAfter: true}, 9,
+			decision{act: actRequeue, class: "throttled", visibility: 5 * time.Second}},
+		{"transient within budget", orderapi.Result{Class: orderapi.Transient, Status: 500, Detail: "HTTP 500: x"}, 1,
+			decision{act: actRetry, class: "transient", detail: "transient: HTTP 500: x", visibility: time.Second}},
+		{"timeout within budget", orderapi.Result{Class: orderapi.Transient, Timeout: true, Detail: "timeout after 3s"}, 7,
+			decision{act: actRetry, class: "transient", detail: "timeout: timeout after 3s", visibility: 64 * time.Second}},
+		{"transient at the budget", orderapi.Result{Class: orderapi.Transient, ConnError: true, Detail: "connection error: reset"}, 8,
+			decision{act: actPark, class: "exhausted", parkClass: order.ClassExhausted, detail: "transient: connection error: reset"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := d.decide(tc.res, tc.attempts)
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(decision{})); diff != "" {
+				t.Errorf("decide (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		rand     float64
+		attempts int
+		want     time.Duration
+	}{
+		{"first, top of range", 0.999, 1, 1998 * time.Millisecond},
+		{"zero draw waits 1s", 0, 5, time.Second},
+		{"grows", 0.5, 4, 8 * time.Second},
+		{"capped at max", 0.5, 30, 450 * time.Second},
+		{"receive count 0 treated as 1", 0.5, 0, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := New(testConfig(), nil, nil, Options{Rand: func() float64 { return tc.rand }})
+			if got := d.backoff(tc.attempts); got != tc.want {
+				t.Errorf("backoff(%d) = %v, want %v", tc.attempts, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecode(t *testing.T) {
+	id := func(v string) map[string]events.SQSMessageAttribute {
+		return map[string]events.SQSMessageAttribute{order.AttrOrderID: {DataType: "String", StringValue: &v}}
+	}
+	for _, tc := range []struct {
+		name       string
+		msg        events.SQSMessage
+		wantID     string
+		wantReason string
+	}{
+		{"ok", events.SQSMessage{Body: ` {"id":"A-1"}`, MessageAttributes: id("A-1")}, "A-1", ""},
+		{"no attribute", events.SQSMessage{Body: `{}`}, "", "missing OrderId attribute"},
+		{"binary attribute", events.SQSMessage{Body: `{}`, MessageAttributes: map[string]events.SQSMessageAttribute{order.AttrOrderID: {DataType: "Binary", BinaryValue: []byte("A")}}}, "", "missing OrderId attribute"},
+		{"invalid id", events.SQSMessage{Body: `{}`, MessageAttributes: id("../admin")}, "", "invalid OrderId attribute"},
+		{"array body", events.SQSMessage{Body: `[{"id":"A-1"}]`, MessageAttributes: id("A-1")}, "", "body is not a JSON object"},
+		{"broken JSON", events.SQSMessage{Body: `{"id":`, MessageAttributes: id("A-1")}, "", "body is not a JSON object"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gotID, gotReason := decode(tc.msg)
+			if gotID != tc.wantID || gotReason != tc.wantReason {
+				t.Errorf("decode = %q, %q; want %q, %q", gotID, gotReason, tc.wantID, tc.wantReason)
+			}
+		})
+	}
+}
+
+// fakeAPI is a consumer-side fake of the order API for pacing tests: it records when each PUT
+// started on the injected clock.
+type fakeAPI struct {
+	clock  Clock
+	budget time.Duration
+	at     []time.Duration
+	start  time.Time
+}
+
+func (f *fakeAPI) Put(ctx context.Context, id string, body []byte) (orderapi.Result, error) {
+	f.at = append(f.at, f.clock.Now().Sub(f.start))
+	return orderapi.Result{Class: orderapi.Delivered, Status: http.StatusOK, Sent: true, Latency: 50 * time.Millisecond}, nil
+}
+
+func (f *fakeAPI) Budget(ctx context.Context) time.Duration { return f.budget }
+
+// testClock is a fake clock whose Sleep advances it (the dispatchtest.Clock, without the import
+// cycle of an internal test).
+type testClock struct{ t time.Time }
+
+func (c *testClock) Now() time.Time { return c.t }
+func (c *testClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.t = c.t.Add(max(d, 0))
+	return ctx.Err()
+}
+
+func batch(ids ...string) events.SQSEvent {
+	var ev events.SQSEvent
+	for _, id := range ids {
+		v := id
+		ev.Records = append(ev.Records, events.SQSMessage{MessageId: "m-" + id, Body: `{"id":"` + id + `"}`,
+			MessageAttributes: map[string]events.SQSMessageAttribute{order.AttrOrderID: {DataType: "String", StringValue: &v}}})
+	}
+	return ev
+}
+
+func TestPacing(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	api := &fakeAPI{clock: clk, budget: 10 * time.Second, start: clk.t}
+	cfg := testConfig()
+	cfg.APIRate, cfg.APIInstances = 4, 2 // 2 requests/s per instance
+	var metricsOut bytes.Buffer
+	d := New(cfg, nil, api, Options{Clock: clk, Metrics: &metricsOut})
+	ctx := context.Background()
+
+	// Two warm invocations, one of 3 messages then one of 1, then a pause longer than the
+	// interval: the limiter carries over between invocations and never bursts beyond 1.
+	for _, ev := range []events.SQSEvent{batch("a", "b", "c"), batch("d")} {
+		resp, _ := d.Handle(ctx, ev)
+		if len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("failures %v, want none", resp.BatchItemFailures)
+		}
+	}
+	clk.t = clk.t.Add(5 * time.Second)
+	d.Handle(ctx, batch("e", "f"))
+	ms := time.Millisecond
+	want := []time.Duration{0, 500 * ms, 1000 * ms, 1500 * ms, 6500 * ms, 7000 * ms}
+	if diff := cmp.Diff(want, api.at); diff != "" {
+		t.Errorf("PUT start times (-want +got):\n%s", diff)
+	}
+	lines := strings.Split(strings.TrimSpace(metricsOut.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("EMF lines = %d, want 3 (one per invocation)", len(lines))
+	}
+	var first map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := first["PacingWait"], []any{0.0, 500.0, 500.0}; !cmp.Equal(got, want) {
+		t.Errorf("PacingWait = %v, want %v", got, want)
+	}
+}
+
+func TestGiveBackWhenTimeIsShort(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	cfg := testConfig()
+	cfg.APIRate, cfg.APIInstances = 1, 1
+	for _, tc := range []struct {
+		name   string
+		budget time.Duration
+		want   []time.Duration // PUT start times
+	}{
+		// 1 s interval: the second order would have 1.5-1 = 0.5 s left < MinRequest 1 s.
+		{"second order given back", 1500 * time.Millisecond, []time.Duration{0}},
+		{"room for both", 2500 * time.Millisecond, []time.Duration{0, time.Second}},
+		{"no room at all", 500 * time.Millisecond, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := &fakeAPI{clock: clk, budget: tc.budget, start: clk.t}
+			q := &recordingQueue{}
+			d := New(cfg, q, api, Options{Clock: clk, Metrics: &bytes.Buffer{}})
+			resp, _ := d.Handle(context.Background(), batch("a", "b"))
+			if diff := cmp.Diff(tc.want, api.at); diff != "" {
+				t.Errorf("PUT times (-want +got):\n%s", diff)
+			}
+			if got, want := len(resp.BatchItemFailures), 2-len(tc.want); got != want {
+				t.Errorf("failures = %d, want %d", got, want)
+			}
+			for _, v := range q.visibility {
+				if v != 0 {
+					t.Errorf("given back with visibility %d, want 0", v)
+				}
+			}
+			clk.t = clk.t.Add(time.Minute) // the limiter refills between cases
+		})
+	}
+}
+
+// recordingQueue records visibility changes; pure-logic tests only (SQS behaviour is tested
+// against the stand-in in dispatch_test.go).
+type recordingQueue struct {
+	Queue
+	visibility []int32
+}
+
+func (q *recordingQueue) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	q.visibility = append(q.visibility, in.VisibilityTimeout)
+	return &sqs.ChangeMessageVisibilityOutput{}, nil
+}
+
+func TestEMF(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := writeEMF(&buf, now, "orderpipe-dispatch", metrics{sent: 1, throttled: 2, latencyMs: []float64{51.5}}); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"ApiLatency":[51.5],"Exhausted":0,"Function":"orderpipe-dispatch","Permanent":0,"Sent":1,"Throttled":2,"Transient":0,` +
+		`"_aws":{"Timestamp":1767225600000,"CloudWatchMetrics":[{"Namespace":"orderpipe","Dimensions":[["Function"]],"Metrics":[` +
+		`{"Name":"Sent","Unit":"Count"},{"Name":"Throttled","Unit":"Count"},{"Name":"Transient","Unit":"Count"},` +
+		`{"Name":"Permanent","Unit":"Count"},{"Name":"Exhausted","Unit":"Count"},{"Name":"ApiLatency","Unit":"Milliseconds"}]}]}}` + "\n"
+	if diff := cmp.Diff(want, buf.String()); diff != "" {
+		t.Errorf("EMF line (-want +got):\n%s", diff)
+	}
+}
