@@ -1,0 +1,39 @@
+// Command redrive is the redrive Lambda function: it moves parked orders from the orders DLQ
+// back to the orders queue (package redrive). It only wires configuration, clients and logger.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/orderpipe/orderpipe/pkg/redrive"
+)
+
+func main() {
+	slog.SetDefault(lambdacontext.NewLogger())
+	h, err := setup(context.Background())
+	if err != nil {
+		slog.Error("redrive: setup", "error", err)
+		os.Exit(1)
+	}
+	lambda.Start(h.Handle)
+}
+
+func setup(ctx context.Context) (*redrive.Redriver, error) {
+	cfg, err := redrive.LoadConfig(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS config: %w", err)
+	}
+	return redrive.New(cfg, sqs.NewFromConfig(awsCfg)), nil
+}

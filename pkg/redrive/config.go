@@ -1,0 +1,111 @@
+package redrive
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Environment variable names read by LoadConfig (docs/CONTRACTS.md).
+const (
+	EnvQueueURL = "ORDERS_QUEUE_URL"
+	EnvDLQURL   = "ORDERS_DLQ_URL"
+	EnvRate     = "REDRIVE_RATE"
+)
+
+// Defaults applied by LoadConfig and New to zero fields.
+const (
+	DefaultRate           = 10.0
+	DefaultScanVisibility = 2 * time.Minute
+	DefaultReceiveWait    = time.Second
+	DefaultStopMargin     = 10 * time.Second
+)
+
+// MaxRate is the highest REDRIVE_RATE accepted: SQS caps a message move task at 500 messages/s.
+const MaxRate = 500.0
+
+// Config configures a Redriver. Build it with LoadConfig; a zero duration or rate means the
+// default.
+type Config struct {
+	QueueURL string  // ORDERS_QUEUE_URL: where messages go back to (required)
+	DLQURL   string  // ORDERS_DLQ_URL: where they are parked (required)
+	Rate     float64 // REDRIVE_RATE: messages moved per second, in (0, MaxRate]
+
+	// ScanVisibility is the visibility timeout of messages received by a scan: how long a message
+	// stays hidden if the scan dies before releasing it. Not read from the environment.
+	ScanVisibility time.Duration
+	// ReceiveWait is the long-poll wait of each ReceiveMessage (whole seconds, at most 20).
+	ReceiveWait time.Duration
+	// StopMargin: a scan stops receiving this long before the context deadline, leaving time to
+	// release the messages it holds.
+	StopMargin time.Duration
+}
+
+// LoadConfig reads the redrive configuration through getenv (os.Getenv in Lambda), applies the
+// defaults and validates it. The error lists every problem.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	c := Config{
+		QueueURL: getenv(EnvQueueURL),
+		DLQURL:   getenv(EnvDLQURL),
+	}
+	var errs []error
+	if v := getenv(EnvRate); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: not a number", EnvRate, v))
+		}
+		c.Rate = r
+	}
+	c = c.withDefaults()
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("load redrive config: %w", err)
+	}
+	return c, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if c.ScanVisibility == 0 {
+		c.ScanVisibility = DefaultScanVisibility
+	}
+	if c.ReceiveWait == 0 {
+		c.ReceiveWait = DefaultReceiveWait
+	}
+	if c.StopMargin == 0 {
+		c.StopMargin = DefaultStopMargin
+	}
+	return c
+}
+
+// Validate reports every invalid field, joined.
+func (c Config) Validate() error {
+	var errs []error
+	if c.QueueURL == "" {
+		errs = append(errs, fmt.Errorf("%s is required", EnvQueueURL))
+	}
+	if c.DLQURL == "" {
+		errs = append(errs, fmt.Errorf("%s is required", EnvDLQURL))
+	}
+	if c.QueueURL != "" && c.QueueURL == c.DLQURL {
+		errs = append(errs, fmt.Errorf("%s and %s are the same queue", EnvQueueURL, EnvDLQURL))
+	}
+	if !(c.Rate > 0 && c.Rate <= MaxRate) {
+		errs = append(errs, fmt.Errorf("%s %v: must be > 0 and <= %v", EnvRate, c.Rate, MaxRate))
+	}
+	if c.ScanVisibility < time.Second || c.ScanVisibility > 12*time.Hour {
+		errs = append(errs, fmt.Errorf("scan visibility %v: must be between 1s and 12h", c.ScanVisibility))
+	}
+	if c.ReceiveWait < 0 || c.ReceiveWait > 20*time.Second {
+		errs = append(errs, fmt.Errorf("receive wait %v: must be between 0 and 20s", c.ReceiveWait))
+	}
+	if c.StopMargin < 0 {
+		errs = append(errs, fmt.Errorf("stop margin %v: must be >= 0", c.StopMargin))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,35 @@
+// Package redrive moves parked orders from the orders dead-letter queue back to the orders
+// queue, so that dispatch delivers them again.
+//
+// Two mechanisms, chosen per Request:
+//
+//   - Selective move (the default): receive from the DLQ ten at a time, select by failure class
+//     (order.Class*; a message without a FailureClass attribute is order.ClassUnknown), by source
+//     (exact s3://bucket/key, or a prefix ending in "*") and up to a maximum, then for each
+//     selected message SendMessage to the orders queue with the original body and attributes
+//     minus the four parking attributes (FailureClass, FailureDetail, Attempts, ParkedAt), and
+//     DeleteMessage from the DLQ only after that send succeeded. Sends are paced by a Limiter
+//     (REDRIVE_RATE messages/second). A failed send leaves the message in the DLQ. A failed
+//     delete after a successful send leaves a duplicate on the orders queue; the order API's
+//     Idempotency-Key absorbs it, and it is counted (Result.DeleteFailed) and logged.
+//     Messages received but not moved (not selected, failed, or a dry run) are made visible again
+//     (ChangeMessageVisibility 0) when the scan ends. The scan ends at Max, at an empty receive,
+//     when a receive brings back only messages already seen, after ApproximateNumberOfMessages
+//     plus a margin, or shortly before the context deadline.
+//
+//   - Native move (Request.Native, only without any selection): StartMessageMoveTask from the
+//     DLQ to the orders queue at REDRIVE_RATE; Redriver.Tasks reports progress through
+//     ListMessageMoveTasks. The move is asynchronous and keeps every attribute, the parking ones
+//     included: SQS offers no way to strip them. When the service does not implement it (moto
+//     answers HTTP 500), the Redriver logs that and falls back to the selective move.
+//
+// A dry run moves and deletes nothing. It still receives the messages it scans, so they are
+// invisible for the scan's duration (at most Config.ScanVisibility, normally until the scan
+// ends) and their ApproximateReceiveCount grows by one; nothing else changes.
+//
+// Every message scanned gets one audit log line (slog, message "redrive", keys action,
+// messageID, orderID, class, source, line, dryRun); skipped messages are logged at debug level.
+//
+// The core is usable outside Lambda: redrive.New(cfg, sqsClient).Run(ctx, req). Handle is the
+// Lambda handler shape (docs/CONTRACTS.md).
+package redrive

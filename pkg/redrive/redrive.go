@@ -1,0 +1,163 @@
+package redrive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"golang.org/x/time/rate"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
+)
+
+// SQS is the part of *sqs.Client a Redriver uses, with the SDK's own signatures.
+type SQS interface {
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+	StartMessageMoveTask(ctx context.Context, in *sqs.StartMessageMoveTaskInput, optFns ...func(*sqs.Options)) (*sqs.StartMessageMoveTaskOutput, error)
+	ListMessageMoveTasks(ctx context.Context, in *sqs.ListMessageMoveTasksInput, optFns ...func(*sqs.Options)) (*sqs.ListMessageMoveTasksOutput, error)
+}
+
+// Limiter paces the selective move: Wait blocks until one more message may be sent, or returns
+// the context's error. *rate.Limiter implements it.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// Redriver moves parked messages back. Build it with New; set the exported fields before the
+// first Run, not during one. A Redriver may run several Runs at once; they share the Limiter.
+type Redriver struct {
+	cfg    Config
+	client SQS
+
+	// Limiter paces sends; New sets rate.NewLimiter(Config.Rate, 1).
+	Limiter Limiter
+	// Logger receives the audit lines; New sets slog.Default().
+	Logger *slog.Logger
+	// Now is the clock used to stop before the context deadline; New sets time.Now.
+	Now func() time.Time
+}
+
+// New returns a Redriver for cfg (zero fields take their defaults) using client.
+func New(cfg Config, client SQS) *Redriver {
+	cfg = cfg.withDefaults()
+	return &Redriver{
+		cfg:     cfg,
+		client:  client,
+		Limiter: rate.NewLimiter(rate.Limit(cfg.Rate), 1),
+		Logger:  slog.Default(),
+		Now:     time.Now,
+	}
+}
+
+// Handle is the Lambda handler: Run, logging the error once.
+func (r *Redriver) Handle(ctx context.Context, req Request) (Result, error) {
+	res, err := r.Run(ctx, req)
+	if err != nil {
+		r.Logger.ErrorContext(ctx, "redrive failed", "error", err, "scanned", res.Scanned, "moved", res.Moved)
+	}
+	return res, err
+}
+
+// Run executes req and reports what it did. The Result is meaningful even with an error: it
+// counts what was done before the error. Errors wrap ErrBadRequest for an invalid request;
+// otherwise they name the queue operation that failed. Messages not moved stay in the DLQ.
+func (r *Redriver) Run(ctx context.Context, req Request) (Result, error) {
+	if err := req.Validate(); err != nil {
+		return Result{Mode: ModeSelective, Stop: StopError}, err
+	}
+	if req.Native {
+		res, err := r.native(ctx)
+		if !errors.Is(err, errNativeUnsupported) {
+			return res, err
+		}
+		r.Logger.WarnContext(ctx, "native message move not implemented by the service: falling back to the selective move", "error", err)
+		res, err = r.selective(ctx, req)
+		res.Fallback = true
+		return res, err
+	}
+	return r.selective(ctx, req)
+}
+
+// entryOf reads a parked message's attributes.
+func entryOf(m sqstypes.Message) Entry {
+	str := func(name string) string {
+		if v, ok := m.MessageAttributes[name]; ok {
+			return aws.ToString(v.StringValue)
+		}
+		return ""
+	}
+	num := func(name string) int {
+		n, _ := strconv.Atoi(str(name)) // absent or malformed: 0, the zero value of the field
+		return n
+	}
+	e := Entry{
+		MessageID:     aws.ToString(m.MessageId),
+		OrderID:       str(order.AttrOrderID),
+		Class:         str(order.AttrFailureClass),
+		Detail:        str(order.AttrFailureDetail),
+		Source:        str(order.AttrSource),
+		SourceVersion: str(order.AttrSourceVersion),
+		Line:          num(order.AttrLine),
+		Attempts:      num(order.AttrAttempts),
+		ParkedAt:      str(order.AttrParkedAt),
+	}
+	if e.Class == "" {
+		e.Class = order.ClassUnknown
+	}
+	return e
+}
+
+// parkingAttrs are removed when a message goes back to the orders queue.
+var parkingAttrs = []string{order.AttrFailureClass, order.AttrFailureDetail, order.AttrAttempts, order.AttrParkedAt}
+
+// requeueInput builds the SendMessage of a parked message back to the orders queue: the same
+// body, every attribute but the parking ones.
+func (r *Redriver) requeueInput(m sqstypes.Message) *sqs.SendMessageInput {
+	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.MessageAttributes))
+	for k, v := range m.MessageAttributes {
+		attrs[k] = v
+	}
+	for _, k := range parkingAttrs {
+		delete(attrs, k)
+	}
+	if len(attrs) == 0 {
+		attrs = nil
+	}
+	return &sqs.SendMessageInput{
+		QueueUrl:          aws.String(r.cfg.QueueURL),
+		MessageBody:       m.Body,
+		MessageAttributes: attrs,
+	}
+}
+
+func (r *Redriver) audit(ctx context.Context, level slog.Level, action string, e Entry, dryRun bool) {
+	r.Logger.Log(ctx, level, "redrive",
+		"action", action, "messageID", e.MessageID, "orderID", e.OrderID, "class", e.Class,
+		"source", e.Source, "line", e.Line, "dryRun", dryRun)
+}
+
+// queueAttr reads one queue attribute.
+func (r *Redriver) queueAttr(ctx context.Context, url string, name sqstypes.QueueAttributeName) (string, error) {
+	out, err := r.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{name},
+	})
+	if err != nil {
+		return "", fmt.Errorf("get %s of %s: %w", name, url, err)
+	}
+	v, ok := out.Attributes[string(name)]
+	if !ok {
+		return "", fmt.Errorf("get %s of %s: not returned", name, url)
+	}
+	return v, nil
+}

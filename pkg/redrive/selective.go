@@ -1,0 +1,222 @@
+package redrive
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// maxSendFailures consecutive failed sends stop a scan: the orders queue is likely unusable.
+const maxSendFailures = 3
+
+// releaseTimeout bounds the release of held messages, which runs even if ctx is cancelled.
+const releaseTimeout = 15 * time.Second
+
+// scan is the state of one selective run.
+type scan struct {
+	r   *Redriver
+	req Request
+	res Result
+	// held maps the id of each message received and still in the DLQ to its latest receipt
+	// handle; they are made visible again when the scan ends.
+	held map[string]string
+	seen map[string]bool
+	// sendFailures counts consecutive failed sends.
+	sendFailures int
+}
+
+func (r *Redriver) selective(ctx context.Context, req Request) (Result, error) {
+	s := &scan{
+		r:    r,
+		req:  req,
+		res:  Result{Mode: ModeSelective, DryRun: req.DryRun},
+		held: map[string]string{},
+		seen: map[string]bool{},
+	}
+	err := s.run(ctx)
+	if err != nil {
+		s.res.Stop = StopError
+	}
+	s.release(ctx)
+	return s.res, err
+}
+
+func (s *scan) run(ctx context.Context) error {
+	v, err := s.r.queueAttr(ctx, s.r.cfg.DLQURL, sqstypes.QueueAttributeNameApproximateNumberOfMessages)
+	if err != nil {
+		return fmt.Errorf("size the scan: %w", err)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("size the scan: ApproximateNumberOfMessages %q: %w", v, err)
+	}
+	// Messages parked during the scan may be scanned too, up to this bound.
+	bound := n + n/10 + 10
+	for {
+		switch {
+		case s.req.Max > 0 && s.res.Selected >= s.req.Max:
+			s.res.Stop = StopMax
+			return nil
+		case s.res.Scanned >= bound:
+			s.res.Stop = StopBound
+			return nil
+		case s.nearDeadline(ctx):
+			s.res.Stop = StopDeadline
+			return nil
+		}
+		out, err := s.r.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl:                    aws.String(s.r.cfg.DLQURL),
+			MaxNumberOfMessages:         10,
+			VisibilityTimeout:           int32(s.r.cfg.ScanVisibility / time.Second),
+			WaitTimeSeconds:             int32(s.r.cfg.ReceiveWait / time.Second),
+			MessageAttributeNames:       []string{"All"},
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
+		})
+		if err != nil {
+			return fmt.Errorf("receive from the DLQ: %w", err)
+		}
+		if len(out.Messages) == 0 {
+			s.res.Stop = StopEmpty
+			return nil
+		}
+		selected, fresh := s.classify(ctx, out.Messages)
+		if fresh == 0 {
+			s.res.Stop = StopSeen
+			return nil
+		}
+		for _, m := range selected {
+			if err := s.move(ctx, m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *scan) nearDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && d.Sub(s.r.Now()) < s.r.cfg.StopMargin
+}
+
+// classify holds every message received, counts and audits the ones not seen before, and
+// returns those selected for a move (none in a dry run) and how many were not seen before.
+func (s *scan) classify(ctx context.Context, msgs []sqstypes.Message) (selected []sqstypes.Message, fresh int) {
+	for _, m := range msgs {
+		id := aws.ToString(m.MessageId)
+		if s.seen[id] {
+			// Its visibility ran out during the scan: keep the newest receipt handle to release it.
+			if _, ok := s.held[id]; ok {
+				s.held[id] = aws.ToString(m.ReceiptHandle)
+			}
+			continue
+		}
+		s.seen[id] = true
+		fresh++
+		s.held[id] = aws.ToString(m.ReceiptHandle)
+		s.res.Scanned++
+		e := entryOf(m)
+		s.res.count(e.Class, func(c *ClassCount) { c.Scanned++ })
+		if !s.req.matches(e) || (s.req.Max > 0 && s.res.Selected >= s.req.Max) {
+			s.res.Skipped++
+			s.r.audit(ctx, slog.LevelDebug, "skip", e, s.req.DryRun)
+			continue
+		}
+		s.res.Selected++
+		s.res.count(e.Class, func(c *ClassCount) { c.Selected++ })
+		if s.req.DryRun {
+			if len(s.res.Listing) < MaxListing {
+				s.res.Listing = append(s.res.Listing, e)
+			} else {
+				s.res.ListingTruncated = true
+			}
+			s.r.audit(ctx, slog.LevelInfo, "would-move", e, true)
+			continue
+		}
+		selected = append(selected, m)
+	}
+	return selected, fresh
+}
+
+// move sends one selected message to the orders queue, then deletes it from the DLQ. A failed
+// send leaves it held (released at the end); an error stops the scan.
+func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
+	e := entryOf(m)
+	if err := s.r.Limiter.Wait(ctx); err != nil {
+		return fmt.Errorf("wait to send message %s: %w", e.MessageID, err)
+	}
+	if _, err := s.r.client.SendMessage(ctx, s.r.requeueInput(m)); err != nil {
+		s.res.Failed++
+		s.res.count(e.Class, func(c *ClassCount) { c.Failed++ })
+		s.r.audit(ctx, slog.LevelWarn, "send-failed", e, false)
+		s.r.Logger.WarnContext(ctx, "redrive send failed: message stays in the DLQ", "messageID", e.MessageID, "orderID", e.OrderID, "error", err)
+		s.sendFailures++
+		if ctx.Err() != nil || s.sendFailures >= maxSendFailures {
+			return fmt.Errorf("send message %s (order %s) to the orders queue: %d consecutive failures: %w", e.MessageID, e.OrderID, s.sendFailures, err)
+		}
+		return nil
+	}
+	s.sendFailures = 0
+	s.res.Moved++
+	s.res.count(e.Class, func(c *ClassCount) { c.Moved++ })
+	// Sent: whatever happens next, releasing it would only invite a second redrive.
+	handle := s.held[e.MessageID]
+	delete(s.held, e.MessageID)
+	_, err := s.r.client.DeleteMessage(context.WithoutCancel(ctx), &sqs.DeleteMessageInput{
+		QueueUrl:      aws.String(s.r.cfg.DLQURL),
+		ReceiptHandle: aws.String(handle),
+	})
+	if err != nil {
+		s.res.DeleteFailed++
+		s.r.audit(ctx, slog.LevelWarn, "moved-not-deleted", e, false)
+		s.r.Logger.WarnContext(ctx, "redrive delete failed after send: the order is on the orders queue and still in the DLQ; its Idempotency-Key absorbs a second delivery",
+			"messageID", e.MessageID, "orderID", e.OrderID, "error", err)
+		return nil
+	}
+	s.r.audit(ctx, slog.LevelInfo, "move", e, false)
+	return nil
+}
+
+// release makes every held message visible again, ten at a time. It runs even when ctx is
+// done; what it cannot release becomes visible when its ScanVisibility ends.
+func (s *scan) release(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	var batch []sqstypes.ChangeMessageVisibilityBatchRequestEntry
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		out, err := s.r.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{
+			QueueUrl: aws.String(s.r.cfg.DLQURL),
+			Entries:  batch,
+		})
+		switch {
+		case err != nil:
+			s.r.Logger.WarnContext(ctx, "redrive release failed: messages reappear when their visibility ends",
+				"messages", len(batch), "visibility", s.r.cfg.ScanVisibility, "error", err)
+		default:
+			s.res.Released += len(out.Successful)
+			for _, f := range out.Failed {
+				s.r.Logger.WarnContext(ctx, "redrive release failed: message reappears when its visibility ends",
+					"messageID", aws.ToString(f.Id), "code", aws.ToString(f.Code), "visibility", s.r.cfg.ScanVisibility)
+			}
+		}
+		batch = batch[:0]
+	}
+	for id, handle := range s.held {
+		batch = append(batch, sqstypes.ChangeMessageVisibilityBatchRequestEntry{
+			Id:                aws.String(id),
+			ReceiptHandle:     aws.String(handle),
+			VisibilityTimeout: 0,
+		})
+		if len(batch) == 10 {
+			flush()
+		}
+	}
+	flush()
+}

@@ -1,0 +1,467 @@
+package redrive_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/redrive"
+)
+
+var allOrders = []string{"A1", "A2", "A3", "A4", "A5", "A6"}
+
+func without(all []string, drop ...string) []string {
+	return slices.DeleteFunc(slices.Clone(all), func(s string) bool { return slices.Contains(drop, s) })
+}
+
+// checkMoved asserts that the orders queue holds exactly the orders want, each with its
+// original body and its attributes minus the parking ones.
+func checkMoved(t *testing.T, e env, want []string) {
+	t.Helper()
+	checkQueue(t, e.client, e.cfg.QueueURL, "the orders queue", want, true)
+}
+
+// checkParked asserts that the DLQ holds exactly the orders want, visible now, unchanged.
+func checkParked(t *testing.T, e env, want []string) {
+	t.Helper()
+	checkQueue(t, e.client, e.cfg.DLQURL, "the DLQ", want, false)
+}
+
+// checkQueue asserts that the visible messages of url are exactly the fixture orders want, with
+// their fixture body and attributes, minus the parking attributes when stripped.
+func checkQueue(t *testing.T, c *sqs.Client, url, what string, want []string, stripped bool) {
+	t.Helper()
+	fixture := byOrderID(loadParked(t))
+	got := receiveAll(t, c, url)
+	if diff := cmp.Diff(want, keys(got), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("visible orders on %s (-want +got):\n%s", what, diff)
+	}
+	for id, m := range got {
+		p := fixture[id]
+		if b := aws.ToString(m.Body); b != p.Body {
+			t.Errorf("order %s on %s: got body %q, want %q", id, what, b, p.Body)
+		}
+		wantAttrs := typedAttrs(p.Attributes)
+		if stripped {
+			for _, k := range []string{order.AttrFailureClass, order.AttrFailureDetail, order.AttrAttempts, order.AttrParkedAt} {
+				delete(wantAttrs, k)
+			}
+		}
+		if diff := cmp.Diff(wantAttrs, plainAttrs(m)); diff != "" {
+			t.Errorf("order %s attributes on %s (-want +got):\n%s", id, what, diff)
+		}
+	}
+}
+
+func TestRunSelective(t *testing.T) {
+	tests := []struct {
+		name      string
+		req       redrive.Request
+		wantMoved []string
+		wantStop  string
+	}{
+		{"everything", redrive.Request{}, allOrders, redrive.StopEmpty},
+		{"class permanent", redrive.Request{Class: redrive.Classes{order.ClassPermanent}}, []string{"A1", "A2"}, redrive.StopEmpty},
+		{"class unknown", redrive.Request{Class: redrive.Classes{order.ClassUnknown}}, []string{"A6"}, redrive.StopEmpty},
+		{"two classes", redrive.Request{Class: redrive.Classes{order.ClassExhausted, order.ClassUndecodable}}, []string{"A3", "A4", "A5"}, redrive.StopEmpty},
+		{"source exact", redrive.Request{Source: "s3://in/uploads/2026/b.jsonl"}, []string{"A3", "A5", "A6"}, redrive.StopEmpty},
+		{"source exact is not a prefix", redrive.Request{Source: "s3://in/uploads/2026/b"}, nil, redrive.StopEmpty},
+		{"source prefix", redrive.Request{Source: "s3://in/uploads/2026/*"}, []string{"A1", "A2", "A3", "A5", "A6"}, redrive.StopEmpty},
+		{"class and source", redrive.Request{Class: redrive.Classes{order.ClassExhausted}, Source: "s3://in/uploads/2027/*"}, []string{"A4"}, redrive.StopEmpty},
+		{"max", redrive.Request{Max: 2}, nil, redrive.StopMax}, // which two depends on the receive order
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			park(t, e.client, e.cfg.DLQURL, loadParked(t))
+
+			got, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), tt.req)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			wantCount := len(tt.wantMoved)
+			if tt.req.Max > 0 {
+				wantCount = tt.req.Max
+			}
+			want := redrive.Result{
+				Mode: redrive.ModeSelective, Stop: tt.wantStop,
+				Scanned: len(allOrders), Selected: wantCount, Moved: wantCount,
+				Skipped: len(allOrders) - wantCount, Released: len(allOrders) - wantCount,
+			}
+			if tt.req.Max > 0 {
+				// It stops as soon as Max are selected: it may not have scanned everything.
+				want.Scanned, want.Skipped, want.Released = got.Scanned, got.Skipped, got.Released
+			}
+			if diff := cmp.Diff(want, got, ignoreByClass()); diff != "" {
+				t.Errorf("result (-want +got):\n%s", diff)
+			}
+			moved := receiveAll(t, e.client, e.cfg.QueueURL)
+			if tt.wantMoved != nil {
+				if diff := cmp.Diff(tt.wantMoved, keys(moved)); diff != "" {
+					t.Errorf("orders on the orders queue (-want +got):\n%s", diff)
+				}
+			}
+			if len(moved) != wantCount {
+				t.Errorf("got %d orders on the orders queue, want %d", len(moved), wantCount)
+			}
+			checkParked(t, e, without(allOrders, keys(moved)...))
+		})
+	}
+}
+
+// ignoreByClass ignores the per-class counts, checked by TestRunCountsByClass.
+func ignoreByClass() cmp.Option {
+	return cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "ByClass" }, cmp.Ignore())
+}
+
+func TestRunStripsParkingAttributes(t *testing.T) {
+	e := newEnv(t)
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	if _, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), redrive.Request{}); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkMoved(t, e, allOrders)
+	checkParked(t, e, nil)
+}
+
+func TestRunCountsByClass(t *testing.T) {
+	e := newEnv(t)
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	got, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassExhausted, order.ClassUnknown}})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	want := map[string]redrive.ClassCount{
+		order.ClassPermanent:   {Scanned: 2},
+		order.ClassExhausted:   {Scanned: 2, Selected: 2, Moved: 2},
+		order.ClassUndecodable: {Scanned: 1},
+		order.ClassUnknown:     {Scanned: 1, Selected: 1, Moved: 1},
+	}
+	if diff := cmp.Diff(want, got.ByClass); diff != "" {
+		t.Errorf("by class (-want +got):\n%s", diff)
+	}
+}
+
+func TestRunDryRunChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	fixture := loadParked(t)
+	park(t, e.client, e.cfg.DLQURL, fixture)
+
+	req := redrive.Request{Class: redrive.Classes{order.ClassPermanent, order.ClassUnknown}, DryRun: true}
+	got, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	want := redrive.Result{
+		Mode: redrive.ModeSelective, DryRun: true, Stop: redrive.StopEmpty,
+		Scanned: 6, Selected: 3, Skipped: 3, Released: 6,
+		Listing: []redrive.Entry{
+			{OrderID: "A1", Class: "permanent", Detail: "HTTP 422: unknown currency", Source: "s3://in/uploads/2026/a.csv", SourceVersion: "null", Line: 2, Attempts: 1, ParkedAt: "2026-11-24T10:00:00Z"},
+			{OrderID: "A2", Class: "permanent", Detail: "HTTP 409: conflict", Source: "s3://in/uploads/2026/a.csv", SourceVersion: "null", Line: 3, Attempts: 1, ParkedAt: "2026-11-24T10:00:01Z"},
+			{OrderID: "A6", Class: "unknown", Source: "s3://in/uploads/2026/b.jsonl", SourceVersion: "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY", Line: 3},
+		},
+	}
+	for _, l := range got.Listing {
+		if l.MessageID == "" {
+			t.Errorf("listing entry %s has no message id", l.OrderID)
+		}
+	}
+	sortListing := cmp.Transformer("sort", func(in []redrive.Entry) []redrive.Entry {
+		out := slices.Clone(in)
+		slices.SortFunc(out, func(a, b redrive.Entry) int { return strings.Compare(a.OrderID, b.OrderID) })
+		return out
+	})
+	ignoreID := cmp.FilterPath(func(p cmp.Path) bool { return strings.HasSuffix(p.String(), "MessageID") }, cmp.Ignore())
+	if diff := cmp.Diff(want, got, ignoreByClass(), sortListing, ignoreID); diff != "" {
+		t.Errorf("result (-want +got):\n%s", diff)
+	}
+	checkMoved(t, e, nil)
+	checkParked(t, e, allOrders)
+}
+
+// failingSQS passes every call to the real client except those it is told to fail.
+type failingSQS struct {
+	redrive.SQS
+	sendFails   func(orderID string) bool // nil: no send fails
+	deleteFails bool
+}
+
+var errInjected = errors.New("injected failure")
+
+func (f failingSQS) SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	if f.sendFails != nil && f.sendFails(aws.ToString(in.MessageAttributes[order.AttrOrderID].StringValue)) {
+		return nil, errInjected
+	}
+	return f.SQS.SendMessage(ctx, in, opts...)
+}
+
+func (f failingSQS) DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error) {
+	if f.deleteFails {
+		return nil, errInjected
+	}
+	return f.SQS.DeleteMessage(ctx, in, opts...)
+}
+
+func TestRunSendFailureLeavesMessageInDLQ(t *testing.T) {
+	e := newEnv(t)
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	c := failingSQS{SQS: e.client, sendFails: func(id string) bool { return id == "A2" || id == "A4" }}
+
+	got, err := newRedriver(t, e.cfg, c).Run(context.Background(), redrive.Request{})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got.Selected != 6 || got.Moved != 4 || got.Failed != 2 || got.Released != 2 {
+		t.Errorf("got selected %d moved %d failed %d released %d, want 6 4 2 2", got.Selected, got.Moved, got.Failed, got.Released)
+	}
+	if f := got.ByClass[order.ClassPermanent].Failed + got.ByClass[order.ClassExhausted].Failed; f != 2 {
+		t.Errorf("got %d failures by class, want 2", f)
+	}
+	checkMoved(t, e, []string{"A1", "A3", "A5", "A6"})
+	checkParked(t, e, []string{"A2", "A4"})
+}
+
+func TestRunStopsAfterConsecutiveSendFailures(t *testing.T) {
+	e := newEnv(t)
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	c := failingSQS{SQS: e.client, sendFails: func(string) bool { return true }}
+
+	got, err := newRedriver(t, e.cfg, c).Run(context.Background(), redrive.Request{})
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("got error %v, want the injected send failure", err)
+	}
+	if got.Moved != 0 || got.Failed != 3 || got.Stop != redrive.StopError {
+		t.Errorf("got moved %d failed %d stop %q, want 0 3 %q", got.Moved, got.Failed, got.Stop, redrive.StopError)
+	}
+	checkMoved(t, e, nil)
+	checkParked(t, e, allOrders)
+}
+
+func TestRunDeleteFailureCountsTheDuplicate(t *testing.T) {
+	e := newEnv(t)
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	c := failingSQS{SQS: e.client, deleteFails: true}
+
+	got, err := newRedriver(t, e.cfg, c).Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassUnknown}})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got.Moved != 1 || got.DeleteFailed != 1 || got.Failed != 0 {
+		t.Errorf("got moved %d deleteFailed %d failed %d, want 1 1 0", got.Moved, got.DeleteFailed, got.Failed)
+	}
+	checkMoved(t, e, []string{"A6"})
+	// A6 is still in the DLQ, hidden until its scan visibility ends; the others are visible.
+	checkParked(t, e, without(allOrders, "A6"))
+	out, err := e.client.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(e.cfg.DLQURL),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
+	})
+	if err != nil {
+		t.Fatalf("get DLQ attributes: %v", err)
+	}
+	// receiveAll hid the 5 others: 6 in flight in all.
+	if n := out.Attributes["ApproximateNumberOfMessagesNotVisible"]; n != "6" {
+		t.Errorf("got %s messages in flight in the DLQ, want 6 (A6 kept + 5 just received)", n)
+	}
+}
+
+// countingLimiter allows allow waits, then fails.
+type countingLimiter struct {
+	waits, allow int
+}
+
+var errLimiter = errors.New("limiter closed")
+
+func (l *countingLimiter) Wait(ctx context.Context) error {
+	if l.waits >= l.allow {
+		return errLimiter
+	}
+	l.waits++
+	return nil
+}
+
+func TestRunWaitsForTheLimiter(t *testing.T) {
+	tests := []struct {
+		name      string
+		allow     int
+		wantMoved int
+		wantErr   error
+	}{
+		{"one wait per message", 100, 3, nil},
+		{"limiter error stops the move", 1, 1, errLimiter},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			park(t, e.client, e.cfg.DLQURL, loadParked(t))
+			r := newRedriver(t, e.cfg, e.client)
+			lim := &countingLimiter{allow: tt.allow}
+			r.Limiter = lim
+
+			got, err := r.Run(context.Background(), redrive.Request{Source: "s3://in/uploads/2026/b.jsonl"})
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got error %v, want %v", err, tt.wantErr)
+			}
+			if lim.waits != tt.wantMoved || got.Moved != tt.wantMoved {
+				t.Errorf("got %d waits and %d moved, want %d", lim.waits, got.Moved, tt.wantMoved)
+			}
+			if n := len(receiveAll(t, e.client, e.cfg.QueueURL)); n != tt.wantMoved {
+				t.Errorf("got %d on the orders queue, want %d", n, tt.wantMoved)
+			}
+			if n := len(receiveAll(t, e.client, e.cfg.DLQURL)); n != 6-tt.wantMoved {
+				t.Errorf("got %d visible in the DLQ, want %d", n, 6-tt.wantMoved)
+			}
+		})
+	}
+}
+
+func TestRunStopsBeforeTheDeadline(t *testing.T) {
+	e := newEnv(t)
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	deadline := time.Now().Add(time.Hour)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	r := newRedriver(t, e.cfg, e.client)
+	r.Now = func() time.Time { return deadline.Add(-redrive.DefaultStopMargin / 2) }
+
+	got, err := r.Run(ctx, redrive.Request{})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got.Stop != redrive.StopDeadline || got.Scanned != 0 || got.Moved != 0 {
+		t.Errorf("got stop %q scanned %d moved %d, want %q 0 0", got.Stop, got.Scanned, got.Moved, redrive.StopDeadline)
+	}
+	checkParked(t, e, allOrders)
+}
+
+// replayingSQS answers every ReceiveMessage after the first with the first answer, as if the
+// messages had become visible again during the scan.
+type replayingSQS struct {
+	redrive.SQS
+	first *sqs.ReceiveMessageOutput
+}
+
+func (r *replayingSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	if r.first != nil {
+		return r.first, nil
+	}
+	out, err := r.SQS.ReceiveMessage(ctx, in, opts...)
+	r.first = out
+	return out, err
+}
+
+func TestRunEndsWhenMessagesReappear(t *testing.T) {
+	e := newEnv(t)
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	got, err := newRedriver(t, e.cfg, &replayingSQS{SQS: e.client}).Run(context.Background(), redrive.Request{DryRun: true})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got.Stop != redrive.StopSeen || got.Scanned != 6 || got.Selected != 6 || got.Released != 6 {
+		t.Errorf("got stop %q scanned %d selected %d released %d, want %q 6 6 6", got.Stop, got.Scanned, got.Selected, got.Released, redrive.StopSeen)
+	}
+	checkParked(t, e, allOrders)
+}
+
+// endlessSQS is a DLQ that reports 5 messages and returns ten new ones on every receive.
+type endlessSQS struct {
+	redrive.SQS
+	n int
+}
+
+func (f *endlessSQS) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{"ApproximateNumberOfMessages": "5"}}, nil
+}
+
+func (f *endlessSQS) ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	var out sqs.ReceiveMessageOutput
+	for range 10 {
+		f.n++
+		id := strings.Repeat("m", f.n)
+		out.Messages = append(out.Messages, sqstypes.Message{MessageId: aws.String(id), ReceiptHandle: aws.String("h" + id), Body: aws.String("{}")})
+	}
+	return &out, nil
+}
+
+func (f *endlessSQS) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	var out sqs.ChangeMessageVisibilityBatchOutput
+	for _, e := range in.Entries {
+		out.Successful = append(out.Successful, sqstypes.ChangeMessageVisibilityBatchResultEntry{Id: e.Id})
+	}
+	return &out, nil
+}
+
+func TestRunEndsAtTheScanBound(t *testing.T) {
+	// 5 messages announced: the bound is 5 + 10 = 15, reached after the second receive.
+	got, err := newRedriver(t, redrive.Config{QueueURL: "q", DLQURL: "d"}, &endlessSQS{}).Run(context.Background(), redrive.Request{DryRun: true})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got.Stop != redrive.StopBound || got.Scanned != 20 || got.Released != 20 {
+		t.Errorf("got stop %q scanned %d released %d, want %q 20 20", got.Stop, got.Scanned, got.Released, redrive.StopBound)
+	}
+}
+
+func TestRunWritesAnAuditLinePerMessage(t *testing.T) {
+	e := newEnv(t)
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	var buf bytes.Buffer
+	r := redrive.New(e.cfg, e.client)
+	r.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if _, err := r.Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassPermanent}}); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	type line struct {
+		Msg, Action, MessageID, OrderID, Class, Source string
+		Line                                           int
+		DryRun                                         bool
+	}
+	got := map[string]line{}
+	for _, l := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var v line
+		if err := json.Unmarshal(l, &v); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if v.Msg == "redrive" {
+			if v.MessageID == "" {
+				t.Errorf("audit line %s has no messageID", l)
+			}
+			v.MessageID = ""
+			got[v.OrderID] = v
+		}
+	}
+	want := map[string]line{
+		"A1": {Msg: "redrive", Action: "move", OrderID: "A1", Class: "permanent", Source: "s3://in/uploads/2026/a.csv", Line: 2},
+		"A2": {Msg: "redrive", Action: "move", OrderID: "A2", Class: "permanent", Source: "s3://in/uploads/2026/a.csv", Line: 3},
+		"A3": {Msg: "redrive", Action: "skip", OrderID: "A3", Class: "exhausted", Source: "s3://in/uploads/2026/b.jsonl", Line: 1},
+		"A4": {Msg: "redrive", Action: "skip", OrderID: "A4", Class: "exhausted", Source: "s3://in/uploads/2027/c.jsonl", Line: 7},
+		"A5": {Msg: "redrive", Action: "skip", OrderID: "A5", Class: "undecodable", Source: "s3://in/uploads/2026/b.jsonl", Line: 2},
+		"A6": {Msg: "redrive", Action: "skip", OrderID: "A6", Class: "unknown", Source: "s3://in/uploads/2026/b.jsonl", Line: 3},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("audit lines by order (-want +got):\n%s", diff)
+	}
+}
+
+func TestHandleRefusesBadRequests(t *testing.T) {
+	r := newRedriver(t, redrive.Config{QueueURL: "q", DLQURL: "d"}, &endlessSQS{})
+	_, err := r.Handle(context.Background(), redrive.Request{Class: redrive.Classes{"nope"}})
+	if !errors.Is(err, redrive.ErrBadRequest) {
+		t.Errorf("got %v, want ErrBadRequest", err)
+	}
+}
