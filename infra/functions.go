@@ -1,0 +1,315 @@
+package main
+
+import (
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
+)
+
+// Environment variable names of the functions (docs/CONTRACTS.md).
+const (
+	EnvOrdersQueueURL = "ORDERS_QUEUE_URL"
+	EnvOrdersDLQURL   = "ORDERS_DLQ_URL"
+	EnvFilesQueueURL  = "FILES_QUEUE_URL"
+	EnvAPIBaseURL     = "ORDER_API_BASE_URL"
+	EnvAPISecretARN   = "ORDER_API_SECRET_ARN"
+	EnvAPITimeout     = "ORDER_API_TIMEOUT"
+	EnvAPIRate        = "API_RATE"
+	EnvAPIInstances   = "API_INSTANCES"
+	EnvMaxAttempts    = "MAX_ATTEMPTS"
+)
+
+// FunctionProps is what every orderpipe function shares.
+type FunctionProps struct {
+	// AssetDir holds <name>/bootstrap (linux/arm64), as `make build` leaves it in build/.
+	AssetDir string
+	// Tracing turns on X-Ray active tracing.
+	Tracing bool
+	// LogRetention of the function's log group (default three months).
+	LogRetention awslogs.RetentionDays
+}
+
+// AppFunction is one Go Lambda function with its own role and log group: provided.al2023 on
+// arm64, handler "bootstrap", code from AssetDir/<name>. Ingest, Dispatch and Redrive embed it.
+type AppFunction struct {
+	Function awslambda.Function
+	Role     awsiam.Role
+	LogGroup awslogs.LogGroup
+}
+
+type functionSpec struct {
+	FunctionProps
+	name        string
+	description string
+	timeout     time.Duration
+	memoryMB    int
+	reserved    int // 0: unreserved
+	env         map[string]*string
+}
+
+func newAppFunction(scope constructs.Construct, spec functionSpec) AppFunction {
+	retention := spec.LogRetention
+	if retention == "" {
+		retention = awslogs.RetentionDays_THREE_MONTHS
+	}
+	logs := awslogs.NewLogGroup(scope, jsii.String("Logs"), &awslogs.LogGroupProps{
+		Retention:     retention,
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+	})
+	// An own role instead of the default one: the default attaches the AWS managed
+	// AWSLambdaBasicExecutionRole (logs on every log group); this one writes only its log group.
+	role := awsiam.NewRole(scope, jsii.String("Role"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String("orderpipe " + spec.name + " function"),
+	})
+	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("WriteOwnLogs"),
+		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
+		Resources: &[]*string{logs.LogGroupArn()},
+	}))
+	tracing := awslambda.Tracing_DISABLED
+	if spec.Tracing {
+		tracing = awslambda.Tracing_ACTIVE
+	}
+	props := &awslambda.FunctionProps{
+		Description:  jsii.String(spec.description),
+		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture: awslambda.Architecture_ARM_64(),
+		Handler:      jsii.String("bootstrap"),
+		Code:         awslambda.Code_FromAsset(jsii.String(filepath.Join(spec.AssetDir, spec.name)), nil),
+		Timeout:      seconds(spec.timeout),
+		MemorySize:   jsii.Number(float64(spec.memoryMB)),
+		Role:         role,
+		LogGroup:     logs,
+		Tracing:      tracing,
+		Environment:  &spec.env,
+	}
+	if spec.reserved > 0 {
+		props.ReservedConcurrentExecutions = jsii.Number(float64(spec.reserved))
+	}
+	fn := awslambda.NewFunction(scope, jsii.String("Function"), props)
+	if spec.Tracing {
+		suppress(role, true, nag("AwsSolutions-IAM5",
+			"X-Ray PutTraceSegments/PutTelemetryRecords do not support resource-level permissions.",
+			"Resource::*"))
+	}
+	return AppFunction{Function: fn, Role: role, LogGroup: logs}
+}
+
+// sqsSource connects fn to queue with an event source mapping reporting partial batch failures
+// and lets fn consume the queue.
+func sqsSource(scope constructs.Construct, fn awslambda.Function, queue awssqs.IQueue, batchSize, maxConcurrency int) awslambda.EventSourceMapping {
+	props := &awslambda.EventSourceMappingProps{
+		Target:                  fn,
+		EventSourceArn:          queue.QueueArn(),
+		BatchSize:               jsii.Number(float64(batchSize)),
+		ReportBatchItemFailures: jsii.Bool(true),
+	}
+	if maxConcurrency > 0 {
+		props.MaxConcurrency = jsii.Number(float64(maxConcurrency))
+	}
+	esm := awslambda.NewEventSourceMapping(scope, jsii.String("EventSource"), props)
+	queue.GrantConsumeMessages(fn)
+	return esm
+}
+
+// IngestProps configures Ingest.
+type IngestProps struct {
+	FunctionProps
+	Settings  pipeline.Settings // IngestTimeout
+	BatchSize int               // files queue event source batch size, 1..10
+	Uploads   *Uploads
+	Orders    *OrderQueue
+}
+
+// Ingest is the function that turns an uploaded file into order messages: it consumes the files
+// queue, reads uploads/ objects (any version), reads and writes its checkpoints under state/,
+// writes rejects/ and reports/, and sends to the orders queue and (continuations) the files queue.
+type Ingest struct {
+	constructs.Construct
+	AppFunction
+	EventSource awslambda.EventSourceMapping
+}
+
+// NewIngest creates the ingest function, its event source and its grants.
+func NewIngest(scope constructs.Construct, id string, props IngestProps) *Ingest {
+	c := constructs.NewConstruct(scope, jsii.String(id))
+	u, o := props.Uploads, props.Orders
+	f := newAppFunction(c, functionSpec{
+		FunctionProps: props.FunctionProps,
+		name:          "ingest",
+		description:   "orderpipe: uploaded order file -> orders queue",
+		timeout:       props.Settings.IngestTimeout,
+		memoryMB:      512,
+		env: map[string]*string{
+			EnvOrdersQueueURL: o.Queue.QueueUrl(),
+			EnvFilesQueueURL:  u.FilesQueue.QueueUrl(),
+		},
+	})
+	objects := func(prefixes ...string) *[]*string {
+		arns := make([]*string, len(prefixes))
+		for i, p := range prefixes {
+			arns[i] = u.Bucket.ArnForObjects(jsii.String(p + "*"))
+		}
+		return &arns
+	}
+	allow(f.Role, "ReadUploads", objects(PrefixUploads), "s3:GetObject", "s3:GetObjectVersion")
+	allow(f.Role, "ReadCheckpoints", objects(PrefixState), "s3:GetObject")
+	allow(f.Role, "WriteOutputs", objects(PrefixRejects, PrefixReports, PrefixState), "s3:PutObject")
+	// Without s3:ListBucket a missing object (no checkpoint yet) reads as 403, not 404.
+	allow(f.Role, "MissingObjectsRead404", &[]*string{u.Bucket.BucketArn()}, "s3:ListBucket")
+	allow(f.Role, "SendOrdersAndContinuations", &[]*string{o.Queue.QueueArn(), u.FilesQueue.QueueArn()}, "sqs:SendMessage")
+	suppress(f.Role, true, nag("AwsSolutions-IAM5",
+		"Object ARNs are scoped to the key prefixes ingest owns (uploads/ read, state/ read-write, rejects/ and reports/ write); keys are only known at run time.",
+		regexpAppliesTo(`Resource::<.*Bucket.*\.Arn>/(uploads|state|rejects|reports)/\*`)...))
+
+	esm := sqsSource(c, f.Function, u.FilesQueue, props.BatchSize, 0)
+	addConsumerRules(c, "ingest", f.Function, u.FilesQueue, u.FilesDLQ, esm)
+	return &Ingest{Construct: c, AppFunction: f, EventSource: esm}
+}
+
+// DispatchProps configures Dispatch.
+type DispatchProps struct {
+	FunctionProps
+	Settings     pipeline.Settings // DispatchTimeout, ReservedConcurrency, Instances, APIRate, MaxAttempts
+	APIBaseURL   string
+	APISecretARN string // empty: no Authorization header
+	Orders       *OrderQueue
+}
+
+// Dispatch is the function that PUTs each order to the API: it consumes the orders queue with
+// batch size 1 and MaximumConcurrency = Settings.Instances, under reserved concurrency
+// Settings.ReservedConcurrency, changes visibility to back off, parks orders on the DLQ and reads
+// the API secret.
+type Dispatch struct {
+	constructs.Construct
+	AppFunction
+	EventSource awslambda.EventSourceMapping
+}
+
+// NewDispatch creates the dispatch function, its event source and its grants.
+func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Dispatch {
+	c := constructs.NewConstruct(scope, jsii.String(id))
+	s, o := props.Settings, props.Orders
+	env := map[string]*string{
+		EnvOrdersQueueURL: o.Queue.QueueUrl(),
+		EnvOrdersDLQURL:   o.DLQ.QueueUrl(),
+		EnvAPIBaseURL:     jsii.String(props.APIBaseURL),
+		EnvAPITimeout:     jsii.String(APITimeout.String()),
+		EnvAPIRate:        jsii.String(strconv.FormatFloat(s.APIRate, 'f', -1, 64)),
+		EnvAPIInstances:   jsii.String(strconv.Itoa(s.Instances)),
+		EnvMaxAttempts:    jsii.String(strconv.Itoa(s.MaxAttempts)),
+	}
+	if props.APISecretARN != "" {
+		env[EnvAPISecretARN] = jsii.String(props.APISecretARN)
+	}
+	f := newAppFunction(c, functionSpec{
+		FunctionProps: props.FunctionProps,
+		name:          "dispatch",
+		description:   "orderpipe: orders queue -> PUT /orders/{id}",
+		timeout:       s.DispatchTimeout,
+		memoryMB:      256,
+		reserved:      s.ReservedConcurrency,
+		env:           env,
+	})
+	allow(f.Role, "ParkOrders", &[]*string{o.DLQ.QueueArn()}, "sqs:SendMessage")
+	if props.APISecretARN != "" {
+		allow(f.Role, "ReadAPISecret", jsii.Strings(secretResource(props.APISecretARN)), "secretsmanager:GetSecretValue")
+	}
+	esm := sqsSource(c, f.Function, o.Queue, 1, s.Instances)
+	addConsumerRules(c, "dispatch", f.Function, o.Queue, o.DLQ, esm)
+	return &Dispatch{Construct: c, AppFunction: f, EventSource: esm}
+}
+
+// completeSecretARN matches a secret ARN that ends with the random 6-character suffix.
+var completeSecretARN = regexp.MustCompile(`:secret:.+-[A-Za-z0-9]{6}$`)
+
+// secretResource is the IAM resource for a secret ARN: as given when complete, otherwise with
+// the "-??????" pattern Secrets Manager's suffix needs (as the CDK does for partial ARNs).
+func secretResource(arn string) string {
+	if completeSecretARN.MatchString(arn) {
+		return arn
+	}
+	return arn + "-??????"
+}
+
+// RedriveProps configures Redrive.
+type RedriveProps struct {
+	FunctionProps
+	Settings pipeline.Settings // RedriveTimeout
+	// Schedule, when set (rate(...) or cron(...)), invokes redrive from EventBridge with "{}".
+	Schedule string
+	Orders   *OrderQueue
+}
+
+// Redrive is the function the CLI invokes to move parked orders back: it reads and deletes from
+// the orders DLQ, sends to the orders queue, and may use SQS's native message move task.
+type Redrive struct {
+	constructs.Construct
+	AppFunction
+	Rule awsevents.Rule // nil unless Schedule is set
+}
+
+// NewRedrive creates the redrive function, its grants and the optional schedule.
+func NewRedrive(scope constructs.Construct, id string, props RedriveProps) *Redrive {
+	c := constructs.NewConstruct(scope, jsii.String(id))
+	o := props.Orders
+	f := newAppFunction(c, functionSpec{
+		FunctionProps: props.FunctionProps,
+		name:          "redrive",
+		description:   "orderpipe: orders DLQ -> orders queue",
+		timeout:       props.Settings.RedriveTimeout,
+		memoryMB:      256,
+		env: map[string]*string{
+			EnvOrdersQueueURL: o.Queue.QueueUrl(),
+			EnvOrdersDLQURL:   o.DLQ.QueueUrl(),
+		},
+	})
+	allow(f.Role, "ReadParked", &[]*string{o.DLQ.QueueArn()},
+		"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
+		"sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks", "sqs:CancelMessageMoveTask")
+	allow(f.Role, "RequeueOrders", &[]*string{o.Queue.QueueArn()}, "sqs:SendMessage")
+	r := &Redrive{Construct: c, AppFunction: f}
+	if props.Schedule != "" {
+		r.Rule = awsevents.NewRule(c, jsii.String("Schedule"), &awsevents.RuleProps{
+			Description: jsii.String("orderpipe: scheduled redrive of the orders DLQ"),
+			Schedule:    awsevents.Schedule_Expression(jsii.String(props.Schedule)),
+			Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(f.Function, &awseventstargets.LambdaFunctionProps{
+				Event: awsevents.RuleTargetInput_FromObject(map[string]any{}),
+			})},
+		})
+	}
+	return r
+}
+
+// allow adds one statement to role's policy; sid names it in the template.
+func allow(role awsiam.Role, sid string, resources *[]*string, actions ...string) {
+	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String(sid),
+		Actions:   jsii.Strings(actions...),
+		Resources: resources,
+	}))
+}
+
+// regexpAppliesTo anchors patterns as "/^...$/", which nagRule turns into cdk-nag's regex
+// appliesTo form.
+func regexpAppliesTo(patterns ...string) []string {
+	out := make([]string, len(patterns))
+	for i, p := range patterns {
+		out[i] = "/^" + p + "$/"
+	}
+	return out
+}

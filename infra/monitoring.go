@@ -1,0 +1,202 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
+)
+
+// MetricsNamespace is the CloudWatch namespace of dispatch's embedded metric format (EMF) metrics.
+const MetricsNamespace = "orderpipe"
+
+// EMF metrics dispatch emits in MetricsNamespace: counts of outcomes, and the API latency (ms).
+var (
+	OutcomeMetrics = []string{"Sent", "Throttled", "Transient", "Permanent", "Exhausted"}
+	LatencyMetric  = "ApiLatency"
+)
+
+// MonitoringProps says what to watch.
+type MonitoringProps struct {
+	Settings   pipeline.Settings
+	AlarmEmail string // empty: no subscription
+	Uploads    *Uploads
+	Orders     *OrderQueue
+	Ingest     *Ingest
+	Dispatch   *Dispatch
+	Redrive    *Redrive
+}
+
+// Monitoring is the alarm topic (KMS-encrypted, TLS-only, optional email subscription), the
+// alarms, each notifying the topic on ALARM and OK, and the dashboard.
+//
+// Alarms: any message on either DLQ; orders older than half the queue retention, or a backlog
+// that takes more than half the retention to drain at the API rate (orders would expire); a file
+// message older than the files visibility timeout (ingest keeps failing); and for each function,
+// any error, any throttle, and p99 duration above 80% of its timeout.
+type Monitoring struct {
+	constructs.Construct
+	Key       awskms.Key
+	Topic     awssns.Topic
+	Alarms    []awscloudwatch.Alarm
+	Dashboard awscloudwatch.Dashboard
+}
+
+const alarmPeriod = 5 * time.Minute
+
+// NewMonitoring creates the topic, alarms and dashboard.
+func NewMonitoring(scope constructs.Construct, id string, props MonitoringProps) *Monitoring {
+	c := constructs.NewConstruct(scope, jsii.String(id))
+	m := &Monitoring{Construct: c}
+	s := props.Settings
+
+	// CloudWatch publishes to an encrypted topic only with a customer managed key whose policy
+	// lets cloudwatch.amazonaws.com use it.
+	m.Key = awskms.NewKey(c, jsii.String("TopicKey"), &awskms.KeyProps{
+		Description:       jsii.String("orderpipe alarm topic"),
+		EnableKeyRotation: jsii.Bool(true),
+		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
+	})
+	m.Key.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("CloudWatchPublishesAlarms"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("kms:GenerateDataKey", "kms:Decrypt"),
+		Resources:  jsii.Strings("*"), // in a key policy, "*" is this key
+		Conditions: &map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": awscdk.Stack_Of(c).Account()}},
+	}), nil)
+	m.Topic = awssns.NewTopic(c, jsii.String("Topic"), &awssns.TopicProps{
+		DisplayName: jsii.String("orderpipe alarms"),
+		MasterKey:   m.Key,
+		EnforceSSL:  jsii.Bool(true),
+	})
+	// The topic policy (TLS-only) replaces SNS's default one, so CloudWatch needs its own grant.
+	m.Topic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("CloudWatchAlarmsPublish"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("sns:Publish"),
+		Resources:  &[]*string{m.Topic.TopicArn()},
+		Conditions: &map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": awscdk.Stack_Of(c).Account()}},
+	}))
+	if props.AlarmEmail != "" {
+		m.Topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(props.AlarmEmail), nil))
+	}
+
+	u, o := props.Uploads, props.Orders
+	for _, d := range []struct {
+		id  string
+		dlq awssqs.Queue
+	}{{"FilesDLQNotEmpty", u.FilesDLQ}, {"OrdersDLQNotEmpty", o.DLQ}} {
+		m.alarm(d.id, d.dlq.MetricApproximateNumberOfMessagesVisible(stat("Maximum")), 0,
+			"Messages are parked on the DLQ: inspect with `orderpipe dlq ls`, fix, then `orderpipe dlq redrive`.")
+	}
+	half := s.QueueRetention / 2
+	m.alarm("OrdersOldestNearRetention", o.Queue.MetricApproximateAgeOfOldestMessage(stat("Maximum")), half.Seconds(),
+		fmt.Sprintf("The oldest order has waited more than half the orders queue retention (%v): it expires at %v.", half, s.QueueRetention))
+	backlog := float64(s.MaxBacklog()) / 2
+	m.alarm("OrdersBacklogDrainTime", o.Queue.MetricApproximateNumberOfMessagesVisible(stat("Maximum")), backlog,
+		fmt.Sprintf("More than %.0f orders queued: at %v req/s they need more than half the retention (%v) to drain.", backlog, s.APIRate, half))
+	m.alarm("FilesOldest", u.FilesQueue.MetricApproximateAgeOfOldestMessage(stat("Maximum")), s.FilesVisibility.Seconds(),
+		fmt.Sprintf("A file message is older than the files visibility timeout (%v): ingest is failing or retrying it.", s.FilesVisibility))
+
+	for _, f := range []struct {
+		name    string
+		fn      awslambda.Function
+		timeout time.Duration
+	}{
+		{"Ingest", props.Ingest.Function, s.IngestTimeout},
+		{"Dispatch", props.Dispatch.Function, s.DispatchTimeout},
+		{"Redrive", props.Redrive.Function, s.RedriveTimeout},
+	} {
+		m.alarm(f.name+"Errors", f.fn.MetricErrors(stat("Sum")), 0, "The "+f.name+" function failed invocations.")
+		m.alarm(f.name+"Throttles", f.fn.MetricThrottles(stat("Sum")), 0, "The "+f.name+" function was throttled.")
+		limit := 0.8 * float64(f.timeout.Milliseconds())
+		m.alarm(f.name+"DurationP99", f.fn.MetricDuration(stat("p99")), limit,
+			fmt.Sprintf("The %s function's p99 duration is above 80%% of its timeout %v.", f.name, f.timeout))
+	}
+
+	m.Dashboard = newDashboard(c, props)
+	return m
+}
+
+// alarm creates an alarm on metric > threshold over one period, notifying the topic on ALARM and
+// OK; missing data (an idle pipeline) is not breaching.
+func (m *Monitoring) alarm(id string, metric awscloudwatch.IMetric, threshold float64, description string) {
+	a := awscloudwatch.NewAlarm(m.Construct, jsii.String(id), &awscloudwatch.AlarmProps{
+		Metric:             metric,
+		Threshold:          jsii.Number(threshold),
+		EvaluationPeriods:  jsii.Number(1),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		AlarmDescription:   jsii.String(description),
+	})
+	action := awscloudwatchactions.NewSnsAction(m.Topic)
+	a.AddAlarmAction(action)
+	a.AddOkAction(action)
+	m.Alarms = append(m.Alarms, a)
+}
+
+func stat(statistic string) *awscloudwatch.MetricOptions {
+	return &awscloudwatch.MetricOptions{Statistic: jsii.String(statistic), Period: seconds(alarmPeriod)}
+}
+
+// emf is a SEARCH over MetricsNamespace for one metric name, whatever its dimensions.
+func emf(name, statistic string) awscloudwatch.IMetric {
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression: jsii.String(fmt.Sprintf(`SEARCH('Namespace="%s" MetricName="%s"', '%s', %d)`,
+			MetricsNamespace, name, statistic, int(alarmPeriod.Seconds()))),
+		UsingMetrics: &map[string]awscloudwatch.IMetric{},
+		Label:        jsii.String(name + " " + statistic),
+		Period:       seconds(alarmPeriod),
+	})
+}
+
+func newDashboard(scope constructs.Construct, props MonitoringProps) awscloudwatch.Dashboard {
+	u, o := props.Uploads, props.Orders
+	graph := func(title string, metrics ...awscloudwatch.IMetric) awscloudwatch.IWidget {
+		return awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+			Title: jsii.String(title), Left: &metrics, Width: jsii.Number(8), Height: jsii.Number(6),
+		})
+	}
+	fnGraph := func(name string, fn awslambda.Function) awscloudwatch.IWidget {
+		return graph(name+" function",
+			fn.MetricInvocations(stat("Sum")), fn.MetricErrors(stat("Sum")), fn.MetricThrottles(stat("Sum")),
+			fn.MetricDuration(stat("p99")))
+	}
+	outcomes := make([]awscloudwatch.IMetric, 0, len(OutcomeMetrics))
+	for _, n := range OutcomeMetrics {
+		outcomes = append(outcomes, emf(n, "Sum"))
+	}
+	max := stat("Maximum")
+	d := awscloudwatch.NewDashboard(scope, jsii.String("Dashboard"), nil)
+	d.AddWidgets(
+		graph("Queue depth (visible / in flight)",
+			u.FilesQueue.MetricApproximateNumberOfMessagesVisible(max), u.FilesQueue.MetricApproximateNumberOfMessagesNotVisible(max),
+			o.Queue.MetricApproximateNumberOfMessagesVisible(max), o.Queue.MetricApproximateNumberOfMessagesNotVisible(max)),
+		graph("DLQ depth", u.FilesDLQ.MetricApproximateNumberOfMessagesVisible(max), o.DLQ.MetricApproximateNumberOfMessagesVisible(max)),
+		graph("Age of oldest message (s)",
+			u.FilesQueue.MetricApproximateAgeOfOldestMessage(max), o.Queue.MetricApproximateAgeOfOldestMessage(max),
+			o.DLQ.MetricApproximateAgeOfOldestMessage(max)),
+	)
+	d.AddWidgets(
+		fnGraph("Ingest", props.Ingest.Function),
+		fnGraph("Dispatch", props.Dispatch.Function),
+		fnGraph("Redrive", props.Redrive.Function),
+	)
+	d.AddWidgets(
+		graph("Dispatch outcomes (orderpipe EMF)", outcomes...),
+		graph("Order API latency (ms)", emf(LatencyMetric, "p50"), emf(LatencyMetric, "p99")),
+	)
+	return d
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// OrderPipe is the whole pipeline in one stack, one construct per concern.
+type OrderPipe struct {
+	awscdk.Stack
+	Uploads    *Uploads
+	Orders     *OrderQueue
+	Ingest     *Ingest
+	Dispatch   *Dispatch
+	Redrive    *Redrive
+	Monitoring *Monitoring
+}
+
+// NewOrderPipe validates cfg and, only if it is valid, creates the stack. props may be nil.
+func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProps, cfg Config) (*OrderPipe, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("orderpipe stack %s: %w", id, err)
+	}
+	if props == nil {
+		props = &awscdk.StackProps{}
+	}
+	if props.Description == nil {
+		props.Description = jsii.String("orderpipe: S3 order files -> SQS -> throttled order API")
+	}
+	stack := awscdk.NewStack(scope, jsii.String(id), props)
+	s := cfg.Settings
+	fp := FunctionProps{AssetDir: cfg.AssetDir, Tracing: cfg.Tracing}
+
+	p := &OrderPipe{Stack: stack}
+	p.Uploads = NewUploads(stack, "Uploads", UploadsProps{Settings: s})
+	p.Orders = NewOrderQueue(stack, "OrderQueue", OrderQueueProps{Settings: s})
+	p.Ingest = NewIngest(stack, "Ingest", IngestProps{
+		FunctionProps: fp, Settings: s, BatchSize: cfg.IngestBatchSize, Uploads: p.Uploads, Orders: p.Orders,
+	})
+	p.Dispatch = NewDispatch(stack, "Dispatch", DispatchProps{
+		FunctionProps: fp, Settings: s, APIBaseURL: cfg.APIBaseURL, APISecretARN: cfg.APISecretARN, Orders: p.Orders,
+	})
+	p.Redrive = NewRedrive(stack, "Redrive", RedriveProps{
+		FunctionProps: fp, Settings: s, Schedule: cfg.RedriveSchedule, Orders: p.Orders,
+	})
+	p.Monitoring = NewMonitoring(stack, "Monitoring", MonitoringProps{
+		Settings: s, AlarmEmail: cfg.AlarmEmail,
+		Uploads: p.Uploads, Orders: p.Orders, Ingest: p.Ingest, Dispatch: p.Dispatch, Redrive: p.Redrive,
+	})
+
+	// The S3 notifications handler is a stack-wide singleton the CDK creates for
+	// Bucket.AddEventNotification; its role is not ours to shape.
+	suppressPath(stack, "/"+*stack.Node().Path()+"/BucketNotificationsHandler050a0587b7544547bf325f094a3db834",
+		nag("AwsSolutions-IAM4", "CDK's S3 notifications handler (a deploy-time custom resource) uses AWSLambdaBasicExecutionRole for its own logs.",
+			"Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"))
+
+	outputs := map[string]*string{
+		"BucketName":          p.Uploads.Bucket.BucketName(),
+		"FilesQueueUrl":       p.Uploads.FilesQueue.QueueUrl(),
+		"OrdersQueueUrl":      p.Orders.Queue.QueueUrl(),
+		"OrdersDlqUrl":        p.Orders.DLQ.QueueUrl(),
+		"RedriveFunctionName": p.Redrive.Function.FunctionName(),
+		"AlarmTopicArn":       p.Monitoring.Topic.TopicArn(),
+	}
+	for name, v := range outputs {
+		awscdk.NewCfnOutput(stack, jsii.String(name), &awscdk.CfnOutputProps{Value: v})
+	}
+	return p, nil
+}
