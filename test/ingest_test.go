@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -411,5 +412,185 @@ func TestIngestFiles(t *testing.T) {
 			e.drain(t, background)
 			check(t, e, tt.key, tt.want)
 		})
+	}
+}
+
+// stepClock is a clock that moves step forward at every reading, so that the ingest loop (one
+// reading a line) reaches its checkpoint time after a known number of lines, without sleeping.
+type stepClock struct {
+	mu   sync.Mutex
+	t    time.Time
+	step time.Duration
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(c.step)
+	return c.t
+}
+
+// generated returns a file of n lines in format ext ("jsonl" or "csv") where every 17th line
+// is malformed and every 13th repeats the id of the line 10 before, with what ingest must make
+// of it.
+func generated(ext string, n int) ([]byte, want) {
+	var b bytes.Buffer
+	w := want{orders: map[int64][2]string{}}
+	first := int64(1)
+	if ext == "csv" {
+		b.WriteString("id,amount\r\n")
+		first = 2
+	}
+	ids := map[int]string{}
+	for i := 1; i <= n; i++ {
+		line := first + int64(i) - 1
+		id := fmt.Sprintf("id-%d", i)
+		switch {
+		case i%17 == 0:
+			if ext == "csv" {
+				b.WriteString("only-one-field\r\n")
+				w.rejects = append(w.rejects, ingest.Reject{Line: line, Reason: order.ReasonFieldCount})
+			} else {
+				b.WriteString("{not json\n")
+				w.rejects = append(w.rejects, ingest.Reject{Line: line, Reason: order.ReasonInvalidJSON})
+			}
+			continue
+		case i%13 == 0 && ids[i-10] != "":
+			id = ids[i-10]
+			w.rejects = append(w.rejects, ingest.Reject{Line: line, Reason: ingest.ReasonDuplicateID})
+			w.dups = append(w.dups, id)
+		default:
+			ids[i] = id
+		}
+		amount := fmt.Sprintf("%d.%02d", i, i%100)
+		var body string
+		if ext == "csv" {
+			fmt.Fprintf(&b, "%s,%s\r\n", id, amount)
+			body = fmt.Sprintf(`{"id":%q,"amount":%q}`, id, amount)
+		} else {
+			body = fmt.Sprintf(`{"id":%q,"amount":%s}`, id, amount)
+			b.WriteString(body + "\n")
+		}
+		if ids[i] != "" {
+			w.orders[line] = [2]string{id, body}
+		}
+	}
+	return b.Bytes(), w
+}
+
+func TestIngestCheckpoints(t *testing.T) {
+	csv, csvWant := generated("csv", 80)
+	js, jsWant := generated("jsonl", 80)
+	tests := []struct {
+		name string
+		key  string
+		body []byte
+		want want
+	}{
+		{"jsonl", "uploads/cp.jsonl", js, jsWant},
+		{"csv", "uploads/cp.csv", csv, csvWant},
+		{"gzip csv", "uploads/cp.csv.gz", gzipped(t, csv), csvWant},
+		{"gzip jsonl", "uploads/cp.ndjson.gz", gzipped(t, js), jsWant},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newIngestEnv(t)
+			// Each invocation gets a deadline 30 min ahead and must stop 30 min - 20 s before
+			// it: after about 20 clock readings, so about 18 lines. Periodic saves every 7.
+			e.cfg.CheckpointMargin = 30*time.Minute - 20*time.Second
+			e.cfg.CheckpointEvery = 7 * time.Second
+			e.newService()
+			clock := &stepClock{t: time.Now(), step: time.Second}
+			e.svc.Now = clock.Now
+			e.upload(t, tt.key, tt.body)
+			calls := e.drain(t, func() (context.Context, context.CancelFunc) {
+				return context.WithDeadline(context.Background(), clock.Now().Add(30*time.Minute))
+			})
+			check(t, e, tt.key, tt.want)
+			rep := e.report(t, tt.key)
+			if rep.Continuations < 2 || calls < rep.Continuations+1 {
+				t.Errorf("got %d continuations in %d handler calls, want at least 2 continuations", rep.Continuations, calls)
+			}
+			for _, k := range []string{"state/" + tt.key + "@null.ids", "state/" + tt.key + "@null.rejects-0.jsonl"} {
+				if _, ok := e.object(t, k); ok {
+					t.Errorf("checkpoint object %s left behind", k)
+				}
+			}
+		})
+	}
+}
+
+func TestIngestDuplicateEvent(t *testing.T) {
+	e := newIngestEnv(t)
+	const key = "uploads/dup-event.jsonl"
+	e.upload(t, key, jsonl(25))
+	var msgs []events.SQSMessage
+	for _, m := range e.receive(t, 10*time.Second) {
+		if !strings.Contains(m.Body, "TestEvent") {
+			msgs = append(msgs, m)
+		}
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("got %d notifications, want 1", len(msgs))
+	}
+	// The same notification delivered twice in one batch, then once more in another.
+	twice := []events.SQSMessage{msgs[0], msgs[0]}
+	twice[1].MessageId += "-again"
+	for i, batch := range [][]events.SQSMessage{twice, msgs} {
+		ctx, cancel := background()
+		resp, err := e.svc.Handle(ctx, events.SQSEvent{Records: batch})
+		cancel()
+		if err != nil || len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("Handle %d: %v, failures %v", i, err, resp.BatchItemFailures)
+		}
+	}
+	w := want{orders: map[int64][2]string{}}
+	for i := 1; i <= 25; i++ {
+		w.orders[int64(i)] = [2]string{fmt.Sprintf("id-%d", i), fmt.Sprintf(`{"id":"id-%d","amount":"%d.00"}`, i, i)}
+	}
+	check(t, e, key, w)
+}
+
+func TestIngestBadMessages(t *testing.T) {
+	e := newIngestEnv(t)
+	e.upload(t, "uploads/good.jsonl", jsonl(3))
+	e.upload(t, "uploads/gone.jsonl", jsonl(3))
+	var good, gone events.SQSMessage
+	for deadline := time.Now().Add(20 * time.Second); (good.Body == "" || gone.Body == "") && time.Now().Before(deadline); {
+		for _, m := range e.receive(t, 2*time.Second) {
+			switch {
+			case strings.Contains(m.Body, "good.jsonl"):
+				good = m
+			case strings.Contains(m.Body, "gone.jsonl"):
+				gone = m
+			}
+		}
+	}
+	if good.Body == "" || gone.Body == "" {
+		t.Fatalf("notifications did not arrive")
+	}
+	if _, err := e.s3.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: &e.bucket, Key: aws.String("uploads/gone.jsonl")}); err != nil {
+		t.Fatal(err)
+	}
+	bad := events.SQSMessage{MessageId: "not-an-event", Body: "uploads/good.jsonl"}
+	ctx, cancel := background()
+	defer cancel()
+	resp, err := e.svc.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{bad, good, gone}})
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	var failed []string
+	for _, f := range resp.BatchItemFailures {
+		failed = append(failed, f.ItemIdentifier)
+	}
+	if diff := cmp.Diff([]string{bad.MessageId, gone.MessageId}, failed); diff != "" {
+		t.Errorf("BatchItemFailures (-want +got):\n%s", diff)
+	}
+	if got := e.orders(t); len(got) != 3 {
+		t.Errorf("got %d orders, want the 3 of good.jsonl", len(got))
+	}
+	if _, ok := e.object(t, "reports/uploads/gone.jsonl.json"); ok {
+		t.Errorf("a report was written for the missing object")
 	}
 }

@@ -248,7 +248,7 @@ func (r *run) run(ctx context.Context, eventSize int64) (Outcome, error) {
 	if eventSize > limit {
 		return r.finish(ctx, fmt.Sprintf("object is %d bytes, above MAX_FILE_BYTES %d", eventSize, limit), "")
 	}
-	format, gz, err := order.FormatOf(st.Key)
+	format, gz, err := order.FormatOf(r.c.obj.Key)
 	if err != nil {
 		return r.finish(ctx, "unsupported file name: want .jsonl, .ndjson or .csv, optionally .gz", "")
 	}

@@ -137,6 +137,7 @@ func acquire(ctx context.Context, st objectStore, obj object, etag, token string
 	}
 	c.state, c.etag = cur, curETag
 	c.state.Owner, c.state.LeaseUntil = newToken(), lease
+	c.state.Bucket, c.state.Key, c.state.Version = obj.Bucket, obj.Key, obj.Version
 	if err := c.save(ctx, st); err != nil {
 		if isPreconditionFailed(err) {
 			return nil, fmt.Errorf("claim %s: %w (taken over meanwhile)", obj.stateKey(), ErrBusy)

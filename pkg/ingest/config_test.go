@@ -1,0 +1,71 @@
+package ingest_test
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/pkg/ingest"
+)
+
+func TestLoadConfig(t *testing.T) {
+	base := map[string]string{"ORDERS_QUEUE_URL": "http://q/orders", "FILES_QUEUE_URL": "http://q/files"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	defaults := ingest.Config{
+		OrdersQueueURL: "http://q/orders", FilesQueueURL: "http://q/files", IDField: "id",
+		MaxLineBytes: 262144, MaxFileBytes: 10737418240, SendConcurrency: 4,
+		CheckpointMargin: 60 * time.Second, CheckpointEvery: time.Minute, LogLevel: slog.LevelInfo,
+	}
+	custom := defaults
+	custom.IDField, custom.MaxLineBytes, custom.MaxFileBytes, custom.SendConcurrency = "orderId", 1000, 5000, 8
+	custom.CheckpointMargin, custom.LogLevel = 90*time.Second, slog.LevelDebug
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    ingest.Config
+		wantErr []string // substrings of the error
+	}{
+		{"defaults", base, defaults, nil},
+		{"all set", with("ID_FIELD", "orderId", "MAX_LINE_BYTES", "1000", "MAX_FILE_BYTES", "5000",
+			"SEND_CONCURRENCY", "8", "CHECKPOINT_MARGIN", "90s", "LOG_LEVEL", "debug"), custom, nil},
+		{"required missing", map[string]string{}, ingest.Config{}, []string{"ORDERS_QUEUE_URL is required", "FILES_QUEUE_URL is required"}},
+		{"not numbers", with("MAX_LINE_BYTES", "big", "SEND_CONCURRENCY", "4.5"), ingest.Config{}, []string{"MAX_LINE_BYTES", "SEND_CONCURRENCY"}},
+		{"out of range", with("MAX_LINE_BYTES", "0", "MAX_FILE_BYTES", "-1", "SEND_CONCURRENCY", "65", "CHECKPOINT_MARGIN", "-1s"), ingest.Config{},
+			[]string{"MAX_LINE_BYTES 0", "MAX_FILE_BYTES -1", "SEND_CONCURRENCY 65", "CHECKPOINT_MARGIN -1s"}},
+		{"bad duration and level", with("CHECKPOINT_MARGIN", "60", "LOG_LEVEL", "loud"), ingest.Config{}, []string{"CHECKPOINT_MARGIN", "LOG_LEVEL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ingest.LoadConfig(func(k string) string { return tt.env[k] })
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("LoadConfig: %v", err)
+				}
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("LoadConfig mismatch (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("LoadConfig = %+v, want an error", got)
+			}
+			for _, s := range tt.wantErr {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not mention %q", err, s)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,274 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
+	"github.com/orderpipe/orderpipe/pkg/s3event"
+)
+
+// env is a bucket, an orders queue, a files queue and a Service on them.
+type env struct {
+	s3                  *s3.Client
+	sqs                 *sqs.Client
+	bucket              string
+	ordersURL, filesURL string
+	cfg                 ingest.Config
+	svc                 *ingest.Service
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	cfg := awstest.Config(t)
+	e := &env{sqs: awstest.SQS(cfg), s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = true
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})}
+	e.bucket = awstest.NewBucket(t, cfg)
+	e.ordersURL, _ = awstest.NewQueue(t, cfg, nil)
+	e.filesURL, _ = awstest.NewQueue(t, cfg, nil)
+	var err error
+	e.cfg, err = ingest.LoadConfig(func(k string) string {
+		return map[string]string{"ORDERS_QUEUE_URL": e.ordersURL, "FILES_QUEUE_URL": e.filesURL}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc = ingest.New(e.cfg, e.s3, e.sqs)
+	return e
+}
+
+func (e *env) put(t *testing.T, key string, body []byte) string {
+	t.Helper()
+	out, err := e.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &e.bucket, Key: &key, Body: bytes.NewReader(body)})
+	if err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+	return aws.ToString(out.VersionId)
+}
+
+func (e *env) putState(t *testing.T, key, version string, st ingest.State) {
+	t.Helper()
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, "state/"+key+"@"+version+".json", b)
+}
+
+func (e *env) get(t *testing.T, key string, v any) bool {
+	t.Helper()
+	out, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: &e.bucket, Key: &key})
+	var nsk *s3types.NoSuchKey
+	if errors.As(err, &nsk) {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("decode %s: %v", key, err)
+	}
+	return true
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+const threeOrders = `{"id":"a"}` + "\n" + `{"id":"b"}` + "\n" + `{"id":"c"}` + "\n"
+
+func TestIngestClaims(t *testing.T) {
+	now := time.Now()
+	// The checkpoint after line 2 of threeOrders.
+	checkpoint := ingest.State{Status: ingest.StatusRunning, Offset: 22, Line: 2, Lines: 2, Enqueued: 2, Size: 33, StartedAt: now}
+	withOwner := func(st ingest.State, owner string, lease time.Time) ingest.State {
+		st.Owner, st.LeaseUntil = owner, lease
+		return st
+	}
+	tests := []struct {
+		name      string
+		state     *ingest.State
+		token     string
+		want      ingest.Outcome
+		wantErr   error
+		wantSent  []string // bodies on the orders queue
+		wantCount int64    // enqueued in the report
+	}{
+		{"fresh", nil, "", ingest.Done, nil, []string{`{"id":"a"}`, `{"id":"b"}`, `{"id":"c"}`}, 3},
+		{"done", &ingest.State{Status: ingest.StatusDone}, "", ingest.Skipped, nil, nil, 0},
+		{"live lease of another", ptr(withOwner(checkpoint, "other", now.Add(time.Hour))), "", 0, ingest.ErrBusy, nil, 0},
+		{"live lease handed to this continuation", ptr(withOwner(checkpoint, "tok", now.Add(time.Hour))), "tok", ingest.Done, nil, []string{`{"id":"c"}`}, 3},
+		{"live lease, wrong token", ptr(withOwner(checkpoint, "tok", now.Add(time.Hour))), "other", 0, ingest.ErrBusy, nil, 0},
+		{"lease run out", ptr(withOwner(checkpoint, "crashed", now.Add(-time.Second))), "", ingest.Done, nil, []string{`{"id":"c"}`}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			const key = "uploads/claims.jsonl"
+			e.put(t, key, []byte(threeOrders))
+			if tt.state != nil {
+				e.putState(t, key, "null", *tt.state)
+			}
+			got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, tt.token)
+			if !errors.Is(err, tt.wantErr) || got != tt.want {
+				t.Fatalf("Ingest = %v, %v; want %v, %v", got, err, tt.want, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.wantSent, receiveAll(t, e.sqs, e.ordersURL)); diff != "" {
+				t.Errorf("orders sent (-want +got):\n%s", diff)
+			}
+			var rep ingest.Report
+			if ok := e.get(t, "reports/"+key+".json", &rep); ok != (tt.want == ingest.Done) {
+				t.Fatalf("report written = %v, want %v", ok, tt.want == ingest.Done)
+			}
+			if tt.want == ingest.Done && (rep.Enqueued != tt.wantCount || rep.Lines != tt.wantCount) {
+				t.Errorf("report: enqueued %d lines %d, want %d", rep.Enqueued, rep.Lines, tt.wantCount)
+			}
+			var st ingest.State
+			e.get(t, "state/"+key+"@null.json", &st)
+			if tt.want == ingest.Done && st.Status != ingest.StatusDone {
+				t.Errorf("state status %q, want done", st.Status)
+			}
+			if tt.wantErr != nil && (st.Owner != tt.state.Owner || !st.LeaseUntil.Equal(tt.state.LeaseUntil)) {
+				t.Errorf("a busy claim was changed: owner %q lease %v", st.Owner, st.LeaseUntil)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestIngestRefusesAndStops(t *testing.T) {
+	tests := []struct {
+		name        string
+		key         string
+		body        string
+		maxFile     int64
+		wantRefused string
+		wantStopped string
+		wantSent    int
+	}{
+		{"too large", "uploads/big.jsonl", threeOrders, 10, "object is 33 bytes, above MAX_FILE_BYTES 10", "", 0},
+		{"unknown extension", "uploads/orders.txt", threeOrders, 0, "unsupported file name", "", 0},
+		{"csv without id column", "uploads/noid.csv", "name,amount\nx,1\n", 0, "", "bad csv header", 0},
+		{"corrupt gzip", "uploads/bad.jsonl.gz", "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffgarbage", 0, "", "after line 0", 0},
+		{"not gzip at all", "uploads/plain.jsonl.gz", threeOrders, 0, "", "gzip", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			if tt.maxFile > 0 {
+				e.cfg.MaxFileBytes = tt.maxFile
+				e.svc = ingest.New(e.cfg, e.s3, e.sqs)
+			}
+			e.put(t, tt.key, []byte(tt.body))
+			got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: tt.key}, "")
+			if err != nil || got != ingest.Done {
+				t.Fatalf("Ingest = %v, %v; want done", got, err)
+			}
+			var rep ingest.Report
+			if !e.get(t, "reports/"+tt.key+".json", &rep) {
+				t.Fatalf("no report")
+			}
+			if !strings.Contains(rep.Refused, tt.wantRefused) || (tt.wantRefused == "") != (rep.Refused == "") {
+				t.Errorf("report refused %q, want %q", rep.Refused, tt.wantRefused)
+			}
+			if !strings.Contains(rep.Stopped, tt.wantStopped) || (tt.wantStopped == "") != (rep.Stopped == "") {
+				t.Errorf("report stopped %q, want %q", rep.Stopped, tt.wantStopped)
+			}
+			if n := len(receiveAll(t, e.sqs, e.ordersURL)); n != tt.wantSent || rep.Enqueued != int64(tt.wantSent) {
+				t.Errorf("%d orders sent, report enqueued %d; want %d", n, rep.Enqueued, tt.wantSent)
+			}
+		})
+	}
+}
+
+func TestIngestMissingObject(t *testing.T) {
+	e := newEnv(t)
+	const key = "uploads/missing.jsonl"
+	_, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, "")
+	if !errors.Is(err, ingest.ErrObjectMissing) {
+		t.Fatalf("Ingest = %v, want an error wrapping ErrObjectMissing", err)
+	}
+	var st ingest.State
+	if !e.get(t, "state/"+key+"@null.json", &st) {
+		t.Fatal("no state object")
+	}
+	if st.Status != ingest.StatusRunning || !st.LeaseUntil.IsZero() {
+		t.Errorf("state %+v: want running with the claim released (zero lease)", st)
+	}
+	// Once the object exists, the retry takes the released claim over at once.
+	e.put(t, key, []byte(threeOrders))
+	if got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, ""); err != nil || got != ingest.Done {
+		t.Fatalf("retry: Ingest = %v, %v; want done", got, err)
+	}
+}
+
+func TestIngestPinsVersion(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.s3.PutBucketVersioning(context.Background(), &s3.PutBucketVersioningInput{
+		Bucket: &e.bucket, VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const key = "uploads/versioned.jsonl"
+	v1 := e.put(t, key, []byte(threeOrders))
+	e.put(t, key, []byte(`{"id":"z"}`+"\n"))
+	if v1 == "" {
+		t.Fatal("no version id")
+	}
+	ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: s3Event(e.bucket, key, v1)}}}
+	resp, err := e.svc.Handle(ctx(t), ev)
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("Handle = %v, %v", resp, err)
+	}
+	out, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &e.ordersURL, MaxNumberOfMessages: 10, MessageAttributeNames: []string{"All"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Messages) != 3 {
+		t.Fatalf("got %d orders, want the 3 of version %s", len(out.Messages), v1)
+	}
+	for _, m := range out.Messages {
+		if got := aws.ToString(m.MessageAttributes["SourceVersion"].StringValue); got != v1 {
+			t.Errorf("SourceVersion = %q, want %q", got, v1)
+		}
+	}
+	var st ingest.State
+	if !e.get(t, "state/"+key+"@"+v1+".json", &st) || st.Status != ingest.StatusDone {
+		t.Errorf("state of version %s: %+v, want done", v1, st)
+	}
+}
+
+// s3Event is the body of a raw-delivered S3 notification of one object version.
+func s3Event(bucket, key, version string) string {
+	b, _ := json.Marshal(map[string]any{"Records": []any{map[string]any{
+		"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "eventTime": "2026-01-01T00:00:00.000",
+		"s3": map[string]any{"bucket": map[string]any{"name": bucket}, "object": map[string]any{"key": strings.ReplaceAll(key, "/", "%2F"), "versionId": version}},
+	}}})
+	return string(b)
+}
