@@ -1,7 +1,6 @@
 package order
 
 import (
-	"bytes"
 	"fmt"
 	"unicode/utf8"
 	"unsafe"
@@ -23,14 +22,12 @@ func (r *Reader) readHeader() error {
 		case !utf8.Valid(line):
 			return fmt.Errorf("read csv header, line %d: %w: %s", r.line, ErrBadHeader, ReasonInvalidUTF8)
 		}
-		if reason := r.splitCSV(line); reason != "" {
+		if reason := r.splitCSV(line, false); reason != "" {
 			return fmt.Errorf("read csv header, line %d: %w: %s", r.line, ErrBadHeader, reason)
 		}
-		h := make([]string, len(r.ends))
-		start := 0
-		for i, end := range r.ends {
-			h[i] = string(r.vals[start:end])
-			start = end
+		h := make([]string, len(r.ends)/2)
+		for i := range h {
+			h[i] = string(r.vals[r.ends[2*i]:r.ends[2*i+1]])
 		}
 		if err := r.setHeader(h); err != nil {
 			return fmt.Errorf("read csv header, line %d: %w", r.line, err)
@@ -62,115 +59,165 @@ func (r *Reader) setHeader(h []string) error {
 	return nil
 }
 
-// splitCSV splits one CSV line into fields (RFC 4180 quoting, no line breaks inside fields):
-// the unquoted values go to r.vals, the end of each in r.ends. It returns the reason the line is
-// malformed, or "".
-func (r *Reader) splitCSV(line []byte) string {
-	r.vals, r.ends = r.vals[:0], r.ends[:0]
+// splitCSV splits one CSV line into fields (RFC 4180 quoting, no line breaks inside fields)
+// and returns the reason the line is malformed, or "". Without asJSON the unquoted values go to
+// r.vals; with it, r.body receives the JSON object of the row (keys from r.keys, values
+// JSON-escaped). Either way r.ends holds the start and end of each value in that buffer.
+func (r *Reader) splitCSV(line []byte, asJSON bool) string {
+	r.ends = r.ends[:0]
+	if !asJSON {
+		var reason string
+		r.vals, reason = r.splitFields(line, r.vals[:0], false)
+		return reason
+	}
+	var reason string
+	r.body, reason = r.splitFields(line, append(r.body[:0], '{'), true)
+	r.body = append(r.body, '}')
+	return reason
+}
+
+// csvPlain marks the bytes copied as they are from an unquoted CSV field to a JSON string.
+var csvPlain = func() [256]bool {
+	t := strPlain
+	t[','] = false
+	return t
+}()
+
+// splitFields is splitCSV writing to out.
+func (r *Reader) splitFields(line, out []byte, asJSON bool) ([]byte, string) {
 	i := 0
-	for {
+	for n := 0; ; n++ {
+		if asJSON {
+			if n > 0 {
+				out = append(out, ',')
+			}
+			if n < len(r.keys) {
+				out = append(out, r.keys[n]...)
+			}
+			out = append(out, '"')
+		}
+		start := len(out)
 		if i < len(line) && line[i] == '"' {
 			i++
+			run := i // start of the bytes not yet copied
 			for {
-				j := bytes.IndexByte(line[i:], '"')
-				if j < 0 {
-					return ReasonUnterminated
+				if i >= len(line) {
+					return out, ReasonUnterminated
 				}
-				r.vals = append(r.vals, line[i:i+j]...)
-				i += j + 1
-				if i < len(line) && line[i] == '"' {
-					r.vals = append(r.vals, '"')
+				c := line[i]
+				if strPlain[c] {
 					i++
 					continue
 				}
-				break
+				out = append(out, line[run:i]...)
+				if c == '"' {
+					if i+1 < len(line) && line[i+1] == '"' { // an escaped quote
+						out = appendByte(out, '"', asJSON)
+						i += 2
+						run = i
+						continue
+					}
+					i++
+					break
+				}
+				out = appendByte(out, c, asJSON)
+				i++
+				run = i
 			}
-			r.ends = append(r.ends, len(r.vals))
-			if i == len(line) {
-				return ""
+			if i < len(line) && line[i] != ',' {
+				return out, ReasonAfterQuote
 			}
-			if line[i] != ',' {
-				return ReasonAfterQuote
+		} else {
+			run := i
+			for ; i < len(line); i++ {
+				c := line[i]
+				if csvPlain[c] {
+					continue
+				}
+				if c == ',' {
+					break
+				}
+				if c == '"' {
+					return out, ReasonBareQuote
+				}
+				out = append(out, line[run:i]...)
+				out = appendByte(out, c, asJSON)
+				run = i + 1
 			}
-			i++
-			continue
+			out = append(out, line[run:i]...)
 		}
-		end := len(line)
-		if j := bytes.IndexByte(line[i:], ','); j >= 0 {
-			end = i + j
+		r.ends = append(r.ends, start, len(out))
+		if asJSON {
+			out = append(out, '"')
 		}
-		f := line[i:end]
-		if bytes.IndexByte(f, '"') >= 0 {
-			return ReasonBareQuote
+		if i == len(line) {
+			return out, ""
 		}
-		r.vals = append(r.vals, f...)
-		r.ends = append(r.ends, len(r.vals))
-		if end == len(line) {
-			return ""
-		}
-		i = end + 1
+		i++ // the comma
 	}
+}
+
+// appendByte appends c, JSON-escaped if asJSON.
+func appendByte(b []byte, c byte, asJSON bool) []byte {
+	if !asJSON || strPlain[c] {
+		return append(b, c)
+	}
+	return appendEscapedByte(b, c)
 }
 
 // parseCSV turns one CSV data line into an order whose body is a JSON object of strings, or
 // returns the reason the line is rejected.
 func (r *Reader) parseCSV(line []byte) (Order, string) {
-	if reason := r.splitCSV(line); reason != "" {
+	if reason := r.splitCSV(line, true); reason != "" {
 		return Order{}, reason
 	}
-	if len(r.ends) != len(r.keys) {
+	if len(r.ends) != 2*len(r.keys) {
 		return Order{}, ReasonFieldCount
 	}
-	b := append(r.body[:0], '{')
-	var id []byte
-	start := 0
-	for k, end := range r.ends {
-		if k > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, r.keys[k]...)
-		v := r.vals[start:end]
-		if k == r.idCol {
-			id = v
-		}
-		b = appendJSONString(b, v)
-		start = end
-	}
-	b = append(b, '}')
-	r.body = b
+	// The id as escaped in the body: a valid id needs no escaping, an invalid one stays invalid.
+	id := r.body[r.ends[2*r.idCol]:r.ends[2*r.idCol+1]]
 	switch {
 	case len(id) == 0:
 		return Order{}, ReasonMissingID
 	case !ValidID(unsafe.String(&id[0], len(id))):
 		return Order{}, ReasonInvalidID
 	}
-	return Order{ID: unsafe.String(&id[0], len(id)), Body: b}, ""
+	return Order{ID: unsafe.String(&id[0], len(id)), Body: r.body}, ""
 }
 
 // appendJSONString appends s, valid UTF-8, as a JSON string.
 func appendJSONString(b, s []byte) []byte {
-	const hex = "0123456789abcdef"
 	b = append(b, '"')
+	b = appendEscaped(b, s)
+	return append(b, '"')
+}
+
+// appendEscaped appends s, valid UTF-8, escaped for the inside of a JSON string.
+func appendEscaped(b, s []byte) []byte {
 	start := 0
 	for i, c := range s {
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
 		}
 		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
+		b = appendEscapedByte(b, c)
 		start = i + 1
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, s[start:]...)
+}
+
+// appendEscapedByte appends c, one of '"', '\\' or a control character, escaped for JSON.
+func appendEscapedByte(b []byte, c byte) []byte {
+	const hex = "0123456789abcdef"
+	switch c {
+	case '"', '\\':
+		return append(b, '\\', c)
+	case '\n':
+		return append(b, '\\', 'n')
+	case '\r':
+		return append(b, '\\', 'r')
+	case '\t':
+		return append(b, '\\', 't')
+	}
+	return append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 }

@@ -2,6 +2,8 @@ package order
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -128,6 +130,9 @@ func (r *Reader) isIDKey(key []byte, esc bool) bool {
 
 // skipWS returns the index of the first byte at or after i that is not JSON whitespace.
 func skipWS(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i
+	}
 	for i < len(b) {
 		switch b[i] {
 		case ' ', '\t', '\r', '\n':
@@ -142,8 +147,8 @@ func skipWS(b []byte, i int) int {
 // skipValue checks the JSON value starting at b[i], nested in depth containers, and returns the
 // index just after it.
 func (r *Reader) skipValue(b []byte, i, depth int) (int, bool) {
-	stack := r.stack[:0] // the open containers: '{' or '['
-	defer func() { r.stack = stack }()
+	st := &r.stack
+	st.n = 0
 	var ok bool
 	for {
 		// A value starts at b[i].
@@ -152,14 +157,14 @@ func (r *Reader) skipValue(b []byte, i, depth int) (int, bool) {
 		}
 		switch c := b[i]; c {
 		case '{', '[':
-			if depth+len(stack) >= maxDepth {
+			if depth+st.n >= maxDepth {
 				return i, false
 			}
 			if i = skipWS(b, i+1); i < len(b) && b[i] == c+2 { // '}' or ']'
 				i++
 				break
 			}
-			stack = append(stack, c)
+			st.push(c == '{')
 			if c == '{' {
 				if i, ok = objectKey(b, i); !ok {
 					return i, false
@@ -192,15 +197,15 @@ func (r *Reader) skipValue(b []byte, i, depth int) (int, bool) {
 		}
 		// After a value: close containers until one has another element.
 		for {
-			if len(stack) == 0 {
+			if st.n == 0 {
 				return i, true
 			}
 			if i = skipWS(b, i); i >= len(b) {
 				return i, false
 			}
-			top := stack[len(stack)-1]
-			if b[i] == top+2 {
-				stack = stack[:len(stack)-1]
+			inObject := st.top()
+			if inObject && b[i] == '}' || !inObject && b[i] == ']' {
+				st.n--
 				i++
 				continue
 			}
@@ -208,7 +213,7 @@ func (r *Reader) skipValue(b []byte, i, depth int) (int, bool) {
 				return i, false
 			}
 			i = skipWS(b, i+1)
-			if top == '{' {
+			if inObject {
 				if i, ok = objectKey(b, i); !ok {
 					return i, false
 				}
@@ -216,6 +221,27 @@ func (r *Reader) skipValue(b []byte, i, depth int) (int, bool) {
 			break
 		}
 	}
+}
+
+// containers is the stack of open arrays and objects of skipValue, one bit each.
+type containers struct {
+	n    int                          // depth
+	bits [(maxDepth + 63) / 64]uint64 // bit i set: container i is an object
+}
+
+func (c *containers) push(object bool) {
+	w, m := c.n/64, uint64(1)<<(c.n%64)
+	if object {
+		c.bits[w] |= m
+	} else {
+		c.bits[w] &^= m
+	}
+	c.n++
+}
+
+func (c *containers) top() bool {
+	n := c.n - 1
+	return c.bits[n/64]&(1<<(n%64)) != 0
 }
 
 // objectKey checks `"key" :` at b[i] and returns the index of the value after it.
@@ -238,6 +264,17 @@ func objectKey(b []byte, i int) (int, bool) {
 func scanString(b []byte, i int) (end int, esc bool, ok bool) {
 	i++
 	for i < len(b) {
+		// Eight plain bytes at a time: no '"', '\\' or control character among them.
+		for i+8 <= len(b) {
+			if m := specialBytes(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		if strPlain[c] {
 			i++
@@ -267,6 +304,18 @@ func scanString(b []byte, i int) (end int, esc bool, ok bool) {
 		}
 	}
 	return i, esc, false
+}
+
+// specialBytes returns a mask with the high bit set in the first byte of x (little-endian) that is
+// '"', '\\' or below 0x20, and perhaps in later bytes; 0 if there is none.
+func specialBytes(x uint64) uint64 {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	q := x ^ (ones * '"')
+	bs := x ^ (ones * '\\')
+	return ((q-ones) & ^q | (bs-ones) & ^bs | (x-ones*0x20) & ^x) & highs
 }
 
 // scanNumber checks the JSON number at b[i] and returns the index just after it.

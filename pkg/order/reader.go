@@ -154,15 +154,15 @@ type Reader struct {
 	err    error // sticky: io.EOF or a fatal error
 
 	header  []string
-	keys    [][]byte // CSV: `"name":` for each column, JSON-escaped
-	idCol   int      // CSV: index of the id column
-	body    []byte   // CSV: the JSON object being built
-	vals    []byte   // CSV: the unquoted values of the current line
-	ends    []int    // CSV: the end of each value in vals
-	scratch []byte   // the start of a line too long
-	idBuf   []byte   // JSON: the unescaped id
-	keyBuf  []byte   // JSON: an unescaped key
-	stack   []byte   // JSON scanner: open containers
+	keys    [][]byte   // CSV: `"name":` for each column, JSON-escaped
+	idCol   int        // CSV: index of the id column
+	body    []byte     // CSV: the JSON object being built
+	vals    []byte     // CSV: the unquoted values of the current line
+	ends    []int      // CSV: the end of each value in vals
+	scratch []byte     // the start of a line too long
+	idBuf   []byte     // JSON: the unescaped id
+	keyBuf  []byte     // JSON: an unescaped key
+	stack   containers // JSON scanner: open containers
 }
 
 // NewReader returns a Reader of orders in format f from r. Errors in opts (a CSV header without
@@ -304,8 +304,12 @@ func (r *Reader) readLine() (line []byte, long bool, err error) {
 	r.line++
 	r.offset += n
 	if !long {
-		b = bytes.TrimSuffix(b, []byte{'\n'})
-		b = bytes.TrimSuffix(b, []byte{'\r'})
+		if len(b) > 0 && b[len(b)-1] == '\n' {
+			b = b[:len(b)-1]
+		}
+		if len(b) > 0 && b[len(b)-1] == '\r' {
+			b = b[:len(b)-1]
+		}
 		long = len(b) > r.max
 	}
 	if r.bom {
