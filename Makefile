@@ -49,8 +49,8 @@ FORCE:
 demo: | $(TMPDIR) ## run the whole pipeline here: moto, stand-in API, sample file, live ledger
 	$(GO) run ./cmd/orderpipe demo
 
-synth: tools build | $(TMPDIR) ## cdk synth offline with the pinned CLI
-	cdk synth --quiet
+synth: tools build | $(TMPDIR) ## cdk synth offline with the pinned CLI (extra context: CDK_ARGS="-c key=value ...")
+	cdk synth --quiet $(CDK_ARGS)
 
 moto-start: ## start moto_server on 127.0.0.1:$(MOTO_PORT) (kept running)
 	@scripts/moto.sh start
