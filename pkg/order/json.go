@@ -112,11 +112,11 @@ func (r *Reader) parseJSON(line []byte) (Order, string) {
 	if len(id) == 0 {
 		return Order{}, ReasonInvalidID
 	}
-	ids2 := unsafe.String(&id[0], len(id))
-	if !ValidID(ids2) {
+	idText := unsafe.String(&id[0], len(id)) // aliases line or r.idBuf: see Order.ID
+	if !ValidID(idText) {
 		return Order{}, ReasonInvalidID
 	}
-	return Order{ID: ids2, Body: body}, ""
+	return Order{ID: idText, Body: body}, ""
 }
 
 // isIDKey reports whether the contents of a JSON string, with escapes if esc, equal the id field.

@@ -157,8 +157,8 @@ type Reader struct {
 	keys    [][]byte   // CSV: `"name":` for each column, JSON-escaped
 	idCol   int        // CSV: index of the id column
 	body    []byte     // CSV: the JSON object being built
-	vals    []byte     // CSV: the unquoted values of the current line
-	ends    []int      // CSV: the end of each value in vals
+	vals    []byte     // CSV: the unquoted values of the header line
+	ends    []int      // CSV: start and end of each value, in vals or body
 	scratch []byte     // the start of a line too long
 	idBuf   []byte     // JSON: the unescaped id
 	keyBuf  []byte     // JSON: an unescaped key
