@@ -2,11 +2,13 @@ package order
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -276,5 +278,77 @@ func TestValidIDDifferential(t *testing.T) {
 		if got, want := ValidID(s), idPattern.MatchString(s); got != want {
 			t.Errorf("ValidID(%q) = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// TestDifferentialCSV checks the reader's CSV rows against encoding/csv: a line is accepted
+// exactly when encoding/csv reads it as one record of the header's width with a valid id, and
+// then with the same fields.
+func TestDifferentialCSV(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	parts := []string{"a", "Z9", "ORD-1", ",", `"`, `""`, " ", `\`, "\t", "é", "1234.50", `"x,y"`, `"q""q"`}
+	var file bytes.Buffer
+	file.WriteString("id,b,c\n")
+	var lines []string
+	for range 20000 {
+		var b strings.Builder
+		fields := 3
+		if rng.IntN(4) == 0 {
+			fields = rng.IntN(5)
+		}
+		for i := range fields {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if i == 0 && rng.IntN(2) == 0 {
+				b.WriteString("ORD-" + strconv.Itoa(rng.IntN(1000)))
+			}
+			for range rng.IntN(3) {
+				b.WriteString(parts[rng.IntN(len(parts))])
+			}
+		}
+		if blank([]byte(b.String())) {
+			continue
+		}
+		lines = append(lines, b.String())
+		file.WriteString(b.String() + "\n")
+	}
+	r := NewReader(&file, CSV, Options{})
+	accepted := 0
+	for {
+		o, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		var le *LineError
+		if err != nil && !errors.As(err, &le) {
+			t.Fatalf("Next: %v", err)
+		}
+		line := o.Line
+		if le != nil {
+			line = le.Line
+		}
+		text := lines[line-2]
+		rec, cerr := csv.NewReader(strings.NewReader(text + "\n")).Read()
+		want := cerr == nil && len(rec) == 3 && idPattern.MatchString(rec[0])
+		if got := le == nil; got != want {
+			t.Errorf("line %q: accepted %v (%v), encoding/csv gives %q, %v", text, got, le, rec, cerr)
+			continue
+		}
+		if le != nil {
+			continue
+		}
+		accepted++
+		var m map[string]string
+		if err := json.Unmarshal(o.Body, &m); err != nil {
+			t.Fatalf("line %q: body %q: %v", text, o.Body, err)
+		}
+		if got := []string{m["id"], m["b"], m["c"]}; !slices.Equal(got, rec) || o.ID != rec[0] {
+			t.Errorf("line %q: fields %q, id %q, encoding/csv gives %q", text, got, o.ID, rec)
+		}
+	}
+	t.Logf("accepted %d of %d", accepted, len(lines))
+	if accepted < len(lines)/10 {
+		t.Errorf("only %d of %d lines accepted: the generator should make more valid lines", accepted, len(lines))
 	}
 }
