@@ -16,6 +16,7 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
@@ -250,7 +251,8 @@ func secretResource(arn string) string {
 type RedriveProps struct {
 	FunctionProps
 	Settings pipeline.Settings // RedriveTimeout
-	// Schedule, when set (rate(...) or cron(...)), invokes redrive from EventBridge with "{}".
+	// Schedule, when set (rate(...) or cron(...)), invokes redrive from EventBridge with
+	// ScheduledRequest.
 	Schedule string
 	Orders   *OrderQueue
 }
@@ -288,12 +290,18 @@ func NewRedrive(scope constructs.Construct, id string, props RedriveProps) *Redr
 			Description: jsii.String("orderpipe: scheduled redrive of the orders DLQ"),
 			Schedule:    awsevents.Schedule_Expression(jsii.String(props.Schedule)),
 			Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(f.Function, &awseventstargets.LambdaFunctionProps{
-				Event: awsevents.RuleTargetInput_FromObject(map[string]any{}),
+				Event: awsevents.RuleTargetInput_FromObject(ScheduledRequest),
 			})},
 		})
 	}
 	return r
 }
+
+// ScheduledRequest is the redrive.Request a scheduled redrive sends: only the classes that may
+// succeed on a later try (transient failures past the budget, and messages the queue's redrive
+// policy parked). Permanent and undecodable orders need a person; redriving them on a timer
+// would only send them to the API again.
+var ScheduledRequest = map[string]any{"class": []string{order.ClassExhausted, order.ClassUnknown}}
 
 // allow adds one statement to role's policy; sid names it in the template.
 func allow(role awsiam.Role, sid string, resources *[]*string, actions ...string) {

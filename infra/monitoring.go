@@ -22,10 +22,12 @@ import (
 // MetricsNamespace is the CloudWatch namespace of dispatch's embedded metric format (EMF) metrics.
 const MetricsNamespace = "orderpipe"
 
-// EMF metrics dispatch emits in MetricsNamespace: counts of outcomes, and the API latency (ms).
+// EMF metrics dispatch emits in MetricsNamespace (pkg/dispatch, dimension Function): counts of
+// outcomes, the API latency and the time spent waiting for the pacer (ms).
 var (
 	OutcomeMetrics = []string{"Sent", "Throttled", "Transient", "Permanent", "Exhausted"}
 	LatencyMetric  = "ApiLatency"
+	PacingMetric   = "PacingWait"
 )
 
 // MonitoringProps says what to watch.
@@ -196,7 +198,8 @@ func newDashboard(scope constructs.Construct, props MonitoringProps) awscloudwat
 	)
 	d.AddWidgets(
 		graph("Dispatch outcomes (orderpipe EMF)", outcomes...),
-		graph("Order API latency (ms)", emf(LatencyMetric, "p50"), emf(LatencyMetric, "p99")),
+		graph("Order API latency and pacing wait (ms)",
+			emf(LatencyMetric, "p50"), emf(LatencyMetric, "p99"), emf(PacingMetric, "p99")),
 	)
 	return d
 }

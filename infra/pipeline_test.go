@@ -92,6 +92,23 @@ func TestPipelineStack(t *testing.T) {
 	})
 }
 
+func TestPipelineCodeCommitSource(t *testing.T) {
+	app := NewApp(nil)
+	stack := awscdk.NewStack(app, jsii.String("CodeCommitPipeline"), nil)
+	p := NewPipeline(stack, "CICD", PipelineProps{
+		Source:        PipelineSource{CodeCommitRepo: "orderpipe", Branch: "release"},
+		SynthCommands: []string{"make synth"},
+	})
+	p.Build()
+	s := synthStack(&synthesized{app: app, stack: stack})
+	got := jsonString(s.ofType("AWS::CodePipeline::Pipeline"))
+	for _, want := range []string{`"Provider":"CodeCommit"`, `"RepositoryName":"orderpipe"`, `"BranchName":"release"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("pipeline source lacks %s", want)
+		}
+	}
+}
+
 func TestCdkArgsRoundTrip(t *testing.T) {
 	ctx := loadContext(t, "pipeline")
 	ctx[CtxRedriveSchedule] = "cron(0 6 * * ? *)"

@@ -57,9 +57,11 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 		nag("AwsSolutions-IAM4", "CDK's S3 notifications handler (a deploy-time custom resource) uses AWSLambdaBasicExecutionRole for its own logs.",
 			"Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"))
 
+	// Output keys are the ones `orderpipe --stack` reads (docs/CONTRACTS.md).
 	outputs := map[string]*string{
 		"BucketName":          p.Uploads.Bucket.BucketName(),
 		"FilesQueueUrl":       p.Uploads.FilesQueue.QueueUrl(),
+		"FilesDlqUrl":         p.Uploads.FilesDLQ.QueueUrl(),
 		"OrdersQueueUrl":      p.Orders.Queue.QueueUrl(),
 		"OrdersDlqUrl":        p.Orders.DLQ.QueueUrl(),
 		"RedriveFunctionName": p.Redrive.Function.FunctionName(),

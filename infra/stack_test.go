@@ -347,7 +347,7 @@ func TestEventSources(t *testing.T) {
 			"ScheduleExpression": "rate(1 hour)",
 			"Targets": []any{map[string]any{
 				"Arn":   map[string]any{"Fn::GetAtt": []any{s.id(p.Redrive.Function), "Arn"}},
-				"Input": "{}",
+				"Input": `{"class":["exhausted","unknown"]}`,
 			}},
 		})
 	})
@@ -506,7 +506,7 @@ func TestAlarms(t *testing.T) {
 	})
 	t.Run("dashboard", func(t *testing.T) {
 		dash := jsonString(s.resource(t, p.Monitoring.Dashboard))
-		for _, want := range append([]string{LatencyMetric, "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesNotVisible"}, OutcomeMetrics...) {
+		for _, want := range append([]string{LatencyMetric, PacingMetric, "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesNotVisible"}, OutcomeMetrics...) {
 			if !strings.Contains(dash, want) {
 				t.Errorf("dashboard lacks %s", want)
 			}
@@ -532,7 +532,7 @@ func TestOutputs(t *testing.T) {
 		got = append(got, k)
 	}
 	sort.Strings(got)
-	want := []string{"AlarmTopicArn", "BucketName", "FilesQueueUrl", "OrdersDlqUrl", "OrdersQueueUrl", "RedriveFunctionName"}
+	want := []string{"AlarmTopicArn", "BucketName", "FilesDlqUrl", "FilesQueueUrl", "OrdersDlqUrl", "OrdersQueueUrl", "RedriveFunctionName"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outputs (-want +got):\n%s", diff)
 	}
