@@ -64,6 +64,12 @@ func TestBucket(t *testing.T) {
 				}}},
 			}}},
 		})
+		// S3 checks that it may publish when the notification is set: the topic policy must exist first.
+		for id, n := range s.ofType("Custom::S3BucketNotifications") {
+			if deps := jsonString(n["DependsOn"]); !strings.Contains(deps, "UploadsTopicPolicy") {
+				t.Errorf("%s DependsOn %s: want the uploads topic policy", id, deps)
+			}
+		}
 	})
 }
 
@@ -485,7 +491,9 @@ func TestAlarms(t *testing.T) {
 		{"dispatch errors", "Errors", s.id(p.Dispatch.Function), 0},
 		{"ingest throttles", "Throttles", s.id(p.Ingest.Function), 0},
 		{"dispatch p99", "Duration", s.id(p.Dispatch.Function), 0.8 * float64(st.DispatchTimeout.Milliseconds())},
-		{"ingest p99", "Duration", s.id(p.Ingest.Function), 0.8 * float64(st.IngestTimeout.Milliseconds())},
+		{"redrive p99", "Duration", s.id(p.Redrive.Function), 0.8 * float64(st.RedriveTimeout.Milliseconds())},
+		// ingest checkpoints CheckpointMargin before its deadline by design: alarm past that.
+		{"ingest p99", "Duration", s.id(p.Ingest.Function), float64((st.IngestTimeout - CheckpointMargin/2).Milliseconds())},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, a := range byMetric[c.metric] {
