@@ -136,6 +136,19 @@ func TestSynthGuards(t *testing.T) {
 			}
 		})
 	}
+	t.Run("missing function assets", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.APIBaseURL = "https://api.example.com"
+		cfg.AssetDir = t.TempDir()
+		app := NewApp(nil)
+		_, err := NewOrderPipe(app, StackName, nil, cfg)
+		if err == nil || !strings.Contains(err.Error(), "dispatch/bootstrap missing: run `make build`") {
+			t.Fatalf("NewOrderPipe error: got %v, want the missing dispatch asset", err)
+		}
+		if n := len(*app.Node().Children()); n != 0 {
+			t.Errorf("app children after the error: got %d, want 0", n)
+		}
+	})
 	t.Run("Build reports the context error", func(t *testing.T) {
 		app := NewApp(map[string]any{CtxAPIBaseURL: "http://insecure.example", CtxAssetDir: assetDir})
 		err := Build(app)

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "make asset dir:", err)
 		os.Exit(1)
 	}
-	for _, fn := range []string{"ingest", "dispatch", "redrive"} {
+	for _, fn := range FunctionNames {
 		if err := os.MkdirAll(filepath.Join(dir, fn), 0o755); err == nil {
 			err = os.WriteFile(filepath.Join(dir, fn, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
 		}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/constructs-go/constructs/v10"
@@ -22,6 +25,9 @@ type OrderPipe struct {
 // NewOrderPipe validates cfg and, only if it is valid, creates the stack. props may be nil.
 func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProps, cfg Config) (*OrderPipe, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("orderpipe stack %s: %w", id, err)
+	}
+	if err := checkAssets(cfg.AssetDir); err != nil {
 		return nil, fmt.Errorf("orderpipe stack %s: %w", id, err)
 	}
 	if props == nil {
@@ -71,4 +77,19 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 		awscdk.NewCfnOutput(stack, jsii.String(name), &awscdk.CfnOutputProps{Value: v})
 	}
 	return p, nil
+}
+
+// FunctionNames are the functions built to <AssetDir>/<name>/bootstrap.
+var FunctionNames = []string{"ingest", "dispatch", "redrive"}
+
+// checkAssets reports every function whose bootstrap is missing from dir, saying how to build it.
+func checkAssets(dir string) error {
+	var errs []error
+	for _, fn := range FunctionNames {
+		p := filepath.Join(dir, fn, "bootstrap")
+		if st, err := os.Stat(p); err != nil || st.IsDir() {
+			errs = append(errs, fmt.Errorf("function asset %s missing: run `make build` (or set context %s)", p, CtxAssetDir))
+		}
+	}
+	return errors.Join(errs...)
 }
