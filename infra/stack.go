@@ -30,13 +30,14 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 	if err := checkAssets(cfg.AssetDir); err != nil {
 		return nil, fmt.Errorf("orderpipe stack %s: %w", id, err)
 	}
-	if props == nil {
-		props = &awscdk.StackProps{}
+	sp := awscdk.StackProps{}
+	if props != nil {
+		sp = *props
 	}
-	if props.Description == nil {
-		props.Description = jsii.String("orderpipe: S3 order files -> SQS -> throttled order API")
+	if sp.Description == nil {
+		sp.Description = jsii.String("orderpipe: S3 order files -> SQS -> throttled order API")
 	}
-	stack := awscdk.NewStack(scope, jsii.String(id), props)
+	stack := awscdk.NewStack(scope, jsii.String(id), &sp)
 	s := cfg.Settings
 	fp := FunctionProps{AssetDir: cfg.AssetDir, Tracing: cfg.Tracing}
 
