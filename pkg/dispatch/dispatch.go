@@ -33,7 +33,7 @@ type Queue interface {
 // OrderAPI is the part of *orderapi.Client the Dispatcher uses.
 type OrderAPI interface {
 	Put(ctx context.Context, id string, body []byte) (orderapi.Result, error)
-	Budget(ctx context.Context) time.Duration
+	BudgetAt(ctx context.Context, start time.Time) time.Duration
 }
 
 // Clock is the Dispatcher's time. Sleep returns early with ctx's error.
@@ -156,13 +156,8 @@ func (d *Dispatcher) decide(res orderapi.Result, attempts int) decision {
 		if res.HasRetryAfter {
 			wait = res.RetryAfter
 		}
-		wait = min(max(wait, time.Second), maxVisibility)
-		if attempts+1 >= d.cfg.MaxAttempts {
-			// The next receive would reach the transient budget: start a fresh message (receive
-			// count 1) so that throttling never spends the budget that parks an order.
-			return decision{act: actRequeue, class: "throttled", detail: res.Detail, visibility: min(wait, maxDelay)}
-		}
-		return decision{act: actRetry, class: "throttled", detail: res.Detail, visibility: wait}
+		return d.notAttempted(attempts, decision{act: actRetry, class: "throttled", detail: res.Detail,
+			visibility: min(max(wait, time.Second), maxVisibility)})
 	default:
 		detail := "transient: " + res.Detail
 		if res.Timeout {
@@ -173,6 +168,22 @@ func (d *Dispatcher) decide(res orderapi.Result, attempts int) decision {
 		}
 		return decision{act: actRetry, class: "transient", detail: detail, visibility: d.backoff(attempts)}
 	}
+}
+
+// giveBack returns a message that was not attempted: visible again once the pacing wait it could
+// not afford has passed (0 when the deadline, not the wait, was the problem).
+func (d *Dispatcher) giveBack(attempts int, wait time.Duration, detail string) decision {
+	return d.notAttempted(attempts, decision{act: actGiveBack, class: "given-back", detail: detail, visibility: min(wait, maxVisibility)})
+}
+
+// notAttempted keeps throttles and give-backs from spending the transient budget: when the
+// message's next receive would reach MaxAttempts, it is re-sent as a fresh message (receive
+// count 1) instead of being made visible again.
+func (d *Dispatcher) notAttempted(attempts int, dec decision) decision {
+	if attempts+1 >= d.cfg.MaxAttempts {
+		dec.act, dec.visibility = actRequeue, min(dec.visibility, maxDelay)
+	}
+	return dec
 }
 
 // backoff is exponential with full jitter: uniform in [0, min(max, base*2^(attempts-1))), at
@@ -198,7 +209,7 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 
 	wait, ok := d.pace(ctx)
 	if !ok {
-		return d.apply(ctx, log, msg, attempts, decision{act: actGiveBack, class: "given-back", detail: "too little time left before the deadline"})
+		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, wait, "too little time left before the deadline"))
 	}
 	m.waitMs = append(m.waitMs, ms(wait))
 
@@ -207,7 +218,7 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 		m.latencyMs = append(m.latencyMs, ms(res.Latency))
 	}
 	if !res.Sent && res.Class == orderapi.Transient && ctx.Err() != nil {
-		return d.apply(ctx, log, msg, attempts, decision{act: actGiveBack, class: "given-back", detail: res.Detail})
+		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, 0, res.Detail))
 	}
 	dec := d.decide(res, attempts)
 	switch dec.class {
@@ -227,8 +238,9 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 	return d.apply(ctx, log, msg, attempts, dec)
 }
 
-// pace waits for the limiter (and any Retry-After pause). It reports false, having waited for
-// nothing, when the wait would leave less than MinRequest for the request before the deadline.
+// pace waits for the limiter (and any Retry-After pause) and returns the wait. It reports false,
+// having waited for nothing, when a request started after the wait would get less than
+// MinRequest before the deadline.
 func (d *Dispatcher) pace(ctx context.Context) (time.Duration, bool) {
 	now := d.clock.Now()
 	r := d.limiter.ReserveN(now, 1)
@@ -238,9 +250,9 @@ func (d *Dispatcher) pace(ctx context.Context) (time.Duration, bool) {
 		wait = p
 	}
 	d.mu.Unlock()
-	if d.api.Budget(ctx)-wait < d.cfg.MinRequest {
+	if d.api.BudgetAt(ctx, now.Add(wait)) < d.cfg.MinRequest {
 		r.CancelAt(now)
-		return 0, false
+		return wait, false
 	}
 	if err := d.clock.Sleep(ctx, wait); err != nil {
 		r.CancelAt(d.clock.Now())

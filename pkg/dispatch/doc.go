@@ -9,8 +9,10 @@
 // over between warm invocations. A 429/503 with Retry-After also holds the instance's next
 // request until then (at most a minute). Before waiting, the Dispatcher checks that the wait
 // leaves at least MinRequest for the request before the invocation's deadline minus the
-// client's margin; if not, the limiter slot is returned and the message is given back
-// (visibility 0, BatchItemFailure) without being attempted. Time comes from an injected Clock.
+// client's margin; if not, the limiter slot is returned and the message is given back without
+// being attempted (BatchItemFailure, visible again after the wait it could not afford: 0 when the
+// deadline was the problem, so an instance paused by a long Retry-After does not spin on it).
+// Time comes from an injected Clock.
 //
 // # Outcomes (docs/DESIGN.md)
 //
@@ -32,14 +34,14 @@
 //
 // # Throttles and the retry budget
 //
-// ApproximateReceiveCount also counts receives that ended in a throttle (and give-backs). A
-// throttle never parks an order: when a throttled message's next receive would reach
-// MAX_ATTEMPTS, the Dispatcher re-sends a fresh copy of it (same body and attributes, receive
+// ApproximateReceiveCount also counts receives that ended in a throttle or a give-back. Neither
+// ever parks an order: when such a message's next receive would reach MAX_ATTEMPTS, the
+// Dispatcher re-sends a fresh copy of it (same body and attributes, receive
 // count 1, DelaySeconds = the wait capped at 15 min) to the orders queue and reports success so
 // the old copy is deleted; if that send fails it falls back to the visibility change, and the
 // queue's maxReceiveCount (pipeline.Settings: MaxAttempts < MaxReceiveCount) still leaves room
-// before the redrive policy moves it. Throttles earlier in a message's life do use up receive
-// counts, so a message that was throttled k times has MAX_ATTEMPTS-k transient attempts left;
+// before the redrive policy moves it. Throttles and give-backs earlier in a message's life do use
+// up receive counts, so a message throttled k times has MAX_ATTEMPTS-k transient attempts left;
 // pacing keeps throttles rare (see docs/BENCHMARKS.md). A re-sent copy could be delivered twice
 // if the old copy's delete failed; the API's Idempotency-Key makes that harmless.
 //

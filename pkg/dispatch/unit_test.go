@@ -197,7 +197,10 @@ func (f *fakeAPI) Put(ctx context.Context, id string, body []byte) (orderapi.Res
 	return orderapi.Result{Class: orderapi.Delivered, Status: http.StatusOK, Sent: true, Latency: 50 * time.Millisecond}, nil
 }
 
-func (f *fakeAPI) Budget(ctx context.Context) time.Duration { return f.budget }
+// BudgetAt models an invocation whose deadline is budget after the fake's start.
+func (f *fakeAPI) BudgetAt(ctx context.Context, at time.Time) time.Duration {
+	return min(10*time.Second, f.start.Add(f.budget).Sub(at))
+}
 
 // testClock is a fake clock whose Sleep advances it (the dispatchtest.Clock, without the import
 // cycle of an internal test).
@@ -221,7 +224,7 @@ func batch(ids ...string) events.SQSEvent {
 
 func TestPacing(t *testing.T) {
 	clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	api := &fakeAPI{clock: clk, budget: 10 * time.Second, start: clk.t}
+	api := &fakeAPI{clock: clk, budget: time.Hour, start: clk.t}
 	cfg := testConfig()
 	cfg.APIRate, cfg.APIInstances = 4, 2 // 2 requests/s per instance
 	var metricsOut bytes.Buffer
@@ -261,14 +264,16 @@ func TestGiveBackWhenTimeIsShort(t *testing.T) {
 	cfg := testConfig()
 	cfg.APIRate, cfg.APIInstances = 1, 1
 	for _, tc := range []struct {
-		name   string
-		budget time.Duration
-		want   []time.Duration // PUT start times
+		name           string
+		budget         time.Duration
+		want           []time.Duration // PUT start times
+		wantVisibility []int32         // of the messages given back
 	}{
-		// 1 s interval: the second order would have 1.5-1 = 0.5 s left < MinRequest 1 s.
-		{"second order given back", 1500 * time.Millisecond, []time.Duration{0}},
-		{"room for both", 2500 * time.Millisecond, []time.Duration{0, time.Second}},
-		{"no room at all", 500 * time.Millisecond, nil},
+		// 1 s interval: the second order would have 1.5-1 = 0.5 s left < MinRequest 1 s; it
+		// comes back when this instance's limiter would have let it go.
+		{"second order given back", 1500 * time.Millisecond, []time.Duration{0}, []int32{1}},
+		{"room for both", 2500 * time.Millisecond, []time.Duration{0, time.Second}, nil},
+		{"no room at all", 500 * time.Millisecond, nil, []int32{0, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := &fakeAPI{clock: clk, budget: tc.budget, start: clk.t}
@@ -281,10 +286,8 @@ func TestGiveBackWhenTimeIsShort(t *testing.T) {
 			if got, want := len(resp.BatchItemFailures), 2-len(tc.want); got != want {
 				t.Errorf("failures = %d, want %d", got, want)
 			}
-			for _, v := range q.visibility {
-				if v != 0 {
-					t.Errorf("given back with visibility %d, want 0", v)
-				}
+			if !cmp.Equal(q.visibility, tc.wantVisibility) {
+				t.Errorf("visibility of given-back messages = %v, want %v", q.visibility, tc.wantVisibility)
 			}
 			clk.t = clk.t.Add(time.Minute) // the limiter refills between cases
 		})
@@ -315,5 +318,25 @@ func TestEMF(t *testing.T) {
 		`{"Name":"Permanent","Unit":"Count"},{"Name":"Exhausted","Unit":"Count"},{"Name":"ApiLatency","Unit":"Milliseconds"}]}]}}` + "\n"
 	if diff := cmp.Diff(want, buf.String()); diff != "" {
 		t.Errorf("EMF line (-want +got):\n%s", diff)
+	}
+}
+
+func TestGiveBackDecision(t *testing.T) {
+	d := New(testConfig(), nil, nil, Options{})
+	for _, tc := range []struct {
+		name     string
+		attempts int
+		wait     time.Duration
+		want     decision
+	}{
+		{"early: visible after the wait", 1, 2 * time.Second, decision{act: actGiveBack, class: "given-back", detail: "x", visibility: 2 * time.Second}},
+		{"at the edge: a fresh copy", 7, 2 * time.Second, decision{act: actRequeue, class: "given-back", detail: "x", visibility: 2 * time.Second}},
+		{"long pause capped at the delay maximum", 9, time.Hour, decision{act: actRequeue, class: "given-back", detail: "x", visibility: maxDelay}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, d.giveBack(tc.attempts, tc.wait, "x"), cmp.AllowUnexported(decision{})); diff != "" {
+				t.Errorf("giveBack (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

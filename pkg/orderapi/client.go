@@ -142,12 +142,15 @@ func CheckBaseURL(base string) error {
 	return nil
 }
 
-// Budget is the timeout the next request would get: min(Timeout, deadline - now - Margin). It is
-// <= 0 when the context's deadline leaves no time.
-func (c *Client) Budget(ctx context.Context) time.Duration {
+// Budget is the timeout a request started now would get: min(Timeout, deadline - now - Margin).
+// It is <= 0 when the context's deadline leaves no time.
+func (c *Client) Budget(ctx context.Context) time.Duration { return c.BudgetAt(ctx, c.cfg.Now()) }
+
+// BudgetAt is Budget for a request that would start at start (after a pacing wait).
+func (c *Client) BudgetAt(ctx context.Context, start time.Time) time.Duration {
 	b := c.cfg.Timeout
 	if dl, ok := ctx.Deadline(); ok {
-		b = min(b, dl.Sub(c.cfg.Now())-c.cfg.Margin)
+		b = min(b, dl.Sub(start)-c.cfg.Margin)
 	}
 	return b
 }

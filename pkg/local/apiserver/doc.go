@@ -15,7 +15,7 @@
 //     closed with a TCP reset, the first FailTimes times), Hang (no answer for Config.HangFor or
 //     until the client goes away, the first FailTimes times; with CommitBeforeHang the order is
 //     recorded first, which makes a client's retry an unavoidable duplicate), Fail (Config.FailStatus,
-//     500 by default, the first FailTimes times).
+//     500 by default, the first FailTimes times), Broken (Config.FailStatus on every attempt).
 //  5. Accept: 200, and the order is recorded (id -> count, last body). Accepting an id a second
 //     time returns 200 again (an idempotent replay) and counts as a duplicate.
 //

@@ -20,6 +20,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Func("api-fail-ids", "stand-in order API: ids answered -api-fail-status the first -api-fail-times times", idList(&c.FailIDs))
 	fs.Float64Var(&c.FailFraction, "api-fail-fraction", c.FailFraction, "stand-in order API: fraction of ids that fail first")
 	fs.IntVar(&c.FailStatus, "api-fail-status", c.FailStatus, "stand-in order API: status of failures (5xx)")
+	fs.Func("api-broken-ids", "stand-in order API: ids answered -api-fail-status on every attempt", idList(&c.BrokenIDs))
 	fs.Func("api-reset-ids", "stand-in order API: ids whose connection is reset the first -api-fail-times times", idList(&c.ResetIDs))
 	fs.Float64Var(&c.ResetFraction, "api-reset-fraction", c.ResetFraction, "stand-in order API: fraction of ids reset first")
 	fs.Func("api-hang-ids", "stand-in order API: ids left without answer for -api-hang-for the first -api-fail-times times", idList(&c.HangIDs))

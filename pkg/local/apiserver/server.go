@@ -43,7 +43,8 @@ type Config struct {
 
 	FailIDs      []string
 	FailFraction float64
-	FailStatus   int // default 500
+	FailStatus   int      // default 500
+	BrokenIDs    []string // answered FailStatus on every attempt (a retry budget runs out)
 
 	ResetIDs      []string
 	ResetFraction float64
@@ -108,6 +109,7 @@ const (
 	faultFail   = "fail"
 	faultReset  = "reset"
 	faultHang   = "hang"
+	faultBroken = "broken"
 )
 
 // New returns a Server for cfg, or an error naming an invalid field.
@@ -163,7 +165,7 @@ func New(cfg Config) (*Server, error) {
 		mux:     http.NewServeMux(),
 		chosen: map[string]map[string]bool{
 			faultReject: set(cfg.RejectIDs), faultFail: set(cfg.FailIDs),
-			faultReset: set(cfg.ResetIDs), faultHang: set(cfg.HangIDs),
+			faultReset: set(cfg.ResetIDs), faultHang: set(cfg.HangIDs), faultBroken: set(cfg.BrokenIDs),
 		},
 		orders:   map[string]*Record{},
 		attempts: map[string]int{},
@@ -248,7 +250,7 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 			s.accept(id, body)
 		}
 		w.WriteHeader(http.StatusOK)
-	case early && s.is(faultFail, id):
+	case s.is(faultBroken, id) || (early && s.is(faultFail, id)):
 		s.count(func(st *Stats) { st.ServerErrors++ })
 		http.Error(w, "injected failure", s.cfg.FailStatus)
 	default:

@@ -167,14 +167,14 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestFaults(t *testing.T) {
-	s, url, _ := start(t, Config{RejectIDs: []string{"rej"}, FailIDs: []string{"fail"}, FailTimes: 2,
+	s, url, _ := start(t, Config{RejectIDs: []string{"rej"}, FailIDs: []string{"fail"}, FailTimes: 2, BrokenIDs: []string{"down"},
 		ResetIDs: []string{"reset"}, FailStatus: 502})
 	type outcome struct {
 		Status int
 		Err    bool
 	}
 	var got []outcome
-	for _, id := range []string{"rej", "rej", "fail", "fail", "fail", "reset", "reset", "reset"} {
+	for _, id := range []string{"rej", "rej", "fail", "fail", "fail", "reset", "reset", "reset", "down", "down", "down"} {
 		resp, err := do(t, http.DefaultClient, url, good(t, id))
 		o := outcome{Err: err != nil}
 		if err == nil {
@@ -182,12 +182,12 @@ func TestFaults(t *testing.T) {
 		}
 		got = append(got, o)
 	}
-	want := []outcome{{422, false}, {422, false}, {502, false}, {502, false}, {200, false}, {0, true}, {0, true}, {200, false}}
+	want := []outcome{{422, false}, {422, false}, {502, false}, {502, false}, {200, false}, {0, true}, {0, true}, {200, false}, {502, false}, {502, false}, {502, false}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outcomes (-want +got):\n%s", diff)
 	}
 	st := s.Stats()
-	if st.Resets != 2 || st.ServerErrors != 2 || st.Rejected != 2 || st.Accepted != 2 || st.Duplicates != 0 {
+	if st.Resets != 2 || st.ServerErrors != 5 || st.Rejected != 2 || st.Accepted != 2 || st.Duplicates != 0 {
 		t.Errorf("stats = %+v", st)
 	}
 }
