@@ -263,9 +263,11 @@ func TestValidID(t *testing.T) {
 		{"a b", false}, {"a/b", false}, {"é", false}, {"a\x00", false}, {"a\n", false},
 	}
 	for _, tt := range tests {
-		if got := ValidID(tt.id); got != tt.want {
-			t.Errorf("ValidID(%q) = %v, want %v", tt.id, got, tt.want)
-		}
+		t.Run(strconv.Quote(tt.id), func(t *testing.T) {
+			if got := ValidID(tt.id); got != tt.want {
+				t.Errorf("ValidID(%q) = %v, want %v", tt.id, got, tt.want)
+			}
+		})
 	}
 }
 
