@@ -38,7 +38,8 @@ bench: tools | $(TMPDIR) ## run the benchmarks (see docs/BENCHMARKS.md)
 	  AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
 
 fuzz: ## fuzz the order reader for FUZZTIME (default 30s) per target
-	$(GO) test ./pkg/order -run '^$$' -fuzz FuzzReader -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./pkg/order -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./pkg/order -run '^$$' -fuzz '^FuzzReaderCSV$$' -fuzztime $${FUZZTIME:-30s}
 
 build: $(FUNCTIONS:%=build/%/bootstrap) ## build the Lambda bootstraps for linux/$(ARCH)
 build/%/bootstrap: FORCE
