@@ -1,0 +1,555 @@
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/dispatch/dispatchtest"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
+	"github.com/orderpipe/orderpipe/pkg/local"
+	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
+	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
+)
+
+// The end-to-end tests run the whole pipeline as it is deployed, on moto: Provision makes the
+// versioned bucket, SNS topic, files and orders queues and their DLQs from a validated
+// pipeline.Settings; two local.Pollers play Lambda's event source mappings (files queue ->
+// ingest, orders queue -> dispatch with batch size 1 and MaximumConcurrency 2, one Dispatcher
+// per instance); the stand-in order API records what it accepted. Each test uploads files and
+// then checks the ledger of every line: delivered (accepted once by the API), rejected (rejects
+// object) or parked (orders DLQ, with its class), by exact order id and line number.
+
+// The end-to-end tests run on a moto_server of their own, started by local.StartMoto at the
+// first test that needs it and stopped by TestMain. The shared stand-in at AWS_ENDPOINT_URL
+// answers in 0.1 to 3 s a call while the other packages' tests load it, and a pipeline makes
+// hundreds of calls with timeouts of a few seconds: the tests would measure the neighbours.
+var e2eMoto struct {
+	once     sync.Once
+	endpoint string
+	stop     func()
+	err      error
+}
+
+func e2eEndpoint(t *testing.T) string {
+	t.Helper()
+	e2eMoto.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		e2eMoto.endpoint, e2eMoto.stop, e2eMoto.err = local.StartMoto(ctx)
+	})
+	if e2eMoto.err != nil {
+		t.Fatalf("end-to-end stand-in: %v", e2eMoto.err)
+	}
+	return e2eMoto.endpoint
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if e2eMoto.stop != nil {
+		e2eMoto.stop()
+	}
+	os.Exit(code)
+}
+
+// e2eSettings is a deployment that keeps every AWS rule of pipeline.Settings but with timeouts
+// short enough that a retry takes a second and a redelivery after a crash well under a minute.
+// The dispatch timeout must leave the order API client's 2 s margin plus a request.
+func e2eSettings() pipeline.Settings {
+	s := pipeline.Defaults()
+	s.APIRate, s.Instances, s.ReservedConcurrency = 50, 2, 2
+	s.IngestTimeout, s.FilesVisibility = 5*time.Second, 30*time.Second
+	s.DispatchTimeout, s.OrdersVisibility = 4*time.Second, 24*time.Second
+	s.MaxReceiveCount, s.MaxAttempts = 6, 4
+	s.QueueRetention, s.DLQRetention = time.Hour, 2*time.Hour
+	return s
+}
+
+// e2eAPITimeout is ORDER_API_TIMEOUT: short so a hang costs little, long enough for a loaded
+// machine to answer a healthy request.
+const e2eAPITimeout = time.Second
+
+// e2eOptions shape one pipeline.
+type e2eOptions struct {
+	plan    apiserver.Config // faults of the stand-in API; its rate is set above the pacing
+	hangIDs []string         // never answered while the hang switch is on (see hangSwitch)
+	// ingest and dispatch wrap the handlers, to inject crashes; nil leaves them as they are.
+	ingest, dispatch func(local.Handler) local.Handler
+}
+
+// e2ePipeline is one isolated pipeline: its own resources on moto, stand-in API and pollers.
+type e2ePipeline struct {
+	settings pipeline.Settings
+	res      local.Resources
+	s3       *s3.Client
+	sqs      *sqs.Client
+	api      *apiserver.Server
+	hang     *hangSwitch
+	files    *local.Poller
+	orders   *local.Poller
+	logs     *syncBuffer
+}
+
+// newE2E provisions a pipeline and builds its handlers and pollers; start runs them.
+func newE2E(t *testing.T, o e2eOptions) *e2ePipeline {
+	t.Helper()
+	ctx := context.Background()
+	cfg := awstest.ConfigAt(t, e2eEndpoint(t))
+	p := &e2ePipeline{settings: e2eSettings(), logs: &syncBuffer{}, sqs: awstest.SQS(cfg), s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = true
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired // moto sends none
+	})}
+	var err error
+	if p.res, err = local.Provision(ctx, cfg, p.settings, local.NamesFor(awstest.Name(t, "e2e"))); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+
+	plan := o.plan
+	plan.RPS, plan.Burst = 2*p.settings.APIRate, 4 // never the limit: pacing is dispatch's job
+	if p.api, err = apiserver.New(plan); err != nil {
+		t.Fatalf("stand-in API: %v", err)
+	}
+	p.hang = newHangSwitch(p.api, o.hangIDs)
+	ts := httptest.NewServer(p.hang)
+	t.Cleanup(func() {
+		p.hang.clear() // let hung requests go before Close waits for them
+		ts.Close()
+	})
+
+	env := p.res.Env()
+	maps.Copy(env, map[string]string{
+		"ORDER_API_BASE_URL": ts.URL,
+		"ORDER_API_TIMEOUT":  e2eAPITimeout.String(),
+		"API_RATE":           strconv.FormatFloat(p.settings.APIRate, 'g', -1, 64),
+		"API_INSTANCES":      strconv.Itoa(p.settings.Instances),
+		"MAX_ATTEMPTS":       strconv.Itoa(p.settings.MaxAttempts),
+		"BACKOFF_BASE":       "1s",
+		"BACKOFF_MAX":        "1s",
+		"CHECKPOINT_MARGIN":  "2s",
+		"LOG_LEVEL":          "info",
+	})
+	getenv := func(k string) string { return env[k] }
+	icfg, err := ingest.LoadConfig(getenv)
+	if err != nil {
+		t.Fatalf("ingest config: %v", err)
+	}
+	dcfg, err := dispatch.LoadConfig(getenv)
+	if err != nil {
+		t.Fatalf("dispatch config: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ingestH := local.Handler(ingest.New(icfg, p.s3, p.sqs).Handle)
+	dispatchH := dispatchInstances(t, dcfg, p.sqs, p.settings.Instances, log)
+	if o.ingest != nil {
+		ingestH = o.ingest(ingestH)
+	}
+	if o.dispatch != nil {
+		dispatchH = o.dispatch(dispatchH)
+	}
+	p.files = &local.Poller{
+		Client: p.sqs, QueueURL: p.res.FilesQueueURL, QueueARN: p.res.FilesQueueARN, BatchSize: 1, MaxConcurrency: 2,
+		FunctionTimeout: p.settings.IngestTimeout, WaitTime: time.Second, FunctionName: "ingest", Handler: ingestH, Logger: log,
+	}
+	p.orders = &local.Poller{
+		Client: p.sqs, QueueURL: p.res.OrdersQueueURL, QueueARN: p.res.OrdersQueueARN, BatchSize: 1, MaxConcurrency: p.settings.Instances,
+		FunctionTimeout: p.settings.DispatchTimeout, WaitTime: time.Second, FunctionName: "dispatch", Handler: dispatchH, Logger: log,
+	}
+	return p
+}
+
+// dispatchInstances is the dispatch function with n warm instances: each invocation takes a
+// Dispatcher (its own limiter and pause) from the pool, as Lambda runs concurrent invocations
+// in separate instances.
+func dispatchInstances(t *testing.T, cfg dispatch.Config, client *sqs.Client, n int, log *slog.Logger) local.Handler {
+	t.Helper()
+	pool := make(chan *dispatch.Dispatcher, n)
+	for range n {
+		api, err := orderapi.New(cfg.OrderAPI(), nil, nil)
+		if err != nil {
+			t.Fatalf("order API client: %v", err)
+		}
+		pool <- dispatch.New(cfg, client, api, dispatch.Options{Logger: log, Metrics: io.Discard})
+	}
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		var d *dispatch.Dispatcher
+		select {
+		case d = <-pool:
+		case <-ctx.Done():
+			return events.SQSEventResponse{}, fmt.Errorf("wait for a dispatch instance: %w", ctx.Err())
+		}
+		defer func() { pool <- d }()
+		return d.Handle(ctx, ev)
+	}
+}
+
+// start runs both pollers until the test ends; on failure the handlers' logs are printed.
+func (p *e2ePipeline) start(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, pl := range []*local.Poller{p.files, p.orders} {
+		wg.Go(func() {
+			if err := pl.Run(ctx); err != nil {
+				t.Errorf("poller: %v", err)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if t.Failed() {
+			t.Logf("files poller %+v\norders poller %+v\nlast handler logs:\n%s", p.files.Stats(), p.orders.Stats(), p.logs.tail(16<<10))
+		}
+	})
+}
+
+// upload puts an object under uploads/ and returns its version id.
+func (p *e2ePipeline) upload(t *testing.T, key string, body []byte) string {
+	t.Helper()
+	out, err := p.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &p.res.Bucket, Key: &key, Body: bytes.NewReader(body)})
+	if err != nil {
+		t.Fatalf("upload %s: %v", key, err)
+	}
+	return aws.ToString(out.VersionId)
+}
+
+// bucketObjects reads reports and rejects with the ingest tests' helpers.
+func (p *e2ePipeline) bucketObjects() *ingestEnv { return &ingestEnv{s3: p.s3, bucket: p.res.Bucket} }
+
+// settle waits until the pipeline is quiescent: a report for every file, the files and orders
+// queues empty (nothing visible, in flight or delayed) on two readings in a row, and at least
+// `orders` orders accepted by the API or parked. Past timeout it fails the test with what is
+// missing.
+func (p *e2ePipeline) settle(t *testing.T, timeout time.Duration, files []*e2eFile, orders int) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(timeout)
+	quiet := 0
+	for {
+		var missing []string
+		for _, f := range files {
+			if _, ok := p.bucketObjects().object(t, "reports/"+f.key+".json"); !ok {
+				missing = append(missing, "report of "+f.key)
+			}
+		}
+		depth := map[string]int{}
+		for name, url := range map[string]string{"files queue": p.res.FilesQueueURL, "orders queue": p.res.OrdersQueueURL, "orders DLQ": p.res.OrdersDLQURL} {
+			n, err := queueDepth(ctx, p.sqs, url)
+			if err != nil {
+				t.Fatalf("settle: %v", err)
+			}
+			depth[name] = n
+		}
+		accounted := len(p.api.Orders()) + depth["orders DLQ"]
+		if accounted < orders {
+			missing = append(missing, fmt.Sprintf("%d of %d orders accepted or parked", accounted, orders))
+		}
+		for _, q := range []string{"files queue", "orders queue"} {
+			if depth[q] > 0 {
+				missing = append(missing, fmt.Sprintf("%s holds %d messages", q, depth[q]))
+			}
+		}
+		if len(missing) == 0 {
+			if quiet++; quiet == 2 {
+				return
+			}
+		} else {
+			quiet = 0
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pipeline not settled after %v: %s\napi accepted %v\napi stats %+v",
+				timeout, strings.Join(missing, "; "), slices.Sorted(maps.Keys(p.api.Orders())), p.api.Stats())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// e2eFile is one uploaded file and what must become of each of its lines.
+type e2eFile struct {
+	key      string
+	body     []byte           // as uploaded
+	text     []byte           // uncompressed JSON Lines, to check delivered bodies; nil for CSV
+	ids      map[int64]string // line -> order id of every valid line
+	rejects  map[int64]string // line -> reason of every rejected line
+	version  string           // S3 version id, set by upload
+	ingested string           // the version ingest recorded in its report, set by ledger
+}
+
+// ledger is, for every file key and line, what became of it: "delivered ID", "rejected REASON"
+// or "parked CLASS ID"; a line accounted twice shows both, joined by " + ".
+type ledger map[string]map[int64]string
+
+func (l ledger) add(key string, line int64, what string) {
+	if l[key] == nil {
+		l[key] = map[int64]string{}
+	}
+	if prev, ok := l[key][line]; ok {
+		what = prev + " + " + what
+	}
+	l[key][line] = what
+}
+
+// wantLedger is the expected ledger: valid lines are delivered unless parked names their id's class.
+func wantLedger(files []*e2eFile, parked map[string]string) ledger {
+	l := ledger{}
+	for _, f := range files {
+		for line, id := range f.ids {
+			if class, ok := parked[id]; ok {
+				l.add(f.key, line, "parked "+class+" "+id)
+			} else {
+				l.add(f.key, line, "delivered "+id)
+			}
+		}
+		for line, reason := range f.rejects {
+			l.add(f.key, line, "rejected "+reason)
+		}
+	}
+	return l
+}
+
+// parkedOrder is one message on the orders DLQ.
+type parkedOrder struct {
+	id, class, detail, source, version string
+	line, attempts                     int64
+}
+
+// ledger reads what the pipeline did: the API's accepted orders, the rejects objects and the
+// orders DLQ (peeked and released, so a redrive still finds every message). It also checks what
+// the ledger cannot show: no order accepted twice or unknown to the files, delivered bodies equal
+// to the lines, reports that add up, and parked messages that name their file's version.
+func (p *e2ePipeline) ledger(t *testing.T, files []*e2eFile) (ledger, []parkedOrder) {
+	t.Helper()
+	got := ledger{}
+	where := map[string]*e2eFile{}
+	lineOf := map[string]int64{}
+	for _, f := range files {
+		for line, id := range f.ids {
+			where[id], lineOf[id] = f, line
+		}
+	}
+	accepted := p.api.Orders()
+	for _, id := range slices.Sorted(maps.Keys(accepted)) {
+		rec, f := accepted[id], where[id]
+		if f == nil {
+			t.Errorf("the API accepted %s, which is no valid line of any file", id)
+			continue
+		}
+		got.add(f.key, lineOf[id], "delivered "+id)
+		if rec.Count != 1 {
+			t.Errorf("the API accepted %s %d times, want exactly once", id, rec.Count)
+		}
+		if f.text != nil {
+			if line := lineText(f.text, lineOf[id]); string(rec.Body) != line {
+				t.Errorf("%s: delivered body %s, want the line as in the file %s", id, rec.Body, line)
+			}
+		}
+	}
+	objs := p.bucketObjects()
+	for _, f := range files {
+		rejects := objs.rejects(t, f.key)
+		for _, r := range rejects {
+			got.add(f.key, r.Line, "rejected "+r.Reason)
+		}
+		rep := objs.report(t, f.key)
+		if rep.Lines != int64(len(f.ids)+len(f.rejects)) || rep.Enqueued != int64(len(f.ids)) || rep.Rejected != int64(len(rejects)) {
+			t.Errorf("%s report: lines %d enqueued %d rejected %d, want %d = %d + %d", f.key, rep.Lines, rep.Enqueued, rep.Rejected,
+				len(f.ids)+len(f.rejects), len(f.ids), len(f.rejects))
+		}
+		// moto 5.2.1 leaves versionId out of S3 event notifications, so ingest (which takes the
+		// version from the event) records "null" for the versioned bucket; real S3 sends it.
+		if rep.Version != f.version && rep.Version != order.NullVersion {
+			t.Errorf("%s report version %q, want the upload's %q (or %q when the event carries none)", f.key, rep.Version, f.version, order.NullVersion)
+		}
+		f.ingested = rep.Version
+	}
+	parked := p.peekDLQ(t)
+	for _, m := range parked {
+		key, ok := strings.CutPrefix(m.source, "s3://"+p.res.Bucket+"/")
+		if !ok || where[m.id] == nil || where[m.id].key != key {
+			t.Errorf("parked %s with source %s: not from the file holding that id", m.id, m.source)
+		}
+		if f := where[m.id]; f != nil && m.version != f.ingested {
+			t.Errorf("parked %s with source version %q, want %q as in the report", m.id, m.version, f.ingested)
+		}
+		got.add(key, m.line, "parked "+m.class+" "+m.id)
+	}
+	return got, parked
+}
+
+// checkLedger compares the pipeline's ledger with the expected one and prints a readable diff;
+// it returns the parked orders by id.
+func (p *e2ePipeline) checkLedger(t *testing.T, files []*e2eFile, parkedClass map[string]string) map[string]parkedOrder {
+	t.Helper()
+	got, parked := p.ledger(t, files)
+	if diff := cmp.Diff(wantLedger(files, parkedClass), got); diff != "" {
+		t.Errorf("ledger by file and line (-want +got):\n%s", diff)
+	}
+	byID := map[string]parkedOrder{}
+	for _, m := range parked {
+		if _, dup := byID[m.id]; dup {
+			t.Errorf("order %s parked twice", m.id)
+		}
+		byID[m.id] = m
+	}
+	return byID
+}
+
+// peekDLQ returns every message on the orders DLQ and makes them visible again.
+func (p *e2ePipeline) peekDLQ(t *testing.T) []parkedOrder {
+	t.Helper()
+	ctx := context.Background()
+	var got []parkedOrder
+	var held []sqstypes.ChangeMessageVisibilityBatchRequestEntry
+	seen := map[string]bool{}
+	for {
+		out, err := p.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: &p.res.OrdersDLQURL, MaxNumberOfMessages: 10, VisibilityTimeout: 30, MessageAttributeNames: []string{"All"},
+		})
+		if err != nil {
+			t.Fatalf("peek orders DLQ: %v", err)
+		}
+		fresh := 0
+		for _, m := range out.Messages {
+			held = append(held, sqstypes.ChangeMessageVisibilityBatchRequestEntry{
+				Id: aws.String(strconv.Itoa(len(held))), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0,
+			})
+			if seen[aws.ToString(m.MessageId)] {
+				continue
+			}
+			seen[aws.ToString(m.MessageId)], fresh = true, fresh+1
+			num := func(name string) int64 { n, _ := strconv.ParseInt(dispatchtest.Attr(m, name), 10, 64); return n }
+			got = append(got, parkedOrder{
+				id: dispatchtest.Attr(m, order.AttrOrderID), class: dispatchtest.Attr(m, order.AttrFailureClass),
+				detail: dispatchtest.Attr(m, order.AttrFailureDetail), source: dispatchtest.Attr(m, order.AttrSource),
+				version: dispatchtest.Attr(m, order.AttrSourceVersion), line: num(order.AttrLine), attempts: num(order.AttrAttempts),
+			})
+		}
+		if fresh == 0 {
+			break
+		}
+	}
+	for chunk := range slices.Chunk(held, 10) {
+		if _, err := p.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &p.res.OrdersDLQURL, Entries: chunk}); err != nil {
+			t.Fatalf("release orders DLQ messages: %v", err)
+		}
+	}
+	return got
+}
+
+// lineText is line n (1-based) of text without its line end.
+func lineText(text []byte, n int64) string {
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	sc.Buffer(nil, 1<<20)
+	for i := int64(1); sc.Scan(); i++ {
+		if i == n {
+			return strings.TrimSuffix(sc.Text(), "\r")
+		}
+	}
+	return ""
+}
+
+func e2eFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "e2e", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// numbered returns the ids of a fixture whose every line is a valid order, by line.
+func numbered(prefix string, n int) map[int64]string {
+	ids := map[int64]string{}
+	for i := 1; i <= n; i++ {
+		ids[int64(i)] = fmt.Sprintf("%s-%02d", prefix, i)
+	}
+	return ids
+}
+
+// syncBuffer collects the handlers' logs; safe for concurrent use.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	return s[max(0, len(s)-n):]
+}
+
+// TestE2ELedger uploads a JSON Lines file with every kind of bad line (malformed JSON, no id,
+// bad id, duplicate id, not an object, blank lines, a 300 KiB line), a CSV file with bad rows
+// and a gzip file, and checks that every non-blank line is delivered exactly once, rejected with
+// its reason, or parked with its class (an order the API refuses), and nothing else.
+func TestE2ELedger(t *testing.T) {
+	t.Parallel()
+	jsonl := e2eFixture(t, "orders.jsonl")
+	n := int64(bytes.Count(jsonl, []byte("\n")))
+	long := `{"id":"j-long","pad":"` + strings.Repeat("x", 300<<10) + `"}`
+	jsonl = append(jsonl, long+"\n"+`{"id":"j-06","amount":"6.00"}`+"\n"...)
+	gz := e2eFixture(t, "batch.ndjson")
+	files := []*e2eFile{
+		{key: "uploads/2026/orders.jsonl", body: jsonl, text: jsonl,
+			ids: map[int64]string{1: "j-01", 2: "j-02", 8: "j-04", 12: "j-05", n + 2: "j-06"},
+			rejects: map[int64]string{
+				4: order.ReasonInvalidJSON, 5: order.ReasonMissingID, 6: order.ReasonInvalidID, 7: ingest.ReasonDuplicateID,
+				11: order.ReasonNotObject, n + 1: fmt.Sprintf("line longer than %d bytes", ingest.DefaultMaxLineBytes),
+			}},
+		{key: "uploads/2026/orders.csv", body: e2eFixture(t, "orders.csv"),
+			ids:     map[int64]string{2: "c-01", 3: "c-02", 6: "c-04", 8: "c-05"},
+			rejects: map[int64]string{4: order.ReasonFieldCount, 5: order.ReasonMissingID}},
+		{key: "uploads/2026/batch.ndjson.gz", body: gzipped(t, gz), text: gz,
+			ids:     map[int64]string{1: "g-01", 2: "g-02", 3: "g-03", 4: "g-04", 6: "g-05", 8: "g-06", 9: "g-07"},
+			rejects: map[int64]string{5: ingest.ReasonDuplicateID, 7: order.ReasonIDNotString}},
+	}
+	parked := map[string]string{"j-04": order.ClassPermanent, "g-05": order.ClassPermanent}
+	p := newE2E(t, e2eOptions{plan: apiserver.Config{RejectIDs: []string{"j-04", "g-05"}, FailIDs: []string{"c-02"}}})
+	p.start(t)
+	orders := 0
+	for _, f := range files {
+		f.version = p.upload(t, f.key, f.body)
+		orders += len(f.ids)
+	}
+	p.settle(t, 60*time.Second, files, orders)
+	got := p.checkLedger(t, files, parked)
+	for _, id := range []string{"j-04", "g-05"} {
+		if m := got[id]; !strings.HasPrefix(m.detail, "HTTP 422") || m.attempts != 1 {
+			t.Errorf("parked %s: detail %q after %d attempts, want HTTP 422 at the first attempt", id, m.detail, m.attempts)
+		}
+	}
+	if st := p.api.Stats(); st.ServerErrors != 1 || st.Duplicates != 0 {
+		t.Errorf("stand-in: %d 5xx and %d duplicate deliveries, want 1 (c-02 once) and 0", st.ServerErrors, st.Duplicates)
+	}
+}
