@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/go-cmp/cmp"
 )
 
 // testQueue creates a queue on the stand-in with the given visibility timeout.
@@ -72,7 +74,7 @@ func depth(t *testing.T, c *sqs.Client, url string) int {
 }
 
 // receiveBodies receives until it has n messages or a receive (long polling 3 s) returns none,
-// and returns their bodies sorted. The messages stay on the queue.
+// and returns their bodies sorted (nil for none). The messages stay on the queue.
 func receiveBodies(t *testing.T, c *sqs.Client, url string, n int) []string {
 	t.Helper()
 	var bodies []string
@@ -92,4 +94,23 @@ func receiveBodies(t *testing.T, c *sqs.Client, url string, n int) []string {
 	}
 	sort.Strings(bodies)
 	return bodies
+}
+
+// testLogger logs to the test's output, shown when it fails or with -v.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), nil))
+}
+
+// checkKept checks that exactly the messages with bodies kept are left on the queue: they come
+// back after the visibility timeout, and nothing else is there, visible or not.
+func checkKept(t *testing.T, c *sqs.Client, url string, kept []string) {
+	t.Helper()
+	if len(kept) > 0 {
+		if diff := cmp.Diff(kept, receiveBodies(t, c, url, len(kept))); diff != "" {
+			t.Errorf("messages back after the visibility timeout (-want +got):\n%s", diff)
+		}
+	}
+	if got, want := depth(t, c, url), len(kept); got != want {
+		t.Errorf("queue depth: got %d, want %d", got, want)
+	}
 }

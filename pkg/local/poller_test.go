@@ -119,7 +119,7 @@ func TestPollerBatchSizeAndConcurrency(t *testing.T) {
 		barrierOnce         sync.Once
 	)
 	p := &Poller{
-		Client: c, QueueURL: url, QueueARN: arn, BatchSize: 3, MaxConcurrency: 2, FunctionTimeout: 30 * time.Second, WaitTime: time.Second,
+		Client: c, Logger: testLogger(t), QueueURL: url, QueueARN: arn, BatchSize: 3, MaxConcurrency: 2, FunctionTimeout: 30 * time.Second, WaitTime: time.Second,
 		Handler: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 			n := inFlight.Add(1)
 			defer inFlight.Add(-1)
@@ -257,12 +257,12 @@ func TestPollerOutcomes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			url, arn := testQueue(t, c, 2*time.Second)
+			url, arn := testQueue(t, c, time.Second)
 			send(t, c, url, bodies...)
 			ctx, stop := context.WithTimeout(context.Background(), runBound)
 			defer stop()
 			p := &Poller{
-				Client: c, QueueURL: url, QueueARN: arn, BatchSize: 10, MaxConcurrency: 1,
+				Client: c, Logger: testLogger(t), QueueURL: url, QueueARN: arn, BatchSize: 10, MaxConcurrency: 1,
 				FunctionTimeout: 500 * time.Millisecond, WaitTime: time.Second,
 				Handler: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 					stop() // one invocation: the poller finishes it and stops
@@ -278,13 +278,7 @@ func TestPollerOutcomes(t *testing.T) {
 			if diff := cmp.Diff(tc.want, p.Stats()); diff != "" {
 				t.Errorf("stats (-want +got):\n%s", diff)
 			}
-			got := receiveBodies(t, c, url, len(tc.kept))
-			if diff := cmp.Diff(tc.kept, got); diff != "" {
-				t.Errorf("messages back after the visibility timeout (-want +got):\n%s", diff)
-			}
-			if got, want := depth(t, c, url), len(tc.kept); got != want {
-				t.Errorf("queue depth: got %d, want %d", got, want)
-			}
+			checkKept(t, c, url, tc.kept)
 		})
 	}
 }
@@ -310,7 +304,7 @@ func TestPollerRedeliversAfterCrash(t *testing.T) {
 		requests = map[string]bool{}
 	)
 	p := &Poller{
-		Client: c, QueueURL: url, QueueARN: arn, BatchSize: 10, MaxConcurrency: 1,
+		Client: c, Logger: testLogger(t), QueueURL: url, QueueARN: arn, BatchSize: 10, MaxConcurrency: 1,
 		FunctionTimeout: timeout, WaitTime: time.Second, FunctionName: "dispatch",
 		Handler: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 			start := time.Now()

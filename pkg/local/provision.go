@@ -212,20 +212,20 @@ func (p provisioner) queue(ctx context.Context, name string, attrs map[string]st
 	var exists *sqstypes.QueueNameExists
 	switch {
 	case errors.As(err, &exists):
+		// The queue exists with other attributes (older settings): find it and set them.
 		got, err := p.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
 		if err != nil {
 			return "", "", fmt.Errorf("find queue %s: %w", name, err)
 		}
 		url = aws.ToString(got.QueueUrl)
+		if _, err := p.sqs.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: &url, Attributes: attrs}); err != nil {
+			return "", "", fmt.Errorf("set attributes of queue %s: %w", name, err)
+		}
 	case err != nil:
 		return "", "", fmt.Errorf("create queue %s: %w", name, err)
 	default:
+		// Created, or found with equal attributes.
 		url = aws.ToString(created.QueueUrl)
-	}
-	// CreateQueue of an existing queue with equal attributes succeeds without changing anything,
-	// and an existing one may hold attributes from older settings: set them in both cases.
-	if _, err := p.sqs.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: &url, Attributes: attrs}); err != nil {
-		return "", "", fmt.Errorf("set attributes of queue %s: %w", name, err)
 	}
 	a, err := p.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl:       &url,

@@ -193,7 +193,7 @@ func TestProvisionNotifiesUploads(t *testing.T) {
 	runCtx, stop := context.WithTimeout(ctx, 30*time.Second)
 	defer stop()
 	p := &Poller{
-		Client: awstest.SQS(cfg), QueueURL: r.FilesQueueURL, QueueARN: r.FilesQueueARN,
+		Client: awstest.SQS(cfg), Logger: testLogger(t), QueueURL: r.FilesQueueURL, QueueARN: r.FilesQueueARN,
 		BatchSize: 10, MaxConcurrency: 1, WaitTime: time.Second,
 		Handler: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 			for _, rec := range ev.Records {
