@@ -110,9 +110,7 @@ func TestDispatchLedger(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- pollUntilEmpty(ctx, client, queueURL, queueARN, func(ctx context.Context) (context.Context, context.CancelFunc) {
-				return context.WithTimeout(ctx, 30*time.Second) // the function's timeout
-			}, record(d.Handle))
+			errs <- pollUntilEmpty(ctx, client, queueURL, queueARN, 30*time.Second, record(d.Handle))
 		}()
 	}
 	wg.Wait()
@@ -172,13 +170,10 @@ func TestDispatchLedger(t *testing.T) {
 
 // pollUntilEmpty is a minimal event source mapping: receive one message at a time, call h with a
 // per-invocation context, delete what h did not report as failed; stop when the queue holds
-// nothing visible, in flight or delayed.
-func pollUntilEmpty(ctx context.Context, c *sqs.Client, queueURL, queueARN string,
-	invocation func(context.Context) (context.Context, context.CancelFunc), h dispatchtest.Handler) error {
+// nothing visible, in flight or delayed. timeout is the function's timeout.
+func pollUntilEmpty(ctx context.Context, c *sqs.Client, queueURL, queueARN string, timeout time.Duration, h dispatchtest.Handler) error {
 	for ctx.Err() == nil {
-		ictx, cancel := invocation(ctx)
-		msgs, _, err := dispatchtest.HandleOnce(ictx, c, queueURL, queueARN, 1, 1, h)
-		cancel()
+		msgs, _, err := dispatchtest.HandleOnceWithin(ctx, c, queueURL, queueARN, 1, 1, timeout, h)
 		if err != nil {
 			return err
 		}

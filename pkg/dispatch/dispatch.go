@@ -73,9 +73,10 @@ type Dispatcher struct {
 	log     *slog.Logger
 	limiter *rate.Limiter
 
-	mu          sync.Mutex
-	pausedUntil time.Time // the API asked to wait (Retry-After) until then
-	metricsOut  io.Writer
+	mu             sync.Mutex
+	pausedUntil    time.Time // no request before then (after throttles)
+	throttleStreak int       // throttles in a row
+	metricsOut     io.Writer
 }
 
 // New returns a Dispatcher. cfg must be valid (LoadConfig or Config.Validate).
@@ -221,12 +222,15 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, 0, res.Detail))
 	}
 	dec := d.decide(res, attempts)
+	if res.Sent && res.Class != orderapi.Throttled {
+		d.answered()
+	}
 	switch dec.class {
 	case "delivered":
 		m.sent++
 	case "throttled":
 		m.throttled++
-		d.pause(res)
+		d.throttled(res)
 	case "transient":
 		m.transient++
 	case "permanent":
@@ -238,39 +242,68 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 	return d.apply(ctx, log, msg, attempts, dec)
 }
 
-// pace waits for the limiter (and any Retry-After pause) and returns the wait. It reports false,
-// having waited for nothing, when a request started after the wait would get less than
-// MinRequest before the deadline.
+// pace waits until the limiter (and any Retry-After pause) lets a request go, and returns the
+// time waited. The token is taken at the moment the request really goes, not at a time computed
+// in advance, so a late wake-up (a loaded host, a thawed instance) delays the next request
+// instead of letting two go closer together than 1/rate. It reports false, having taken no
+// token, when a request started after the wait would get less than MinRequest before the
+// deadline, or when ctx ends first.
 func (d *Dispatcher) pace(ctx context.Context) (time.Duration, bool) {
-	now := d.clock.Now()
-	r := d.limiter.ReserveN(now, 1)
-	wait := r.DelayFrom(now)
-	d.mu.Lock()
-	if p := d.pausedUntil.Sub(now); p > wait {
-		wait = p
-	}
-	d.mu.Unlock()
-	if d.api.BudgetAt(ctx, now.Add(wait)) < d.cfg.MinRequest {
+	var waited time.Duration
+	for {
+		now := d.clock.Now()
+		r := d.limiter.ReserveN(now, 1)
+		wait := r.DelayFrom(now)
+		d.mu.Lock()
+		if p := d.pausedUntil.Sub(now); p > wait {
+			wait = p
+		}
+		d.mu.Unlock()
+		if d.api.BudgetAt(ctx, now.Add(max(wait, 0))) < d.cfg.MinRequest {
+			r.CancelAt(now)
+			return max(wait, 0), false
+		}
+		if wait <= 0 {
+			return waited, true
+		}
 		r.CancelAt(now)
-		return wait, false
+		if err := d.clock.Sleep(ctx, wait); err != nil {
+			return 0, false
+		}
+		waited += wait
 	}
-	if err := d.clock.Sleep(ctx, wait); err != nil {
-		r.CancelAt(d.clock.Now())
-		return 0, false
-	}
-	return wait, true
 }
 
-// pause holds this instance's next request until the API's Retry-After has passed.
-func (d *Dispatcher) pause(res orderapi.Result) {
-	if !res.HasRetryAfter {
-		return
+// maxPause bounds how long one instance holds back after throttles.
+const maxPause = time.Minute
+
+// throttled holds this instance's next request back after a 429/503: one pacing interval after
+// the first throttle in a row, doubling with each further one, up to the Retry-After (or
+// maxPause when there is none). A lone 429 at the limit is a collision of two instances'
+// phases and costs one slot; throttles in a row mean the API wants less, and get its Retry-After.
+// The throttled message itself always waits the full Retry-After (its visibility).
+func (d *Dispatcher) throttled(res orderapi.Result) {
+	ceiling := maxPause
+	if res.HasRetryAfter {
+		ceiling = min(res.RetryAfter, maxPause)
 	}
-	until := d.clock.Now().Add(min(res.RetryAfter, time.Minute))
+	interval := time.Duration(float64(time.Second) / d.cfg.PerInstanceRate())
 	d.mu.Lock()
-	if until.After(d.pausedUntil) {
+	defer d.mu.Unlock()
+	d.throttleStreak++
+	p := ceiling
+	if s := d.throttleStreak - 1; s < 32 && interval<<s < ceiling {
+		p = interval << s
+	}
+	if until := d.clock.Now().Add(p); until.After(d.pausedUntil) {
 		d.pausedUntil = until
 	}
+}
+
+// answered resets the throttle streak after any answer that is not a throttle.
+func (d *Dispatcher) answered() {
+	d.mu.Lock()
+	d.throttleStreak = 0
 	d.mu.Unlock()
 }
 

@@ -6,8 +6,11 @@
 //
 // Each instance paces with a golang.org/x/time/rate limiter at API_RATE/API_INSTANCES, burst 1.
 // The limiter belongs to the Dispatcher, which main builds once per process, so pacing carries
-// over between warm invocations. A 429/503 with Retry-After also holds the instance's next
-// request until then (at most a minute). Before waiting, the Dispatcher checks that the wait
+// over between warm invocations. The token is taken when the request really goes, so a late
+// wake-up never lets two requests of one instance go closer than 1/rate. After a 429/503 the
+// instance holds back one pacing interval, doubling with each throttle in a row up to the
+// Retry-After (a minute without one): a lone 429 is two instances' phases colliding and costs one
+// slot, a run of them means the API wants less. Before waiting, the Dispatcher checks that the wait
 // leaves at least MinRequest for the request before the invocation's deadline minus the
 // client's margin; if not, the limiter slot is returned and the message is given back without
 // being attempted (BatchItemFailure, visible again after the wait it could not afford: 0 when the

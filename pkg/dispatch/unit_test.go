@@ -186,14 +186,20 @@ func TestDecode(t *testing.T) {
 // fakeAPI is a consumer-side fake of the order API for pacing tests: it records when each PUT
 // started on the injected clock.
 type fakeAPI struct {
-	clock  Clock
-	budget time.Duration
-	at     []time.Duration
-	start  time.Time
+	clock   Clock
+	budget  time.Duration
+	at      []time.Duration
+	start   time.Time
+	results []orderapi.Result // answers in turn; delivered when exhausted
 }
 
 func (f *fakeAPI) Put(ctx context.Context, id string, body []byte) (orderapi.Result, error) {
 	f.at = append(f.at, f.clock.Now().Sub(f.start))
+	if len(f.results) > 0 {
+		r := f.results[0]
+		f.results = f.results[1:]
+		return r, nil
+	}
 	return orderapi.Result{Class: orderapi.Delivered, Status: http.StatusOK, Sent: true, Latency: 50 * time.Millisecond}, nil
 }
 
@@ -338,5 +344,26 @@ func TestGiveBackDecision(t *testing.T) {
 				t.Errorf("giveBack (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestThrottlePausesTheInstance(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	throttle := orderapi.Result{Class: orderapi.Throttled, Status: 429, Sent: true, RetryAfter: 3 * time.Second, HasRetryAfter: true}
+	ok := orderapi.Result{Class: orderapi.Delivered, Status: 200, Sent: true}
+	api := &fakeAPI{clock: clk, budget: time.Hour, start: clk.t,
+		results: []orderapi.Result{throttle, throttle, throttle, throttle, ok, throttle, ok}}
+	cfg := testConfig()
+	cfg.APIRate, cfg.APIInstances = 4, 2 // interval 0.5 s
+	d := New(cfg, &recordingQueue{}, api, Options{Clock: clk, Metrics: &bytes.Buffer{}})
+	for _, id := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+		d.Handle(context.Background(), batch(id))
+	}
+	// Gaps after each answer: throttles in a row pause 0.5, 1, 2, then the Retry-After (3 s);
+	// a delivery resets the streak, so the next lone throttle costs one interval again.
+	ms := time.Millisecond
+	want := []time.Duration{0, 500 * ms, 1500 * ms, 3500 * ms, 6500 * ms, 7000 * ms, 7500 * ms}
+	if diff := cmp.Diff(want, api.at); diff != "" {
+		t.Errorf("PUT times (-want +got):\n%s", diff)
 	}
 }

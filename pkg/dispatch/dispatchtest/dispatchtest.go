@@ -126,14 +126,26 @@ func Event(queueARN string, msgs []types.Message) events.SQSEvent {
 }
 
 // HandleOnce does one poll as the event source mapping would: receive up to batch messages
-// (waiting up to waitSeconds), call h, and delete every message not in its BatchItemFailures.
-// It returns the messages handed to h and h's response. A handler error leaves every message.
+// (waiting up to waitSeconds), call h with ctx, and delete every message not in its
+// BatchItemFailures. It returns the messages handed to h and h's response. A handler error
+// leaves every message.
 func HandleOnce(ctx context.Context, c *sqs.Client, queueURL, queueARN string, batch, waitSeconds int32, h Handler) ([]types.Message, events.SQSEventResponse, error) {
+	return HandleOnceWithin(ctx, c, queueURL, queueARN, batch, waitSeconds, 0, h)
+}
+
+// HandleOnceWithin is HandleOnce where h's context has a deadline timeout after the start of the
+// invocation (after the receive), as a function with that timeout would; 0 means none.
+func HandleOnceWithin(ctx context.Context, c *sqs.Client, queueURL, queueARN string, batch, waitSeconds int32, timeout time.Duration, h Handler) ([]types.Message, events.SQSEventResponse, error) {
 	msgs, err := Receive(ctx, c, queueURL, batch, waitSeconds)
 	if err != nil || len(msgs) == 0 {
 		return nil, events.SQSEventResponse{}, err
 	}
-	resp, err := h(ctx, Event(queueARN, msgs))
+	ictx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		ictx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	resp, err := h(ictx, Event(queueARN, msgs))
+	cancel()
 	if err != nil {
 		return msgs, resp, err
 	}
