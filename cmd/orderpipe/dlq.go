@@ -16,7 +16,7 @@ func dlqCommands() []command {
 }
 
 func runDLQ(ctx context.Context, c *cli, args []string) error {
-	return dispatch(ctx, c, "orderpipe dlq", dlqCommands(), args)
+	return runCommand(ctx, c, "orderpipe dlq", dlqCommands(), args)
 }
 
 // addFilter registers --class and --source on fs.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"text/tabwriter"
 
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -37,16 +38,24 @@ func runDLQList(ctx context.Context, c *cli, args []string) error {
 	if o.json {
 		return writeJSON(c.stdout, list)
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	if err := printParked(c.stdout, list); err != nil {
+		return fmt.Errorf("dlq ls: %w", err)
+	}
+	fmt.Fprintf(c.stderr, "%d listed\n", len(list))
+	return nil
+}
+
+// printParked writes parked orders as a table.
+func printParked(w io.Writer, list []parked) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MESSAGE ID\tORDER ID\tCLASS\tDETAIL\tATTEMPTS\tSOURCE\tLINE\tPARKED AT")
 	for _, p := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.MessageID, dash(p.OrderID), p.Class, dash(p.Detail),
 			dashInt(p.Attempts), dash(p.Source), dashInt(p.Line), dash(p.ParkedAt))
 	}
 	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("dlq ls: write: %w", err)
+		return fmt.Errorf("write table: %w", err)
 	}
-	fmt.Fprintf(c.stderr, "%d listed\n", len(list))
 	return nil
 }
 

@@ -2,9 +2,65 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"log/slog"
+	"text/tabwriter"
 )
 
+// runLocal runs the pipeline on this machine until ctx is done (Ctrl-C): moto unless an
+// endpoint is given, the resources, the stand-in order API unless --api is given, and the ingest
+// and dispatch handlers fed by local pollers.
 func runLocal(ctx context.Context, c *cli, args []string) error {
-	return errors.New("local: not built yet (waits for pkg/local, pkg/ingest, pkg/dispatch)")
+	fs, o := c.newFlags("local", "[--api URL | --standin-rps R] [--name-prefix orderpipe] [--rate R] [--instances 2]")
+	var po pipelineOptions
+	registerPipelineFlags(fs, &po, "orderpipe", 1, slog.LevelInfo)
+	if err := noArgs(fs, args); err != nil {
+		return err
+	}
+	p, err := c.startPipeline(ctx, o, po)
+	if err != nil {
+		return fmt.Errorf("local: %w", err)
+	}
+	defer p.close()
+	if o.json {
+		if err := writeJSON(c.stdout, p.info()); err != nil {
+			return err
+		}
+	} else if err := printPipeline(c, p.info()); err != nil {
+		return err
+	}
+	if err := p.run(ctx); err != nil {
+		return fmt.Errorf("local: %w", err)
+	}
+	fmt.Fprintln(c.stderr, "local: stopped")
+	return nil
+}
+
+// printPipeline prints the resources and the environment that points upload, status and dlq
+// at them.
+func printPipeline(c *cli, in pipelineInfo) error {
+	w := c.stdout
+	api := "external"
+	if in.StandInAPI {
+		api = "stand-in"
+	}
+	fmt.Fprintf(w, "orderpipe local: running; Ctrl-C stops it (invocations in flight finish first, a second Ctrl-C kills)\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, row := range [][2]string{
+		{"endpoint", in.Endpoint},
+		{"bucket", in.Resources.Bucket},
+		{"files queue", in.Resources.FilesQueue},
+		{"files DLQ", in.Resources.FilesDLQ},
+		{"orders queue", in.Resources.OrdersQueue},
+		{"orders DLQ", in.Resources.OrdersDLQ},
+		{"order API", fmt.Sprintf("%s (%s), paced at %g rps by %d instances", in.APIBaseURL, api, in.APIRate, in.Instances)},
+	} {
+		fmt.Fprintf(tw, "  %s\t%s\n", row[0], row[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	fmt.Fprintf(w, "point the CLI at it:\n  export AWS_ENDPOINT_URL=%s ORDERPIPE_BUCKET=%s ORDERPIPE_FILES_QUEUE=%s ORDERPIPE_FILES_DLQ=%s ORDERPIPE_ORDERS_QUEUE=%s ORDERPIPE_ORDERS_DLQ=%s\n",
+		in.Endpoint, in.Resources.Bucket, in.Resources.FilesQueue, in.Resources.FilesDLQ, in.Resources.OrdersQueue, in.Resources.OrdersDLQ)
+	return nil
 }

@@ -16,6 +16,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C kills at once
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -68,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func (c *cli) main(ctx context.Context, args []string) int {
-	err := dispatch(ctx, c, "orderpipe", commands(), args)
+	err := runCommand(ctx, c, "orderpipe", commands(), args)
 	return c.exit(err)
 }
 
@@ -89,8 +93,8 @@ func (c *cli) exit(err error) int {
 	}
 }
 
-// dispatch runs the command named by args[0] among cmds.
-func dispatch(ctx context.Context, c *cli, prefix string, cmds []command, args []string) error {
+// runCommand runs the command named by args[0] among cmds.
+func runCommand(ctx context.Context, c *cli, prefix string, cmds []command, args []string) error {
 	if len(args) == 0 {
 		printCommands(c.stderr, prefix, cmds)
 		return usageErrorf("%smissing command", sub(prefix))

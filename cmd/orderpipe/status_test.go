@@ -56,8 +56,8 @@ func warningsAbout(r statusReport, prefixes ...string) []bool {
 
 func TestStatus(t *testing.T) {
 	t.Parallel()
-	short := pipelineQueues(t, 100, time.Minute)
-	long := pipelineQueues(t, 30, 14*24*time.Hour)
+	short := pipelineQueues(t, 20, time.Minute)
+	long := pipelineQueues(t, 5, 14*24*time.Hour)
 	for _, tc := range []struct {
 		name       string
 		queues     []string
@@ -67,10 +67,9 @@ func TestStatus(t *testing.T) {
 		wantWarn   []bool // orders, orders-dlq
 		ordersPeek bool
 	}{
-		{"backlog outlives a short retention", short, []string{"--rate", "1"}, 100, 100, []bool{true, true}, false},
-		{"a faster API drains it in time", short, []string{"--rate", "10"}, 100, 10, []bool{false, true}, false},
-		{"long retention", long, nil, 30, 30, []bool{false, false}, false},
-		{"peek the source queues too", long, []string{"--peek-queues"}, 30, 30, []bool{false, false}, true},
+		{"backlog outlives a short retention", short, []string{"--rate", "0.1"}, 20, 200, []bool{true, true}, false},
+		{"a faster API drains it in time", short, []string{"--rate", "1"}, 20, 20, []bool{false, true}, false},
+		{"long retention, peek the source queues too", long, []string{"--peek-queues"}, 5, 5, []bool{false, false}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got statusReport
@@ -98,9 +97,9 @@ func TestStatus(t *testing.T) {
 		})
 	}
 	t.Run("text", func(t *testing.T) {
-		r := standIn(t, append([]string{"status"}, short...)...)
+		r := standIn(t, append([]string{"status", "--rate", "0.1"}, short...)...)
 		for _, want := range []string{"QUEUE", "orders-dlq", "parked by class (5 peeked): permanent 2, exhausted 1, undecodable 1, unknown 1",
-			"orders backlog: 100, ETA 1m40s at 1 rps", "WARNING: orders: backlog of 100 needs 1m40s"} {
+			"orders backlog: 20, ETA 3m20s at 0.1 rps", "WARNING: orders: backlog of 20 needs 3m20s"} {
 			if r.code != exitOK || !strings.Contains(r.stdout, want) {
 				t.Errorf("got exit %d, stdout\n%s\nwant it to contain %q", r.code, r.stdout, want)
 			}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+)
+
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	r := standIn(t, "demo", "--orders", "8", "--json", "--timeout", "2m")
+	var got ledger
+	mustJSON(t, r, &got)
+	if !got.Balanced || len(got.Lost) != 0 {
+		t.Errorf("got a ledger that does not balance: %+v", got)
+	}
+	// 8 orders and 3 bad lines (malformed, no id, duplicate id); the blank line is not counted.
+	// The API refuses one order (parked as permanent) and fails another once (delivered).
+	want := struct {
+		Lines, Rejected int64
+		Delivered       int
+		Parked          map[string]int
+	}{11, 3, 7, map[string]int{"permanent": 1}}
+	gotSum := struct {
+		Lines, Rejected int64
+		Delivered       int
+		Parked          map[string]int
+	}{got.Lines, got.Rejected, got.Delivered, got.ParkedByClass}
+	if diff := cmp.Diff(want, gotSum); diff != "" {
+		t.Errorf("ledger (-want +got):\n%s\nstderr:\n%s", diff, r.stderr)
+	}
+	if got.APIServerErrors < 1 {
+		t.Errorf("got %d server errors, want the injected one", got.APIServerErrors)
+	}
+}
+
+func TestNewSample(t *testing.T) {
+	t.Parallel()
+	s := newSample(5)
+	lines := strings.Split(strings.TrimSuffix(string(s.body), "\n"), "\n")
+	blank := 0
+	for _, l := range lines {
+		if l == "" {
+			blank++
+		}
+	}
+	if got, want := len(lines)-blank, len(s.ids)+s.badLines; got != want || blank != 1 {
+		t.Errorf("got %d non-blank lines and %d blank, want %d and 1", got, blank, want)
+	}
+	if s.rejectedID == s.flakyID || !strings.Contains(string(s.body), `"id":"`+s.flakyID+`"`) {
+		t.Errorf("got fault ids %q and %q, want two distinct ids of the file", s.rejectedID, s.flakyID)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader in different goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLocal starts local, reads the resources it prints, checks they exist and stops it.
+func TestLocal(t *testing.T) {
+	t.Parallel()
+	cfg := awstest.Config(t)
+	var out, errb syncBuffer
+	c := &cli{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	prefix := awstest.Name(t, "local")
+	go func() {
+		done <- c.main(ctx, []string{"local", "--json", "--endpoint", awstest.Endpoint(), "--name-prefix", prefix, "--log-level", "error"})
+	}()
+	var info pipelineInfo
+	dec := json.NewDecoder(strings.NewReader(""))
+	for range 600 { // until local prints its JSON or exits
+		if strings.HasSuffix(out.String(), "}\n") {
+			dec = json.NewDecoder(strings.NewReader(out.String()))
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("local exited %d before printing its resources: %s", code, errb.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err := dec.Decode(&info); err != nil {
+		t.Fatalf("decode local's output %q: %v", out.String(), err)
+	}
+	if got, want := info.Resources.Bucket, prefix+"-uploads"; got != want || !info.StandInAPI || info.APIBaseURL == "" {
+		t.Errorf("got bucket %q, stand-in %v, API %q; want %q, a stand-in API with a URL", got, info.StandInAPI, info.APIBaseURL, want)
+	}
+	for _, q := range []string{info.Resources.FilesQueue, info.Resources.FilesDLQ, info.Resources.OrdersQueue, info.Resources.OrdersDLQ} {
+		if _, err := awstest.SQS(cfg).GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &q}); err != nil {
+			t.Errorf("queue %s printed by local: %v", q, err)
+		}
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("local exited %d after Ctrl-C, want 0: %s", code, errb.String())
+	}
+}

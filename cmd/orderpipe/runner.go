@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/logging"
+
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
+	"github.com/orderpipe/orderpipe/pkg/local"
+	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
+)
+
+// pipelineOptions shape a pipeline run on this machine.
+type pipelineOptions struct {
+	prefix      string           // resources are local.NamesFor(prefix)
+	apiURL      string           // the order API's base URL; empty: start the stand-in
+	standin     apiserver.Config // the stand-in's shape, when started
+	standinAddr string           // where the stand-in listens
+	rate        float64          // API_RATE; 0: the stand-in's RPS (or 1 with --api)
+	instances   int              // API_INSTANCES, the dispatch poller's MaxConcurrency
+	logLevel    slog.Level
+}
+
+// registerPipelineFlags binds the flags of local and demo to fs.
+func registerPipelineFlags(fs *flag.FlagSet, po *pipelineOptions, defaultPrefix string, defaultRPS float64, defaultLevel slog.Level) {
+	fs.StringVar(&po.prefix, "name-prefix", defaultPrefix, "resource names: PREFIX-uploads, PREFIX-files, PREFIX-orders, PREFIX-orders-dlq, ...")
+	fs.StringVar(&po.apiURL, "api", "", "the order API's base URL; empty: start the stand-in order API here")
+	fs.StringVar(&po.standinAddr, "standin-addr", "127.0.0.1:0", "where the stand-in order API listens")
+	fs.Float64Var(&po.rate, "rate", 0, "API_RATE the dispatchers pace at, requests/s (default: the stand-in's rate, or 1 with --api)")
+	fs.IntVar(&po.instances, "instances", 2, "API_INSTANCES: concurrent dispatch instances (ESM MaximumConcurrency, at least 2)")
+	fs.TextVar(&po.logLevel, "log-level", defaultLevel, "log level of the handlers and pollers on stderr")
+	po.standin = apiserver.DefaultConfig()
+	po.standin.RPS = defaultRPS
+	po.standin.RegisterFlags(fs)
+	fs.Float64Var(&po.standin.RPS, "standin-rps", defaultRPS, "the stand-in order API's rate limit (same as -api-rps)")
+}
+
+// localPipeline is the pipeline running in this process: moto (unless given an endpoint), the
+// resources Provision made, the stand-in order API (unless given --api), and two pollers
+// feeding the ingest and dispatch handlers as Lambda's event source mappings would.
+type localPipeline struct {
+	session  *session
+	res      local.Resources
+	settings pipeline.Settings
+	apiURL   string
+	api      *apiserver.Server // nil with an external API
+	files    *local.Poller
+	orders   *local.Poller
+	closers  []func()
+	standIn  bool // moto was started here
+}
+
+// pipelineInfo is what local prints: enough to point upload and status at the pipeline.
+type pipelineInfo struct {
+	Endpoint   string        `json:"endpoint"`
+	MotoHere   bool          `json:"motoStartedHere"`
+	Resources  resourceNames `json:"resources"`
+	APIBaseURL string        `json:"apiBaseUrl"`
+	StandInAPI bool          `json:"standInApi"`
+	APIRate    float64       `json:"apiRate"`
+	Instances  int           `json:"instances"`
+}
+
+// startPipeline brings everything up; on error it tears down what it started. Call close when
+// done, after run returned.
+func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions) (_ *localPipeline, err error) {
+	p := &localPipeline{}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	if o.endpoint == "" && c.getenv("AWS_ENDPOINT_URL") == "" {
+		endpoint, stop, err := local.StartMoto(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.closers = append(p.closers, stop)
+		o.endpoint, p.standIn = endpoint, true
+	}
+	if p.session, err = c.connect(ctx, o); err != nil {
+		return nil, err
+	}
+	p.session.cfg.Logger = logging.Nop{} // the SDK's notes on the stand-in's missing checksums
+	p.session.s3 = s3.NewFromConfig(p.session.cfg, func(so *s3.Options) { so.UsePathStyle = true })
+	p.session.sqs = sqs.NewFromConfig(p.session.cfg)
+	if p.session.endpoint == "" {
+		return nil, usageErrorf("local runs against a stand-in only: set --endpoint or AWS_ENDPOINT_URL, or neither to start moto here")
+	}
+	if po.apiURL == "" {
+		if err := p.startAPI(po); err != nil {
+			return nil, err
+		}
+		if po.rate == 0 {
+			po.rate = po.standin.RPS
+		}
+	} else {
+		p.apiURL = po.apiURL
+	}
+	if po.rate <= 0 {
+		po.rate = 1
+	}
+	p.settings = pipeline.Defaults()
+	p.settings.APIRate = po.rate
+	p.settings.Instances = po.instances
+	p.settings.ReservedConcurrency = max(p.settings.ReservedConcurrency, po.instances)
+	if p.res, err = local.Provision(ctx, p.session.cfg, p.settings, local.NamesFor(po.prefix)); err != nil {
+		return nil, err
+	}
+	p.session.names = resourceNames{
+		Bucket: p.res.Bucket, FilesQueue: p.res.FilesQueueURL, FilesDLQ: p.res.FilesDLQURL,
+		OrdersQueue: p.res.OrdersQueueURL, OrdersDLQ: p.res.OrdersDLQURL,
+	}
+	// The handlers log through slog.Default (as in Lambda): send it to stderr at the chosen level
+	// while the pipeline runs.
+	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: po.logLevel}))
+	prev := slog.Default()
+	slog.SetDefault(log)
+	p.closers = append(p.closers, func() { slog.SetDefault(prev) })
+	return p, p.buildPollers(po, log)
+}
+
+// startAPI serves the stand-in order API on po.standinAddr.
+func (p *localPipeline) startAPI(po pipelineOptions) error {
+	srv, err := apiserver.New(po.standin)
+	if err != nil {
+		return usageErrorf("stand-in API: %v", err)
+	}
+	ln, err := net.Listen("tcp", po.standinAddr)
+	if err != nil {
+		return fmt.Errorf("stand-in API: listen on %s: %w", po.standinAddr, err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	p.closers = append(p.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+	})
+	p.api, p.apiURL = srv, "http://"+ln.Addr().String()
+	return nil
+}
+
+// buildPollers makes the ingest and dispatch handlers from their LoadConfig, with the
+// environment a deployment would give them, and a poller for each.
+func (p *localPipeline) buildPollers(po pipelineOptions, log *slog.Logger) error {
+	env := p.res.Env()
+	env["ORDER_API_BASE_URL"] = p.apiURL
+	env["API_RATE"] = strconv.FormatFloat(p.settings.APIRate, 'g', -1, 64)
+	env["API_INSTANCES"] = strconv.Itoa(p.settings.Instances)
+	env["MAX_ATTEMPTS"] = strconv.Itoa(p.settings.MaxAttempts)
+	env["LOG_LEVEL"] = po.logLevel.String()
+	getenv := func(k string) string { return env[k] }
+
+	s3c, sqsc := p.session.s3, p.session.sqs
+	icfg, err := ingest.LoadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	dcfg, err := dispatch.LoadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	// One Dispatcher per instance, as each Lambda instance has its own pacing limiter.
+	instances := make(chan *dispatch.Dispatcher, p.settings.Instances)
+	for range p.settings.Instances {
+		api, err := orderapi.New(dcfg.OrderAPI(), nil, nil)
+		if err != nil {
+			return fmt.Errorf("order API client: %w", err)
+		}
+		instances <- dispatch.New(dcfg, sqsc, api, dispatch.Options{Logger: log, Metrics: io.Discard})
+	}
+	p.files = &local.Poller{
+		Client: sqsc, QueueURL: p.res.FilesQueueURL, QueueARN: p.res.FilesQueueARN, BatchSize: 1,
+		MaxConcurrency: 2, FunctionTimeout: p.settings.IngestTimeout, WaitTime: 2 * time.Second,
+		FunctionName: "ingest", Handler: ingest.New(icfg, s3c, sqsc).Handle, Logger: log,
+	}
+	p.orders = &local.Poller{
+		Client: sqsc, QueueURL: p.res.OrdersQueueURL, QueueARN: p.res.OrdersQueueARN, BatchSize: 1,
+		MaxConcurrency: p.settings.Instances, FunctionTimeout: p.settings.DispatchTimeout, WaitTime: 2 * time.Second,
+		FunctionName: "dispatch", Handler: pooled(instances), Logger: log,
+	}
+	return nil
+}
+
+// pooled hands each invocation a Dispatcher of its own from the pool, as Lambda runs each
+// concurrent invocation in its own instance.
+func pooled(instances chan *dispatch.Dispatcher) local.Handler {
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		var d *dispatch.Dispatcher
+		select {
+		case d = <-instances:
+		case <-ctx.Done():
+			return events.SQSEventResponse{}, fmt.Errorf("wait for a dispatch instance: %w", ctx.Err())
+		}
+		defer func() { instances <- d }()
+		return d.Handle(ctx, ev)
+	}
+}
+
+// run runs both pollers until ctx is done and the invocations in flight have finished.
+func (p *localPipeline) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, pl := range []*local.Poller{p.files, p.orders} {
+		wg.Go(func() { errs[i] = pl.Run(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// close stops the stand-in API and moto if they were started here.
+func (p *localPipeline) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+	p.closers = nil
+}
+
+func (p *localPipeline) info() pipelineInfo {
+	return pipelineInfo{
+		Endpoint: p.session.endpoint, MotoHere: p.standIn, Resources: p.session.names,
+		APIBaseURL: p.apiURL, StandInAPI: p.api != nil, APIRate: p.settings.APIRate, Instances: p.settings.Instances,
+	}
+}
