@@ -99,7 +99,7 @@ func TestE2EFaultsAndRedrive(t *testing.T) {
 	f.text = f.body
 	files := []*e2eFile{f}
 	f.version = p.upload(t, f.key, f.body)
-	p.settle(t, 60*time.Second, files, len(f.ids))
+	p.settle(t, 60*time.Second, files)
 
 	wantParked := map[string]string{}
 	for _, id := range refused {
@@ -148,7 +148,7 @@ func TestE2EFaultsAndRedrive(t *testing.T) {
 	if res.Moved != len(hanging) || res.Failed != 0 || res.DeleteFailed != 0 || res.Skipped != len(refused) {
 		t.Errorf("redrive moved %d failed %d deleteFailed %d skipped %d; want %d 0 0 %d", res.Moved, res.Failed, res.DeleteFailed, res.Skipped, len(hanging), len(refused))
 	}
-	p.settle(t, 60*time.Second, files, len(f.ids))
+	p.settle(t, 60*time.Second, files)
 	for _, id := range hanging {
 		delete(wantParked, id)
 	}
