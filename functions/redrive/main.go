@@ -9,15 +9,14 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
 func main() {
-	slog.SetDefault(lambdacontext.NewLogger())
 	h, err := setup(context.Background())
 	if err != nil {
 		slog.Error("redrive: setup", "error", err)
@@ -31,6 +30,8 @@ func setup(ctx context.Context) (*redrive.Redriver, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Lambda's structured handler (request id on every line) filtered at LOG_LEVEL.
+	slog.SetDefault(dispatch.NewLogger(cfg.LogLevel))
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS config: %w", err)

@@ -3,6 +3,7 @@ package redrive
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 )
@@ -12,6 +13,7 @@ const (
 	EnvQueueURL = "ORDERS_QUEUE_URL"
 	EnvDLQURL   = "ORDERS_DLQ_URL"
 	EnvRate     = "REDRIVE_RATE"
+	EnvLogLevel = "LOG_LEVEL"
 )
 
 // Defaults applied by LoadConfig and New to zero fields.
@@ -31,6 +33,9 @@ type Config struct {
 	QueueURL string  // ORDERS_QUEUE_URL: where messages go back to (required)
 	DLQURL   string  // ORDERS_DLQ_URL: where they are parked (required)
 	Rate     float64 // REDRIVE_RATE: messages moved per second, in (0, MaxRate]
+	// LogLevel is LOG_LEVEL (debug, info, warn, error; default info). The Redriver does not read
+	// it: the function's main builds its logger with it.
+	LogLevel slog.Level
 
 	// ScanVisibility is the visibility timeout of messages received by a scan: how long a message
 	// stays hidden if the scan dies before releasing it. Not read from the environment.
@@ -56,6 +61,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s %q: not a number", EnvRate, v))
 		}
 		c.Rate = r
+	}
+	if v := getenv(EnvLogLevel); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want debug, info, warn or error", EnvLogLevel, v))
+		}
 	}
 	c = c.withDefaults()
 	if err := c.Validate(); err != nil {

@@ -20,6 +20,8 @@ func TestLoadConfig(t *testing.T) {
 		{"same queue", map[string]string{"ORDERS_QUEUE_URL": "q", "ORDERS_DLQ_URL": "q"}, 0, []string{"same queue"}},
 		{"rate not a number", map[string]string{"ORDERS_QUEUE_URL": "q", "ORDERS_DLQ_URL": "d", "REDRIVE_RATE": "fast"}, 0, []string{`REDRIVE_RATE "fast": not a number`}},
 		{"rate negative", map[string]string{"ORDERS_QUEUE_URL": "q", "ORDERS_DLQ_URL": "d", "REDRIVE_RATE": "-1"}, 0, []string{"REDRIVE_RATE -1: must be > 0"}},
+		{"log level", map[string]string{"ORDERS_QUEUE_URL": "q", "ORDERS_DLQ_URL": "d", "LOG_LEVEL": "debug"}, 10, nil},
+		{"bad log level", map[string]string{"ORDERS_QUEUE_URL": "q", "ORDERS_DLQ_URL": "d", "LOG_LEVEL": "loud"}, 0, []string{`LOG_LEVEL "loud"`}},
 		{"rate too high", map[string]string{"ORDERS_QUEUE_URL": "q", "ORDERS_DLQ_URL": "d", "REDRIVE_RATE": "501"}, 0, []string{"<= 500"}},
 	}
 	for _, tt := range tests {

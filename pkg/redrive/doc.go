@@ -28,7 +28,8 @@
 // ends) and their ApproximateReceiveCount grows by one; nothing else changes.
 //
 // Every message scanned gets one audit log line (slog, message "redrive", keys action,
-// messageID, orderID, class, source, line, dryRun); skipped messages are logged at debug level.
+// messageID, orderID, class, source, line, dryRun, and error when one occurred). Actions: move,
+// would-move (dry run), send-failed and moved-not-deleted (warn), skip (debug).
 //
 // The core is usable outside Lambda: redrive.New(cfg, sqsClient).Run(ctx, req). Handle is the
 // Lambda handler shape (docs/CONTRACTS.md).

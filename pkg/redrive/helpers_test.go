@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -82,18 +83,23 @@ func typedAttrs(attrs map[string]string) map[string]string {
 	return out
 }
 
-// park sends the fixture messages to the DLQ as dispatch would have parked them.
+// park sends the fixture messages to the DLQ as dispatch would have parked them, in one batch.
 func park(t *testing.T, c *sqs.Client, dlq string, ps []parked) {
 	t.Helper()
-	for _, p := range ps {
-		_, err := c.SendMessage(context.Background(), &sqs.SendMessageInput{
-			QueueUrl:          aws.String(dlq),
+	var entries []sqstypes.SendMessageBatchRequestEntry
+	for i, p := range ps {
+		entries = append(entries, sqstypes.SendMessageBatchRequestEntry{
+			Id:                aws.String(strconv.Itoa(i)),
 			MessageBody:       aws.String(p.Body),
 			MessageAttributes: sqsAttrs(p.Attributes),
 		})
-		if err != nil {
-			t.Fatalf("park %s: %v", p.Attributes[order.AttrOrderID], err)
-		}
+	}
+	out, err := c.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(dlq), Entries: entries})
+	if err != nil {
+		t.Fatalf("park: %v", err)
+	}
+	if len(out.Failed) > 0 {
+		t.Fatalf("park: %d failed: %+v", len(out.Failed), out.Failed)
 	}
 }
 

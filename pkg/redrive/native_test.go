@@ -85,6 +85,7 @@ func startLocalSQS(t *testing.T) string {
 }
 
 func TestNativeMoveWithLocalAWSSQS(t *testing.T) {
+	t.Parallel()
 	awsCfg := awstest.ConfigAt(t, startLocalSQS(t))
 	dlq, dlqARN := awstest.NewQueue(t, awsCfg, nil)
 	policy := fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"5"}`, dlqARN)
@@ -128,6 +129,7 @@ func TestNativeMoveWithLocalAWSSQS(t *testing.T) {
 }
 
 func TestNativeFallsBackWhenNotImplemented(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t) // moto: StartMessageMoveTask answers HTTP 500
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 

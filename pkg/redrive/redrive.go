@@ -140,10 +140,13 @@ func (r *Redriver) requeueInput(m sqstypes.Message) *sqs.SendMessageInput {
 	}
 }
 
-func (r *Redriver) audit(ctx context.Context, level slog.Level, action string, e Entry, dryRun bool) {
-	r.Logger.Log(ctx, level, "redrive",
+// audit writes the audit line of one message; extra adds key-value pairs (an error).
+func (r *Redriver) audit(ctx context.Context, level slog.Level, action string, e Entry, dryRun bool, extra ...any) {
+	args := append([]any{
 		"action", action, "messageID", e.MessageID, "orderID", e.OrderID, "class", e.Class,
-		"source", e.Source, "line", e.Line, "dryRun", dryRun)
+		"source", e.Source, "line", e.Line, "dryRun", dryRun,
+	}, extra...)
+	r.Logger.Log(ctx, level, "redrive", args...)
 }
 
 // queueAttr reads one queue attribute.

@@ -152,8 +152,7 @@ func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
 	if _, err := s.r.client.SendMessage(ctx, s.r.requeueInput(m)); err != nil {
 		s.res.Failed++
 		s.res.count(e.Class, func(c *ClassCount) { c.Failed++ })
-		s.r.audit(ctx, slog.LevelWarn, "send-failed", e, false)
-		s.r.Logger.WarnContext(ctx, "redrive send failed: message stays in the DLQ", "messageID", e.MessageID, "orderID", e.OrderID, "error", err)
+		s.r.audit(ctx, slog.LevelWarn, "send-failed", e, false, "error", err)
 		s.sendFailures++
 		if ctx.Err() != nil || s.sendFailures >= maxSendFailures {
 			return fmt.Errorf("send message %s (order %s) to the orders queue: %d consecutive failures: %w", e.MessageID, e.OrderID, s.sendFailures, err)
@@ -172,9 +171,8 @@ func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
 	})
 	if err != nil {
 		s.res.DeleteFailed++
-		s.r.audit(ctx, slog.LevelWarn, "moved-not-deleted", e, false)
-		s.r.Logger.WarnContext(ctx, "redrive delete failed after send: the order is on the orders queue and still in the DLQ; its Idempotency-Key absorbs a second delivery",
-			"messageID", e.MessageID, "orderID", e.OrderID, "error", err)
+		// On the orders queue and still in the DLQ: the Idempotency-Key absorbs a second delivery.
+		s.r.audit(ctx, slog.LevelWarn, "moved-not-deleted", e, false, "error", err)
 		return nil
 	}
 	s.r.audit(ctx, slog.LevelInfo, "move", e, false)

@@ -67,6 +67,7 @@ func checkQueue(t *testing.T, c *sqs.Client, url, what string, want []string, st
 }
 
 func TestRunSelective(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		req       redrive.Request
@@ -129,6 +130,7 @@ func ignoreByClass() cmp.Option {
 }
 
 func TestRunStripsParkingAttributes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 	if _, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), redrive.Request{}); err != nil {
@@ -139,6 +141,7 @@ func TestRunStripsParkingAttributes(t *testing.T) {
 }
 
 func TestRunCountsByClass(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 	got, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassExhausted, order.ClassUnknown}})
@@ -157,6 +160,7 @@ func TestRunCountsByClass(t *testing.T) {
 }
 
 func TestRunDryRunChangesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	fixture := loadParked(t)
 	park(t, e.client, e.cfg.DLQURL, fixture)
@@ -217,6 +221,7 @@ func (f failingSQS) DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInpu
 }
 
 func TestRunSendFailureLeavesMessageInDLQ(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 	c := failingSQS{SQS: e.client, sendFails: func(id string) bool { return id == "A2" || id == "A4" }}
@@ -236,6 +241,7 @@ func TestRunSendFailureLeavesMessageInDLQ(t *testing.T) {
 }
 
 func TestRunStopsAfterConsecutiveSendFailures(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 	c := failingSQS{SQS: e.client, sendFails: func(string) bool { return true }}
@@ -252,6 +258,7 @@ func TestRunStopsAfterConsecutiveSendFailures(t *testing.T) {
 }
 
 func TestRunDeleteFailureCountsTheDuplicate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 	c := failingSQS{SQS: e.client, deleteFails: true}
@@ -295,6 +302,7 @@ func (l *countingLimiter) Wait(ctx context.Context) error {
 }
 
 func TestRunWaitsForTheLimiter(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		allow     int
@@ -331,6 +339,7 @@ func TestRunWaitsForTheLimiter(t *testing.T) {
 }
 
 func TestRunStopsBeforeTheDeadline(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 	deadline := time.Now().Add(time.Hour)
@@ -366,6 +375,7 @@ func (r *replayingSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessag
 }
 
 func TestRunEndsWhenMessagesReappear(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 	got, err := newRedriver(t, e.cfg, &replayingSQS{SQS: e.client}).Run(context.Background(), redrive.Request{DryRun: true})
@@ -418,6 +428,7 @@ func TestRunEndsAtTheScanBound(t *testing.T) {
 }
 
 func TestRunWritesAnAuditLinePerMessage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 	var buf bytes.Buffer
