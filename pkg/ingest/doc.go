@@ -62,10 +62,10 @@
 //
 // The second and later lines with an id already seen in the file are rejected with reason
 // "duplicate id" and listed in the report (the first MaxListedDuplicates). The ids seen are
-// kept as 64-bit FNV-1a hashes in an open-addressing table, at most MaxTrackedIDs of them
-// (16 MiB); beyond that new ids are still checked but not remembered and the report says
+// kept as 64-bit FNV-1a hashes in an open-addressing table, at most MaxTrackedIDs (786,432) of
+// them (8 MiB); beyond that new ids are still checked but not remembered and the report says
 // "duplicateCheck": "partial". The table is saved with each checkpoint. A hash collision would
-// reject a distinct order as a duplicate (about 3e-8 for a million ids): it is listed in the
+// reject a distinct order as a duplicate (about 2e-8 at the cap): it is listed in the
 // rejects and can be resubmitted. The API's Idempotency-Key is the backstop for what the check
 // misses.
 //

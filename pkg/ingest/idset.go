@@ -6,15 +6,16 @@ import (
 	"fmt"
 )
 
-// MaxTrackedIDs is the most order ids of one file that the duplicate check remembers (a 64-bit
-// hash each, about 16 bytes of memory per id at the table's load factor: 16 MiB at the cap).
-// Ids past the cap are still checked against the remembered ones but not remembered
-// themselves; the report then says the check was partial.
-const MaxTrackedIDs = 1 << 20
+// MaxTrackedIDs is the most order ids of one file that the duplicate check remembers: a 64-bit
+// hash each in a table of 2^20 slots (8 MiB) filled to 3/4 at the cap, which keeps the peak
+// memory of an ingest flat and small whatever the file's size. Ids past the cap are still
+// checked against the remembered ones but not remembered themselves; the report then says the
+// check was partial.
+const MaxTrackedIDs = 3 << 18 // 786,432
 
 // idSet is a set of 64-bit hashes of order ids: open addressing, linear probing, 0 marks an
-// empty slot. Two different ids with the same hash (probability about n²/2⁶⁵: 3e-8 for a
-// million ids) would make the second a false "duplicate id" reject, which the report lists.
+// empty slot. Two different ids with the same hash (probability about n²/2⁶⁵: 2e-8 at the
+// cap) would make the second a false "duplicate id" reject, which the report lists.
 type idSet struct {
 	slots   []uint64
 	n       int

@@ -52,8 +52,8 @@ func TestIDSetCap(t *testing.T) {
 	if s.partial {
 		t.Fatalf("partial after %d ids, want complete", MaxTrackedIDs)
 	}
-	if got, want := len(s.slots), 2*MaxTrackedIDs; got != want {
-		t.Errorf("table of %d slots at the cap, want %d (16 MiB)", got, want)
+	if got, want := len(s.slots), 1<<20; got != want {
+		t.Errorf("table of %d slots at the cap, want %d (8 MiB)", got, want)
 	}
 	if !s.add(MaxTrackedIDs+1) || !s.partial {
 		t.Errorf("an id past the cap: want add = true and partial set")

@@ -139,7 +139,15 @@ func (s *Service) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	started := false
 	for _, m := range ev.Records {
 		if err := s.handleMessage(ctx, m, &started); err != nil {
-			slog.ErrorContext(ctx, "ingest message failed", "messageID", m.MessageId, "err", err)
+			level, attrs := slog.LevelError, []any{"messageID", m.MessageId, "err", err}
+			var oe *objectError
+			if errors.As(err, &oe) {
+				attrs = append(attrs, "bucket", oe.obj.Bucket, "key", oe.obj.Key, "version", oe.obj.Version)
+			}
+			if errors.Is(err, ErrBusy) {
+				level = slog.LevelWarn // expected with duplicate deliveries: retried later
+			}
+			slog.Log(ctx, level, "ingest message failed", attrs...)
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
 		}
 	}
@@ -176,9 +184,9 @@ func (s *Service) handleMessage(ctx context.Context, m events.SQSMessage, starte
 		*started = true
 		out, err := s.Ingest(ctx, rec, token)
 		if err != nil {
-			return fmt.Errorf("ingest s3://%s/%s (version %q): %w", rec.Bucket, rec.Key, rec.VersionID, err)
+			return &objectError{obj: objectOf(rec), err: err}
 		}
-		slog.InfoContext(ctx, "ingest "+out.String(), "messageID", m.MessageId, "bucket", rec.Bucket, "key", rec.Key, "version", rec.VersionID)
+		slog.InfoContext(ctx, "ingest "+out.String(), "messageID", m.MessageId, "bucket", rec.Bucket, "key", rec.Key, "version", objectOf(rec).Version)
 	}
 	return nil
 }
@@ -202,10 +210,7 @@ func (s *Service) sendContinuation(ctx context.Context, rec s3event.Record, toke
 // ErrSendFailed, S3 or SQS errors) leaves the checkpoint as it was and releases the claim:
 // retrying the message resumes there.
 func (s *Service) Ingest(ctx context.Context, rec s3event.Record, token string) (Outcome, error) {
-	obj := object{Bucket: rec.Bucket, Key: rec.Key, Version: rec.VersionID}
-	if obj.Version == "" {
-		obj.Version = order.NullVersion
-	}
+	obj := objectOf(rec)
 	now := s.now()
 	lease := now.Add(DefaultLease)
 	if d, ok := ctx.Deadline(); ok {
@@ -226,6 +231,27 @@ func (s *Service) Ingest(ctx context.Context, rec s3event.Record, token string) 
 	}
 	return out, err
 }
+
+// objectOf names the object version of rec.
+func objectOf(rec s3event.Record) object {
+	obj := object{Bucket: rec.Bucket, Key: rec.Key, Version: rec.VersionID}
+	if obj.Version == "" {
+		obj.Version = order.NullVersion
+	}
+	return obj
+}
+
+// objectError is the failure of one object version of a message.
+type objectError struct {
+	obj object
+	err error
+}
+
+func (e *objectError) Error() string {
+	return "ingest " + e.obj.source() + " (version " + e.obj.Version + "): " + e.err.Error()
+}
+
+func (e *objectError) Unwrap() error { return e.err }
 
 // run is one invocation's work on one object version.
 type run struct {

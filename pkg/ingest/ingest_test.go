@@ -32,7 +32,7 @@ type env struct {
 	svc                 *ingest.Service
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	cfg := awstest.Config(t)
 	e := &env{sqs: awstest.SQS(cfg), s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
@@ -53,7 +53,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) put(t *testing.T, key string, body []byte) string {
+func (e *env) put(t testing.TB, key string, body []byte) string {
 	t.Helper()
 	out, err := e.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &e.bucket, Key: &key, Body: bytes.NewReader(body)})
 	if err != nil {
@@ -71,7 +71,7 @@ func (e *env) putState(t *testing.T, key, version string, st ingest.State) {
 	e.put(t, "state/"+key+"@"+version+".json", b)
 }
 
-func (e *env) get(t *testing.T, key string, v any) bool {
+func (e *env) get(t testing.TB, key string, v any) bool {
 	t.Helper()
 	out, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: &e.bucket, Key: &key})
 	var nsk *s3types.NoSuchKey

@@ -1,0 +1,265 @@
+package ingest_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
+	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/s3event"
+)
+
+// benchLine is the i-th order line of a generated file (about 100 bytes).
+func benchLine(i int) string {
+	return fmt.Sprintf(`{"id":"o-%09d","amount":"%d.%02d","currency":"EUR","customer":"c-%06d","sku":"SKU-%05d"}`+"\n",
+		i, i%9973, i%100, i%999983, i%99991)
+}
+
+// benchOrders is the orders per iteration of the moto benchmarks. Each iteration sends to a
+// fresh queue: moto's SendMessage costs grow with the number of messages already in the
+// queue (it recounts them for every message), which would swamp what is measured here.
+const benchOrders = 300
+
+// freshQueue points e at a new orders queue, outside the timer, and deletes the old one.
+func freshQueue(b *testing.B, e *env) {
+	b.StopTimer()
+	defer b.StartTimer()
+	deleteQueue(b, e)
+	e.ordersURL, _ = awstest.NewQueue(b, awstest.Config(b), nil)
+	e.cfg.OrdersQueueURL = e.ordersURL
+	e.svc = ingest.New(e.cfg, e.s3, e.sqs)
+}
+
+// BenchmarkIngestToMoto is the ingest rate through Service.Ingest: read the object from moto's
+// S3, parse, send to moto's SQS. Compare with BenchmarkSendMessageBatchToMoto.
+func BenchmarkIngestToMoto(b *testing.B) {
+	e := newEnv(b)
+	var file strings.Builder
+	for i := range benchOrders {
+		file.WriteString(benchLine(i))
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		freshQueue(b, e)
+		b.StopTimer()
+		key := "uploads/bench-" + strconv.Itoa(i) + ".jsonl"
+		e.put(b, key, []byte(file.String()))
+		b.StartTimer()
+		out, err := e.svc.Ingest(ctx, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, "")
+		if err != nil || out != ingest.Done {
+			b.Fatalf("Ingest = %v, %v", out, err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(benchOrders*b.N)/b.Elapsed().Seconds(), "orders/s")
+	deleteQueue(b, e)
+}
+
+// BenchmarkSendMessageBatchToMoto sends the same bodies and attributes as
+// BenchmarkIngestToMoto straight with SendMessageBatch, 10 a call, SEND_CONCURRENCY calls in
+// flight: the floor that ingest's overhead is measured against.
+func BenchmarkSendMessageBatchToMoto(b *testing.B) {
+	e := newEnv(b)
+	var batches [][]sqstypes.SendMessageBatchRequestEntry
+	for i := 0; i < benchOrders; i += 10 {
+		var batch []sqstypes.SendMessageBatchRequestEntry
+		for j := i; j < i+10; j++ {
+			str := func(v string) sqstypes.MessageAttributeValue {
+				return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+			}
+			batch = append(batch, sqstypes.SendMessageBatchRequestEntry{
+				Id: aws.String(strconv.Itoa(j - i)), MessageBody: aws.String(strings.TrimSuffix(benchLine(j), "\n")),
+				MessageAttributes: map[string]sqstypes.MessageAttributeValue{
+					order.AttrOrderID: str(fmt.Sprintf("o-%09d", j)), order.AttrSource: str("s3://" + e.bucket + "/uploads/bench.jsonl"),
+					order.AttrSourceVersion: str(order.NullVersion),
+					order.AttrLine:          {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(j + 1))},
+				},
+			})
+		}
+		batches = append(batches, batch)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		freshQueue(b, e)
+		work := make(chan []sqstypes.SendMessageBatchRequestEntry)
+		var wg sync.WaitGroup
+		for range e.cfg.SendConcurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for batch := range work {
+					if _, err := e.sqs.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &e.ordersURL, Entries: batch}); err != nil {
+						b.Error(err)
+					}
+				}
+			}()
+		}
+		for _, batch := range batches {
+			work <- batch
+		}
+		close(work)
+		wg.Wait()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(benchOrders*b.N)/b.Elapsed().Seconds(), "orders/s")
+	deleteQueue(b, e)
+}
+
+func deleteQueue(b *testing.B, e *env) {
+	if _, err := e.sqs.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: &e.ordersURL}); err != nil {
+		b.Logf("delete queue: %v", err)
+	}
+}
+
+// discard is a Queue that accepts everything and keeps nothing.
+type discard struct{}
+
+func (discard) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	out := &sqs.SendMessageBatchOutput{Successful: make([]sqstypes.SendMessageBatchResultEntry, len(in.Entries))}
+	for i, e := range in.Entries {
+		out.Successful[i].Id = e.Id
+	}
+	return out, nil
+}
+
+func (discard) SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	return &sqs.SendMessageOutput{}, nil
+}
+
+// BenchmarkIngestPeakRSS ingests a generated file of 100 MB (1 GB with ORDERPIPE_BENCH_1GB=1)
+// streamed from moto's S3 and reports the process's peak resident set (VmHWM) during the
+// ingest. Orders go to a discard sink: pushing millions of messages into moto would take hours.
+func BenchmarkIngestPeakRSS(b *testing.B) {
+	size := int64(100 << 20)
+	if v := os.Getenv("ORDERPIPE_BENCH_MB"); v != "" {
+		mb, _ := strconv.Atoi(v)
+		size = int64(mb) << 20
+	}
+	if os.Getenv("ORDERPIPE_BENCH_1GB") == "1" {
+		size = 1 << 30
+	}
+	e := newEnv(b)
+	const key = "uploads/big.jsonl"
+	lines := uploadGenerated(b, e, key, size)
+	svc := ingest.New(e.cfg, e.s3, discard{})
+	ctx := context.Background()
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Fatalf("reset the peak RSS: %v", err)
+	}
+	before := vmHWM(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		if _, err := e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: aws.String("state/" + key + "@null.json")}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if out, err := svc.Ingest(ctx, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, ""); err != nil || out != ingest.Done {
+			b.Fatalf("Ingest = %v, %v", out, err)
+		}
+	}
+	b.StopTimer()
+	var rep ingest.Report
+	e.get(b, "reports/"+key+".json", &rep)
+	if rep.Enqueued != lines {
+		b.Errorf("enqueued %d, want %d", rep.Enqueued, lines)
+	}
+	b.ReportMetric(float64(vmHWM(b))/(1<<20), "peak-RSS-MB")
+	b.ReportMetric(float64(before)/(1<<20), "RSS-before-MB")
+	b.ReportMetric(float64(size*int64(b.N))/(1<<20)/b.Elapsed().Seconds(), "MB/s")
+	b.ReportMetric(float64(lines*int64(b.N))/b.Elapsed().Seconds(), "orders/s")
+	b.Logf("%d MB, %d orders, duplicate check %s", size>>20, lines, rep.DuplicateCheck)
+	if _, err := e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: aws.String(key)}); err != nil {
+		b.Logf("delete %s: %v", key, err)
+	}
+}
+
+// uploadGenerated streams a generated orders file of about size bytes to key with a multipart
+// upload (8 MiB parts) and returns its number of lines.
+func uploadGenerated(b *testing.B, e *env, key string, size int64) int64 {
+	b.Helper()
+	ctx := context.Background()
+	mp, err := e.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &e.bucket, Key: aws.String(key)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	var lines int64
+	go func() {
+		w := bufio.NewWriterSize(pw, 1<<16)
+		for n := int64(0); n < size; lines++ {
+			l := benchLine(int(lines))
+			w.WriteString(l)
+			n += int64(len(l))
+		}
+		w.Flush()
+		pw.Close()
+	}()
+	var parts []s3types.CompletedPart
+	buf := make([]byte, 8<<20)
+	for num := int32(1); ; num++ {
+		n, err := io.ReadFull(pr, buf)
+		if n > 0 {
+			out, err := e.s3.UploadPart(ctx, &s3.UploadPartInput{
+				Bucket: &e.bucket, Key: aws.String(key), UploadId: mp.UploadId, PartNumber: aws.Int32(num), Body: bytes.NewReader(buf[:n]),
+			})
+			if err != nil {
+				b.Fatalf("upload part %d: %v", num, err)
+			}
+			parts = append(parts, s3types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := e.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &e.bucket, Key: aws.String(key), UploadId: mp.UploadId, MultipartUpload: &s3types.CompletedMultipartUpload{Parts: parts},
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return lines
+}
+
+// vmHWM is the process's peak resident set size in bytes.
+func vmHWM(b *testing.B) int64 {
+	b.Helper()
+	s, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(s), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM in /proc/self/status")
+	return 0
+}
