@@ -213,10 +213,10 @@ func (p *localPipeline) ledger(ctx context.Context, key string, ids []string) (l
 	st := statusRun{s: p.session}
 	var parked int64
 	for _, q := range []struct {
-		url string
-		n   *int64
-	}{{p.res.OrdersQueueURL, &l.InFlight}, {p.res.OrdersDLQURL, &parked}, {p.res.FilesDLQURL, &l.FilesParked}} {
-		qs, err := st.queue(ctx, "", q.url)
+		name, url string
+		n         *int64
+	}{{"orders", p.res.OrdersQueueURL, &l.InFlight}, {"orders-dlq", p.res.OrdersDLQURL, &parked}, {"files-dlq", p.res.FilesDLQURL, &l.FilesParked}} {
+		qs, err := st.queue(ctx, q.name, q.url)
 		if err != nil {
 			return l, err
 		}

@@ -5,31 +5,79 @@
 // Usage:
 //
 //	orderpipe upload FILE... [--key-prefix uploads/]
-//	orderpipe status [--rate 1] [--age-source auto|cloudwatch|peek]
-//	orderpipe dlq ls [--class C] [--source S] [--max N]
-//	orderpipe dlq show MESSAGE-ID
-//	orderpipe dlq redrive [--class C] [--source S] [--max N] [--dry-run] [--rate R] [--native]
+//	orderpipe status [--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000] [--peek-queues]
+//	orderpipe dlq ls [--class C] [--source S] [--max 100] [--scan 1000]
+//	orderpipe dlq show MESSAGE-ID [--scan 1000]
+//	orderpipe dlq redrive [--class C] [--source S] [--max N] [--dry-run] [--rate 10] [--native]
 //	orderpipe dlq purge [--class C] [--source S] --yes
-//	orderpipe local [--api URL | --standin-rps R]
-//	orderpipe demo [--orders N] [--standin-rps R]
+//	orderpipe local [--api URL | --standin-rps 1 ...] [--name-prefix orderpipe] [--rate R] [--instances 2]
+//	orderpipe demo [--orders 60] [--standin-rps 20] [--timeout 3m]
+//
+// # Resources
 //
 // Every command takes --json (machine-readable output on stdout), --endpoint (an AWS stand-in;
-// AWS_ENDPOINT_URL does the same, and S3 is then addressed path-style), --region, and finds its
-// resources from, in this order: flags (--bucket, --files-queue, --files-dlq, --orders-queue,
-// --orders-dlq, --redrive-function), environment variables (ORDERPIPE_BUCKET,
-// ORDERPIPE_FILES_QUEUE, ORDERPIPE_FILES_DLQ, ORDERPIPE_ORDERS_QUEUE, ORDERPIPE_ORDERS_DLQ,
-// ORDERPIPE_REDRIVE_FUNCTION), and the outputs of a CloudFormation stack named by --stack or
-// ORDERPIPE_STACK (docs/CONTRACTS.md, "Stack outputs"). A queue is given by URL or by name.
+// AWS_ENDPOINT_URL does the same; S3 is then addressed path-style, the region defaults to
+// us-east-1 and, without configured credentials, static test ones are used) and --region, and
+// finds its resources from, in this order: flags (--bucket, --files-queue, --files-dlq,
+// --orders-queue, --orders-dlq, --alarm-topic, --redrive-function), environment variables
+// (ORDERPIPE_BUCKET, ORDERPIPE_FILES_QUEUE, ORDERPIPE_FILES_DLQ, ORDERPIPE_ORDERS_QUEUE,
+// ORDERPIPE_ORDERS_DLQ, ...), and the outputs of a CloudFormation stack named by --stack or
+// ORDERPIPE_STACK (docs/CONTRACTS.md, "Stack outputs" and "CLI environment"). A queue is given
+// by URL or by name.
 //
 // Exit codes: 0 success, 1 failure (the error is on stderr), 2 usage (bad flags or arguments,
 // or a resource the command needs is not configured).
 //
-// --class takes one or more classes, comma-separated; --source an exact s3://bucket/key or a
+// # Parked orders
+//
+// --class takes one or more classes, comma-separated (permanent, exhausted, undecodable,
+// unknown: parked by the queue's own redrive policy); --source an exact s3://bucket/key or a
 // prefix ending in "*", as pkg/redrive selects.
 //
-// Reading a dead-letter queue is a peek: messages are received with a short visibility timeout
-// and made visible again at once, never deleted (except by purge). Each peek counts as a receive
-// (ApproximateReceiveCount); the dead-letter queues have no redrive policy, so that is harmless
-// there, and status never peeks the orders queue unless asked (--peek-orders), because there a
-// receive counts against maxReceiveCount.
+// Reading a queue is a peek: messages are received with a 30 s visibility timeout and made
+// visible again as soon as the scan ends, never deleted (except by purge). Each peek counts as a
+// receive (ApproximateReceiveCount). The dead-letter queues have no redrive policy, so that is
+// harmless there; status never peeks the source queues unless asked (--peek-queues), because
+// there a receive counts against maxReceiveCount and dispatch's retry budget.
+//
+// dlq redrive runs pkg/redrive here, with the operator's credentials (the same core as the
+// redrive function); its audit log goes to stderr. It exits 1 when any selected order could not
+// be moved (it stays parked).
+//
+// # Status
+//
+// status prints, for each queue, the messages visible, in flight and delayed, the retention and
+// the age of the oldest message; the parked orders by class (peeking up to --peek of them); the
+// orders backlog and the time to drain it at --rate (pipeline.Settings.DrainTime); and warnings:
+// the orders backlog cannot drain before the retention deletes it (age of the oldest + drain
+// time > retention), or a dead-letter queue's oldest message expires within 48 h.
+//
+// SQS has no API for a queue's oldest message. On AWS (--age-source cloudwatch, the default
+// without an endpoint) the age is CloudWatch's AWS/SQS ApproximateAgeOfOldestMessage, the latest
+// datapoint of the last five minutes. Against a stand-in (--age-source peek, the default with
+// an endpoint) it is estimated from the SentTimestamp of the peeked messages: the oldest among
+// them, so a lower bound when not every message was peeked. SentTimestamp is what retention
+// counts from; a message moved by a redrive policy keeps its original one.
+//
+// # Local and demo
+//
+// local runs the pipeline in this process until Ctrl-C: moto_server (started here unless an
+// endpoint is given), the bucket, topic and queues made by pkg/local.Provision from
+// pipeline.Defaults, the stand-in order API (pkg/local/apiserver, --api-* / --standin-rps flags)
+// unless --api names a real one, and two pkg/local pollers emulating Lambda's event source
+// mappings: files queue -> ingest handler, orders queue -> dispatch handler with --instances
+// concurrent instances, each a Dispatcher of its own (its own pacing at API_RATE/instances), as
+// Lambda instances are. The handlers are built from their LoadConfig with the environment a
+// deployment gives them. local prints the resources and the export line that points upload,
+// status and dlq at them. Ctrl-C lets invocations in flight finish; a second Ctrl-C kills.
+//
+// demo is local with a generated file: N orders plus a malformed JSON line, a line without an
+// id, a duplicate id and a blank line, uploaded to uploads/demo-orders.jsonl, against the
+// stand-in API at 20 requests/s (the real API allows about 1: the demo would otherwise take
+// minutes) with two faults injected: one order the API refuses (422, parked as permanent) and
+// one that fails once (500, delivered on a retry). It prints progress every second, then the
+// ledger: lines (blank ones aside, from ingest's report) = delivered (distinct ids the API
+// accepted) + rejected (report) + parked (orders DLQ). It exits 0 only when the ledger balances
+// and every valid order id was delivered or parked; 1 otherwise, or when it has not settled by
+// --timeout. Each demo uses fresh resources (demo-<random>-...).
 package main

@@ -130,18 +130,19 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 		if err != nil {
 			return r, err
 		}
-		isDLQ := strings.HasSuffix(q.name, "-dlq")
 		if st.ageSource == ageCloudWatch {
 			if err := st.cloudWatchAge(ctx, &qs); err != nil {
 				return r, err
 			}
-		} else if (isDLQ || st.peekQueues) && qs.depth() > 0 {
+		}
+		classes, age := st.peekPlan(q.name)
+		if (classes || age) && qs.depth() > 0 {
 			var oldest time.Time
 			n, err := scanner{sqs: st.s.sqs, queueURL: url, max: st.peekMax}.scan(ctx, func(m sqstypes.Message) verdict {
 				if t := sentAt(m); !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
 					oldest = t
 				}
-				if q.name == "orders-dlq" {
+				if classes {
 					r.ParkedByClass[parkedFrom(m).Class]++
 				}
 				return verdict{}
@@ -149,12 +150,12 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 			if err != nil {
 				return r, err
 			}
-			if q.name == "orders-dlq" {
+			if classes {
 				r.ParkedPeeked = n
 			}
-			if !oldest.IsZero() {
-				age := int64(st.now.Sub(oldest) / time.Second)
-				qs.OldestAgeSeconds, qs.AgeSource = &age, agePeek
+			if age && !oldest.IsZero() {
+				a := int64(st.now.Sub(oldest) / time.Second)
+				qs.OldestAgeSeconds, qs.AgeSource = &a, agePeek
 			}
 		}
 		r.Queues = append(r.Queues, qs)
@@ -168,6 +169,14 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 		return r, usageErrorf("status: no queue configured: set --orders-queue etc., the ORDERPIPE_* variables or --stack")
 	}
 	return r, nil
+}
+
+// peekPlan says whether status peeks the named queue to count parked orders by class (the
+// orders DLQ, always) and to estimate the oldest message's age (with peek ages: the DLQs, and
+// the source queues only with --peek-queues).
+func (st statusRun) peekPlan(queue string) (classes, age bool) {
+	isDLQ := strings.HasSuffix(queue, "-dlq")
+	return queue == "orders-dlq", st.ageSource == agePeek && (isDLQ || st.peekQueues)
 }
 
 // queue reads one queue's depths and retention.

@@ -150,3 +150,28 @@ func TestCloudWatchAge(t *testing.T) {
 		})
 	}
 }
+
+func TestPeekPlan(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		source     string
+		peekQueues bool
+		queue      string
+		classes    bool
+		age        bool
+	}{
+		{agePeek, false, "orders-dlq", true, true},
+		{agePeek, false, "files-dlq", false, true},
+		{agePeek, false, "orders", false, false},
+		{agePeek, true, "orders", false, true},
+		{ageCloudWatch, false, "orders-dlq", true, false},
+		{ageCloudWatch, true, "orders", false, false},
+	} {
+		t.Run(tc.source+" "+tc.queue, func(t *testing.T) {
+			classes, age := statusRun{ageSource: tc.source, peekQueues: tc.peekQueues}.peekPlan(tc.queue)
+			if classes != tc.classes || age != tc.age {
+				t.Errorf("got classes %v age %v, want %v %v", classes, age, tc.classes, tc.age)
+			}
+		})
+	}
+}
