@@ -184,6 +184,7 @@ func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
 func (s *scan) release(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
+	var ids []string // batch entry i releases message ids[i]
 	var batch []sqstypes.ChangeMessageVisibilityBatchRequestEntry
 	flush := func() {
 		if len(batch) == 0 {
@@ -200,18 +201,23 @@ func (s *scan) release(ctx context.Context) {
 		default:
 			s.res.Released += len(out.Successful)
 			for _, f := range out.Failed {
+				messageID := aws.ToString(f.Id)
+				if i, err := strconv.Atoi(messageID); err == nil && i >= 0 && i < len(ids) {
+					messageID = ids[i]
+				}
 				s.r.Logger.WarnContext(ctx, "redrive release failed: message reappears when its visibility ends",
-					"messageID", aws.ToString(f.Id), "code", aws.ToString(f.Code), "visibility", s.r.cfg.ScanVisibility)
+					"messageID", messageID, "code", aws.ToString(f.Code), "visibility", s.r.cfg.ScanVisibility)
 			}
 		}
-		batch = batch[:0]
+		ids, batch = ids[:0], batch[:0]
 	}
 	for id, handle := range s.held {
 		batch = append(batch, sqstypes.ChangeMessageVisibilityBatchRequestEntry{
-			Id:                aws.String(id),
+			Id:                aws.String(strconv.Itoa(len(batch))), // message ids need not fit the entry id rules
 			ReceiptHandle:     aws.String(handle),
 			VisibilityTimeout: 0,
 		})
+		ids = append(ids, id)
 		if len(batch) == 10 {
 			flush()
 		}

@@ -200,8 +200,16 @@ func TestRunDryRunChangesNothing(t *testing.T) {
 // failingSQS passes every call to the real client except those it is told to fail.
 type failingSQS struct {
 	redrive.SQS
-	sendFails   func(orderID string) bool // nil: no send fails
-	deleteFails bool
+	sendFails    func(orderID string) bool // nil: no send fails
+	deleteFails  bool
+	releaseFails bool
+}
+
+func (f failingSQS) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if f.releaseFails {
+		return nil, errInjected
+	}
+	return f.SQS.ChangeMessageVisibilityBatch(ctx, in, opts...)
 }
 
 var errInjected = errors.New("injected failure")
@@ -220,59 +228,81 @@ func (f failingSQS) DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInpu
 	return f.SQS.DeleteMessage(ctx, in, opts...)
 }
 
-func TestRunSendFailureLeavesMessageInDLQ(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	park(t, e.client, e.cfg.DLQURL, loadParked(t))
-	c := failingSQS{SQS: e.client, sendFails: func(id string) bool { return id == "A2" || id == "A4" }}
+// TestRunWithFailures injects failures into the real client: nothing is lost, and every
+// message not moved is still in the DLQ.
+func TestRunWithFailures(t *testing.T) {
+	tests := []struct {
+		name        string
+		fail        failingSQS
+		req         redrive.Request
+		wantErr     error
+		want        redrive.Result // the counts compared: Moved, Failed, DeleteFailed, Released
+		wantMoved   []string       // on the orders queue
+		wantVisible []string       // visible in the DLQ right after the run
+		wantHidden  string         // DLQ messages in flight once wantVisible were received
+	}{
+		{
+			name:        "send fails for two orders: they stay in the DLQ",
+			fail:        failingSQS{sendFails: func(id string) bool { return id == "A2" || id == "A4" }},
+			want:        redrive.Result{Moved: 4, Failed: 2, Released: 2},
+			wantMoved:   []string{"A1", "A3", "A5", "A6"},
+			wantVisible: []string{"A2", "A4"},
+			wantHidden:  "2",
+		},
+		{
+			name:        "three sends fail in a row: the run stops",
+			fail:        failingSQS{sendFails: func(string) bool { return true }},
+			wantErr:     errInjected,
+			want:        redrive.Result{Failed: 3, Released: 6},
+			wantVisible: allOrders,
+			wantHidden:  "6",
+		},
+		{
+			name:        "delete fails after the send: counted, the copy stays hidden in the DLQ",
+			fail:        failingSQS{deleteFails: true},
+			req:         redrive.Request{Class: redrive.Classes{order.ClassUnknown}},
+			want:        redrive.Result{Moved: 1, DeleteFailed: 1, Released: 5},
+			wantMoved:   []string{"A6"},
+			wantVisible: without(allOrders, "A6"),
+			wantHidden:  "6",
+		},
+		{
+			name:       "release fails: not an error, the skipped reappear later",
+			fail:       failingSQS{releaseFails: true},
+			req:        redrive.Request{Class: redrive.Classes{order.ClassPermanent}},
+			want:       redrive.Result{Moved: 2},
+			wantMoved:  []string{"A1", "A2"},
+			wantHidden: "4",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			park(t, e.client, e.cfg.DLQURL, loadParked(t))
+			c := tt.fail
+			c.SQS = e.client
 
-	got, err := newRedriver(t, e.cfg, c).Run(context.Background(), redrive.Request{})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
+			res, err := newRedriver(t, e.cfg, c).Run(context.Background(), tt.req)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got error %v, want %v", err, tt.wantErr)
+			}
+			got := redrive.Result{Moved: res.Moved, Failed: res.Failed, DeleteFailed: res.DeleteFailed, Released: res.Released}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("counts (-want +got):\n%s", diff)
+			}
+			checkMoved(t, e, tt.wantMoved)
+			checkParked(t, e, tt.wantVisible)
+			if n := inFlight(t, e); n != tt.wantHidden {
+				t.Errorf("got %s messages in flight in the DLQ, want %s", n, tt.wantHidden)
+			}
+		})
 	}
-	if got.Selected != 6 || got.Moved != 4 || got.Failed != 2 || got.Released != 2 {
-		t.Errorf("got selected %d moved %d failed %d released %d, want 6 4 2 2", got.Selected, got.Moved, got.Failed, got.Released)
-	}
-	if f := got.ByClass[order.ClassPermanent].Failed + got.ByClass[order.ClassExhausted].Failed; f != 2 {
-		t.Errorf("got %d failures by class, want 2", f)
-	}
-	checkMoved(t, e, []string{"A1", "A3", "A5", "A6"})
-	checkParked(t, e, []string{"A2", "A4"})
 }
 
-func TestRunStopsAfterConsecutiveSendFailures(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	park(t, e.client, e.cfg.DLQURL, loadParked(t))
-	c := failingSQS{SQS: e.client, sendFails: func(string) bool { return true }}
-
-	got, err := newRedriver(t, e.cfg, c).Run(context.Background(), redrive.Request{})
-	if !errors.Is(err, errInjected) {
-		t.Fatalf("got error %v, want the injected send failure", err)
-	}
-	if got.Moved != 0 || got.Failed != 3 || got.Stop != redrive.StopError {
-		t.Errorf("got moved %d failed %d stop %q, want 0 3 %q", got.Moved, got.Failed, got.Stop, redrive.StopError)
-	}
-	checkMoved(t, e, nil)
-	checkParked(t, e, allOrders)
-}
-
-func TestRunDeleteFailureCountsTheDuplicate(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	park(t, e.client, e.cfg.DLQURL, loadParked(t))
-	c := failingSQS{SQS: e.client, deleteFails: true}
-
-	got, err := newRedriver(t, e.cfg, c).Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassUnknown}})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if got.Moved != 1 || got.DeleteFailed != 1 || got.Failed != 0 {
-		t.Errorf("got moved %d deleteFailed %d failed %d, want 1 1 0", got.Moved, got.DeleteFailed, got.Failed)
-	}
-	checkMoved(t, e, []string{"A6"})
-	// A6 is still in the DLQ, hidden until its scan visibility ends; the others are visible.
-	checkParked(t, e, without(allOrders, "A6"))
+// inFlight is the DLQ's ApproximateNumberOfMessagesNotVisible.
+func inFlight(t *testing.T, e env) string {
+	t.Helper()
 	out, err := e.client.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
 		QueueUrl:       aws.String(e.cfg.DLQURL),
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
@@ -280,10 +310,7 @@ func TestRunDeleteFailureCountsTheDuplicate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("get DLQ attributes: %v", err)
 	}
-	// receiveAll hid the 5 others: 6 in flight in all.
-	if n := out.Attributes["ApproximateNumberOfMessagesNotVisible"]; n != "6" {
-		t.Errorf("got %s messages in flight in the DLQ, want 6 (A6 kept + 5 just received)", n)
-	}
+	return out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)]
 }
 
 // countingLimiter allows allow waits, then fails.
