@@ -92,20 +92,15 @@ func TestLocal(t *testing.T) {
 	go func() {
 		done <- c.main(ctx, []string{"local", "--json", "--endpoint", awstest.Endpoint(), "--name-prefix", prefix, "--log-level", "error"})
 	}()
-	var info pipelineInfo
-	dec := json.NewDecoder(strings.NewReader(""))
-	for range 600 { // until local prints its JSON or exits
-		if strings.HasSuffix(out.String(), "}\n") {
-			dec = json.NewDecoder(strings.NewReader(out.String()))
-			break
-		}
+	for !strings.HasSuffix(out.String(), "}\n") { // until local prints its JSON, or exits
 		select {
 		case code := <-done:
 			t.Fatalf("local exited %d before printing its resources: %s", code, errb.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if err := dec.Decode(&info); err != nil {
+	var info pipelineInfo
+	if err := json.Unmarshal([]byte(out.String()), &info); err != nil {
 		t.Fatalf("decode local's output %q: %v", out.String(), err)
 	}
 	if got, want := info.Resources.Bucket, prefix+"-uploads"; got != want || !info.StandInAPI || info.APIBaseURL == "" {

@@ -44,13 +44,13 @@ func TestDLQRedrive(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		args      []string
-		wantMoved []string // order ids now on the orders queue
-		wantLeft  int      // still parked
+		wantMoved [][]string // order ids now on the orders queue: one of these lists
+		wantLeft  int        // still parked
 		fallback  bool
 	}{
-		{"one class", []string{"--class", "permanent"}, []string{"A1", "B1"}, 3, false},
-		{"by source prefix, at most one", []string{"--source", "s3://in/uploads/a*", "--max", "1"}, nil, 4, false},
-		{"native falls back where not implemented", []string{"--native"}, []string{"", "A1", "A2", "B1", "C1"}, 0, true},
+		{"one class", []string{"--class", "permanent"}, [][]string{{"A1", "B1"}}, 3, false},
+		{"by source prefix, at most one", []string{"--source", "s3://in/uploads/a*", "--max", "1"}, [][]string{{"A1"}, {"A2"}}, 4, false},
+		{"native falls back where not implemented", []string{"--native"}, [][]string{{"", "A1", "A2", "B1", "C1"}}, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client, dlq := parkedQueue(t)
@@ -61,12 +61,8 @@ func TestDLQRedrive(t *testing.T) {
 				t.Errorf("got fallback %v, want %v", got.Fallback, tc.fallback)
 			}
 			ids, parkingLeft := drain(t, client, orders)
-			if tc.name == "by source prefix, at most one" {
-				if len(ids) != 1 || !strings.HasPrefix(ids[0], "A") {
-					t.Errorf("got %q moved, want one of A1, A2", ids)
-				}
-			} else if diff := cmp.Diff(tc.wantMoved, ids); diff != "" {
-				t.Errorf("moved to the orders queue (-want +got):\n%s", diff)
+			if !slices.ContainsFunc(tc.wantMoved, func(want []string) bool { return cmp.Equal(want, ids) }) {
+				t.Errorf("got %q moved to the orders queue, want one of %q", ids, tc.wantMoved)
 			}
 			if parkingLeft {
 				t.Errorf("a redriven message still carries %s", order.AttrFailureClass)
