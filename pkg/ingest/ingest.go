@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -262,7 +263,8 @@ type run struct {
 	send    *Sender
 	rejects rejectLog
 	ids     idSet
-	dups    []string // duplicate ids found since the last save
+	dups    []string // duplicate ids found since the last save, to list in the report
+	dupsCut bool     // more duplicates than MaxListedDuplicates
 	lines   int64    // lines read since the last save
 	sent    int64    // s.send.Sent() at the last save
 	line    int64    // number of the last line read
@@ -374,7 +376,11 @@ func (r *run) read(ctx context.Context, rd *order.Reader) (Outcome, error) {
 		default:
 			r.line = o.Line
 			if !r.ids.add(hashID(o.ID)) {
-				r.dups = append(r.dups, strings.Clone(o.ID))
+				if len(r.saved.DuplicateIDs)+len(r.dups) < MaxListedDuplicates {
+					r.dups = append(r.dups, strings.Clone(o.ID))
+				} else {
+					r.dupsCut = true
+				}
 				if err := r.rejects.add(o.Line, ReasonDuplicateID, o.Body); err != nil {
 					return 0, err
 				}
@@ -455,13 +461,8 @@ func (r *run) fold(ctx context.Context) (State, error) {
 	}
 	st.Lines += r.lines
 	st.Rejected += r.rejects.count()
-	for _, id := range r.dups {
-		if len(st.DuplicateIDs) == MaxListedDuplicates {
-			st.DuplicateIDsTruncated = true
-			break
-		}
-		st.DuplicateIDs = append(st.DuplicateIDs, id)
-	}
+	st.DuplicateIDs = append(slices.Clip(st.DuplicateIDs), r.dups...)
+	st.DuplicateIDsTruncated = st.DuplicateIDsTruncated || r.dupsCut
 	st.DuplicateCheckPartial = st.DuplicateCheckPartial || r.ids.partial
 	return st, nil
 }

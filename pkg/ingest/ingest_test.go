@@ -272,3 +272,24 @@ func s3Event(bucket, key, version string) string {
 	}}})
 	return string(b)
 }
+
+func TestIngestManyDuplicates(t *testing.T) {
+	e := newEnv(t)
+	const key = "uploads/dups.jsonl"
+	const n = ingest.MaxListedDuplicates + 5
+	e.put(t, key, bytes.Repeat([]byte(`{"id":"same"}`+"\n"), n+1))
+	if got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, ""); err != nil || got != ingest.Done {
+		t.Fatalf("Ingest = %v, %v; want done", got, err)
+	}
+	var rep ingest.Report
+	if !e.get(t, "reports/"+key+".json", &rep) {
+		t.Fatal("no report")
+	}
+	if rep.Enqueued != 1 || rep.Rejected != n || len(rep.DuplicateIDs) != ingest.MaxListedDuplicates || !rep.DuplicateIDsTruncated {
+		t.Errorf("report: enqueued %d rejected %d, %d duplicate ids listed, truncated %v; want 1, %d, %d, true",
+			rep.Enqueued, rep.Rejected, len(rep.DuplicateIDs), rep.DuplicateIDsTruncated, n, ingest.MaxListedDuplicates)
+	}
+	if got := receiveAll(t, e.sqs, e.ordersURL); len(got) != 1 {
+		t.Errorf("got %d orders, want 1", len(got))
+	}
+}
