@@ -15,7 +15,7 @@
 //     Messages received but not moved (not selected, failed, or a dry run) are made visible again
 //     (ChangeMessageVisibility 0) when the scan ends. The scan ends at Max, at an empty receive,
 //     when a receive brings back only messages already seen, after ApproximateNumberOfMessages
-//     plus a margin, or shortly before the context deadline.
+//     plus a margin (10%, at least 100), or shortly before the context deadline.
 //
 //   - Native move (Request.Native, only without any selection): StartMessageMoveTask from the
 //     DLQ to the orders queue at REDRIVE_RATE; Redriver.Tasks reports progress through

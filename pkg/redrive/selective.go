@@ -15,6 +15,10 @@ import (
 // maxSendFailures consecutive failed sends stop a scan: the orders queue is likely unusable.
 const maxSendFailures = 3
 
+// scanMargin is the least number of messages a scan may receive beyond
+// ApproximateNumberOfMessages at its start.
+const scanMargin = 100
+
 // releaseTimeout bounds the release of held messages, which runs even if ctx is cancelled.
 const releaseTimeout = 15 * time.Second
 
@@ -56,8 +60,9 @@ func (s *scan) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("size the scan: ApproximateNumberOfMessages %q: %w", v, err)
 	}
-	// Messages parked during the scan may be scanned too, up to this bound.
-	bound := n + n/10 + 10
+	// Messages parked during the scan may be scanned too, up to this bound. The margin also
+	// covers the lag of ApproximateNumberOfMessages behind recent sends.
+	bound := n + max(scanMargin, n/10)
 	for {
 		switch {
 		case s.req.Max > 0 && s.res.Selected >= s.req.Max:

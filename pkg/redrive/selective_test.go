@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -429,7 +430,7 @@ func (f *endlessSQS) ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, .
 	var out sqs.ReceiveMessageOutput
 	for range 10 {
 		f.n++
-		id := strings.Repeat("m", f.n)
+		id := fmt.Sprintf("m-%d", f.n)
 		out.Messages = append(out.Messages, sqstypes.Message{MessageId: aws.String(id), ReceiptHandle: aws.String("h" + id), Body: aws.String("{}")})
 	}
 	return &out, nil
@@ -444,13 +445,13 @@ func (f *endlessSQS) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.Cha
 }
 
 func TestRunEndsAtTheScanBound(t *testing.T) {
-	// 5 messages announced: the bound is 5 + 10 = 15, reached after the second receive.
+	// 5 messages announced: the bound is 5 + 100 = 105, reached after the 11th receive.
 	got, err := newRedriver(t, redrive.Config{QueueURL: "q", DLQURL: "d"}, &endlessSQS{}).Run(context.Background(), redrive.Request{DryRun: true})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if got.Stop != redrive.StopBound || got.Scanned != 20 || got.Released != 20 {
-		t.Errorf("got stop %q scanned %d released %d, want %q 20 20", got.Stop, got.Scanned, got.Released, redrive.StopBound)
+	if got.Stop != redrive.StopBound || got.Scanned != 110 || got.Released != 110 {
+		t.Errorf("got stop %q scanned %d released %d, want %q 110 110", got.Stop, got.Scanned, got.Released, redrive.StopBound)
 	}
 }
 
