@@ -102,22 +102,24 @@ func (r *Redriver) tasks(ctx context.Context, src string) ([]Task, error) {
 	return tasks, nil
 }
 
-// notImplemented reports whether err says the service lacks the operation: an HTTP 500 or 501
-// with no usable answer (moto), or an unknown-operation error code. SQS's own transient 500s
-// land here too, after the SDK's retries; falling back to the selective move is right for
-// them as well.
+// notImplemented reports whether err says the service lacks the operation: an unknown-operation
+// error code, or an HTTP 500 or 501 whose body is not an AWS error at all (moto answers an HTML
+// page). A modeled error (UnsupportedOperation for a queue that is not a DLQ or already has a
+// task, InternalError, AccessDenied, ...) comes from a service that knows the operation: it is
+// returned, not a reason to fall back.
 func notImplemented(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "InvalidAction", "UnknownOperationException", "NotImplemented":
+			return true
+		}
+		return false
+	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
 		switch re.HTTPStatusCode() {
 		case http.StatusInternalServerError, http.StatusNotImplemented:
-			return true
-		}
-	}
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "InvalidAction", "UnsupportedOperation", "UnknownOperationException", "NotImplemented":
 			return true
 		}
 	}
