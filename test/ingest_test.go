@@ -594,3 +594,50 @@ func TestIngestBadMessages(t *testing.T) {
 		t.Errorf("a report was written for the missing object")
 	}
 }
+
+func TestIngestConcurrentDuplicates(t *testing.T) {
+	e := newIngestEnv(t)
+	const key = "uploads/concurrent.jsonl"
+	e.upload(t, key, jsonl(40))
+	var msg events.SQSMessage
+	for _, m := range e.receive(t, 10*time.Second) {
+		if strings.Contains(m.Body, "concurrent.jsonl") {
+			msg = m
+		}
+	}
+	if msg.Body == "" {
+		t.Fatal("no notification")
+	}
+	// Two invocations get the same notification at once: one ingests, the other finds the
+	// claim busy (and is retried later) or, if it starts after the end, skips it.
+	var wg sync.WaitGroup
+	failures := make([]int, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := background()
+			defer cancel()
+			resp, err := e.svc.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{msg}})
+			if err != nil {
+				t.Errorf("Handle: %v", err)
+			}
+			failures[i] = len(resp.BatchItemFailures)
+		}()
+	}
+	wg.Wait()
+	if failures[0]+failures[1] > 1 {
+		t.Fatalf("both invocations failed: %v", failures)
+	}
+	// The retry of the busy one, after the visibility timeout, finds the version done.
+	ctx, cancel := background()
+	defer cancel()
+	if resp, err := e.svc.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{msg}}); err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("retry: %v, %v", resp, err)
+	}
+	w := want{orders: map[int64][2]string{}}
+	for i := 1; i <= 40; i++ {
+		w.orders[int64(i)] = [2]string{fmt.Sprintf("id-%d", i), fmt.Sprintf(`{"id":"id-%d","amount":"%d.00"}`, i, i)}
+	}
+	check(t, e, key, w)
+}

@@ -224,7 +224,7 @@ func (s *Service) Ingest(ctx context.Context, rec s3event.Record, token string) 
 	if err != nil {
 		return 0, err
 	}
-	r := &run{s: s, c: c, saved: c.state}
+	r := &run{s: s, c: c, saved: c.state, line: c.state.Line}
 	defer r.rejects.close()
 	out, err := r.run(ctx, rec.Size)
 	if err != nil {
