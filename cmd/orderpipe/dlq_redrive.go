@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -9,19 +12,24 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
 	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
-// runDLQRedrive moves parked orders back to the orders queue with pkg/redrive, run here with the
-// operator's credentials (the same core the redrive Lambda runs). Its audit lines go to stderr.
+// runDLQRedrive moves parked orders back to the orders queue with pkg/redrive: by invoking the
+// redrive function when one is configured (--redrive-function, its variable or the stack
+// output) on AWS, else here, with the operator's credentials (the same core; its audit lines go
+// to stderr).
 func runDLQRedrive(ctx context.Context, c *cli, args []string) error {
-	fs, o := c.newFlags("dlq redrive", "[--class C] [--source S] [--max N] [--dry-run] [--rate R] [--native]")
+	fs, o := c.newFlags("dlq redrive", "[--class C] [--source S] [--max N] [--dry-run] [--rate R] [--native] [--here]")
 	var f filter
 	addFilter(fs, &f)
 	maxMove := fs.Int("max", 0, "move at most this many (0: no limit)")
 	dryRun := fs.Bool("dry-run", false, "list what would move; move nothing (each message scanned still counts a receive)")
-	rate := fs.Float64("rate", redrive.DefaultRate, "messages moved per second")
+	rate := fs.Float64("rate", redrive.DefaultRate, "messages moved per second, when the redrive runs here")
 	native := fs.Bool("native", false, "SQS's own message move task: no selection, keeps the parking attributes; falls back to the selective move where the service lacks it")
+	here := fs.Bool("here", false, "run the redrive in this process even when a redrive function is configured")
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
@@ -36,26 +44,20 @@ func runDLQRedrive(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	queue, err := s.queueURL(ctx, resOrdersQueue)
-	if err != nil {
-		return err
+	var res redrive.Result
+	var runErr error
+	if fn := s.names.RedriveFunction; fn != "" && !*here && s.endpoint == "" {
+		if flagSet(fs, "rate") {
+			return usageErrorf("dlq redrive: --rate applies to a redrive run here (--here); the function moves at its REDRIVE_RATE")
+		}
+		fmt.Fprintf(c.stderr, "invoking the redrive function %s (its log is in CloudWatch Logs)\n", fn)
+		res, runErr = invokeRedrive(ctx, lambda.NewFromConfig(s.cfg), fn, req)
+	} else {
+		res, runErr = s.redriveHere(ctx, c, req, *rate)
 	}
-	dlq, err := s.queueURL(ctx, resOrdersDLQ)
-	if err != nil {
-		return err
+	if errors.As(runErr, new(usageError)) {
+		return runErr
 	}
-	env := map[string]string{
-		redrive.EnvQueueURL: queue,
-		redrive.EnvDLQURL:   dlq,
-		redrive.EnvRate:     strconv.FormatFloat(*rate, 'g', -1, 64),
-	}
-	cfg, err := redrive.LoadConfig(func(k string) string { return env[k] })
-	if err != nil {
-		return usageErrorf("dlq redrive: %v", err)
-	}
-	r := redrive.New(cfg, s.sqs)
-	r.Logger = slog.New(slog.NewTextHandler(c.stderr, nil))
-	res, runErr := r.Run(ctx, req)
 	if o.json {
 		if err := writeJSON(c.stdout, res); err != nil {
 			return err
@@ -67,9 +69,70 @@ func runDLQRedrive(ctx context.Context, c *cli, args []string) error {
 	case runErr != nil:
 		return fmt.Errorf("dlq redrive: %w (moved %d before the error; the rest stay parked)", runErr, res.Moved)
 	case res.Failed+res.DeleteFailed > 0:
-		return fmt.Errorf("dlq redrive: %d not sent and %d sent but not deleted: they stay parked (see the log above)", res.Failed, res.DeleteFailed)
+		return fmt.Errorf("dlq redrive: %d not sent and %d sent but not deleted: they stay parked (see the audit log)", res.Failed, res.DeleteFailed)
 	}
 	return nil
+}
+
+// flagSet reports whether the flag was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// redriveHere runs req with pkg/redrive in this process.
+func (s *session) redriveHere(ctx context.Context, c *cli, req redrive.Request, rate float64) (redrive.Result, error) {
+	queue, err := s.queueURL(ctx, resOrdersQueue)
+	if err != nil {
+		return redrive.Result{}, err
+	}
+	dlq, err := s.queueURL(ctx, resOrdersDLQ)
+	if err != nil {
+		return redrive.Result{}, err
+	}
+	env := map[string]string{
+		redrive.EnvQueueURL: queue,
+		redrive.EnvDLQURL:   dlq,
+		redrive.EnvRate:     strconv.FormatFloat(rate, 'g', -1, 64),
+	}
+	cfg, err := redrive.LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		return redrive.Result{}, usageErrorf("dlq redrive: %v", err)
+	}
+	r := redrive.New(cfg, s.sqs)
+	r.Logger = slog.New(slog.NewTextHandler(c.stderr, nil))
+	return r.Run(ctx, req)
+}
+
+// invoker is the part of the Lambda client dlq redrive uses.
+type invoker interface {
+	Invoke(ctx context.Context, in *lambda.InvokeInput, optFns ...func(*lambda.Options)) (*lambda.InvokeOutput, error)
+}
+
+// invokeRedrive runs req in the redrive function, synchronously, and returns its Result. A
+// function error (the handler's error, a timeout) comes back as an error with its message.
+func invokeRedrive(ctx context.Context, fn invoker, name string, req redrive.Request) (redrive.Result, error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return redrive.Result{}, fmt.Errorf("invoke %s: encode request: %w", name, err)
+	}
+	out, err := fn.Invoke(ctx, &lambda.InvokeInput{FunctionName: &name, Payload: payload})
+	if err != nil {
+		return redrive.Result{}, fmt.Errorf("invoke %s: %w", name, err)
+	}
+	if out.FunctionError != nil {
+		var fe struct {
+			Message string `json:"errorMessage"`
+		}
+		_ = json.Unmarshal(out.Payload, &fe) // a payload that is not the usual shape leaves the message empty
+		return redrive.Result{}, fmt.Errorf("invoke %s: function error %s: %s", name, *out.FunctionError, fe.Message)
+	}
+	var res redrive.Result
+	if err := json.Unmarshal(out.Payload, &res); err != nil {
+		return redrive.Result{}, fmt.Errorf("invoke %s: decode result: %w", name, err)
+	}
+	return res, nil
 }
 
 func printRedrive(c *cli, res redrive.Result) error {

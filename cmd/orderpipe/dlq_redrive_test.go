@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-cmp/cmp"
 
@@ -93,4 +97,70 @@ func TestDLQRedrive(t *testing.T) {
 			wantCode(t, standIn(t, "dlq", "redrive", "--rate", rate, "--orders-queue", "http://x/q", "--orders-dlq", "http://x/d"), exitUsage, rate+": must be > 0")
 		})
 	}
+}
+
+// fakeInvoker serves Invoke from a function.
+type fakeInvoker func(*lambda.InvokeInput) (*lambda.InvokeOutput, error)
+
+func (f fakeInvoker) Invoke(_ context.Context, in *lambda.InvokeInput, _ ...func(*lambda.Options)) (*lambda.InvokeOutput, error) {
+	return f(in)
+}
+
+func TestInvokeRedrive(t *testing.T) {
+	t.Parallel()
+	req := redrive.Request{Class: redrive.Classes{"exhausted", "unknown"}, Max: 50}
+	for _, tc := range []struct {
+		name    string
+		out     *lambda.InvokeOutput
+		err     error
+		want    redrive.Result
+		wantErr string
+	}{
+		{"result", &lambda.InvokeOutput{StatusCode: 200, Payload: []byte(`{"mode":"selective","scanned":7,"selected":5,"moved":5,"skipped":2,"released":2,"stop":"empty"}`)},
+			nil, redrive.Result{Mode: "selective", Scanned: 7, Selected: 5, Moved: 5, Skipped: 2, Released: 2, Stop: "empty"}, ""},
+		{"function error", &lambda.InvokeOutput{StatusCode: 200, FunctionError: aws.String("Unhandled"), Payload: []byte(`{"errorMessage":"receive from the DLQ: access denied","errorType":"wrapError"}`)},
+			nil, redrive.Result{}, "function error Unhandled: receive from the DLQ: access denied"},
+		{"call error", nil, errors.New("AccessDeniedException"), redrive.Result{}, "invoke orderpipe-redrive: AccessDeniedException"},
+		{"not a result", &lambda.InvokeOutput{StatusCode: 200, Payload: []byte(`"ok"`)}, nil, redrive.Result{}, "decode result"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sent redrive.Request
+			fn := fakeInvoker(func(in *lambda.InvokeInput) (*lambda.InvokeOutput, error) {
+				if got, want := aws.ToString(in.FunctionName), "orderpipe-redrive"; got != want {
+					t.Errorf("got function %q, want %q", got, want)
+				}
+				if err := json.Unmarshal(in.Payload, &sent); err != nil {
+					t.Errorf("payload %s: %v", in.Payload, err)
+				}
+				return tc.out, tc.err
+			})
+			got, err := invokeRedrive(context.Background(), fn, "orderpipe-redrive", req)
+			if diff := cmp.Diff(req, sent); diff != "" {
+				t.Errorf("request sent (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("result (-want +got):\n%s", diff)
+			}
+			if gotErr := fmt.Sprint(err); (tc.wantErr == "") != (err == nil) || !strings.Contains(gotErr, tc.wantErr) {
+				t.Errorf("got error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestDLQRedriveWhere(t *testing.T) {
+	t.Parallel()
+	t.Run("a stand-in runs it here even with a function configured", func(t *testing.T) {
+		_, dlq := parkedQueue(t)
+		orders, _ := awstest.NewQueue(t, awstest.Config(t), nil)
+		var got redrive.Result
+		mustJSON(t, standIn(t, "dlq", "redrive", "--json", "--class", "unknown", "--rate", "100", "--redrive-function", "orderpipe-redrive", "--orders-queue", orders, "--orders-dlq", dlq), &got)
+		if got.Moved != 1 {
+			t.Errorf("got %d moved, want 1 (C1)", got.Moved)
+		}
+	})
+	t.Run("--rate belongs to a run here", func(t *testing.T) {
+		r := runCLI(t, nil, "dlq", "redrive", "--region", "eu-west-1", "--redrive-function", "orderpipe-redrive", "--rate", "5")
+		wantCode(t, r, exitUsage, "--rate applies to a redrive run here")
+	})
 }

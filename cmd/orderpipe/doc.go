@@ -8,7 +8,7 @@
 //	orderpipe status [--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000] [--peek-queues]
 //	orderpipe dlq ls [--class C] [--source S] [--max 100] [--scan 1000]
 //	orderpipe dlq show MESSAGE-ID [--scan 1000]
-//	orderpipe dlq redrive [--class C] [--source S] [--max N] [--dry-run] [--rate 10] [--native]
+//	orderpipe dlq redrive [--class C] [--source S] [--max N] [--dry-run] [--rate 10] [--native] [--here]
 //	orderpipe dlq purge [--class C] [--source S] --yes
 //	orderpipe local [--api URL | --standin-rps 1 ...] [--name-prefix orderpipe] [--rate R] [--instances 2]
 //	orderpipe demo [--orders 60] [--standin-rps 20] [--timeout 3m]
@@ -40,9 +40,11 @@
 // harmless there; status never peeks the source queues unless asked (--peek-queues), because
 // there a receive counts against maxReceiveCount and dispatch's retry budget.
 //
-// dlq redrive runs pkg/redrive here, with the operator's credentials (the same core as the
-// redrive function); its audit log goes to stderr. It exits 1 when any selected order could not
-// be moved (it stays parked).
+// dlq redrive invokes the redrive function (synchronously, the Request as its payload) when one
+// is configured (--redrive-function, ORDERPIPE_REDRIVE_FUNCTION or the stack output
+// RedriveFunctionName) and no endpoint is given; otherwise, or with --here, it runs pkg/redrive
+// in this process with the operator's credentials (the same core), at --rate, its audit log on
+// stderr. It exits 1 when any selected order could not be moved (it stays parked).
 //
 // # Status
 //
