@@ -1,6 +1,13 @@
 package main
 
-import "testing"
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+)
 
 func TestUsage(t *testing.T) {
 	t.Parallel()
@@ -30,5 +37,17 @@ func TestUsage(t *testing.T) {
 			r := runCLI(t, nil, tc.args...)
 			wantCode(t, r, tc.code, tc.errPart)
 		})
+	}
+}
+
+// TestRun goes through run, the entry point main uses, with the process environment.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	_, dlq := parkedQueue(t)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"dlq", "ls", "--json", "--class", "exhausted", "--orders-dlq", dlq, "--endpoint", awstest.Endpoint()}, &out, &errb)
+	var got []parked
+	if err := json.Unmarshal(out.Bytes(), &got); code != exitOK || err != nil || len(got) != 1 || got[0].OrderID != "A2" {
+		t.Errorf("got exit %d, %d listed (%v); want 0 and A2; stderr %s", code, len(got), err, errb.String())
 	}
 }
