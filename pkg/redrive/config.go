@@ -37,8 +37,9 @@ type Config struct {
 	// it: the function's main builds its logger with it.
 	LogLevel slog.Level
 
-	// ScanVisibility is the visibility timeout of messages received by a scan: how long a message
-	// stays hidden if the scan dies before releasing it. Not read from the environment.
+	// ScanVisibility is the visibility timeout of messages received by a scan (plus the time to
+	// send ten at Rate): how long a message stays hidden if the scan dies before releasing it.
+	// Not read from the environment.
 	ScanVisibility time.Duration
 	// ReceiveWait is the long-poll wait of each ReceiveMessage (whole seconds, at most 20).
 	ReceiveWait time.Duration

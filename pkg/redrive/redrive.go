@@ -47,7 +47,8 @@ type Redriver struct {
 	Now func() time.Time
 }
 
-// New returns a Redriver for cfg (zero fields take their defaults) using client.
+// New returns a Redriver for cfg (zero fields take their defaults) using client. An invalid cfg
+// makes every Run fail; LoadConfig reports it earlier.
 func New(cfg Config, client SQS) *Redriver {
 	cfg = cfg.withDefaults()
 	return &Redriver{
@@ -72,6 +73,9 @@ func (r *Redriver) Handle(ctx context.Context, req Request) (Result, error) {
 // counts what was done before the error. Errors wrap ErrBadRequest for an invalid request;
 // otherwise they name the queue operation that failed. Messages not moved stay in the DLQ.
 func (r *Redriver) Run(ctx context.Context, req Request) (Result, error) {
+	if err := r.cfg.Validate(); err != nil {
+		return Result{Mode: ModeSelective, Stop: StopError}, fmt.Errorf("redrive config: %w", err)
+	}
 	if err := req.Validate(); err != nil {
 		return Result{Mode: ModeSelective, Stop: StopError}, err
 	}

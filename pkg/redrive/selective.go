@@ -63,6 +63,8 @@ func (s *scan) run(ctx context.Context) error {
 	// Messages parked during the scan may be scanned too, up to this bound. The margin also
 	// covers the lag of ApproximateNumberOfMessages behind recent sends.
 	bound := n + max(scanMargin, n/10)
+	// Hide each batch long enough to send all ten at Rate, whatever ScanVisibility says.
+	visibility := min(s.r.cfg.ScanVisibility+time.Duration(10/s.r.cfg.Rate*float64(time.Second)), 12*time.Hour)
 	for {
 		switch {
 		case s.req.Max > 0 && s.res.Selected >= s.req.Max:
@@ -78,7 +80,7 @@ func (s *scan) run(ctx context.Context) error {
 		out, err := s.r.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(s.r.cfg.DLQURL),
 			MaxNumberOfMessages:         10,
-			VisibilityTimeout:           int32(s.r.cfg.ScanVisibility / time.Second),
+			VisibilityTimeout:           int32(visibility / time.Second),
 			WaitTimeSeconds:             int32(s.r.cfg.ReceiveWait / time.Second),
 			MessageAttributeNames:       []string{"All"},
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},

@@ -503,4 +503,8 @@ func TestHandleRefusesBadRequests(t *testing.T) {
 	if !errors.Is(err, redrive.ErrBadRequest) {
 		t.Errorf("got %v, want ErrBadRequest", err)
 	}
+	r = newRedriver(t, redrive.Config{QueueURL: "q", DLQURL: "d", Rate: -1}, &endlessSQS{})
+	if res, err := r.Handle(context.Background(), redrive.Request{}); err == nil || res.Scanned != 0 {
+		t.Errorf("invalid config: got scanned %d, error %v; want 0 and an error", res.Scanned, err)
+	}
 }
