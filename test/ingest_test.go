@@ -641,3 +641,62 @@ func TestIngestConcurrentDuplicates(t *testing.T) {
 	}
 	check(t, e, key, w)
 }
+
+func TestIngestRequeuesWhenOutOfTime(t *testing.T) {
+	e := newIngestEnv(t)
+	e.cfg.CheckpointMargin = 30*time.Minute - 10*time.Second
+	e.cfg.CheckpointEvery = time.Hour
+	e.newService()
+	clock := &stepClock{t: time.Now(), step: time.Second}
+	e.svc.Now = clock.Now
+	ctxFor := func() (context.Context, context.CancelFunc) {
+		return context.WithDeadline(context.Background(), clock.Now().Add(30*time.Minute))
+	}
+	keys := []string{"uploads/first.jsonl", "uploads/second.jsonl"}
+	for _, k := range keys {
+		e.upload(t, k, jsonl(30))
+	}
+	// Both notifications in one batch: the first file stops at its checkpoint time, the second
+	// is not started but put back on the files queue.
+	var batch []events.SQSMessage
+	for deadline := time.Now().Add(20 * time.Second); len(batch) < 2 && time.Now().Before(deadline); {
+		for _, m := range e.receive(t, 2*time.Second) {
+			if strings.Contains(m.Body, "TestEvent") {
+				e.handle(t, context.Background(), []events.SQSMessage{m})
+				continue
+			}
+			batch = append(batch, m)
+		}
+	}
+	if len(batch) != 2 {
+		t.Fatalf("got %d notifications, want 2", len(batch))
+	}
+	ctx, cancel := ctxFor()
+	resp := e.handle(t, ctx, batch)
+	cancel()
+	if len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("failures %v", resp.BatchItemFailures)
+	}
+	if _, ok := e.object(t, "state/"+keys[1]+"@null.json"); ok {
+		t.Errorf("the second file was claimed although the first used up the time")
+	}
+	e.drain(t, ctxFor)
+	got := e.orders(t)
+	seen := map[string]int{}
+	for _, m := range got {
+		seen[m.Source+"#"+m.ID]++
+	}
+	for _, k := range keys {
+		for i := 1; i <= 30; i++ {
+			if n := seen["s3://"+e.bucket+"/"+k+"#"+fmt.Sprintf("id-%d", i)]; n != 1 {
+				t.Errorf("%s id-%d sent %d times, want once", k, i, n)
+			}
+		}
+		if rep := e.report(t, k); rep.Enqueued != 30 {
+			t.Errorf("%s: report enqueued %d, want 30", k, rep.Enqueued)
+		}
+	}
+	if len(got) != 60 {
+		t.Errorf("got %d orders, want 60", len(got))
+	}
+}

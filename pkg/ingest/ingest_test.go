@@ -293,3 +293,47 @@ func TestIngestManyDuplicates(t *testing.T) {
 		t.Errorf("got %d orders, want 1", len(got))
 	}
 }
+
+// refusingQueue is the real SQS client with the entries failing() refuses taken out.
+type refusingQueue struct {
+	*sqs.Client
+	batch batchFunc
+}
+
+func (q refusingQueue) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	return q.batch(ctx, in, o...)
+}
+
+func TestIngestQueueRefusal(t *testing.T) {
+	e := newEnv(t)
+	calls := 0
+	// The queue refuses the second entry of the first batch (line 2) for a fault of its own.
+	q := refusingQueue{Client: e.sqs, batch: failing(e.sqs, nil, map[int][]string{0: {"1"}}, &calls)}
+	svc := ingest.New(e.cfg, e.s3, q)
+	const key = "uploads/refused.jsonl"
+	e.put(t, key, []byte(threeOrders))
+	if got, err := svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, ""); err != nil || got != ingest.Done {
+		t.Fatalf("Ingest = %v, %v; want done", got, err)
+	}
+	if diff := cmp.Diff([]string{`{"id":"a"}`, `{"id":"c"}`}, receiveAll(t, e.sqs, e.ordersURL)); diff != "" {
+		t.Errorf("orders sent (-want +got):\n%s", diff)
+	}
+	out, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: &e.bucket, Key: aws.String("rejects/" + key + ".jsonl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	b, _ := io.ReadAll(out.Body)
+	var rej ingest.Reject
+	if err := json.Unmarshal(b, &rej); err != nil {
+		t.Fatalf("rejects %q: %v", b, err)
+	}
+	if want := (ingest.Reject{Line: 2, Reason: "refused by the queue: InvalidMessageContents", Raw: `{"id":"b"}`}); rej != want {
+		t.Errorf("reject = %+v, want %+v", rej, want)
+	}
+	var rep ingest.Report
+	e.get(t, "reports/"+key+".json", &rep)
+	if rep.Lines != 3 || rep.Enqueued != 2 || rep.Rejected != 1 {
+		t.Errorf("report: lines %d enqueued %d rejected %d, want 3, 2, 1", rep.Lines, rep.Enqueued, rep.Rejected)
+	}
+}
