@@ -30,6 +30,9 @@ func TestUsage(t *testing.T) {
 		{"show without id", []string{"dlq", "show"}, exitUsage, "want one MESSAGE-ID"},
 		{"stray argument", []string{"status", "extra"}, exitUsage, "unexpected arguments extra"},
 		{"no queue for ls", []string{"dlq", "ls", "--endpoint", "http://127.0.0.1:1"}, exitUsage, "no orders dead-letter queue"},
+		{"one dispatch instance", []string{"local", "--instances", "1"}, exitUsage, "SQS event sources need at least 2"},
+		{"demo too small", []string{"demo", "--orders", "3"}, exitUsage, "want at least 4"},
+		{"demo with an external API", []string{"demo", "--api", "https://api.example.com"}, exitUsage, "runs its own stand-in order API"},
 		{"help", []string{"--help"}, exitOK, ""},
 		{"command help", []string{"status", "-h"}, exitOK, "usage: orderpipe status"},
 	} {

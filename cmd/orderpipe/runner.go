@@ -86,6 +86,19 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 			p.close()
 		}
 	}()
+	if po.rate == 0 && po.apiURL == "" {
+		po.rate = po.standin.RPS
+	}
+	if po.rate <= 0 {
+		po.rate = 1
+	}
+	p.settings = pipeline.Defaults()
+	p.settings.APIRate = po.rate
+	p.settings.Instances = po.instances
+	p.settings.ReservedConcurrency = max(p.settings.ReservedConcurrency, po.instances)
+	if err := p.settings.Validate(); err != nil {
+		return nil, usageErrorf("%v", err)
+	}
 	if o.endpoint == "" && c.getenv("AWS_ENDPOINT_URL") == "" {
 		endpoint, stop, err := local.StartMoto(ctx)
 		if err != nil {
@@ -100,26 +113,13 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	p.session.cfg.Logger = logging.Nop{} // the SDK's notes on the stand-in's missing checksums
 	p.session.s3 = s3.NewFromConfig(p.session.cfg, func(so *s3.Options) { so.UsePathStyle = true })
 	p.session.sqs = sqs.NewFromConfig(p.session.cfg)
-	if p.session.endpoint == "" {
-		return nil, usageErrorf("local runs against a stand-in only: set --endpoint or AWS_ENDPOINT_URL, or neither to start moto here")
-	}
 	if po.apiURL == "" {
 		if err := p.startAPI(po); err != nil {
 			return nil, err
 		}
-		if po.rate == 0 {
-			po.rate = po.standin.RPS
-		}
 	} else {
 		p.apiURL = po.apiURL
 	}
-	if po.rate <= 0 {
-		po.rate = 1
-	}
-	p.settings = pipeline.Defaults()
-	p.settings.APIRate = po.rate
-	p.settings.Instances = po.instances
-	p.settings.ReservedConcurrency = max(p.settings.ReservedConcurrency, po.instances)
 	if p.res, err = local.Provision(ctx, p.session.cfg, p.settings, local.NamesFor(po.prefix)); err != nil {
 		return nil, err
 	}
