@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
@@ -56,7 +58,7 @@ var e2eMoto struct {
 	err      error
 }
 
-func e2eEndpoint(t *testing.T) string {
+func e2eEndpoint(t testing.TB) string {
 	t.Helper()
 	e2eMoto.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -96,8 +98,9 @@ const e2eAPITimeout = time.Second
 
 // e2eOptions shape one pipeline.
 type e2eOptions struct {
-	plan    apiserver.Config // faults of the stand-in API; its rate is set above the pacing
+	plan    apiserver.Config // faults of the stand-in API; RPS 0: twice API_RATE, burst 4
 	hangIDs []string         // never answered while the hang switch is on (see hangSwitch)
+	apiRate float64          // API_RATE; 0 means e2eSettings' 50 requests/s
 	// ingest and dispatch wrap the handlers, to inject crashes; nil leaves them as they are.
 	ingest, dispatch func(local.Handler) local.Handler
 }
@@ -116,7 +119,7 @@ type e2ePipeline struct {
 }
 
 // newE2E provisions a pipeline and builds its handlers and pollers; start runs them.
-func newE2E(t *testing.T, o e2eOptions) *e2ePipeline {
+func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 	t.Helper()
 	ctx := context.Background()
 	cfg := awstest.ConfigAt(t, e2eEndpoint(t))
@@ -124,13 +127,18 @@ func newE2E(t *testing.T, o e2eOptions) *e2ePipeline {
 		o.UsePathStyle = true
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired // moto sends none
 	})}
+	if o.apiRate > 0 {
+		p.settings.APIRate = o.apiRate
+	}
 	var err error
 	if p.res, err = local.Provision(ctx, cfg, p.settings, local.NamesFor(awstest.Name(t, "e2e"))); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 
 	plan := o.plan
-	plan.RPS, plan.Burst = 2*p.settings.APIRate, 4 // never the limit: pacing is dispatch's job
+	if plan.RPS == 0 {
+		plan.RPS, plan.Burst = 2*p.settings.APIRate, 4 // never the limit: pacing is dispatch's job
+	}
 	if p.api, err = apiserver.New(plan); err != nil {
 		t.Fatalf("stand-in API: %v", err)
 	}
@@ -185,7 +193,7 @@ func newE2E(t *testing.T, o e2eOptions) *e2ePipeline {
 // dispatchInstances is the dispatch function with n warm instances: each invocation takes a
 // Dispatcher (its own limiter and pause) from the pool, as Lambda runs concurrent invocations
 // in separate instances.
-func dispatchInstances(t *testing.T, cfg dispatch.Config, client *sqs.Client, n int, log *slog.Logger) local.Handler {
+func dispatchInstances(t testing.TB, cfg dispatch.Config, client *sqs.Client, n int, log *slog.Logger) local.Handler {
 	t.Helper()
 	pool := make(chan *dispatch.Dispatcher, n)
 	for range n {
@@ -208,7 +216,7 @@ func dispatchInstances(t *testing.T, cfg dispatch.Config, client *sqs.Client, n 
 }
 
 // start runs both pollers until the test ends; on failure the handlers' logs are printed.
-func (p *e2ePipeline) start(t *testing.T) {
+func (p *e2ePipeline) start(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -229,13 +237,27 @@ func (p *e2ePipeline) start(t *testing.T) {
 }
 
 // upload puts an object under uploads/ and returns its version id.
-func (p *e2ePipeline) upload(t *testing.T, key string, body []byte) string {
+func (p *e2ePipeline) upload(t testing.TB, key string, body []byte) string {
 	t.Helper()
 	out, err := p.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &p.res.Bucket, Key: &key, Body: bytes.NewReader(body)})
 	if err != nil {
 		t.Fatalf("upload %s: %v", key, err)
 	}
 	return aws.ToString(out.VersionId)
+}
+
+// exists reports whether the bucket holds key.
+func (p *e2ePipeline) exists(t testing.TB, key string) bool {
+	t.Helper()
+	_, err := p.s3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: &p.res.Bucket, Key: &key})
+	var nf *s3types.NotFound
+	if errors.As(err, &nf) {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("head %s: %v", key, err)
+	}
+	return true
 }
 
 // bucketObjects reads reports and rejects with the ingest tests' helpers.
@@ -246,14 +268,14 @@ func (p *e2ePipeline) bucketObjects() *ingestEnv { return &ingestEnv{s3: p.s3, b
 // report after sending the file's orders and before its message is deleted, and dispatch parks
 // an order before its message is deleted, so nothing can happen after that. Past timeout it
 // reports what is still missing and returns false; the ledger then shows what is unaccounted.
-func (p *e2ePipeline) settle(t *testing.T, timeout time.Duration, files []*e2eFile) bool {
+func (p *e2ePipeline) settle(t testing.TB, timeout time.Duration, files []*e2eFile) bool {
 	t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(timeout)
 	for quiet := 0; quiet < 2; {
 		var missing []string
 		for _, f := range files {
-			if _, ok := p.bucketObjects().object(t, "reports/"+f.key+".json"); !ok {
+			if !p.exists(t, "reports/"+f.key+".json") {
 				missing = append(missing, "report of "+f.key)
 			}
 		}
@@ -467,7 +489,7 @@ func lineText(text []byte, n int64) string {
 	return ""
 }
 
-func e2eFixture(t *testing.T, name string) []byte {
+func e2eFixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "e2e", name))
 	if err != nil {
