@@ -51,8 +51,10 @@
 // no byte ranges: it is read from the start again and the first offset decompressed bytes are
 // discarded. Reads are pinned to the version id, or for an unversioned bucket to the ETag of
 // the first read (If-Match): an object overwritten meanwhile fails loudly instead of mixing
-// two files. (An unversioned object overwritten after it was done shares the state key
-// `@null` and is skipped as done: the uploads bucket must be versioned.)
+// two files. An event without a version id (an unversioned bucket, or the local stand-in, whose
+// events carry none) names its state `@null-{eTag}`: the same key overwritten with other bytes
+// is a new file, a repeated event for the same bytes is skipped. The deployed bucket is
+// versioned, so there the version id decides.
 // The invocation also saves a checkpoint every Config.CheckpointEvery without stopping, so a
 // crash re-sends at most that much; the order API's Idempotency-Key absorbs such re-sends.
 // When several files-queue messages arrive in one batch and the checkpoint time has come, the

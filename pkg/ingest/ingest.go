@@ -238,6 +238,7 @@ func objectOf(rec s3event.Record) object {
 	obj := object{Bucket: rec.Bucket, Key: rec.Key, Version: rec.VersionID}
 	if obj.Version == "" {
 		obj.Version = order.NullVersion
+		obj.ETag = strings.Trim(rec.ETag, `"`)
 	}
 	return obj
 }

@@ -61,6 +61,10 @@ type State struct {
 // object names one object version.
 type object struct {
 	Bucket, Key, Version string // Version is order.NullVersion when unversioned
+	// ETag names the content of an unversioned object (an event without a version id: an
+	// unversioned bucket, or the local stand-in, whose events carry none), so that the same key
+	// overwritten with other bytes is a new file while a repeated event for the same bytes is not.
+	ETag string
 }
 
 func (o object) versionID() *string {
@@ -71,7 +75,12 @@ func (o object) versionID() *string {
 }
 
 func (o object) source() string      { return "s3://" + o.Bucket + "/" + o.Key }
-func (o object) statePrefix() string { return "state/" + o.Key + "@" + o.Version }
+func (o object) statePrefix() string {
+	if o.Version == order.NullVersion && o.ETag != "" {
+		return "state/" + o.Key + "@" + order.NullVersion + "-" + o.ETag
+	}
+	return "state/" + o.Key + "@" + o.Version
+}
 func (o object) stateKey() string    { return o.statePrefix() + ".json" }
 func (o object) idsKey() string      { return o.statePrefix() + ".ids" }
 func (o object) rejectPartKey(n int) string {
