@@ -283,7 +283,9 @@ func NewRedrive(scope constructs.Construct, id string, props RedriveProps) *Redr
 	allow(f.Role, "ReadParked", &[]*string{o.DLQ.QueueArn()},
 		"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
 		"sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks", "sqs:CancelMessageMoveTask")
-	allow(f.Role, "RequeueOrders", &[]*string{o.Queue.QueueArn()}, "sqs:SendMessage")
+	// GetQueueAttributes: the native move task names its destination by ARN, which redrive
+	// looks up from the orders queue URL.
+	allow(f.Role, "RequeueOrders", &[]*string{o.Queue.QueueArn()}, "sqs:SendMessage", "sqs:GetQueueAttributes")
 	r := &Redrive{Construct: c, AppFunction: f}
 	if props.Schedule != "" {
 		r.Rule = awsevents.NewRule(c, jsii.String("Schedule"), &awsevents.RuleProps{

@@ -432,7 +432,7 @@ func TestLeastPrivilege(t *testing.T) {
 			"sqs:ReceiveMessage":          {dlq},
 			"sqs:DeleteMessage":           {dlq},
 			"sqs:ChangeMessageVisibility": {dlq},
-			"sqs:GetQueueAttributes":      {dlq},
+			"sqs:GetQueueAttributes":      {dlq, orders},
 			"sqs:StartMessageMoveTask":    {dlq},
 			"sqs:ListMessageMoveTasks":    {dlq},
 			"sqs:CancelMessageMoveTask":   {dlq},
