@@ -277,9 +277,9 @@ func (d *Dispatcher) pace(ctx context.Context) (time.Duration, bool) {
 // maxPause bounds how long one instance holds back after throttles.
 const maxPause = time.Minute
 
-// throttled holds this instance's next request back after a 429/503: one pacing interval after
-// the first throttle in a row, doubling with each further one, up to the Retry-After (or
-// maxPause when there is none). A lone 429 at the limit is a collision of two instances'
+// throttled holds this instance's next request back after a 429/503: one pacing interval (plus a
+// random part of one) after the first throttle in a row, doubling with each further one, up to
+// the Retry-After (or maxPause when there is none). A lone 429 at the limit is a collision of two instances'
 // phases and costs one slot; throttles in a row mean the API wants less, and get its Retry-After.
 // The throttled message itself always waits the full Retry-After (its visibility).
 func (d *Dispatcher) throttled(res orderapi.Result) {
@@ -293,7 +293,9 @@ func (d *Dispatcher) throttled(res orderapi.Result) {
 	d.throttleStreak++
 	p := ceiling
 	if s := d.throttleStreak - 1; s < 32 && interval<<s < ceiling {
-		p = interval << s
+		// Plus a random part of an interval, so that two instances whose requests collide do
+		// not stay in step: a pause of whole intervals would keep their phases.
+		p = min(interval<<s+time.Duration(d.rand()*float64(interval)), ceiling)
 	}
 	if until := d.clock.Now().Add(p); until.After(d.pausedUntil) {
 		d.pausedUntil = until

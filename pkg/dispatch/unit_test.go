@@ -355,7 +355,7 @@ func TestThrottlePausesTheInstance(t *testing.T) {
 		results: []orderapi.Result{throttle, throttle, throttle, throttle, ok, throttle, ok}}
 	cfg := testConfig()
 	cfg.APIRate, cfg.APIInstances = 4, 2 // interval 0.5 s
-	d := New(cfg, &recordingQueue{}, api, Options{Clock: clk, Metrics: &bytes.Buffer{}})
+	d := New(cfg, &recordingQueue{}, api, Options{Clock: clk, Metrics: &bytes.Buffer{}, Rand: func() float64 { return 0 }})
 	for _, id := range []string{"a", "b", "c", "d", "e", "f", "g"} {
 		d.Handle(context.Background(), batch(id))
 	}
