@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/orderpipe/orderpipe/internal/lambdalog"
+
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -30,7 +32,7 @@ func wire(ctx context.Context) (*dispatch.Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	slog.SetDefault(dispatch.NewLogger(cfg.LogLevel))
+	slog.SetDefault(lambdalog.New(cfg.LogLevel))
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS config: %w", err)

@@ -8,8 +8,9 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/orderpipe/orderpipe/internal/lambdalog"
+
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -29,7 +30,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	slog.SetDefault(slog.New(minLevel{lambdacontext.NewLogHandler(), cfg.LogLevel}))
+	slog.SetDefault(lambdalog.New(cfg.LogLevel))
 	awsCfg, err := config.LoadDefaultConfig(context.Background())
 	if err != nil {
 		return fmt.Errorf("load AWS config: %w", err)
@@ -40,22 +41,4 @@ func run() error {
 	h := ingest.New(cfg, s3c, sqs.NewFromConfig(awsCfg))
 	lambda.Start(h.Handle)
 	return nil
-}
-
-// minLevel drops records below LOG_LEVEL on top of the Lambda handler's own level.
-type minLevel struct {
-	slog.Handler
-	level slog.Level
-}
-
-func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.level && h.Handler.Enabled(ctx, l)
-}
-
-func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
-	return minLevel{h.Handler.WithAttrs(a), h.level}
-}
-
-func (h minLevel) WithGroup(name string) slog.Handler {
-	return minLevel{h.Handler.WithGroup(name), h.level}
 }

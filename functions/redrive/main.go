@@ -8,11 +8,12 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/orderpipe/orderpipe/internal/lambdalog"
+
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
@@ -31,7 +32,7 @@ func setup(ctx context.Context) (*redrive.Redriver, error) {
 		return nil, err
 	}
 	// Lambda's structured handler (request id on every line) filtered at LOG_LEVEL.
-	slog.SetDefault(dispatch.NewLogger(cfg.LogLevel))
+	slog.SetDefault(lambdalog.New(cfg.LogLevel))
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS config: %w", err)

@@ -1,15 +1,12 @@
 package dispatch
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
@@ -136,27 +133,4 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dispatch config: %w", err)
 	}
 	return nil
-}
-
-// NewLogger is the function's logger: Lambda's structured handler (request id on every line,
-// AWS_LAMBDA_LOG_FORMAT) that drops records below level (LOG_LEVEL).
-func NewLogger(level slog.Level) *slog.Logger {
-	return slog.New(minLevel{Handler: lambdacontext.NewLogHandler(), level: level})
-}
-
-type minLevel struct {
-	slog.Handler
-	level slog.Level
-}
-
-func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.level && h.Handler.Enabled(ctx, l)
-}
-
-func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevel{Handler: h.Handler.WithAttrs(attrs), level: h.level}
-}
-
-func (h minLevel) WithGroup(name string) slog.Handler {
-	return minLevel{Handler: h.Handler.WithGroup(name), level: h.level}
 }
