@@ -6,13 +6,12 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/orderpipe/orderpipe/internal/lambdalog"
-
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/orderpipe/orderpipe/internal/lambdalog"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 )
