@@ -305,6 +305,12 @@ func TestGiveBackWhenTimeIsShort(t *testing.T) {
 type recordingQueue struct {
 	Queue
 	visibility []int32
+	sent       []*sqs.SendMessageInput
+}
+
+func (q *recordingQueue) SendMessage(ctx context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	q.sent = append(q.sent, in)
+	return &sqs.SendMessageOutput{}, nil
 }
 
 func (q *recordingQueue) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
@@ -365,5 +371,39 @@ func TestThrottlePausesTheInstance(t *testing.T) {
 	want := []time.Duration{0, 500 * ms, 1500 * ms, 3500 * ms, 6500 * ms, 7000 * ms, 7500 * ms}
 	if diff := cmp.Diff(want, api.at); diff != "" {
 		t.Errorf("PUT times (-want +got):\n%s", diff)
+	}
+}
+
+func TestBadInputNeverCrashes(t *testing.T) {
+	empty := ""
+	ev := events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "no-maps"},
+		{MessageId: "nil-string", Body: `{}`, MessageAttributes: map[string]events.SQSMessageAttribute{order.AttrOrderID: {DataType: "String"}}},
+		{MessageId: "empty-id", Body: `{}`, MessageAttributes: map[string]events.SQSMessageAttribute{order.AttrOrderID: {DataType: "String", StringValue: &empty}}},
+		{MessageId: "null-body", Body: `null`, Attributes: map[string]string{"ApproximateReceiveCount": "many"}, MessageAttributes: batch("x").Records[0].MessageAttributes},
+	}}
+	q := &recordingQueue{}
+	var metricsOut bytes.Buffer
+	d := New(testConfig(), q, &fakeAPI{clock: &testClock{}, budget: time.Hour}, Options{Clock: &testClock{}, Metrics: &metricsOut})
+	resp, err := d.Handle(context.Background(), ev)
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Errorf("Handle = %v, %v; want every message parked and deleted", resp, err)
+	}
+	var classes, attempts []string
+	for _, in := range q.sent {
+		if *in.QueueUrl != testConfig().DLQURL {
+			t.Errorf("sent to %s, want the DLQ", *in.QueueUrl)
+		}
+		classes = append(classes, *in.MessageAttributes[order.AttrFailureClass].StringValue)
+		attempts = append(attempts, *in.MessageAttributes[order.AttrAttempts].StringValue)
+	}
+	if want := []string{"undecodable", "undecodable", "undecodable", "undecodable"}; !cmp.Equal(classes, want) {
+		t.Errorf("classes = %v, want %v", classes, want)
+	}
+	if want := []string{"1", "1", "1", "1"}; !cmp.Equal(attempts, want) {
+		t.Errorf("attempts = %v, want %v", attempts, want)
+	}
+	if !strings.Contains(metricsOut.String(), `"Permanent":4`) {
+		t.Errorf("EMF = %s, want Permanent 4", metricsOut.String())
 	}
 }

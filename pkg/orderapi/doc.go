@@ -4,7 +4,9 @@
 // Manager and cached for a TTL.
 //
 // The client never retries: retries happen at one layer only, the orders queue (see
-// pkg/dispatch). Each call returns a [Result] that classifies the outcome (delivered, throttled,
+// pkg/dispatch). That includes net/http's own silent replay of a request carrying an
+// Idempotency-Key after a broken keep-alive connection, which the client turns off: a stale
+// connection shows up as a connection error. Connections are kept alive and bodies drained. Each call returns a [Result] that classifies the outcome (delivered, throttled,
 // transient, permanent) and carries the HTTP status, the Retry-After delay and whether a failure
 // was a timeout or a connection error, so the caller can decide what to do with the message.
 //
