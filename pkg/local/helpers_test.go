@@ -16,7 +16,7 @@ import (
 )
 
 // testQueue creates a queue on the stand-in with the given visibility timeout.
-func testQueue(t *testing.T, c *sqs.Client, visibility time.Duration) (url, arn string) {
+func testQueue(t testing.TB, c *sqs.Client, visibility time.Duration) (url, arn string) {
 	t.Helper()
 	ctx := context.Background()
 	name := awstestName(t)
@@ -36,7 +36,7 @@ func testQueue(t *testing.T, c *sqs.Client, visibility time.Duration) (url, arn 
 }
 
 // send sends one message per body, each with an OrderId string attribute equal to the body.
-func send(t *testing.T, c *sqs.Client, url string, bodies ...string) {
+func send(t testing.TB, c *sqs.Client, url string, bodies ...string) {
 	t.Helper()
 	for i := 0; i < len(bodies); i += 10 {
 		var entries []sqstypes.SendMessageBatchRequestEntry
@@ -56,7 +56,7 @@ func send(t *testing.T, c *sqs.Client, url string, bodies ...string) {
 }
 
 // depth returns visible + in-flight messages of the queue.
-func depth(t *testing.T, c *sqs.Client, url string) int {
+func depth(t testing.TB, c *sqs.Client, url string) int {
 	t.Helper()
 	out, err := c.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
 		QueueUrl: &url,

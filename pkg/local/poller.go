@@ -27,6 +27,7 @@ type Handler func(ctx context.Context, ev events.SQSEvent) (events.SQSEventRespo
 type SQSAPI interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 }
 
 // Defaults of the Poller, those of a Lambda SQS event source mapping and function.
@@ -63,7 +64,7 @@ type Poller struct {
 	Logger       *slog.Logger // nil means slog.Default()
 
 	stats struct {
-		received, invocations, deleted, itemFailures, failures, crashes, timeouts, receiveErrors, deleteErrors atomic.Int64
+		received, invocations, deleted, itemFailures, failures, crashes, timeouts, receiveErrors, deleteErrors, released atomic.Int64
 	}
 }
 
@@ -80,6 +81,7 @@ type Stats struct {
 	Timeouts      int64 // of Failures: the handler had not returned by FunctionTimeout (or ErrTimedOut)
 	ReceiveErrors int64 // failed ReceiveMessage calls (retried after a pause)
 	DeleteErrors  int64 // messages whose delete failed (they will be received again)
+	Released      int64 // messages received while stopping and made visible again, not invoked
 }
 
 // Stats returns the counts so far. Safe to call concurrently with Run.
@@ -89,6 +91,7 @@ func (p *Poller) Stats() Stats {
 		Received: s.received.Load(), Invocations: s.invocations.Load(), Deleted: s.deleted.Load(),
 		ItemFailures: s.itemFailures.Load(), Failures: s.failures.Load(), Crashes: s.crashes.Load(),
 		Timeouts: s.timeouts.Load(), ReceiveErrors: s.receiveErrors.Load(), DeleteErrors: s.deleteErrors.Load(),
+		Released: s.released.Load(),
 	}
 }
 
@@ -155,7 +158,8 @@ func functionARN(queueARN, name string) (region, arn string) {
 	return region, fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", region, account, name)
 }
 
-// Run polls until ctx is done, then waits for the invocations in flight to finish (each within
+// Run polls until ctx is done, then waits for the receives in flight (within WaitTime: what they
+// got is made visible again, not invoked) and the invocations in flight (each within
 // FunctionTimeout) and their deletes, and returns nil. It runs MaxConcurrency workers, each
 // receiving a batch and invoking the handler with it, so no more than MaxConcurrency invocations
 // are ever in flight. It returns an error at once if a required field is missing or a value is
@@ -174,20 +178,23 @@ func (p *Poller) Run(ctx context.Context) error {
 }
 
 // work receives and invokes until ctx is done.
+//
+// A receive is not cancelled when ctx is done: the queue would still count the messages it
+// hands to an abandoned long poll as received, and they would only come back after the
+// visibility timeout. The receive finishes (within WaitTime) and what it got is released.
 func (p *Poller) work(ctx context.Context, c config) {
 	pause := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		out, err := p.Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.wait+receiveMargin)
+		out, err := p.Client.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    &p.QueueURL,
 			MaxNumberOfMessages:         int32(c.batchSize),
 			WaitTimeSeconds:             int32(c.wait / time.Second),
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
 			MessageAttributeNames:       []string{"All"},
 		})
+		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
 			p.stats.receiveErrors.Add(1)
 			c.log.ErrorContext(ctx, "receive messages", "queueURL", p.QueueURL, "error", err)
 			select {
@@ -198,9 +205,34 @@ func (p *Poller) work(ctx context.Context, c config) {
 			continue
 		}
 		pause = 100 * time.Millisecond
-		if len(out.Messages) > 0 {
+		switch {
+		case len(out.Messages) == 0:
+		case ctx.Err() != nil:
+			p.release(ctx, c.log, out.Messages)
+		default:
 			p.invoke(ctx, c, out.Messages)
 		}
+	}
+}
+
+// receiveMargin bounds a receive beyond its long poll.
+const receiveMargin = 10 * time.Second
+
+// release makes messages received while stopping visible again at once.
+func (p *Poller) release(ctx context.Context, log *slog.Logger, msgs []sqstypes.Message) {
+	p.stats.released.Add(int64(len(msgs)))
+	entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: m.MessageId, ReceiptHandle: m.ReceiptHandle}
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
+	defer cancel()
+	out, err := p.Client.ChangeMessageVisibilityBatch(rctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &p.QueueURL, Entries: entries})
+	if err == nil && len(out.Failed) > 0 {
+		err = fmt.Errorf("%d failed, first: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+	}
+	if err != nil {
+		log.WarnContext(ctx, "release messages received while stopping: they return after the visibility timeout", "queueURL", p.QueueURL, "messages", len(msgs), "error", err)
 	}
 }
 

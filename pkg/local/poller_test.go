@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
 
@@ -418,5 +419,63 @@ func TestSQSHandler(t *testing.T) {
 				t.Errorf("payload %s: want the SQS event JSON (%v)", payload, err)
 			}
 		})
+	}
+}
+
+// receiveSignal wraps the real client to tell when a receive starts.
+type receiveSignal struct {
+	*sqs.Client
+	receiving chan struct{}
+}
+
+func (r receiveSignal) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	select {
+	case r.receiving <- struct{}{}:
+	default:
+	}
+	return r.Client.ReceiveMessage(ctx, in, optFns...)
+}
+
+// TestPollerStopReleasesReceived stops the poller during a long poll and then sends a message:
+// the poll receives it, and the poller makes it visible again instead of invoking the handler
+// or leaving it invisible for the visibility timeout.
+func TestPollerStopReleasesReceived(t *testing.T) {
+	t.Parallel()
+	cfg := awstest.Config(t)
+	c := awstest.SQS(cfg)
+	url, arn := testQueue(t, c, time.Minute)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var calls atomic.Int32
+	p := &Poller{
+		Client: receiveSignal{c, make(chan struct{}, 1)}, Logger: testLogger(t), QueueURL: url, QueueARN: arn,
+		MaxConcurrency: 1, WaitTime: 5 * time.Second,
+		Handler: func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
+			calls.Add(1)
+			return events.SQSEventResponse{}, nil
+		},
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-p.Client.(receiveSignal).receiving
+	stop()
+	send(t, c, url, "late")
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := calls.Load(); got != 0 {
+		t.Errorf("handler calls after stop: got %d, want 0", got)
+	}
+	if got, want := p.Stats().Released, int64(1); got != want {
+		t.Errorf("Stats.Released: got %d, want %d (%+v)", got, want, p.Stats())
+	}
+	out, err := c.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+		QueueUrl: &url, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
+	})
+	if err != nil {
+		t.Fatalf("queue attributes: %v", err)
+	}
+	if got, want := out.Attributes["ApproximateNumberOfMessages"], "1"; got != want {
+		t.Errorf("visible messages after the stop: got %s, want %s", got, want)
 	}
 }

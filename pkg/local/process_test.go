@@ -3,6 +3,8 @@ package local
 import (
 	"bytes"
 	"context"
+	"debug/elf"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +48,7 @@ func TestMain(m *testing.M) {
 // buildFunction builds the Lambda function in pkg (a directory relative to this package) as a
 // bootstrap for linux and this host's GOARCH, as `make build` does for the target's, once per
 // test binary.
-func buildFunction(t *testing.T, pkg string) string {
+func buildFunction(t testing.TB, pkg string) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
@@ -54,7 +56,7 @@ func buildFunction(t *testing.T, pkg string) string {
 		return out
 	}
 	out := filepath.Join(buildDir, strconv.Itoa(len(buildDone)), "bootstrap")
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", "lambda.norpc", "-o", out, "./"+pkg)
+	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", out, "./"+pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
@@ -371,5 +373,38 @@ func TestPollerWithBinary(t *testing.T) {
 			}
 			checkKept(t, c, url, tc.kept)
 		})
+	}
+}
+
+// TestProcessForeignArch checks that a binary for the other architecture is run through its
+// qemu emulator when that is on PATH, and refused with a message naming the package otherwise.
+// The binary is a bare ELF header: the tests build only for the host (see buildFunction).
+func TestProcessForeignArch(t *testing.T) {
+	t.Parallel()
+	arch, machine := "arm64", elf.EM_AARCH64
+	if runtime.GOARCH == "arm64" {
+		arch, machine = "amd64", elf.EM_X86_64
+	}
+	var hdr bytes.Buffer
+	h := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(machine), Version: uint32(elf.EV_CURRENT), Ehsize: 64, Phentsize: 56, Shentsize: 64}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS], h.Ident[elf.EI_DATA], h.Ident[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)
+	if err := binary.Write(&hdr, binary.LittleEndian, h); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bootstrap")
+	if err := os.WriteFile(path, hdr.Bytes(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := binaryArch(path); got != arch || err != nil {
+		t.Fatalf("binaryArch: got %q, %v; want %q", got, err, arch)
+	}
+	argv, err := (&Process{Path: path}).command()
+	if emu, lookErr := exec.LookPath(emulators[arch]); lookErr == nil {
+		if diff := cmp.Diff([]string{emu, path}, argv); diff != "" || err != nil {
+			t.Errorf("command with %s on PATH (-want +got):\n%s%v", emulators[arch], diff, err)
+		}
+	} else if err == nil || !strings.Contains(err.Error(), "qemu-user-static") {
+		t.Errorf("command without %s: got %v, %v; want an error naming qemu-user-static", emulators[arch], argv, err)
 	}
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
-func awstestName(t *testing.T) string { return awstest.Name(t, "local") }
+func awstestName(t testing.TB) string { return awstest.Name(t, "local") }
 
 func shortSettings() pipeline.Settings {
 	s := pipeline.Defaults()
