@@ -145,7 +145,7 @@ type decision struct {
 	visibility time.Duration // for actRetry, actRequeue
 }
 
-// Decide maps an API outcome and the message's receive count to its fate (see doc.go).
+// decide maps an API outcome and the message's receive count to its fate (see doc.go).
 func (d *Dispatcher) decide(res orderapi.Result, attempts int) decision {
 	switch res.Class {
 	case orderapi.Delivered:
@@ -329,12 +329,12 @@ func (d *Dispatcher) apply(ctx context.Context, log *slog.Logger, msg events.SQS
 		log.WarnContext(ctx, "order parked", "failureClass", dec.parkClass)
 		return true
 	case actRequeue:
-		if err := d.requeue(sctx, msg, dec.visibility); err == nil {
-			log.WarnContext(ctx, "order throttled; re-sent as a fresh message", "delaySec", seconds(dec.visibility))
+		err := d.requeue(sctx, msg, dec.visibility)
+		if err == nil {
+			log.WarnContext(ctx, "order re-sent as a fresh message", "delaySec", seconds(dec.visibility))
 			return true
-		} else {
-			log.WarnContext(ctx, "order throttled; re-send failed, retrying in place", "error", err)
 		}
+		log.WarnContext(ctx, "order not re-sent; retrying in place", "error", err)
 	}
 	// actRetry, actGiveBack, and a failed requeue: the message comes back after visibility.
 	if err := d.setVisibility(sctx, msg, dec.visibility); err != nil {
