@@ -31,6 +31,7 @@ vet: ## go vet
 test: tools | $(TMPDIR) ## vet and run every test against a local moto_server (started and stopped here)
 	@scripts/moto.sh start && trap 'scripts/moto.sh stop' EXIT && \
 	  $(GO) vet $(PKGS) && \
+	  { unformatted=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }; } && \
 	  AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -count=1 -timeout 9m $(PKGS)
 
 bench: tools | $(TMPDIR) ## run the benchmarks (see docs/BENCHMARKS.md)

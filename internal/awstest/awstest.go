@@ -47,12 +47,20 @@ func Config(t testing.TB) aws.Config {
 // ConfigAt is Config for an explicit endpoint (for example a second stand-in).
 func ConfigAt(t testing.TB, endpoint string) aws.Config {
 	t.Helper()
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(endpoint)
+	// A busy stand-in (every package's tests share it) can be slow to answer: try a few times.
+	c := http.Client{Timeout: 10 * time.Second}
+	var err error
+	for try := 0; try < 3; try++ {
+		var resp *http.Response
+		if resp, err = c.Get(endpoint); err == nil {
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	if err != nil {
 		t.Fatalf("AWS stand-in not reachable at %s (%v): run the tests with `make test`, or start it with `make moto-start`", endpoint, err)
 	}
-	resp.Body.Close()
 	cfg, err := config.LoadDefaultConfig(context.Background(),
 		config.WithRegion(Region),
 		config.WithBaseEndpoint(endpoint),

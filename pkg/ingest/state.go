@@ -74,15 +74,15 @@ func (o object) versionID() *string {
 	return aws.String(o.Version)
 }
 
-func (o object) source() string      { return "s3://" + o.Bucket + "/" + o.Key }
+func (o object) source() string { return "s3://" + o.Bucket + "/" + o.Key }
 func (o object) statePrefix() string {
 	if o.Version == order.NullVersion && o.ETag != "" {
 		return "state/" + o.Key + "@" + order.NullVersion + "-" + o.ETag
 	}
 	return "state/" + o.Key + "@" + o.Version
 }
-func (o object) stateKey() string    { return o.statePrefix() + ".json" }
-func (o object) idsKey() string      { return o.statePrefix() + ".ids" }
+func (o object) stateKey() string { return o.statePrefix() + ".json" }
+func (o object) idsKey() string   { return o.statePrefix() + ".ids" }
 func (o object) rejectPartKey(n int) string {
 	return fmt.Sprintf("%s.rejects-%d.jsonl", o.statePrefix(), n)
 }
