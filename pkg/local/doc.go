@@ -4,43 +4,61 @@
 //
 // # Stand-in and resources
 //
-// StartMoto starts moto_server on a free port when no AWS_ENDPOINT_URL is given. Provision
-// creates (or finds) the versioned bucket, the SNS topic its uploads/ ObjectCreated events go to,
-// the files queue subscribed to the topic with raw delivery, the orders queue and both
-// dead-letter queues, with the visibility timeouts, retention and maxReceiveCount of a validated
-// pipeline.Settings, the same the CDK app uses.
+// StartMoto starts moto_server on a free port, for when no AWS_ENDPOINT_URL is given. Provision
+// creates (or finds, and sets again) the versioned bucket, the SNS topic its ObjectCreated events
+// under uploads/ go to, the files queue subscribed to the topic with raw message delivery and a
+// policy letting the topic send, the orders queue, and a dead-letter queue for each, with the
+// visibility timeouts, retention and maxReceiveCount of a validated pipeline.Settings: the same
+// values the CDK app deploys. Setting the notification makes the stand-in send an s3:TestEvent
+// to the files queue; the Poller delivers it like any message and the ingest handler skips it.
 //
 // # Event source mapping
 //
 // Poller mirrors a Lambda SQS event source mapping with ReportBatchItemFailures:
 //   - MaxConcurrency workers each long-poll ReceiveMessage (WaitTime, at most BatchSize
-//     messages, all system and message attributes) and invoke the Handler with the batch, so at
-//     most MaxConcurrency invocations are ever in flight (the mapping's MaximumConcurrency);
+//     messages, all system and message attributes) and invoke the Handler with what they got,
+//     so at most MaxConcurrency invocations are ever in flight (the mapping's
+//     MaximumConcurrency);
 //   - records are converted as Lambda does (SQSMessage): messageId, receiptHandle, body,
-//     attributes (ApproximateReceiveCount, SentTimestamp, ...), messageAttributes with
-//     stringValue and dataType, md5OfBody, eventSource "aws:sqs", eventSourceARN, awsRegion;
+//     attributes (ApproximateReceiveCount, SentTimestamp, SenderId,
+//     ApproximateFirstReceiveTimestamp), messageAttributes with stringValue/binaryValue and
+//     dataType, md5OfBody, md5OfMessageAttributes, eventSource "aws:sqs", eventSourceARN and
+//     awsRegion;
 //   - each invocation's context has a deadline FunctionTimeout away and a lambdacontext with a
 //     fresh request id and the function's ARN;
-//   - a successful invocation deletes every message except its BatchItemFailures; an error, a
-//     panic (recovered: a crashed invocation), a missed deadline, or a partial batch response
-//     naming a message that is not in the batch (or an empty id) deletes nothing, so the
-//     messages come back after the visibility timeout, with a higher ApproximateReceiveCount,
-//     until the queue's redrive policy moves them to the dead-letter queue;
-//   - cancelling Run's context stops receiving; invocations in flight finish and their deletes
-//     are made before Run returns.
+//   - a successful invocation deletes every message but its BatchItemFailures; an error, a
+//     panic (recovered: a crashed invocation, and the poller goes on), a missed deadline, or a
+//     partial batch response naming a message not in the batch (or an empty id) deletes
+//     nothing, so the messages come back after the visibility timeout with a higher
+//     ApproximateReceiveCount, until the queue's redrive policy moves them to its DLQ;
+//   - cancelling Run's context stops it: receives in flight finish (within WaitTime) and what
+//     they got is made visible again at once (a cancelled long poll would have left it
+//     invisible for the visibility timeout); invocations in flight finish and their deletes are
+//     made before Run returns.
 //
-// It does not: scale pollers with the backlog (the worker count is fixed at MaxConcurrency),
-// wait for a batching window or build batches larger than one receive (BatchSize is at most
-// 10), handle FIFO queues (ordering per message group), filter events, back off after failed
-// invocations, or kill a handler that ignores its deadline (its result is discarded and it
-// counts as a timeout; the goroutine runs on). A function timeout does not change the
-// messages' visibility: they come back when the queue's visibility timeout passes.
+// It does not: scale pollers with the backlog (the worker count is fixed at MaxConcurrency,
+// and a worker waits for its invocation before receiving again), wait for a batching window
+// or build batches larger than one receive (BatchSize is at most 10), keep FIFO ordering per
+// message group, filter events, back off after failed invocations, or kill an in-process
+// handler that ignores its deadline (its result is discarded and it counts as a timeout; the
+// goroutine runs on). Like Lambda, it does not change a failed message's visibility: that is the
+// handler's business (dispatch does it with ChangeMessageVisibility).
 //
 // # Lambda Runtime API
 //
-// To run a real compiled bootstrap instead of a Go function, Process serves the Lambda Runtime
-// API on 127.0.0.1 and runs the binary with AWS_LAMBDA_RUNTIME_API pointing at it, restarting
-// it when it exits. Process.Invoke sends one payload and returns the response; SQSHandler turns
-// it into a Handler for the Poller. arm64 binaries run through qemu-aarch64-static when the host
-// is not arm64.
+// Process runs a real compiled bootstrap (a custom runtime, as built by `make build`) as one
+// Lambda execution environment: it serves the Lambda Runtime API on 127.0.0.1
+// (GET /2018-06-01/runtime/invocation/next with the request id, deadline and function ARN
+// headers; POST .../invocation/{id}/response and .../error; POST .../init/error) and runs the
+// binary with AWS_LAMBDA_RUNTIME_API pointing at it, the variables Lambda sets
+// (AWS_LAMBDA_FUNCTION_NAME, AWS_REGION, ...) and the function's own Env. Process.Invoke sends
+// one payload and returns the response, one invocation at a time per Process; SQSHandler turns
+// it into a Handler for the Poller. A binary that exits is started again; an exit during an
+// invocation fails it with ErrCrashed, and a missed deadline (ErrTimedOut) kills and restarts
+// the binary, as Lambda resets the environment. A binary built for another architecture runs
+// through qemu-aarch64-static or qemu-x86_64-static (Debian package qemu-user-static) when that
+// is on PATH; Start says what to install otherwise.
+//
+// It does not implement the Extensions or Telemetry APIs, response streaming, the SIGTERM
+// shutdown phase, X-Ray, memory limits or freezing the process between invocations.
 package local
