@@ -2,9 +2,12 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -153,4 +156,83 @@ func TestE2EFaultsAndRedrive(t *testing.T) {
 		delete(wantParked, id)
 	}
 	p.checkLedger(t, files, wantParked)
+}
+
+// TestE2ESlowAPI gives the order API client a timeout (30 s) far past the dispatch function's
+// (4 s): a request that hangs must still end as a recorded timeout within the invocation's
+// deadline minus the client's margin, never as an invocation killed at its deadline, so the
+// order is parked as exhausted with a timeout detail after MAX_ATTEMPTS tries.
+func TestE2ESlowAPI(t *testing.T) {
+	t.Parallel()
+	const hung = "s-02"
+	p := newE2E(t, e2eOptions{hangIDs: []string{hung}, timeout: 30 * time.Second})
+	p.start(t)
+	body := []byte(`{"id":"s-01"}` + "\n" + `{"id":"s-02"}` + "\n" + `{"id":"s-03"}` + "\n")
+	f := &e2eFile{key: "uploads/slow.jsonl", body: body, text: body, ids: numbered("s", 3)}
+	f.version = p.upload(t, f.key, f.body)
+	files := []*e2eFile{f}
+	p.settle(t, 60*time.Second, files)
+	parked := p.checkLedger(t, files, map[string]string{hung: order.ClassExhausted})
+	if m := parked[hung]; !strings.HasPrefix(m.detail, "timeout: ") || m.attempts != int64(p.settings.MaxAttempts) {
+		t.Errorf("parked %s: detail %q after %d attempts, want a timeout after %d", hung, m.detail, m.attempts, p.settings.MaxAttempts)
+	}
+	if st := p.orders.Stats(); st.Timeouts != 0 || st.Failures != 0 {
+		t.Errorf("dispatch invocations: %d timed out, %d failed; want 0, 0 (the client must give up first)", st.Timeouts, st.Failures)
+	}
+	if got := p.hang.hung()[hung]; got != p.settings.MaxAttempts {
+		t.Errorf("requests for %s left hanging = %d, want %d", hung, got, p.settings.MaxAttempts)
+	}
+}
+
+// TestE2EStrictAPI runs orders against a stand-in limited exactly like the real API (API_RATE,
+// burst 1, 429 beyond), where the two dispatch instances are throttled often, with some orders
+// failing twice with a 500 first. A throttle alone must never park an order (dispatch re-sends
+// a fresh copy before the budget runs out). An order that also failed may end as exhausted,
+// because the throttles earlier in its life spent part of its transient budget (pkg/dispatch
+// documents this); a redrive then delivers it. In the end every order is delivered exactly once.
+func TestE2EStrictAPI(t *testing.T) {
+	t.Parallel()
+	const n, rate = 40, 20
+	var body []byte
+	failing := map[string]bool{}
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("t-%02d", i)
+		body = fmt.Appendf(body, `{"id":%q,"amount":"%d.00"}`+"\n", id, i)
+		if i%5 == 0 {
+			failing[id] = true
+		}
+	}
+	p := newE2E(t, e2eOptions{apiRate: rate, plan: apiserver.Config{
+		RPS: rate, Burst: 1, FailIDs: slices.Sorted(maps.Keys(failing)), FailTimes: 2,
+	}})
+	p.start(t)
+	f := &e2eFile{key: "uploads/strict.jsonl", body: body, text: body, ids: numbered("t", n)}
+	f.version = p.upload(t, f.key, f.body)
+	files := []*e2eFile{f}
+	p.settle(t, 60*time.Second, files)
+
+	allowed := map[string]string{} // the failing orders that ended exhausted
+	for _, m := range p.peekDLQ(t) {
+		if failing[m.id] && m.class == order.ClassExhausted {
+			allowed[m.id] = m.class
+		}
+	}
+	p.checkLedger(t, files, allowed)
+	st := p.api.Stats()
+	t.Logf("stand-in: %d requests, %d throttled, %d 5xx; %d of %d failing orders parked as exhausted after throttles: %v",
+		st.Requests, st.Throttled, st.ServerErrors, len(allowed), len(failing), slices.Sorted(maps.Keys(allowed)))
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs)
+	r.Logger = slog.New(slog.NewTextHandler(p.logs, nil))
+	res, err := r.Run(ctx, redrive.Request{Class: redrive.Classes{order.ClassExhausted}})
+	if err != nil || res.Moved != len(allowed) {
+		t.Fatalf("redrive: moved %d, error %v; want %d, nil", res.Moved, err, len(allowed))
+	}
+	p.settle(t, 60*time.Second, files)
+	p.checkLedger(t, files, nil)
 }

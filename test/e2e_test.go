@@ -101,6 +101,7 @@ type e2eOptions struct {
 	plan    apiserver.Config // faults of the stand-in API; RPS 0: twice API_RATE, burst 4
 	hangIDs []string         // never answered while the hang switch is on (see hangSwitch)
 	apiRate float64          // API_RATE; 0 means e2eSettings' 50 requests/s
+	timeout time.Duration    // ORDER_API_TIMEOUT; 0 means e2eAPITimeout
 	// ingest and dispatch wrap the handlers, to inject crashes; nil leaves them as they are.
 	ingest, dispatch func(local.Handler) local.Handler
 }
@@ -161,6 +162,9 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 		"CHECKPOINT_MARGIN":  "2s",
 		"LOG_LEVEL":          "info",
 	})
+	if o.timeout > 0 {
+		env["ORDER_API_TIMEOUT"] = o.timeout.String()
+	}
 	getenv := func(k string) string { return env[k] }
 	icfg, err := ingest.LoadConfig(getenv)
 	if err != nil {
