@@ -81,6 +81,21 @@ func (h *hangSwitch) hung() map[string]int {
 	return m
 }
 
+// redrive moves the parked orders of classes back to the orders queue with pkg/redrive's
+// selective move, as `orderpipe dlq redrive --class ...` does.
+func (p *e2ePipeline) redrive(t *testing.T, classes ...string) redrive.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs)
+	r.Logger = slog.New(slog.NewTextHandler(p.logs, nil))
+	res, err := r.Run(ctx, redrive.Request{Class: classes})
+	if err != nil {
+		t.Fatalf("redrive %v: %v", classes, err)
+	}
+	return res
+}
+
 // TestE2EFaultsAndRedrive runs a file through an API with every kind of fault: refused orders
 // (422) are parked as permanent at once; orders failing with 500 or a connection reset on their
 // first two tries are delivered by the retries; orders whose request hangs past the client
@@ -140,14 +155,7 @@ func TestE2EFaultsAndRedrive(t *testing.T) {
 
 	// The API is fixed: the timeouts are redriven and delivered; the refused orders stay parked.
 	p.hang.clear()
-	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs)
-	r.Logger = slog.New(slog.NewTextHandler(p.logs, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := r.Run(ctx, redrive.Request{Class: redrive.Classes{order.ClassExhausted}})
-	if err != nil {
-		t.Fatalf("redrive: %v", err)
-	}
+	res := p.redrive(t, order.ClassExhausted)
 	if res.Moved != len(hanging) || res.Failed != 0 || res.DeleteFailed != 0 || res.Skipped != len(refused) {
 		t.Errorf("redrive moved %d failed %d deleteFailed %d skipped %d; want %d 0 0 %d", res.Moved, res.Failed, res.DeleteFailed, res.Skipped, len(hanging), len(refused))
 	}
@@ -225,13 +233,8 @@ func TestE2EStrictAPI(t *testing.T) {
 		t.FailNow()
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs)
-	r.Logger = slog.New(slog.NewTextHandler(p.logs, nil))
-	res, err := r.Run(ctx, redrive.Request{Class: redrive.Classes{order.ClassExhausted}})
-	if err != nil || res.Moved != len(allowed) {
-		t.Fatalf("redrive: moved %d, error %v; want %d, nil", res.Moved, err, len(allowed))
+	if res := p.redrive(t, order.ClassExhausted); res.Moved != len(allowed) || res.Failed != 0 {
+		t.Fatalf("redrive moved %d, failed %d; want %d, 0", res.Moved, res.Failed, len(allowed))
 	}
 	p.settle(t, 60*time.Second, files)
 	p.checkLedger(t, files, nil)
