@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -277,7 +279,11 @@ func printLedger(w io.Writer, l ledger) {
 	fmt.Fprintf(w, "  lines      %4d  (blank lines aside)\n", l.Lines)
 	fmt.Fprintf(w, "  delivered  %4d\n", l.Delivered)
 	fmt.Fprintf(w, "  rejected   %4d  (rejects/%s.jsonl)\n", l.Rejected, l.Key)
-	fmt.Fprintf(w, "  parked     %4d  %v (orderpipe dlq ls)\n", l.Parked, l.ParkedByClass)
+	classes := make([]string, 0, len(l.ParkedByClass))
+	for _, c := range slices.Sorted(maps.Keys(l.ParkedByClass)) {
+		classes = append(classes, fmt.Sprintf("%s %d", c, l.ParkedByClass[c]))
+	}
+	fmt.Fprintf(w, "  parked     %4d  (%s; orderpipe dlq ls)\n", l.Parked, strings.Join(classes, ", "))
 	fmt.Fprintf(w, "  lines = delivered + rejected + parked: %d = %d + %d + %d: %s\n", l.Lines, l.Delivered, l.Rejected, l.Parked, verdict)
 	fmt.Fprintf(w, "  API: %d requests, %d throttled (429), %d server errors, %d idempotent replays\n",
 		l.APIRequests, l.APIThrottled, l.APIServerErrors, l.APIDuplicates)

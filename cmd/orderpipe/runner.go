@@ -47,6 +47,10 @@ func registerPipelineFlags(fs *flag.FlagSet, po *pipelineOptions, defaultPrefix 
 	fs.TextVar(&po.logLevel, "log-level", defaultLevel, "log level of the handlers and pollers on stderr")
 	po.standin = apiserver.DefaultConfig()
 	po.standin.RPS = defaultRPS
+	// A token bucket that holds one request per dispatch instance: the instances pace
+	// independently, so with a bucket of 1 two of them landing close together draw a 429
+	// (docs/BENCHMARKS.md, Dispatch). --api-burst 1 shows that case.
+	po.standin.Burst = 2
 	po.standin.RegisterFlags(fs)
 	fs.Float64Var(&po.standin.RPS, "standin-rps", defaultRPS, "the stand-in order API's rate limit (same as -api-rps)")
 }
