@@ -276,10 +276,14 @@ func TestRuntimeAPIProtocol(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, path, body string
+		status           int // of the POST
 		want             outcome
 	}{
-		{"response", "response", `{"ok":true}`, outcome{body: []byte(`{"ok":true}`)}},
-		{"error", "error", `{"errorType":"errorString","errorMessage":"bad"}`, outcome{err: &FunctionError{Type: "errorString", Message: "bad"}}},
+		{"response", "response", `{"ok":true}`, http.StatusAccepted, outcome{body: []byte(`{"ok":true}`)}},
+		{"error", "error", `{"errorType":"errorString","errorMessage":"bad"}`, http.StatusAccepted, outcome{err: &FunctionError{Type: "errorString", Message: "bad"}}},
+		{"too large", "response", strings.Repeat("x", maxPayload+1), http.StatusRequestEntityTooLarge, outcome{err: &FunctionError{
+			Type: "Function.ResponseSizeTooLarge", Message: "read the runtime's answer: http: request body too large",
+		}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := make(chan outcome, 1)
@@ -308,7 +312,7 @@ func TestRuntimeAPIProtocol(t *testing.T) {
 			if got, want := post(t, base+"invocation/unknown/"+tc.path, tc.body), http.StatusBadRequest; got != want {
 				t.Errorf("POST for an unknown id: got %d, want %d", got, want)
 			}
-			if got, want := post(t, base+"invocation/id-"+tc.name+"/"+tc.path, tc.body), http.StatusAccepted; got != want {
+			if got, want := post(t, base+"invocation/id-"+tc.name+"/"+tc.path, tc.body), tc.status; got != want {
 				t.Errorf("POST %s: got %d, want %d", tc.path, got, want)
 			}
 			o := <-got

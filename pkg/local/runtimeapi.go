@@ -228,20 +228,23 @@ func (r *runtimeAPI) next(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// take removes the in-flight invocation the request names, or answers 400.
+// take removes the in-flight invocation the request names and reads the body, or answers 400
+// (unknown id) or 413 (a body above Lambda's 6 MB limit, which fails the invocation).
 func (r *runtimeAPI) take(w http.ResponseWriter, req *http.Request) (*invocation, []byte, bool) {
 	id := req.PathValue("id")
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxPayload))
-	if err != nil {
-		writeRuntimeError(w, http.StatusRequestEntityTooLarge, "RequestTooLarge", fmt.Sprintf("read body: %v", err))
-		return nil, nil, false
-	}
 	r.mu.Lock()
 	inv := r.inflight[id]
 	delete(r.inflight, id)
 	r.mu.Unlock()
 	if inv == nil {
 		writeRuntimeError(w, http.StatusBadRequest, "InvalidRequestID", fmt.Sprintf("no invocation %q in flight", id))
+		return nil, nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxPayload))
+	if err != nil {
+		fe := &FunctionError{Type: "Function.ResponseSizeTooLarge", Message: fmt.Sprintf("read the runtime's answer: %v", err)}
+		inv.answer(outcome{err: fe})
+		writeRuntimeError(w, http.StatusRequestEntityTooLarge, fe.Type, fe.Message)
 		return nil, nil, false
 	}
 	return inv, body, true
