@@ -52,8 +52,9 @@
 // headers; POST .../invocation/{id}/response and .../error; POST .../init/error) and runs the
 // binary with AWS_LAMBDA_RUNTIME_API pointing at it, the variables Lambda sets
 // (AWS_LAMBDA_FUNCTION_NAME, AWS_REGION, ...) and the function's own Env. Process.Invoke sends
-// one payload and returns the response, one invocation at a time per Process; SQSHandler turns
-// it into a Handler for the Poller. A binary that exits is started again; an exit during an
+// one payload and returns the response, one invocation at a time per Process; Pool spreads
+// concurrent invocations over several Processes, one per MaxConcurrency; SQSHandler turns
+// either into a Handler for the Poller. A binary that exits is started again; an exit during an
 // invocation fails it with ErrCrashed, and a missed deadline (ErrTimedOut) kills and restarts
 // the binary, as Lambda resets the environment. A binary built for another architecture runs
 // through qemu-aarch64-static or qemu-x86_64-static (Debian package qemu-user-static) when that

@@ -315,3 +315,24 @@ func (p *Process) Close() error {
 	})
 	return nil
 }
+
+// Pool returns an invoke function that runs each invocation on an idle one of procs (started
+// Processes), as Lambda sends concurrent invocations to separate execution environments: use
+// it with SQSHandler and a Poller whose MaxConcurrency is len(procs). When all are busy, an
+// invocation waits for one, within its context (ErrTimedOut otherwise). Safe for concurrent use.
+func Pool(procs ...*Process) func(ctx context.Context, payload []byte) ([]byte, error) {
+	idle := make(chan *Process, len(procs))
+	for _, p := range procs {
+		idle <- p
+	}
+	return func(ctx context.Context, payload []byte) ([]byte, error) {
+		var p *Process
+		select {
+		case p = <-idle:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for an idle function instance: %w (%v)", ErrTimedOut, context.Cause(ctx))
+		}
+		defer func() { idle <- p }()
+		return p.Invoke(ctx, payload)
+	}
+}

@@ -412,3 +412,75 @@ func TestProcessForeignArch(t *testing.T) {
 		t.Errorf("command without %s: got %v, %v; want an error naming qemu-user-static", emulators[arch], argv, err)
 	}
 }
+
+// TestPool keeps one instance busy with a hanging invocation: the next invocation runs on the
+// other instance, and a third, with both busy, waits until its context ends.
+func TestPool(t *testing.T) {
+	t.Parallel()
+	a, b := startEcho(t, 0, nil), startEcho(t, 0, nil)
+	invoke := Pool(a, b)
+	hangCtx, cancelHang := context.WithTimeout(context.Background(), 30*time.Second)
+	hung := make(chan error, 1)
+	go func() {
+		_, err := invoke(hangCtx, []byte(`{"action":"hang"}`))
+		hung <- err
+	}()
+	busy := waitInflight(t, a, b)
+
+	out, err := invoke(context.Background(), []byte(`{"action":"echo"}`))
+	if err != nil {
+		t.Fatalf("Invoke while one instance is busy: %v", err)
+	}
+	var e echoed
+	if err := json.Unmarshal(out, &e); err != nil {
+		t.Fatalf("echo response %s: %v", out, err)
+	}
+	if e.PID == busy.cmdPID() {
+		t.Errorf("echo ran on the busy instance (pid %d)", e.PID)
+	}
+
+	// Both busy: the other one with a second hang.
+	go func() { _, _ = invoke(hangCtx, []byte(`{"action":"hang"}`)) }()
+	other := a
+	if busy == a {
+		other = b
+	}
+	waitInflight(t, other)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := invoke(ctx, []byte(`{"action":"echo"}`)); !errors.Is(err, ErrTimedOut) {
+		t.Errorf("Invoke with all instances busy and a done context: got %v, want ErrTimedOut", err)
+	}
+	cancelHang()
+	if err := <-hung; !errors.Is(err, ErrTimedOut) {
+		t.Errorf("hanging invocation: got %v, want ErrTimedOut", err)
+	}
+}
+
+// waitInflight waits until one of procs holds an invocation and returns it. The bound only
+// keeps a broken Runtime API from hanging the test.
+func waitInflight(t *testing.T, procs ...*Process) *Process {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < runBound; {
+		for _, p := range procs {
+			p.api.mu.Lock()
+			n := len(p.api.inflight)
+			p.api.mu.Unlock()
+			if n > 0 {
+				return p
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no invocation reached the runtime within %v", runBound)
+	return nil
+}
+
+func (p *Process) cmdPID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
