@@ -114,7 +114,6 @@ func TestE2EFaultsAndRedrive(t *testing.T) {
 	}
 	p.start(t)
 	f := &e2eFile{key: "uploads/faults.jsonl", body: e2eFixture(t, "faults.jsonl"), ids: numbered("f", 12)}
-	f.text = f.body
 	files := []*e2eFile{f}
 	f.version = p.upload(t, f.key, f.body)
 	p.settle(t, 60*time.Second, files)
@@ -176,7 +175,7 @@ func TestE2ESlowAPI(t *testing.T) {
 	p := newE2E(t, e2eOptions{hangIDs: []string{hung}, timeout: 30 * time.Second})
 	p.start(t)
 	body := []byte(`{"id":"s-01"}` + "\n" + `{"id":"s-02"}` + "\n" + `{"id":"s-03"}` + "\n")
-	f := &e2eFile{key: "uploads/slow.jsonl", body: body, text: body, ids: numbered("s", 3)}
+	f := &e2eFile{key: "uploads/slow.jsonl", body: body, ids: numbered("s", 3)}
 	f.version = p.upload(t, f.key, f.body)
 	files := []*e2eFile{f}
 	p.settle(t, 60*time.Second, files)
@@ -214,7 +213,7 @@ func TestE2EStrictAPI(t *testing.T) {
 		RPS: rate, Burst: 1, FailIDs: slices.Sorted(maps.Keys(failing)), FailTimes: 2,
 	}})
 	p.start(t)
-	f := &e2eFile{key: "uploads/strict.jsonl", body: body, text: body, ids: numbered("t", n)}
+	f := &e2eFile{key: "uploads/strict.jsonl", body: body, ids: numbered("t", n)}
 	f.version = p.upload(t, f.key, f.body)
 	files := []*e2eFile{f}
 	p.settle(t, 60*time.Second, files)

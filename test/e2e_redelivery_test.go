@@ -57,7 +57,6 @@ func TestE2EDuplicateEvent(t *testing.T) {
 		}
 	}})
 	f := &e2eFile{key: key, body: e2eFixture(t, "dup.jsonl"), ids: numbered("d", 8)}
-	f.text = f.body
 	f.version = p.upload(t, key, f.body)
 
 	// Before the pollers start: find the notification, put a copy next to it, release both.
@@ -136,7 +135,6 @@ func TestE2ECrash(t *testing.T) {
 	})
 	p.start(t)
 	f := &e2eFile{key: key, body: e2eFixture(t, "crash.jsonl"), ids: numbered("x", 10)}
-	f.text = f.body
 	f.version = p.upload(t, key, f.body)
 	files := []*e2eFile{f}
 	p.settle(t, 80*time.Second, files)

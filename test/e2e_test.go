@@ -3,6 +3,7 @@ package test
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -308,11 +309,45 @@ func (p *e2ePipeline) settle(t testing.TB, timeout time.Duration, files []*e2eFi
 type e2eFile struct {
 	key      string
 	body     []byte           // as uploaded
-	text     []byte           // uncompressed JSON Lines, to check delivered bodies; nil for CSV
 	ids      map[int64]string // line -> order id of every valid line
 	rejects  map[int64]string // line -> reason of every rejected line
 	version  string           // S3 version id, set by upload
 	ingested string           // the version ingest recorded in its report, set by ledger
+}
+
+func (f *e2eFile) csv() bool { return strings.Contains(f.key, ".csv") }
+
+// plain is the file's content, uncompressed.
+func (f *e2eFile) plain(t testing.TB) []byte {
+	t.Helper()
+	if !strings.HasSuffix(f.key, ".gz") {
+		return f.body
+	}
+	r, err := gzip.NewReader(bytes.NewReader(f.body))
+	if err != nil {
+		t.Fatalf("gunzip %s: %v", f.key, err)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("gunzip %s: %v", f.key, err)
+	}
+	return b
+}
+
+// lines counts the file's lines that are not blank (spaces, tabs, CR only), the CSV header
+// aside: each must end delivered, rejected or parked.
+func (f *e2eFile) lines(t testing.TB) int {
+	t.Helper()
+	n := 0
+	for line := range bytes.Lines(f.plain(t)) {
+		if len(bytes.Trim(line, " \t\r\n")) > 0 {
+			n++
+		}
+	}
+	if f.csv() && n > 0 {
+		n-- // the header
+	}
+	return n
 }
 
 // ledger is, for every file key and line, what became of it: "delivered ID", "rejected REASON"
@@ -378,8 +413,8 @@ func (p *e2ePipeline) ledger(t *testing.T, files []*e2eFile) (ledger, []parkedOr
 		if rec.Count != 1 {
 			t.Errorf("the API accepted %s %d times, want exactly once", id, rec.Count)
 		}
-		if f.text != nil {
-			if line := lineText(f.text, lineOf[id]); string(rec.Body) != line {
+		if !f.csv() {
+			if line := lineText(f.plain(t), lineOf[id]); string(rec.Body) != line {
 				t.Errorf("%s: delivered body %s, want the line as in the file %s", id, rec.Body, line)
 			}
 		}
@@ -428,6 +463,16 @@ func (p *e2ePipeline) checkLedger(t *testing.T, files []*e2eFile, parkedClass ma
 	got, parked := p.ledger(t, files)
 	if diff := cmp.Diff(wantLedger(files, parkedClass), got); diff != "" {
 		t.Errorf("ledger by file and line (-want +got):\n%s", diff)
+	}
+	for _, f := range files {
+		count := map[string]int{}
+		for _, what := range got[f.key] {
+			kind, _, _ := strings.Cut(what, " ")
+			count[kind]++
+		}
+		if lines := f.lines(t); count["delivered"]+count["rejected"]+count["parked"] != lines {
+			t.Errorf("%s: %d non-blank lines, but delivered %d + rejected %d + parked %d", f.key, lines, count["delivered"], count["rejected"], count["parked"])
+		}
 	}
 	byID := map[string]parkedOrder{}
 	for _, m := range parked {
@@ -542,7 +587,7 @@ func TestE2ELedger(t *testing.T) {
 	jsonl = append(jsonl, long+"\n"+`{"id":"j-06","amount":"6.00"}`+"\n"...)
 	gz := e2eFixture(t, "batch.ndjson")
 	files := []*e2eFile{
-		{key: "uploads/2026/orders.jsonl", body: jsonl, text: jsonl,
+		{key: "uploads/2026/orders.jsonl", body: jsonl,
 			ids: map[int64]string{1: "j-01", 2: "j-02", 8: "j-04", 12: "j-05", n + 2: "j-06"},
 			rejects: map[int64]string{
 				4: order.ReasonInvalidJSON, 5: order.ReasonMissingID, 6: order.ReasonInvalidID, 7: ingest.ReasonDuplicateID,
@@ -551,7 +596,7 @@ func TestE2ELedger(t *testing.T) {
 		{key: "uploads/2026/orders.csv", body: e2eFixture(t, "orders.csv"),
 			ids:     map[int64]string{2: "c-01", 3: "c-02", 6: "c-04", 8: "c-05"},
 			rejects: map[int64]string{4: order.ReasonFieldCount, 5: order.ReasonMissingID}},
-		{key: "uploads/2026/batch.ndjson.gz", body: gzipped(t, gz), text: gz,
+		{key: "uploads/2026/batch.ndjson.gz", body: gzipped(t, gz),
 			ids:     map[int64]string{1: "g-01", 2: "g-02", 3: "g-03", 4: "g-04", 6: "g-05", 8: "g-06", 9: "g-07"},
 			rejects: map[int64]string{5: ingest.ReasonDuplicateID, 7: order.ReasonIDNotString}},
 	}
