@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"golang.org/x/time/rate"
 
+	"github.com/orderpipe/orderpipe/internal/clock"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
@@ -84,7 +85,7 @@ func New(cfg Config, queue Queue, api OrderAPI, opts Options) *Dispatcher {
 	d := &Dispatcher{cfg: cfg, queue: queue, api: api, clock: opts.Clock, rand: opts.Rand,
 		log: opts.Logger, limiter: opts.Limiter, metricsOut: opts.Metrics}
 	if d.clock == nil {
-		d.clock = systemClock{}
+		d.clock = clock.System{}
 	}
 	if d.rand == nil {
 		d.rand = rand.Float64
@@ -415,22 +416,4 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // seconds rounds a positive duration up to whole seconds, as SQS counts them.
 func seconds(d time.Duration) int64 {
 	return int64(math.Ceil(d.Seconds()))
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

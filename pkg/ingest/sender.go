@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/internal/clock"
 	"github.com/orderpipe/orderpipe/pkg/order"
 )
 
@@ -260,7 +261,7 @@ func (s *Sender) send(b []*Entry) error {
 			return fmt.Errorf("send message batch: %w: %d entries still failing after %d attempts, last %s: %s",
 				ErrSendFailed, len(retry), attempt, aws.ToString(last.Code), aws.ToString(last.Message))
 		}
-		if err := sleep(s.ctx, backoff(s.backoff, attempt)); err != nil {
+		if err := clock.Sleep(s.ctx, backoff(s.backoff, attempt)); err != nil {
 			return fmt.Errorf("send message batch: retry: %w", err)
 		}
 		reqs = retry
@@ -271,15 +272,4 @@ func (s *Sender) send(b []*Entry) error {
 func backoff(base time.Duration, attempt int) time.Duration {
 	d := min(base<<min(attempt-1, 16), 10*time.Second)
 	return time.Duration(rand.Int64N(int64(d) + 1))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

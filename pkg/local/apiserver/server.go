@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/orderpipe/orderpipe/internal/clock"
 )
 
 // maxBody bounds a request body (an order line is at most 256 KiB).
@@ -134,7 +136,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = clock.Sleep
 	}
 	var errs []error
 	if cfg.RejectStatus < 400 || cfg.RejectStatus > 499 || cfg.RejectStatus == http.StatusTooManyRequests {
@@ -184,17 +186,6 @@ func set(ids []string) map[string]bool {
 		m[id] = true
 	}
 	return m
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // ServeHTTP serves the order API.
