@@ -164,8 +164,7 @@ func printRedrive(c *cli, res redrive.Result) error {
 	}
 	list := make([]parked, len(res.Listing))
 	for i, e := range res.Listing {
-		list[i] = parked{MessageID: e.MessageID, OrderID: e.OrderID, Class: e.Class, Detail: e.Detail, Attempts: e.Attempts,
-			Source: e.Source, SourceVersion: e.SourceVersion, Line: e.Line, ParkedAt: e.ParkedAt}
+		list[i] = parked{Entry: e}
 	}
 	if res.ListingTruncated {
 		fmt.Fprintf(w, "(listing truncated to %d)\n", len(list))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
 // orderIDs returns the sorted order ids of a listing ("" for a message without one).
@@ -60,8 +61,8 @@ func TestDLQList(t *testing.T) {
 			t.Errorf("got SentAt %v, message id %q; want both", p.SentAt, p.MessageID)
 		}
 		p.MessageID, p.SentAt = "", time.Time{}
-		want := parked{OrderID: "A2", Class: "exhausted", Detail: "HTTP 503 after 8 attempts", Attempts: 8,
-			Source: "s3://in/uploads/a.jsonl", SourceVersion: "null", Line: 5, ParkedAt: "2026-11-20T11:00:00Z"}
+		want := parked{Entry: redrive.Entry{OrderID: "A2", Class: "exhausted", Detail: "HTTP 503 after 8 attempts", Attempts: 8,
+			Source: "s3://in/uploads/a.jsonl", SourceVersion: "null", Line: 5, ParkedAt: "2026-11-20T11:00:00Z"}}
 		if diff := cmp.Diff(want, p); diff != "" {
 			t.Errorf("parked (-want +got):\n%s", diff)
 		}

@@ -13,6 +13,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
 // peekVisibility is how long a scanned message stays hidden at most; scan makes the ones it
@@ -127,43 +128,13 @@ func (s scanner) remove(ctx context.Context, msgs []sqstypes.Message) error {
 
 // parked is what dlq ls shows of one parked order (docs/CONTRACTS.md, "Parked message").
 type parked struct {
-	MessageID     string    `json:"messageId"`
-	OrderID       string    `json:"orderId"`
-	Class         string    `json:"class"`
-	Detail        string    `json:"detail,omitempty"`
-	Attempts      int       `json:"attempts,omitempty"`
-	Source        string    `json:"source,omitempty"`
-	SourceVersion string    `json:"sourceVersion,omitempty"`
-	Line          int       `json:"line,omitempty"`
-	ParkedAt      string    `json:"parkedAt,omitempty"`
-	SentAt        time.Time `json:"sentAt"` // SentTimestamp: what SQS retention counts from
+	redrive.Entry
+	SentAt time.Time `json:"sentAt"` // SentTimestamp: what SQS retention counts from
 }
 
-// parkedFrom reads a parked message's attributes. Missing attributes stay zero; a message
-// without a FailureClass has class unknown.
+// parkedFrom reads a parked message's attributes as the redrive does.
 func parkedFrom(m sqstypes.Message) parked {
-	attr := func(name string) string {
-		if v, ok := m.MessageAttributes[name]; ok {
-			return aws.ToString(v.StringValue)
-		}
-		return ""
-	}
-	p := parked{
-		MessageID:     aws.ToString(m.MessageId),
-		OrderID:       attr(order.AttrOrderID),
-		Class:         attr(order.AttrFailureClass),
-		Detail:        attr(order.AttrFailureDetail),
-		Source:        attr(order.AttrSource),
-		SourceVersion: attr(order.AttrSourceVersion),
-		ParkedAt:      attr(order.AttrParkedAt),
-		SentAt:        sentAt(m),
-	}
-	if p.Class == "" {
-		p.Class = order.ClassUnknown
-	}
-	p.Attempts, _ = strconv.Atoi(attr(order.AttrAttempts))
-	p.Line, _ = strconv.Atoi(attr(order.AttrLine))
-	return p
+	return parked{Entry: redrive.EntryOf(m), SentAt: sentAt(m)}
 }
 
 // sentAt is the message's SentTimestamp, or the zero time when absent.
@@ -174,9 +145,6 @@ func sentAt(m sqstypes.Message) time.Time {
 	}
 	return time.UnixMilli(ms).UTC()
 }
-
-// classes are the failure classes a filter accepts.
-var classes = []string{order.ClassPermanent, order.ClassExhausted, order.ClassUndecodable, order.ClassUnknown}
 
 // filter selects parked orders by class and source, as pkg/redrive does; empty fields match
 // everything.
@@ -197,8 +165,8 @@ func (l *classList) Set(v string) error {
 		if c = strings.TrimSpace(c); c == "" {
 			continue
 		}
-		if !slices.Contains(classes, c) {
-			return fmt.Errorf("unknown class %q: one of %s", c, strings.Join(classes, ", "))
+		if !slices.Contains(order.Classes, c) {
+			return fmt.Errorf("unknown class %q: one of %s", c, strings.Join(order.Classes, ", "))
 		}
 		*l = append(*l, c)
 	}
@@ -208,11 +176,5 @@ func (l *classList) Set(v string) error {
 func (f filter) empty() bool { return len(f.classes) == 0 && f.source == "" }
 
 func (f filter) match(p parked) bool {
-	if len(f.classes) > 0 && !slices.Contains(f.classes, p.Class) {
-		return false
-	}
-	if prefix, ok := strings.CutSuffix(f.source, "*"); ok {
-		return strings.HasPrefix(p.Source, prefix)
-	}
-	return f.source == "" || p.Source == f.source
+	return redrive.Request{Class: f.classes, Source: f.source}.Matches(p.Entry)
 }

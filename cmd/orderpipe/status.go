@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
@@ -285,7 +286,7 @@ func (r statusReport) print(w io.Writer) error {
 		return fmt.Errorf("write status: %w", err)
 	}
 	var byClass []string
-	for _, c := range classes {
+	for _, c := range order.Classes {
 		if n := r.ParkedByClass[c]; n > 0 {
 			byClass = append(byClass, fmt.Sprintf("%s %d", c, n))
 		}

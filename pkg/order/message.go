@@ -24,5 +24,8 @@ const (
 	ClassUnknown     = "unknown"     // parked by the queue's redrive policy, not by dispatch
 )
 
+// Classes lists every failure class, in the order above. Do not modify it.
+var Classes = []string{ClassPermanent, ClassExhausted, ClassUndecodable, ClassUnknown}
+
 // NullVersion stands for the version of an object in an unversioned bucket.
 const NullVersion = "null"

@@ -92,8 +92,8 @@ func (r *Redriver) Run(ctx context.Context, req Request) (Result, error) {
 	return r.selective(ctx, req)
 }
 
-// entryOf reads a parked message's attributes.
-func entryOf(m sqstypes.Message) Entry {
+// EntryOf reads a parked message's attributes.
+func EntryOf(m sqstypes.Message) Entry {
 	str := func(name string) string {
 		if v, ok := m.MessageAttributes[name]; ok {
 			return aws.ToString(v.StringValue)

@@ -38,9 +38,6 @@ func (c *Classes) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// knownClasses are the values a Classes may hold.
-var knownClasses = []string{order.ClassPermanent, order.ClassExhausted, order.ClassUndecodable, order.ClassUnknown}
-
 // Request says which parked messages to move and how. The zero value moves every message with
 // the selective move.
 type Request struct {
@@ -63,8 +60,8 @@ type Request struct {
 func (r Request) Validate() error {
 	var errs []error
 	for _, c := range r.Class {
-		if !slices.Contains(knownClasses, c) {
-			errs = append(errs, fmt.Errorf("class %q: want one of %s", c, strings.Join(knownClasses, ", ")))
+		if !slices.Contains(order.Classes, c) {
+			errs = append(errs, fmt.Errorf("class %q: want one of %s", c, strings.Join(order.Classes, ", ")))
 		}
 	}
 	if r.Max < 0 {
@@ -83,8 +80,9 @@ func (r Request) selects() bool {
 	return len(r.Class) > 0 || r.Source != "" || r.Max > 0 || r.DryRun
 }
 
-// matches reports whether a parked message is selected by the class and source filters.
-func (r Request) matches(e Entry) bool {
+// Matches reports whether a parked message is selected by the class and source filters (Max
+// and DryRun aside).
+func (r Request) Matches(e Entry) bool {
 	if len(r.Class) > 0 && !slices.Contains(r.Class, e.Class) {
 		return false
 	}

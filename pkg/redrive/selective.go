@@ -126,9 +126,9 @@ func (s *scan) classify(ctx context.Context, msgs []sqstypes.Message) (selected 
 		fresh++
 		s.held[id] = aws.ToString(m.ReceiptHandle)
 		s.res.Scanned++
-		e := entryOf(m)
+		e := EntryOf(m)
 		s.res.count(e.Class, func(c *ClassCount) { c.Scanned++ })
-		if !s.req.matches(e) || (s.req.Max > 0 && s.res.Selected >= s.req.Max) {
+		if !s.req.Matches(e) || (s.req.Max > 0 && s.res.Selected >= s.req.Max) {
 			s.res.Skipped++
 			s.r.audit(ctx, slog.LevelDebug, "skip", e, s.req.DryRun)
 			continue
@@ -152,7 +152,7 @@ func (s *scan) classify(ctx context.Context, msgs []sqstypes.Message) (selected 
 // move sends one selected message to the orders queue, then deletes it from the DLQ. A failed
 // send leaves it held (released at the end); an error stops the scan.
 func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
-	e := entryOf(m)
+	e := EntryOf(m)
 	if err := s.r.Limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("wait to send message %s: %w", e.MessageID, err)
 	}
