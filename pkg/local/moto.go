@@ -39,6 +39,7 @@ func StartMoto(ctx context.Context) (endpoint string, stop func(), err error) {
 	var out tailBuffer
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = &out, &out
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("start moto: %w", err)
 	}

@@ -202,6 +202,7 @@ func (p *Process) supervise(argv, env []string) {
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env, cmd.Dir = env, filepath.Dir(p.Path)
 		cmd.Stdout, cmd.Stderr = p.Output, p.Output
+		dieWithParent(cmd)
 		err := cmd.Start()
 		if err == nil {
 			p.cmd = cmd
