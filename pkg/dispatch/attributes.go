@@ -19,16 +19,21 @@ const maxDetail = 256
 // failureAttributes are added when parking and removed when re-sending.
 var failureAttributes = []string{order.AttrFailureClass, order.AttrFailureDetail, order.AttrAttempts, order.AttrParkedAt}
 
-// sourceAttributes converts the event's attributes to SendMessage form, without failure
-// attributes, keeping at most limit of them: the order contract's first, then by name.
-func sourceAttributes(in map[string]events.SQSMessageAttribute) map[string]types.MessageAttributeValue {
-	return convert(in, maxAttributes)
+// requeuedAttributes are the event's attributes in SendMessage form, without failure
+// attributes, plus Retries, within the SQS limit of 10.
+func requeuedAttributes(in map[string]events.SQSMessageAttribute, retries int) map[string]types.MessageAttributeValue {
+	out := convert(in, maxAttributes-1)
+	out[order.AttrRetries] = number(retries)
+	return out
 }
 
+// convert turns the event's attributes into SendMessage form, without failure attributes and
+// Retries (a parked order starts a fresh budget when redriven; a re-sent copy gets its own),
+// keeping at most limit of them: the order contract's first, then by name.
 func convert(in map[string]events.SQSMessageAttribute, limit int) map[string]types.MessageAttributeValue {
 	names := make([]string, 0, len(in))
 	for n := range in {
-		if !slices.Contains(failureAttributes, n) {
+		if !slices.Contains(failureAttributes, n) && n != order.AttrRetries {
 			names = append(names, n)
 		}
 	}
@@ -75,7 +80,11 @@ func parkedAttributes(in map[string]events.SQSMessageAttribute, class, detail st
 	}
 	out[order.AttrFailureClass] = str(class)
 	out[order.AttrFailureDetail] = str(detail)
-	out[order.AttrAttempts] = types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(attempts))}
+	out[order.AttrAttempts] = number(attempts)
 	out[order.AttrParkedAt] = str(now.UTC().Format(time.RFC3339))
 	return out
+}
+
+func number(n int) types.MessageAttributeValue {
+	return types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(n))}
 }

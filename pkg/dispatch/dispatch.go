@@ -144,9 +144,11 @@ type decision struct {
 	parkClass  string        // order.Class* when parking
 	detail     string        // reason, secret-free
 	visibility time.Duration // for actRetry, actRequeue
+	retries    int           // for actRequeue: the fresh copy's Retries attribute
 }
 
-// decide maps an API outcome and the message's receive count to its fate (see doc.go).
+// decide maps an API outcome and the attempt number of this try (Retries + receive count) to
+// its fate (see doc.go).
 func (d *Dispatcher) decide(res orderapi.Result, attempts int) decision {
 	switch res.Class {
 	case orderapi.Delivered:
@@ -178,12 +180,14 @@ func (d *Dispatcher) giveBack(attempts int, wait time.Duration, detail string) d
 	return d.notAttempted(attempts, decision{act: actGiveBack, class: "given-back", detail: detail, visibility: min(wait, maxVisibility)})
 }
 
-// notAttempted keeps throttles and give-backs from spending the transient budget: when the
-// message's next receive would reach MaxAttempts, it is re-sent as a fresh message (receive
-// count 1) instead of being made visible again.
+// notAttempted keeps throttles and give-backs from spending the transient budget: the message
+// is re-sent as a fresh copy (receive count 1) delayed by the wait, carrying Retries =
+// attempts-1 since this receive was no transient attempt. A wait beyond SendMessage's delay
+// maximum keeps dec (a visibility change, so this receive counts), unless the next receive
+// would reach MaxAttempts: then the copy is re-sent early, at the delay maximum.
 func (d *Dispatcher) notAttempted(attempts int, dec decision) decision {
-	if attempts+1 >= d.cfg.MaxAttempts {
-		dec.act, dec.visibility = actRequeue, min(dec.visibility, maxDelay)
+	if dec.visibility <= maxDelay || attempts+1 >= d.cfg.MaxAttempts {
+		dec.act, dec.visibility, dec.retries = actRequeue, min(dec.visibility, maxDelay), max(attempts-1, 0)
 	}
 	return dec
 }
@@ -200,7 +204,7 @@ func (d *Dispatcher) backoff(attempts int) time.Duration {
 
 // process decides and carries out one message's fate, and reports whether it may be deleted.
 func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metrics) bool {
-	attempts := receiveCount(msg)
+	attempts := retries(msg) + receiveCount(msg)
 	log := d.log.With("messageID", msg.MessageId, "attempts", attempts)
 	id, reason := decode(msg)
 	if reason != "" {
@@ -330,7 +334,7 @@ func (d *Dispatcher) apply(ctx context.Context, log *slog.Logger, msg events.SQS
 		log.WarnContext(ctx, "order parked", "failureClass", dec.parkClass)
 		return true
 	case actRequeue:
-		err := d.requeue(sctx, msg, dec.visibility)
+		err := d.requeue(sctx, msg, dec.retries, dec.visibility)
 		if err == nil {
 			log.WarnContext(ctx, "order re-sent as a fresh message", "delaySec", seconds(dec.visibility))
 			return true
@@ -372,12 +376,12 @@ func (d *Dispatcher) park(ctx context.Context, msg events.SQSMessage, attempts i
 	return nil
 }
 
-// requeue sends a fresh copy of the message to the orders queue, delayed.
-func (d *Dispatcher) requeue(ctx context.Context, msg events.SQSMessage, delay time.Duration) error {
+// requeue sends a fresh copy of the message to the orders queue, delayed, carrying Retries.
+func (d *Dispatcher) requeue(ctx context.Context, msg events.SQSMessage, retries int, delay time.Duration) error {
 	_, err := d.queue.SendMessage(ctx, &sqs.SendMessageInput{
 		QueueUrl:          aws.String(d.cfg.OrdersQueueURL),
 		MessageBody:       aws.String(msg.Body),
-		MessageAttributes: sourceAttributes(msg.MessageAttributes),
+		MessageAttributes: requeuedAttributes(msg.MessageAttributes, retries),
 		DelaySeconds:      int32(seconds(min(delay, maxDelay))),
 	})
 	if err != nil {
@@ -407,6 +411,19 @@ func receiveCount(msg events.SQSMessage) int {
 	n, err := strconv.Atoi(msg.Attributes["ApproximateReceiveCount"])
 	if err != nil || n < 1 {
 		return 1
+	}
+	return n
+}
+
+// retries is the message's Retries attribute, 0 when absent, malformed or negative.
+func retries(msg events.SQSMessage) int {
+	a, ok := msg.MessageAttributes[order.AttrRetries]
+	if !ok || a.StringValue == nil {
+		return 0
+	}
+	n, err := strconv.Atoi(*a.StringValue)
+	if err != nil || n < 0 {
+		return 0
 	}
 	return n
 }

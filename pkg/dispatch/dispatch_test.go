@@ -345,25 +345,27 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, setup{handler: throttleOnce(tc.retryAfter)})
-			id := e.send("R-1", order1(t))
-			_, failed := e.poll(context.Background(), 1)
-			if !cmp.Equal(failed, []string{id}) {
-				t.Fatalf("failures = %v, want [%s]", failed, id)
+			e.send("R-1", order1(t))
+			if _, failed := e.poll(context.Background(), 1); len(failed) != 0 {
+				t.Fatalf("failures = %v, want none: the throttled message is replaced by a fresh copy", failed)
 			}
-			// Invisible for the Retry-After (3 s; the date gives 3-4 s), not the queue's 30 s.
+			// The fresh copy is delayed by the Retry-After (3 s; the date gives 3-4 s).
 			if got := e.receiveAll(e.queueURL, 0); len(got) != 0 {
-				t.Errorf("message receivable right after a 429: visibility not set")
+				t.Errorf("order receivable right after a 429: the fresh copy is not delayed")
 			}
 			time.Sleep(time.Second)
 			if got := e.receiveAll(e.queueURL, 0); len(got) != 0 {
-				t.Errorf("message receivable 1 s after a 429 with Retry-After ~3 s")
+				t.Errorf("order receivable 1 s after a 429 with Retry-After ~3 s")
 			}
 			msgs, failed := e.poll(context.Background(), 8)
-			if len(msgs) != 1 || dispatchtest.ReceiveCount(msgs[0]) != 2 || len(failed) != 0 {
-				t.Errorf("second poll got %d messages, failures %v; want the order back (receive 2) and delivered", len(msgs), failed)
+			if len(msgs) != 1 || len(failed) != 0 {
+				t.Fatalf("second poll got %d messages, failures %v; want the fresh copy, delivered", len(msgs), failed)
 			}
-			if !strings.Contains(e.logs.String(), `"class":"throttled"`) || !strings.Contains(e.logs.String(), `"visibilitySec":`) {
-				t.Errorf("throttle not logged with its visibility:\n%s", e.logs)
+			if got, want := copyOf(msgs[0]), (fresh{Body: order1(t), OrderID: "R-1", Source: source, Line: "7", Retries: "0", ReceiveCount: 1}); got != want {
+				t.Errorf("fresh copy = %+v, want %+v", got, want)
+			}
+			if !strings.Contains(e.logs.String(), `"class":"throttled"`) || !strings.Contains(e.logs.String(), `"delaySec":`) {
+				t.Errorf("throttle not logged with its delay:\n%s", e.logs)
 			}
 		})
 	}
@@ -380,15 +382,110 @@ func TestThrottleAtTheBudgetEdgeStartsAFreshMessage(t *testing.T) {
 	if len(msgs) != 1 || len(failed) != 0 {
 		t.Fatalf("second poll: %d messages, failures %v; want the fresh copy, delivered", len(msgs), failed)
 	}
-	m := msgs[0]
-	if got := dispatchtest.ReceiveCount(m); got != 1 {
-		t.Errorf("fresh copy's receive count = %d, want 1", got)
-	}
-	if aws.ToString(m.Body) != order1(t) || dispatchtest.Attr(m, order.AttrOrderID) != "E-1" || dispatchtest.Attr(m, order.AttrSource) != source {
-		t.Errorf("fresh copy = %q %v, want the same body and attributes", aws.ToString(m.Body), m.MessageAttributes)
+	if got, want := copyOf(msgs[0]), (fresh{Body: order1(t), OrderID: "E-1", Source: source, Line: "7", Retries: "0", ReceiveCount: 1}); got != want {
+		t.Errorf("fresh copy = %+v, want %+v", got, want)
 	}
 	if dlq := e.receiveAll(e.dlqURL, 0); len(dlq) != 0 {
 		t.Errorf("DLQ has %d messages: a throttle must never park", len(dlq))
+	}
+}
+
+// fresh is what a re-sent copy carries, for comparison.
+type fresh struct {
+	Body, OrderID, Source, Line, Retries string
+	ReceiveCount                         int
+}
+
+func copyOf(m types.Message) fresh {
+	return fresh{Body: aws.ToString(m.Body), OrderID: dispatchtest.Attr(m, order.AttrOrderID), Source: dispatchtest.Attr(m, order.AttrSource),
+		Line: dispatchtest.Attr(m, order.AttrLine), Retries: dispatchtest.Attr(m, order.AttrRetries), ReceiveCount: dispatchtest.ReceiveCount(m)}
+}
+
+// script answers the requests in turn with statuses (429 and 503 with Retry-After: 1), then 200.
+func script(statuses ...int) http.Handler {
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(statuses) == 0 {
+			return
+		}
+		st := statuses[0]
+		statuses = statuses[1:]
+		if st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		w.WriteHeader(st)
+	})
+}
+
+// try is one receive of the order and how it ended.
+type try struct {
+	ReceiveCount int
+	Retries      string
+	Deleted      bool
+}
+
+// pollUntilGone handles the order until no copy is left on the queue (at most max receives).
+func (e *env) pollUntilGone(max int) []try {
+	e.t.Helper()
+	var tries []try
+	for i := 0; i < max; i++ {
+		msgs, failed := e.poll(context.Background(), 4)
+		for _, m := range msgs {
+			tries = append(tries, try{dispatchtest.ReceiveCount(m), dispatchtest.Attr(m, order.AttrRetries), len(failed) == 0})
+		}
+		if len(msgs) == 0 && e.inFlight() == 0 {
+			break
+		}
+	}
+	return tries
+}
+
+func TestThrottlesDoNotSpendTheBudget(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		statuses   []int
+		maxAtts    int
+		want       []try
+		wantParked *parked
+	}{
+		// The bug this guards against: throttled receives used up ApproximateReceiveCount, so
+		// two 429s and two 500s parked the order with MAX_ATTEMPTS 4.
+		{"two throttles and two failures are delivered", []int{429, 429, 500, 500}, 4,
+			[]try{{1, "", true}, {1, "0", true}, {1, "0", false}, {2, "0", false}, {3, "0", true}}, nil},
+		{"transient failures alone reach the budget across a re-send", []int{500, 429, 500, 500}, 3,
+			[]try{{1, "", false}, {2, "", true}, {1, "1", false}, {2, "1", true}},
+			&parked{Body: "", OrderID: "B-1", Source: source, Line: "7", Class: order.ClassExhausted,
+				Detail: "transient: HTTP 500: Internal Server Error", Attempts: "3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, setup{handler: script(tc.statuses...), config: func(c *dispatch.Config) { c.MaxAttempts = tc.maxAtts }})
+			e.send("B-1", order1(t))
+			if diff := cmp.Diff(tc.want, e.pollUntilGone(8)); diff != "" {
+				t.Errorf("tries (-want +got):\n%s", diff)
+			}
+			if tc.wantParked == nil {
+				if dlq := e.receiveAll(e.dlqURL, 0); len(dlq) != 0 {
+					t.Errorf("DLQ has %d messages, want none: the order must be delivered", len(dlq))
+				}
+				return
+			}
+			want := *tc.wantParked
+			want.Body = order1(t)
+			dlq := e.receiveAll(e.dlqURL, 1)
+			if len(dlq) != 1 {
+				t.Fatalf("DLQ has %d messages, want 1", len(dlq))
+			}
+			if diff := cmp.Diff(want, asParked(t, dlq[0])); diff != "" {
+				t.Errorf("parked message (-want +got):\n%s", diff)
+			}
+			if _, ok := dlq[0].MessageAttributes[order.AttrRetries]; ok {
+				t.Errorf("parked message carries %s: a redriven order must start a fresh budget", order.AttrRetries)
+			}
+		})
 	}
 }
 
@@ -423,17 +520,20 @@ func TestTimeoutIsCappedByTheDeadline(t *testing.T) {
 func TestGiveBackWhenTooLittleTime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{})
-	id := e.send("G-1", order1(t))
+	e.send("G-1", order1(t))
 	_, failed := e.pollWithin(context.Background(), 1, 2500*time.Millisecond) // budget 0.5 s after the 2 s margin
-	if !cmp.Equal(failed, []string{id}) {
-		t.Fatalf("failures = %v, want [%s]", failed, id)
+	if len(failed) != 0 {
+		t.Fatalf("failures = %v, want none: the message given back is replaced by a fresh copy", failed)
 	}
 	if got := e.api.Stats().Requests; got != 0 {
 		t.Errorf("API requests = %d, want 0: no request started without time for it", got)
 	}
-	msgs, failed := e.poll(context.Background(), 2) // given back with visibility 0: here at once
+	msgs, failed := e.poll(context.Background(), 2) // the fresh copy, not delayed: here at once
 	if len(msgs) != 1 || len(failed) != 0 || e.api.Stats().Accepted != 1 {
-		t.Errorf("next poll: %d messages, failures %v, accepted %d; want it delivered", len(msgs), failed, e.api.Stats().Accepted)
+		t.Fatalf("next poll: %d messages, failures %v, accepted %d; want it delivered", len(msgs), failed, e.api.Stats().Accepted)
+	}
+	if got, want := copyOf(msgs[0]), (fresh{Body: order1(t), OrderID: "G-1", Source: source, Line: "7", Retries: "0", ReceiveCount: 1}); got != want {
+		t.Errorf("fresh copy = %+v, want %+v", got, want)
 	}
 }
 

@@ -13,40 +13,47 @@
 // slot, a run of them means the API wants less. Before waiting, the Dispatcher checks that the wait
 // leaves at least MinRequest for the request before the invocation's deadline minus the
 // client's margin; if not, the limiter slot is returned and the message is given back without
-// being attempted (BatchItemFailure, visible again after the wait it could not afford: 0 when the
+// being attempted (a fresh copy delayed by the wait it could not afford, see below: 0 when the
 // deadline was the problem, so an instance paused by a long Retry-After does not spin on it).
 // Time comes from an injected Clock.
 //
 // # Outcomes (docs/DESIGN.md)
 //
 //   - delivered (2xx): success; the event source mapping deletes the message.
-//   - throttled (429/503): ChangeMessageVisibility to Retry-After (or the backoff when absent),
-//     at least 1 s, and BatchItemFailure.
+//   - throttled (429/503): a fresh copy delayed by Retry-After (or the backoff when absent), at
+//     least 1 s, and success so the old copy is deleted (see "Throttles and the retry budget").
 //   - transient (5xx, 401, timeout, connection error): ChangeMessageVisibility to an
 //     exponential backoff with full jitter, uniform in [0, min(BACKOFF_MAX,
-//     BACKOFF_BASE*2^(n-1))) (at least 1 s) where n is ApproximateReceiveCount, and
+//     BACKOFF_BASE*2^(n-1))) (at least 1 s) where n is the attempt number (below), and
 //     BatchItemFailure.
 //   - permanent (other 4xx) and undecodable (missing or invalid OrderId attribute, body not a
 //     JSON object): SendMessage to ORDERS_DLQ_URL with the original body and attributes plus
 //     FailureClass, FailureDetail, Attempts and ParkedAt, then success so the source is deleted.
-//   - exhausted (transient with ApproximateReceiveCount >= MAX_ATTEMPTS): parked the same way,
-//     class exhausted, with the last reason ("timeout: ..." or "transient: ...").
+//   - exhausted (transient with attempt number >= MAX_ATTEMPTS): parked the same way, class
+//     exhausted, with the last reason ("timeout: ..." or "transient: ..."); Attempts is the
+//     attempt number.
 //
 // If the DLQ send fails the message is reported as a BatchItemFailure and is not deleted. If a
 // visibility change fails, the queue's own visibility timeout brings the message back.
 //
 // # Throttles and the retry budget
 //
-// ApproximateReceiveCount also counts receives that ended in a throttle or a give-back. Neither
-// ever parks an order: when such a message's next receive would reach MAX_ATTEMPTS, the
-// Dispatcher re-sends a fresh copy of it (same body and attributes, receive
-// count 1, DelaySeconds = the wait capped at 15 min) to the orders queue and reports success so
-// the old copy is deleted; if that send fails it falls back to the visibility change, and the
-// queue's maxReceiveCount (pipeline.Settings: MaxAttempts < MaxReceiveCount) still leaves room
-// before the redrive policy moves it. Throttles and give-backs earlier in a message's life do use
-// up receive counts, so a message throttled k times has MAX_ATTEMPTS-k transient attempts left;
-// pacing keeps throttles rare (see docs/BENCHMARKS.md). A re-sent copy could be delivered twice
-// if the old copy's delete failed; the API's Idempotency-Key makes that harmless.
+// The attempt number of a try is the message's Retries attribute (transient attempts spent by
+// earlier copies; absent, malformed or negative counts as 0) plus its ApproximateReceiveCount.
+// Backoff, the exhausted check and the parked Attempts use it. A throttle or a give-back is no
+// transient attempt, so it must not spend the budget: the Dispatcher re-sends a fresh copy of
+// the message (same body and order attributes, Retries = attempt number - 1, receive count 1,
+// DelaySeconds = the wait) to the orders queue and reports success so the old copy is deleted.
+// Only transient failures then bring a message back in place and raise its receive count.
+//
+// Two cases fall back to ChangeMessageVisibility, and there the receive does count as an
+// attempt: a wait longer than SendMessage's 15 min delay maximum (a long Retry-After; but when
+// the next receive would reach MAX_ATTEMPTS the copy is re-sent at 15 min instead, so a throttle
+// never parks an order), and a re-send that fails. The queue's maxReceiveCount
+// (pipeline.Settings: MaxAttempts < MaxReceiveCount) still leaves room before its redrive policy
+// moves such a message. Parking never carries Retries to the DLQ, so a redriven order starts a
+// fresh budget. A re-sent copy could be delivered twice if the old copy's delete failed; the
+// API's Idempotency-Key makes that harmless.
 //
 // # Observability
 //

@@ -107,18 +107,22 @@ func TestDecide(t *testing.T) {
 		{"delivered", orderapi.Result{Class: orderapi.Delivered, Status: 200}, 1, decision{act: actDone, class: "delivered"}},
 		{"permanent", orderapi.Result{Class: orderapi.Permanent, Status: 422, Detail: "HTTP 422: bad"}, 3,
 			decision{act: actPark, class: "permanent", parkClass: order.ClassPermanent, detail: "HTTP 422: bad"}},
-		{"throttled with Retry-After", orderapi.Result{Class: orderapi.Throttled, RetryAfter: 7 * time.Second, HasRetryAfter: true, Detail: "HTTP 429: x"}, 1,
-			decision{act: actRetry, class: "throttled", detail: "HTTP 429: x", visibility: 7 * time.Second}},
+		{"throttled: a fresh copy after Retry-After, this try not counted", orderapi.Result{Class: orderapi.Throttled, RetryAfter: 7 * time.Second, HasRetryAfter: true, Detail: "HTTP 429: x"}, 1,
+			decision{act: actRequeue, class: "throttled", detail: "HTTP 429: x", visibility: 7 * time.Second, retries: 0}},
 		{"throttled, Retry-After 0 waits 1s", orderapi.Result{Class: orderapi.Throttled, HasRetryAfter: true}, 1,
-			decision{act: actRetry, class: "throttled", visibility: time.Second}},
+			decision{act: actRequeue, class: "throttled", visibility: time.Second}},
+		{"throttled later in life keeps the transient tries spent", orderapi.Result{Class: orderapi.Throttled, RetryAfter: 15 * time.Minute, HasRetryAfter: true}, 4,
+			decision{act: actRequeue, class: "throttled", visibility: maxDelay, retries: 3}},
+		{"throttled without Retry-After backs off", orderapi.Result{Class: orderapi.Throttled}, 3,
+			decision{act: actRequeue, class: "throttled", visibility: 4 * time.Second, retries: 2}}, // 0.5 * 2s*2^2
+		{"throttled beyond the delay maximum waits in place", orderapi.Result{Class: orderapi.Throttled, RetryAfter: 15*time.Minute + time.Second, HasRetryAfter: true}, 2,
+			decision{act: actRetry, class: "throttled", visibility: 15*time.Minute + time.Second}},
 		{"throttled beyond 12h is capped", orderapi.Result{Class: orderapi.Throttled, RetryAfter: 48 * time.Hour, HasRetryAfter: true}, 1,
 			decision{act: actRetry, class: "throttled", visibility: maxVisibility}},
-		{"throttled without Retry-After backs off", orderapi.Result{Class: orderapi.Throttled}, 3,
-			decision{act: actRetry, class: "throttled", visibility: 4 * time.Second}}, // 0.5 * 2s*2^2
-		{"throttled at the budget's edge is re-sent fresh", orderapi.Result{Class: orderapi.Throttled, RetryAfter: time.Hour, HasRetryAfter: true}, 7,
-			decision{act: actRequeue, class: "throttled", visibility: maxDelay}},
+		{"long throttle at the budget's edge is re-sent early", orderapi.Result{Class: orderapi.Throttled, RetryAfter: time.Hour, HasRetryAfter: true}, 7,
+			decision{act: actRequeue, class: "throttled", visibility: maxDelay, retries: 6}},
 		{"throttled past the budget is still not parked", orderapi.Result{Class: orderapi.Throttled, RetryAfter: 5 * time.Second, HasRetryAfter: true}, 9,
-			decision{act: actRequeue, class: "throttled", visibility: 5 * time.Second}},
+			decision{act: actRequeue, class: "throttled", visibility: 5 * time.Second, retries: 8}},
 		{"transient within budget", orderapi.Result{Class: orderapi.Transient, Status: 500, Detail: "HTTP 500: x"}, 1,
 			decision{act: actRetry, class: "transient", detail: "transient: HTTP 500: x", visibility: time.Second}},
 		{"timeout within budget", orderapi.Result{Class: orderapi.Transient, Timeout: true, Detail: "timeout after 3s"}, 7,
@@ -270,10 +274,10 @@ func TestGiveBackWhenTimeIsShort(t *testing.T) {
 	cfg := testConfig()
 	cfg.APIRate, cfg.APIInstances = 1, 1
 	for _, tc := range []struct {
-		name           string
-		budget         time.Duration
-		want           []time.Duration // PUT start times
-		wantVisibility []int32         // of the messages given back
+		name      string
+		budget    time.Duration
+		want      []time.Duration // PUT start times
+		wantDelay []int32         // of the fresh copies of the messages given back
 	}{
 		// 1 s interval: the second order would have 1.5-1 = 0.5 s left < MinRequest 1 s; it
 		// comes back when this instance's limiter would have let it go.
@@ -289,11 +293,15 @@ func TestGiveBackWhenTimeIsShort(t *testing.T) {
 			if diff := cmp.Diff(tc.want, api.at); diff != "" {
 				t.Errorf("PUT times (-want +got):\n%s", diff)
 			}
-			if got, want := len(resp.BatchItemFailures), 2-len(tc.want); got != want {
-				t.Errorf("failures = %d, want %d", got, want)
+			if got := len(resp.BatchItemFailures); got != 0 {
+				t.Errorf("failures = %d, want 0: a message given back is replaced by its fresh copy", got)
 			}
-			if !cmp.Equal(q.visibility, tc.wantVisibility) {
-				t.Errorf("visibility of given-back messages = %v, want %v", q.visibility, tc.wantVisibility)
+			var delays []int32
+			for _, in := range q.sent {
+				delays = append(delays, in.DelaySeconds)
+			}
+			if !cmp.Equal(delays, tc.wantDelay) || len(q.visibility) != 0 {
+				t.Errorf("given back as fresh copies delayed %v and visibility changes %v; want copies delayed %v, no visibility change", delays, q.visibility, tc.wantDelay)
 			}
 			clk.t = clk.t.Add(time.Minute) // the limiter refills between cases
 		})
@@ -341,9 +349,11 @@ func TestGiveBackDecision(t *testing.T) {
 		wait     time.Duration
 		want     decision
 	}{
-		{"early: visible after the wait", 1, 2 * time.Second, decision{act: actGiveBack, class: "given-back", detail: "x", visibility: 2 * time.Second}},
-		{"at the edge: a fresh copy", 7, 2 * time.Second, decision{act: actRequeue, class: "given-back", detail: "x", visibility: 2 * time.Second}},
-		{"long pause capped at the delay maximum", 9, time.Hour, decision{act: actRequeue, class: "given-back", detail: "x", visibility: maxDelay}},
+		{"early: a fresh copy after the wait", 1, 2 * time.Second, decision{act: actRequeue, class: "given-back", detail: "x", visibility: 2 * time.Second}},
+		{"deadline: a fresh copy at once", 3, 0, decision{act: actRequeue, class: "given-back", detail: "x", retries: 2}},
+		{"at the edge: a fresh copy", 7, 2 * time.Second, decision{act: actRequeue, class: "given-back", detail: "x", visibility: 2 * time.Second, retries: 6}},
+		{"long pause early: visible again after it", 1, time.Hour, decision{act: actGiveBack, class: "given-back", detail: "x", visibility: time.Hour}},
+		{"long pause at the edge capped at the delay maximum", 9, time.Hour, decision{act: actRequeue, class: "given-back", detail: "x", visibility: maxDelay, retries: 8}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, d.giveBack(tc.attempts, tc.wait, "x"), cmp.AllowUnexported(decision{})); diff != "" {
@@ -376,11 +386,19 @@ func TestThrottlePausesTheInstance(t *testing.T) {
 
 func TestBadInputNeverCrashes(t *testing.T) {
 	empty := ""
+	withRetries := func(v string) map[string]events.SQSMessageAttribute {
+		attrs := batch("x").Records[0].MessageAttributes
+		attrs[order.AttrRetries] = events.SQSMessageAttribute{DataType: "Number", StringValue: &v}
+		return attrs
+	}
 	ev := events.SQSEvent{Records: []events.SQSMessage{
 		{MessageId: "no-maps"},
 		{MessageId: "nil-string", Body: `{}`, MessageAttributes: map[string]events.SQSMessageAttribute{order.AttrOrderID: {DataType: "String"}}},
 		{MessageId: "empty-id", Body: `{}`, MessageAttributes: map[string]events.SQSMessageAttribute{order.AttrOrderID: {DataType: "String", StringValue: &empty}}},
 		{MessageId: "null-body", Body: `null`, Attributes: map[string]string{"ApproximateReceiveCount": "many"}, MessageAttributes: batch("x").Records[0].MessageAttributes},
+		{MessageId: "retried", Body: `[]`, Attributes: map[string]string{"ApproximateReceiveCount": "2"}, MessageAttributes: withRetries("2")},
+		{MessageId: "negative-retries", Body: `[]`, MessageAttributes: withRetries("-3")},
+		{MessageId: "malformed-retries", Body: `[]`, MessageAttributes: withRetries("two")},
 	}}
 	q := &recordingQueue{}
 	var metricsOut bytes.Buffer
@@ -396,14 +414,56 @@ func TestBadInputNeverCrashes(t *testing.T) {
 		}
 		classes = append(classes, *in.MessageAttributes[order.AttrFailureClass].StringValue)
 		attempts = append(attempts, *in.MessageAttributes[order.AttrAttempts].StringValue)
+		if r, ok := in.MessageAttributes[order.AttrRetries]; ok {
+			t.Errorf("parked message carries Retries %q: a redriven order must start a fresh budget", *r.StringValue)
+		}
 	}
-	if want := []string{"undecodable", "undecodable", "undecodable", "undecodable"}; !cmp.Equal(classes, want) {
+	if want := []string{"undecodable", "undecodable", "undecodable", "undecodable", "undecodable", "undecodable", "undecodable"}; !cmp.Equal(classes, want) {
 		t.Errorf("classes = %v, want %v", classes, want)
 	}
-	if want := []string{"1", "1", "1", "1"}; !cmp.Equal(attempts, want) {
+	// Attempts = Retries + receive count; a malformed or negative Retries counts as 0.
+	if want := []string{"1", "1", "1", "1", "4", "1", "1"}; !cmp.Equal(attempts, want) {
 		t.Errorf("attempts = %v, want %v", attempts, want)
 	}
-	if !strings.Contains(metricsOut.String(), `"Permanent":4`) {
-		t.Errorf("EMF = %s, want Permanent 4", metricsOut.String())
+	if !strings.Contains(metricsOut.String(), `"Permanent":7`) {
+		t.Errorf("EMF = %s, want Permanent 7", metricsOut.String())
+	}
+}
+
+func TestRequeuedAttributes(t *testing.T) {
+	str := func(v string) events.SQSMessageAttribute {
+		return events.SQSMessageAttribute{DataType: "String", StringValue: &v}
+	}
+	for _, tc := range []struct {
+		name    string
+		in      map[string]events.SQSMessageAttribute
+		retries int
+		want    map[string]string
+	}{
+		{"order attributes kept, Retries set", batch("R-1").Records[0].MessageAttributes, 2,
+			map[string]string{order.AttrOrderID: "R-1", order.AttrRetries: "2"}},
+		{"old Retries and failure attributes replaced", map[string]events.SQSMessageAttribute{
+			order.AttrOrderID: str("R-2"), order.AttrRetries: str("5"), order.AttrFailureClass: str("exhausted"), order.AttrAttempts: str("3"),
+		}, 6, map[string]string{order.AttrOrderID: "R-2", order.AttrRetries: "6"}},
+		{"within the SQS limit of 10", map[string]events.SQSMessageAttribute{
+			order.AttrOrderID: str("R-3"), order.AttrSource: str("s3://b/k"), order.AttrSourceVersion: str("null"), order.AttrLine: str("4"),
+			"a": str("a"), "b": str("b"), "c": str("c"), "d": str("d"), "e": str("e"), order.AttrRetries: str("1"),
+		}, 1, map[string]string{order.AttrOrderID: "R-3", order.AttrSource: "s3://b/k", order.AttrSourceVersion: "null", order.AttrLine: "4",
+			"a": "a", "b": "b", "c": "c", "d": "d", "e": "e", order.AttrRetries: "1"}},
+		{"over the limit: the extra attribute beyond the contract goes", map[string]events.SQSMessageAttribute{
+			order.AttrOrderID: str("R-4"), order.AttrSource: str("s3://b/k"), order.AttrSourceVersion: str("null"), order.AttrLine: str("4"),
+			"a": str("a"), "b": str("b"), "c": str("c"), "d": str("d"), "e": str("e"), "f": str("f"),
+		}, 0, map[string]string{order.AttrOrderID: "R-4", order.AttrSource: "s3://b/k", order.AttrSourceVersion: "null", order.AttrLine: "4",
+			"a": "a", "b": "b", "c": "c", "d": "d", "e": "e", order.AttrRetries: "0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[string]string{}
+			for k, v := range requeuedAttributes(tc.in, tc.retries) {
+				got[k] = *v.StringValue
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("requeued attributes (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

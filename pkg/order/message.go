@@ -6,13 +6,14 @@ const (
 	AttrSource        = "Source"        // String: s3://bucket/key
 	AttrSourceVersion = "SourceVersion" // String: S3 version id, or NullVersion
 	AttrLine          = "Line"          // Number: 1-based line number in the file
+	AttrRetries       = "Retries"       // Number, optional (absent = 0): transient attempts spent by earlier copies (set by dispatch)
 )
 
 // Attribute names added when a message is parked on the orders dead-letter queue.
 const (
 	AttrFailureClass  = "FailureClass"  // String: one of the Class* values
 	AttrFailureDetail = "FailureDetail" // String: short, secret-free reason
-	AttrAttempts      = "Attempts"      // Number: receive count when parked
+	AttrAttempts      = "Attempts"      // Number: attempt number when parked (Retries + receive count)
 	AttrParkedAt      = "ParkedAt"      // String: RFC 3339 UTC
 )
 
