@@ -170,6 +170,8 @@ func NewIngest(scope constructs.Construct, id string, props IngestProps) *Ingest
 	allow(f.Role, "ReadUploads", objects(PrefixUploads), "s3:GetObject", "s3:GetObjectVersion")
 	allow(f.Role, "ReadCheckpoints", objects(PrefixState), "s3:GetObject")
 	allow(f.Role, "WriteOutputs", objects(PrefixRejects, PrefixReports, PrefixState), "s3:PutObject")
+	// A finished checkpoint's sidecar objects (id set, reject parts) are deleted.
+	allow(f.Role, "CleanCheckpoints", objects(PrefixState), "s3:DeleteObject")
 	// Without s3:ListBucket a missing object (no checkpoint yet) reads as 403, not 404.
 	allow(f.Role, "MissingObjectsRead404", &[]*string{u.Bucket.BucketArn()}, "s3:ListBucket")
 	allow(f.Role, "SendOrdersAndContinuations", &[]*string{o.Queue.QueueArn(), u.FilesQueue.QueueArn()}, "sqs:SendMessage")
@@ -227,6 +229,10 @@ func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Di
 		env:           env,
 	})
 	allow(f.Role, "ParkOrders", &[]*string{o.DLQ.QueueArn()}, "sqs:SendMessage")
+	// Throttled and given-back orders are re-sent as a fresh, delayed copy to the orders queue
+	// (pkg/dispatch requeue); without this grant every re-send is denied and falls back to a
+	// visibility change that spends the transient budget.
+	allow(f.Role, "ResendOrders", &[]*string{o.Queue.QueueArn()}, "sqs:SendMessage")
 	if props.APISecretARN != "" {
 		allow(f.Role, "ReadAPISecret", jsii.Strings(secretResource(props.APISecretARN)), "secretsmanager:GetSecretValue")
 	}

@@ -421,11 +421,12 @@ func TestLeastPrivilege(t *testing.T) {
 			"s3:GetObject":        {bucket + "/state/*", bucket + "/uploads/*"},
 			"s3:GetObjectVersion": {bucket + "/uploads/*"},
 			"s3:PutObject":        {bucket + "/rejects/*", bucket + "/reports/*", bucket + "/state/*"},
+			"s3:DeleteObject":     {bucket + "/state/*"}, // checkpoint sidecars (pkg/ingest cleanup)
 			"s3:ListBucket":       {bucket},
 			"sqs:SendMessage":     {orders, files},
 		})},
 		{"dispatch", s.id(p.Dispatch.Role), common(s.id(p.Dispatch.LogGroup), consume(orders), map[string][]string{
-			"sqs:SendMessage":               {dlq},
+			"sqs:SendMessage":               {dlq, orders}, // park, and re-send throttled orders (pkg/dispatch requeue)
 			"secretsmanager:GetSecretValue": {"arn:aws:secretsmanager:eu-west-1:123456789012:secret:orderpipe/api-AbCdEf"},
 		})},
 		{"redrive", s.id(p.Redrive.Role), common(s.id(p.Redrive.LogGroup), map[string][]string{
