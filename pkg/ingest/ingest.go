@@ -217,6 +217,14 @@ func (s *Service) Ingest(ctx context.Context, rec s3event.Record, token string) 
 	if d, ok := ctx.Deadline(); ok {
 		lease = d.Add(LeaseSlack)
 	}
+	// An S3 event names a version that is most likely fresh: its GET from the first byte goes
+	// out together with the claim (used only once the claim is held at offset 0). A
+	// continuation resumes from a checkpoint, and a file refused whole is never read.
+	var pre *prefetch
+	if token == "" && s.readable(rec) {
+		pre = startPrefetch(ctx, s.objects, obj)
+	}
+	defer pre.discard()
 	c, err := acquire(ctx, s.objects, obj, rec.ETag, token, now, lease)
 	if errors.Is(err, errDone) {
 		return Skipped, nil
@@ -224,13 +232,20 @@ func (s *Service) Ingest(ctx context.Context, rec s3event.Record, token string) 
 	if err != nil {
 		return 0, err
 	}
-	r := &run{s: s, c: c, saved: c.state, line: c.state.Line}
+	r := &run{s: s, c: c, saved: c.state, line: c.state.Line, pre: pre}
 	defer r.rejects.close()
 	out, err := r.run(ctx, rec.Size)
 	if err != nil {
 		r.release(ctx)
 	}
 	return out, err
+}
+
+// readable reports whether the object of rec passes the checks made before its first read
+// (size in the event, file name): those that fail are refused without a GET.
+func (s *Service) readable(rec s3event.Record) bool {
+	_, _, err := order.FormatOf(rec.Key)
+	return err == nil && rec.Size <= s.cfg.MaxFileBytes
 }
 
 // objectOf names the object version of rec.
@@ -259,7 +274,8 @@ func (e *objectError) Unwrap() error { return e.err }
 type run struct {
 	s     *Service
 	c     *claim
-	saved State // the state as last saved
+	saved State     // the state as last saved
+	pre   *prefetch // GET of the whole object started with the claim, or nil
 
 	send    *Sender
 	rejects rejectLog
@@ -331,7 +347,14 @@ func (r *run) open(ctx context.Context, gz bool) (io.ReadCloser, error) {
 			in.Range = aws.String(fmt.Sprintf("bytes=%d-", st.Offset))
 		}
 	}
-	out, err := r.s.objects.GetObject(ctx, in)
+	var out *s3.GetObjectOutput
+	var err error
+	if st.Offset == 0 && r.pre.pending() {
+		out, err = r.pre.take() // the same request, started with the claim
+	} else {
+		r.pre.discard()
+		out, err = r.s.objects.GetObject(ctx, in)
+	}
 	switch {
 	case isNotFound(err):
 		return nil, fmt.Errorf("get object: %w: %w", ErrObjectMissing, err)
