@@ -1,0 +1,191 @@
+package test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/local"
+	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
+	"github.com/orderpipe/orderpipe/pkg/redrive"
+)
+
+// The dead-letter tests follow a message that no handler can finish to the dead-letter queue
+// the source queue's own redrive policy moves it to, after maxReceiveCount receives. That takes
+// maxReceiveCount visibility timeouts, so these tests first retune the pipeline newE2E made to
+// the shortest deployment pipeline.Settings accepts for the queue in question (function
+// timeout 1 s, visibility 6 s, maxReceiveCount 5): about 30 s instead of minutes.
+
+// retune provisions p's resources again with s (Provision validates s and sets the queues'
+// visibility timeouts and redrive policies to match) and gives the pollers s's function
+// timeouts. Call it before start.
+func (p *e2ePipeline) retune(t *testing.T, s pipeline.Settings) {
+	t.Helper()
+	prefix, ok := strings.CutSuffix(p.res.Bucket, "-uploads")
+	if !ok {
+		t.Fatalf("bucket %s: not named by local.NamesFor", p.res.Bucket)
+	}
+	res, err := local.Provision(context.Background(), awstest.ConfigAt(t, e2eEndpoint(t)), s, local.NamesFor(prefix))
+	if err != nil {
+		t.Fatalf("provision again: %v", err)
+	}
+	if res != p.res {
+		t.Fatalf("provisioning again gave other resources:\n%s", cmp.Diff(p.res, res))
+	}
+	p.settings = s
+	p.files.FunctionTimeout, p.orders.FunctionTimeout = s.IngestTimeout, s.DispatchTimeout
+}
+
+// shortDeadlineDispatch returns a dispatch handler for a function timeout of about a second: its
+// order API client keeps margin (not orderapi.DefaultMargin, 2 s, which would leave no time at
+// all before such a deadline) and a request needs at least margin too. It reaches the same
+// stand-in API as the pipeline's own dispatch. One Dispatcher serves both instances (it is safe
+// for concurrent use; sharing its limiter only halves the pace).
+func (p *e2ePipeline) shortDeadlineDispatch(t *testing.T, margin time.Duration) local.Handler {
+	t.Helper()
+	ts := httptest.NewServer(p.hang)
+	t.Cleanup(ts.Close) // after the pollers have stopped: start registers its cleanup later
+	env := p.res.Env()
+	maps.Copy(env, map[string]string{
+		"ORDER_API_BASE_URL": ts.URL,
+		"ORDER_API_TIMEOUT":  (2 * margin).String(),
+		"API_RATE":           strconv.FormatFloat(p.settings.APIRate, 'g', -1, 64),
+		"API_INSTANCES":      strconv.Itoa(p.settings.Instances),
+		"MAX_ATTEMPTS":       strconv.Itoa(p.settings.MaxAttempts),
+		"BACKOFF_BASE":       "1s",
+		"BACKOFF_MAX":        "1s",
+	})
+	cfg, err := dispatch.LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("dispatch config: %v", err)
+	}
+	cfg.MinRequest = margin
+	ac := cfg.OrderAPI()
+	ac.Margin = margin
+	api, err := orderapi.New(ac, nil, nil)
+	if err != nil {
+		t.Fatalf("order API client: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return dispatch.New(cfg, p.sqs, api, dispatch.Options{Logger: log, Metrics: io.Discard}).Handle
+}
+
+// orderID is the OrderId attribute of an order message, "" without one.
+func orderID(m events.SQSMessage) string {
+	if a, ok := m.MessageAttributes[order.AttrOrderID]; ok {
+		return aws.ToString(a.StringValue)
+	}
+	return ""
+}
+
+// receiveCounts are the receive counts of calls recorded by seen ("messageID@count").
+func receiveCounts(calls []string) []string {
+	out := []string{}
+	for _, c := range calls {
+		_, n, _ := strings.Cut(c, "@")
+		out = append(out, n)
+	}
+	return out
+}
+
+// noClass is how peekDLQ (which reads the FailureClass attribute as it is) shows a message the
+// queue's redrive policy parked: it has no FailureClass; pkg/redrive and `dlq ls` call it unknown.
+const noClass = ""
+
+// TestE2ECrashLoopToDLQ crashes dispatch on every invocation for one order: the orders queue's
+// redrive policy moves that message to the orders DLQ after maxReceiveCount receives, with no
+// parking attributes, where pkg/redrive sees it as class unknown while every other order of the
+// file is delivered. Then the handler is fixed and the unknown class is redriven: the order is
+// delivered exactly once, and the ledger balances at both steps.
+func TestE2ECrashLoopToDLQ(t *testing.T) {
+	t.Parallel()
+	const key, crashID, crashLine = "uploads/crashloop.jsonl", "x-04", 4
+	p := newE2E(t, e2eOptions{})
+	s := p.settings
+	s.DispatchTimeout, s.OrdersVisibility = time.Second, 6*time.Second
+	s.MaxReceiveCount, s.MaxAttempts = 5, 4
+	p.retune(t, s)
+	dispatchH := p.shortDeadlineDispatch(t, 300*time.Millisecond)
+	var fixed atomic.Bool
+	var crashCalls seen
+	p.orders.Handler = func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		for _, m := range ev.Records {
+			if orderID(m) == crashID {
+				crashCalls.add(m)
+				if !fixed.Load() {
+					panic("injected crash on every invocation for " + crashID)
+				}
+			}
+		}
+		return dispatchH(ctx, ev)
+	}
+	p.start(t)
+	f := &e2eFile{key: key, body: e2eFixture(t, "crash.jsonl"), ids: numbered("x", 10)}
+	f.version = p.upload(t, key, f.body)
+	files := []*e2eFile{f}
+
+	// Step 1: the crashing order ends on the DLQ by the queue's redrive policy alone.
+	p.settle(t, 60*time.Second, files)
+	parked := p.checkLedger(t, files, map[string]string{crashID: noClass})
+	if m := parked[crashID]; m.detail != "" || m.attempts != 0 {
+		t.Errorf("parked %s: detail %q, attempts %d; want neither (dispatch never parked it)", crashID, m.detail, m.attempts)
+	}
+	var want []string // one receive per crash, up to maxReceiveCount
+	for n := 1; n <= s.MaxReceiveCount; n++ {
+		want = append(want, strconv.Itoa(n))
+	}
+	if diff := cmp.Diff(want, receiveCounts(crashCalls.get())); diff != "" {
+		t.Errorf("receive counts of %s's message before it was parked (-want +got):\n%s", crashID, diff)
+	}
+	if got := p.orders.Stats().Crashes; got != int64(s.MaxReceiveCount) {
+		t.Errorf("dispatch crashes = %d, want maxReceiveCount %d", got, s.MaxReceiveCount)
+	}
+	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs)
+	dry, err := r.Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassUnknown}, DryRun: true})
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	for i := range dry.Listing {
+		dry.Listing[i].MessageID = "" // new to each message
+	}
+	wantListing := []redrive.Entry{{OrderID: crashID, Class: order.ClassUnknown, Source: "s3://" + p.res.Bucket + "/" + key, SourceVersion: f.ingested, Line: crashLine}}
+	if diff := cmp.Diff(wantListing, dry.Listing); diff != "" {
+		t.Errorf("redrive dry run of class unknown, listing (-want +got):\n%s", diff)
+	}
+	if st := p.api.Stats(); st.Deliveries != len(f.ids)-1 || st.Duplicates != 0 {
+		t.Errorf("stand-in after the crash loop: %d deliveries, %d duplicates; want %d, 0", st.Deliveries, st.Duplicates, len(f.ids)-1)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Step 2: the handler is fixed; the unknown class is redriven and delivered once.
+	fixed.Store(true)
+	res := p.redrive(t, order.ClassUnknown)
+	if res.Moved != 1 || res.Failed != 0 || res.DeleteFailed != 0 || res.ByClass[order.ClassUnknown].Moved != 1 {
+		t.Errorf("redrive moved %d (unknown: %d) failed %d deleteFailed %d; want 1 (1) 0 0", res.Moved, res.ByClass[order.ClassUnknown].Moved, res.Failed, res.DeleteFailed)
+	}
+	p.settle(t, 30*time.Second, files)
+	p.checkLedger(t, files, nil)
+	if diff := cmp.Diff(append(want, "1"), receiveCounts(crashCalls.get())); diff != "" {
+		t.Errorf("receive counts of %s's messages, after the redrive (-want +got):\n%s", crashID, diff)
+	}
+	if st := p.api.Stats(); st.Deliveries != len(f.ids) || st.Duplicates != 0 {
+		t.Errorf("stand-in after the redrive: %d deliveries, %d duplicates; want %d, 0", st.Deliveries, st.Duplicates, len(f.ids))
+	}
+}
