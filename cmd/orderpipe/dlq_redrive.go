@@ -51,7 +51,16 @@ func runDLQRedrive(ctx context.Context, c *cli, args []string) error {
 			return usageErrorf("dlq redrive: --rate applies to a redrive run here (--here); the function moves at its REDRIVE_RATE")
 		}
 		fmt.Fprintf(c.stderr, "invoking the redrive function %s (its log is in CloudWatch Logs)\n", fn)
-		res, runErr = invokeRedrive(ctx, lambda.NewFromConfig(s.cfg), fn, req)
+		var client invoker = lambda.NewFromConfig(s.cfg)
+		if c.lambda != nil {
+			client = c.lambda(s.cfg)
+		}
+		res, runErr = invokeRedrive(ctx, client, fn, req)
+		if runErr != nil {
+			// A function error carries no Result: the function may have moved orders before it
+			// failed, and printing zero counts would tell the operator nothing moved.
+			return fmt.Errorf("dlq redrive: %w (what moved before the error is not known here: see the function's audit log, action=move; the rest stay parked)", runErr)
+		}
 	} else {
 		res, runErr = s.redriveHere(ctx, c, req, *rate)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -157,6 +158,23 @@ func TestDLQRedriveWhere(t *testing.T) {
 		mustJSON(t, standIn(t, "dlq", "redrive", "--json", "--class", "unknown", "--rate", "100", "--redrive-function", "orderpipe-redrive", "--orders-queue", orders, "--orders-dlq", dlq), &got)
 		if got.Moved != 1 {
 			t.Errorf("got %d moved, want 1 (C1)", got.Moved)
+		}
+	})
+	t.Run("a function error does not report zero moved", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		c := &cli{stdout: &out, stderr: &errb, getenv: func(string) string { return "" },
+			lambda: func(aws.Config) invoker {
+				return fakeInvoker(func(*lambda.InvokeInput) (*lambda.InvokeOutput, error) {
+					return &lambda.InvokeOutput{StatusCode: 200, FunctionError: aws.String("Unhandled"),
+						Payload: []byte(`{"errorMessage":"send message m1 (order o1) to the orders queue: 3 consecutive failures"}`)}, nil
+				})
+			}}
+		code := c.main(context.Background(), []string{"dlq", "redrive", "--region", "eu-west-1", "--redrive-function", "orderpipe-redrive"})
+		if code != exitFailure {
+			t.Errorf("got exit %d, want %d", code, exitFailure)
+		}
+		if got := out.String() + errb.String(); strings.Contains(got, "moved 0") || !strings.Contains(got, "not known here") {
+			t.Errorf("got output %q, want no zero count and a pointer to the function's log", got)
 		}
 	})
 	t.Run("--rate belongs to a run here", func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 func main() {
@@ -56,6 +58,8 @@ type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	clock          func() time.Time // nil: time.Now
+	// lambda builds the client dlq redrive invokes the redrive function with; nil: the SDK's.
+	lambda func(aws.Config) invoker
 }
 
 func (c *cli) now() time.Time {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,6 +35,24 @@ func runUpload(ctx context.Context, c *cli, args []string) error {
 	if len(files) == 0 {
 		return usageErrorf("upload: no files")
 	}
+	// Check every file before uploading any: a bad name half way through the list would leave
+	// the first files uploaded, and uploading them again makes new versions, ingested again.
+	keys := make([]string, len(files))
+	byKey := make(map[string]string, len(files))
+	for i, f := range files {
+		keys[i] = *prefix + filepath.Base(f)
+		if _, err := uploadSize(f); err != nil {
+			return fmt.Errorf("upload %s: %w", f, err)
+		}
+		if _, _, err := order.FormatOf(keys[i]); err != nil {
+			return usageErrorf("upload %s: %v", f, err)
+		}
+		if other, ok := byKey[keys[i]]; ok {
+			// On an unversioned bucket the second would replace the first before ingest reads it.
+			return usageErrorf("upload: %s and %s would both be written to key %s", other, f, keys[i])
+		}
+		byKey[keys[i]] = f
+	}
 	s, err := c.connect(ctx, o)
 	if err != nil {
 		return err
@@ -42,11 +61,14 @@ func runUpload(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	var done []uploaded
-	for _, f := range files {
-		u, err := s.upload(ctx, bucket, *prefix+filepath.Base(f), f)
+	done := []uploaded{}
+	for i, f := range files {
+		u, err := s.upload(ctx, bucket, keys[i], f)
 		if err != nil {
-			return err
+			if o.json && len(done) > 0 {
+				_ = writeJSON(c.stdout, done) // the operator must know what is already in the bucket
+			}
+			return fmt.Errorf("%w (%d of %d files uploaded before this one; do not upload those again)", err, len(done), len(files))
 		}
 		done = append(done, u)
 		if !o.json {
@@ -59,6 +81,21 @@ func runUpload(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
+// uploadSize returns the size of file, or why it cannot be uploaded with one PutObject.
+func uploadSize(file string) (int64, error) {
+	st, err := os.Stat(file)
+	if err != nil {
+		return 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return 0, errors.New("not a regular file")
+	}
+	if st.Size() > maxPutObject {
+		return 0, fmt.Errorf("%d bytes is over the 5 GiB a single PutObject takes", st.Size())
+	}
+	return st.Size(), nil
+}
+
 // upload streams one file to bucket/key with a single PutObject.
 func (s *session) upload(ctx context.Context, bucket, key, file string) (uploaded, error) {
 	f, err := os.Open(file)
@@ -66,21 +103,15 @@ func (s *session) upload(ctx context.Context, bucket, key, file string) (uploade
 		return uploaded{}, fmt.Errorf("upload %s: %w", file, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	size, err := uploadSize(file)
 	if err != nil {
 		return uploaded{}, fmt.Errorf("upload %s: %w", file, err)
-	}
-	if !st.Mode().IsRegular() {
-		return uploaded{}, fmt.Errorf("upload %s: not a regular file", file)
-	}
-	if st.Size() > maxPutObject {
-		return uploaded{}, fmt.Errorf("upload %s: %d bytes is over the 5 GiB a single PutObject takes", file, st.Size())
 	}
 	out, err := s.s3.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:        &bucket,
 		Key:           &key,
 		Body:          f,
-		ContentLength: aws.Int64(st.Size()),
+		ContentLength: aws.Int64(size),
 	})
 	if err != nil {
 		return uploaded{}, fmt.Errorf("upload %s to s3://%s/%s: %w", file, bucket, key, err)
@@ -89,5 +120,5 @@ func (s *session) upload(ctx context.Context, bucket, key, file string) (uploade
 	if version == "" {
 		version = order.NullVersion
 	}
-	return uploaded{File: file, Bucket: bucket, Key: key, Version: version, Bytes: st.Size()}, nil
+	return uploaded{File: file, Bucket: bucket, Key: key, Version: version, Bytes: size}, nil
 }

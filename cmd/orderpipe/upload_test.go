@@ -97,3 +97,30 @@ func TestUploadFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadRefusedWhole checks that a list with a file ingest cannot take uploads nothing: a
+// partial upload invites uploading the first files again, as new versions ingested again.
+func TestUploadRefusedWhole(t *testing.T) {
+	t.Parallel()
+	cfg := awstest.Config(t)
+	for _, tc := range []struct {
+		name    string
+		files   []string
+		errPart string
+	}{
+		{"unknown format after a good file", []string{"testdata/orders.jsonl", "testdata/parked.json"}, "unknown orders file format"},
+		{"two files to one key", []string{"testdata/orders.jsonl", "testdata/../testdata/orders.jsonl"}, "would both be written to key uploads/orders.jsonl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bucket := awstest.NewBucket(t, cfg)
+			wantCode(t, standIn(t, append(append([]string{"upload"}, tc.files...), "--bucket", bucket)...), exitUsage, tc.errPart)
+			out, err := awstest.S3(cfg).ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket})
+			if err != nil {
+				t.Fatalf("list bucket: %v", err)
+			}
+			if got := aws.ToInt32(out.KeyCount); got != 0 {
+				t.Errorf("got %d objects uploaded, want 0", got)
+			}
+		})
+	}
+}
