@@ -14,15 +14,19 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/local"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 	"github.com/orderpipe/orderpipe/pkg/redrive"
+	"github.com/orderpipe/orderpipe/pkg/s3event"
 )
 
 // The dead-letter tests follow a message that no handler can finish to the dead-letter queue
@@ -187,5 +191,133 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 	}
 	if st := p.api.Stats(); st.Deliveries != len(f.ids) || st.Duplicates != 0 {
 		t.Errorf("stand-in after the redrive: %d deliveries, %d duplicates; want %d, 0", st.Deliveries, st.Duplicates, len(f.ids))
+	}
+}
+
+// ingestHandler returns an ingest handler like the pipeline's own but with CHECKPOINT_MARGIN
+// margin (the pipeline's 2 s would leave nothing of a 1 s function timeout).
+func (p *e2ePipeline) ingestHandler(t *testing.T, margin time.Duration) local.Handler {
+	t.Helper()
+	env := p.res.Env()
+	env["CHECKPOINT_MARGIN"] = margin.String()
+	cfg, err := ingest.LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("ingest config: %v", err)
+	}
+	return ingest.New(cfg, p.s3, p.sqs).Handle
+}
+
+// names reports whether a files-queue message body names key.
+func names(body, key string) bool {
+	msg, err := s3event.Decode(body)
+	if err != nil {
+		return false
+	}
+	if c := msg.Continuation; c != nil {
+		return c.Key == key
+	}
+	for _, r := range msg.Records {
+		if r.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// drainFilesDLQ receives every message on the files DLQ (until a receive comes back empty) and
+// returns their bodies; they stay invisible for the rest of the test.
+func (p *e2ePipeline) drainFilesDLQ(t *testing.T) []string {
+	t.Helper()
+	var bodies []string
+	for {
+		out, err := p.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
+			QueueUrl: &p.res.FilesDLQURL, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 300,
+		})
+		if err != nil {
+			t.Fatalf("receive files DLQ: %v", err)
+		}
+		if len(out.Messages) == 0 {
+			return bodies
+		}
+		for _, m := range out.Messages {
+			bodies = append(bodies, aws.ToString(m.Body))
+		}
+	}
+}
+
+// TestE2EFilesDLQ deletes one uploaded file before ingest can read it (its notification is
+// already on the files queue): every try fails, and the files queue's redrive policy moves the
+// notification to the files DLQ after maxReceiveCount receives, still naming the bucket and key
+// so an operator can act. The other files of the same period are ingested and delivered, and
+// nothing of the deleted file reaches the orders queue.
+func TestE2EFilesDLQ(t *testing.T) {
+	t.Parallel()
+	const gone = "uploads/2026/gone.jsonl"
+	p := newE2E(t, e2eOptions{})
+	s := p.settings
+	s.IngestTimeout, s.FilesVisibility = time.Second, 6*time.Second
+	s.MaxReceiveCount, s.MaxAttempts = 5, 4
+	p.retune(t, s)
+	ingestH := p.ingestHandler(t, 300*time.Millisecond)
+	var goneCalls seen
+	p.files.Handler = func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		for _, m := range ev.Records {
+			if names(m.Body, gone) {
+				goneCalls.add(m)
+			}
+		}
+		return ingestH(ctx, ev)
+	}
+	files := []*e2eFile{
+		{key: "uploads/2026/dup.jsonl", body: e2eFixture(t, "dup.jsonl"), ids: numbered("d", 8)},
+		{key: "uploads/2026/orders.csv", body: e2eFixture(t, "orders.csv"),
+			ids:     map[int64]string{2: "c-01", 3: "c-02", 6: "c-04", 8: "c-05"},
+			rejects: map[int64]string{4: order.ReasonFieldCount, 5: order.ReasonMissingID}},
+	}
+	for _, f := range files {
+		f.version = p.upload(t, f.key, f.body)
+	}
+	p.upload(t, gone, e2eFixture(t, "faults.jsonl"))
+	if _, err := p.s3.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: &p.res.Bucket, Key: aws.String(gone)}); err != nil {
+		t.Fatalf("delete %s: %v", gone, err)
+	}
+	p.start(t)
+
+	p.settle(t, 60*time.Second, files) // the files queue is empty once the notification is parked
+	p.checkLedger(t, files, nil)
+	if p.exists(t, "reports/"+gone+".json") {
+		t.Errorf("report of the deleted %s written, want none", gone)
+	}
+	want := []string{}
+	for n := 1; n <= s.MaxReceiveCount; n++ {
+		want = append(want, strconv.Itoa(n))
+	}
+	if diff := cmp.Diff(want, receiveCounts(goneCalls.get())); diff != "" {
+		t.Errorf("receive counts of %s's notification (-want +got):\n%s", gone, diff)
+	}
+	if got := p.files.Stats().ItemFailures; got != int64(s.MaxReceiveCount) {
+		t.Errorf("ingest item failures = %d, want maxReceiveCount %d", got, s.MaxReceiveCount)
+	}
+
+	type named struct{ Bucket, Key string }
+	var got []named
+	for _, body := range p.drainFilesDLQ(t) {
+		msg, err := s3event.Decode(body)
+		if err != nil {
+			t.Errorf("files DLQ message %q: %v", body, err)
+			continue
+		}
+		for _, r := range msg.Records {
+			if !r.Created() {
+				t.Errorf("files DLQ record %+v: want an ObjectCreated event", r)
+			}
+			got = append(got, named{r.Bucket, r.Key})
+		}
+	}
+	if diff := cmp.Diff([]named{{p.res.Bucket, gone}}, got); diff != "" {
+		t.Errorf("objects named on the files DLQ (-want +got):\n%s", diff)
+	}
+	if st := p.api.Stats(); st.Deliveries != 12 || st.Duplicates != 0 {
+		t.Errorf("stand-in: %d deliveries, %d duplicates; want 12 (8 + 4, none of %s), 0", st.Deliveries, st.Duplicates, gone)
 	}
 }
