@@ -7,8 +7,8 @@
 //     (order.Class*; a message without a FailureClass attribute is order.ClassUnknown), by source
 //     (exact s3://bucket/key, or a prefix ending in "*") and up to a maximum, then for each
 //     selected message SendMessage to the orders queue with the original body and attributes
-//     minus the four parking attributes (FailureClass, FailureDetail, Attempts, ParkedAt), and
-//     DeleteMessage from the DLQ only after that send succeeded. Sends are paced by a Limiter
+//     minus the four parking attributes (FailureClass, FailureDetail, Attempts, ParkedAt) and
+//     Retries (a redriven order starts a fresh transient budget), and DeleteMessage from the DLQ only after that send succeeded. Sends are paced by a Limiter
 //     (REDRIVE_RATE messages/second). A failed send leaves the message in the DLQ. A failed
 //     delete after a successful send leaves a duplicate on the orders queue; the order API's
 //     Idempotency-Key absorbs it, and it is counted (Result.DeleteFailed) and logged.

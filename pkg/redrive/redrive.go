@@ -121,11 +121,14 @@ func EntryOf(m sqstypes.Message) Entry {
 	return e
 }
 
-// parkingAttrs are removed when a message goes back to the orders queue.
-var parkingAttrs = []string{order.AttrFailureClass, order.AttrFailureDetail, order.AttrAttempts, order.AttrParkedAt}
+// parkingAttrs are removed when a message goes back to the orders queue. Retries goes too: a
+// message the queue's redrive policy parked (class unknown) still carries the transient
+// attempts of its earlier copies, and a redriven order starts a fresh budget, as one parked by
+// dispatch does (dispatch never parks Retries).
+var parkingAttrs = []string{order.AttrFailureClass, order.AttrFailureDetail, order.AttrAttempts, order.AttrParkedAt, order.AttrRetries}
 
 // requeueInput builds the SendMessage of a parked message back to the orders queue: the same
-// body, every attribute but the parking ones.
+// body, every attribute but the parking ones and Retries.
 func (r *Redriver) requeueInput(m sqstypes.Message) *sqs.SendMessageInput {
 	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.MessageAttributes))
 	for k, v := range m.MessageAttributes {

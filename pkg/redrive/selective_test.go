@@ -141,6 +141,33 @@ func TestRunStripsParkingAttributes(t *testing.T) {
 	checkParked(t, e, nil)
 }
 
+// TestRunResetsRetries: an order the queue's redrive policy parked (no parking attributes)
+// may carry Retries from dispatch's re-sent copies; moved back with it, it would be parked as
+// exhausted after its first transient failure instead of getting a fresh budget.
+func TestRunResetsRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	attrs := map[string]string{order.AttrOrderID: "R1", order.AttrSource: "s3://in/uploads/r.jsonl", order.AttrSourceVersion: "null", order.AttrLine: "4"}
+	send := sqsAttrs(attrs)
+	send[order.AttrRetries] = sqstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String("6")}
+	if _, err := e.client.SendMessage(context.Background(), &sqs.SendMessageInput{
+		QueueUrl: aws.String(e.cfg.DLQURL), MessageBody: aws.String(`{"id":"R1"}`), MessageAttributes: send,
+	}); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	res, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassUnknown}})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if res.Moved != 1 {
+		t.Fatalf("got %d moved, want 1", res.Moved)
+	}
+	got := receiveAll(t, e.client, e.cfg.QueueURL)
+	if diff := cmp.Diff(typedAttrs(attrs), plainAttrs(got["R1"])); diff != "" {
+		t.Errorf("attributes of the moved order (-want +got):\n%s", diff)
+	}
+}
+
 func TestRunCountsByClass(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
