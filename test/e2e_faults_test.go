@@ -193,10 +193,9 @@ func TestE2ESlowAPI(t *testing.T) {
 
 // TestE2EStrictAPI runs orders against a stand-in limited exactly like the real API (API_RATE,
 // burst 1, 429 beyond), where the two dispatch instances are throttled often, with some orders
-// failing twice with a 500 first. A throttle alone must never park an order (dispatch re-sends
-// a fresh copy before the budget runs out). An order that also failed may end as exhausted,
-// because the throttles earlier in its life spent part of its transient budget (pkg/dispatch
-// documents this); a redrive then delivers it. In the end every order is delivered exactly once.
+// failing twice with a 500 first. Throttles never spend the transient budget (dispatch re-sends
+// a fresh copy carrying Retries, pkg/dispatch), so no order is parked: the failing ones get
+// through within MAX_ATTEMPTS too, and every order is delivered exactly once.
 func TestE2EStrictAPI(t *testing.T) {
 	t.Parallel()
 	const n, rate = 40, 20
@@ -218,23 +217,10 @@ func TestE2EStrictAPI(t *testing.T) {
 	files := []*e2eFile{f}
 	p.settle(t, 60*time.Second, files)
 
-	allowed := map[string]string{} // the failing orders that ended exhausted
 	for _, m := range p.peekDLQ(t) {
-		if failing[m.id] && m.class == order.ClassExhausted {
-			allowed[m.id] = m.class
-		}
+		t.Errorf("order %s parked as %s (failing: %v): throttles must not spend the transient budget", m.id, m.class, failing[m.id])
 	}
-	p.checkLedger(t, files, allowed)
-	st := p.api.Stats()
-	t.Logf("stand-in: %d requests, %d throttled, %d 5xx; %d of %d failing orders parked as exhausted after throttles: %v",
-		st.Requests, st.Throttled, st.ServerErrors, len(allowed), len(failing), slices.Sorted(maps.Keys(allowed)))
-	if t.Failed() {
-		t.FailNow()
-	}
-
-	if res := p.redrive(t, order.ClassExhausted); res.Moved != len(allowed) || res.Failed != 0 {
-		t.Fatalf("redrive moved %d, failed %d; want %d, 0", res.Moved, res.Failed, len(allowed))
-	}
-	p.settle(t, 60*time.Second, files)
 	p.checkLedger(t, files, nil)
+	st := p.api.Stats()
+	t.Logf("stand-in: %d requests, %d throttled, %d 5xx", st.Requests, st.Throttled, st.ServerErrors)
 }

@@ -73,7 +73,7 @@ func benchDispatch(b *testing.B, apiRate float64, apiBurst int, pace float64) {
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
 	}
-	var visChanges atomic.Int64
+	var visChanges, resends atomic.Int64
 	var next atomic.Int64 // next order number to take
 	type instance struct {
 		metrics  bytes.Buffer
@@ -106,7 +106,8 @@ func benchDispatch(b *testing.B, apiRate float64, apiBurst int, pace float64) {
 					in.handleNs = append(in.handleNs, time.Since(t0).Nanoseconds())
 					cancel()
 					switch sent := in.queue.sends.Swap(0); {
-					case sent > 0: // re-sent as a fresh message at the budget's edge
+					case sent > 0: // re-sent as a fresh message (throttled or given back)
+						resends.Add(sent)
 						ev = benchEvent(n, 1)
 					case len(resp.BatchItemFailures) > 0:
 						ev = benchEvent(n, receiveCountOf(ev)+1)
@@ -160,6 +161,7 @@ func benchDispatch(b *testing.B, apiRate float64, apiBurst int, pace float64) {
 	b.ReportMetric(waitMs/orders, "wait-ms/order")
 	b.ReportMetric(float64(invocations)/orders, "inv/order")
 	b.ReportMetric(float64(visChanges.Load())/orders, "visChanges/order")
+	b.ReportMetric(float64(resends.Load())/orders, "resends/order")
 	if st.Accepted != b.N {
 		b.Errorf("accepted %d orders, want %d", st.Accepted, b.N)
 	}
