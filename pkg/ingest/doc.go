@@ -40,6 +40,33 @@
 // without one). On an error the claim is released at once (lease in the past) so that the
 // retried message resumes without waiting.
 //
+// # Requests per file, and the order of the last ones
+//
+// A fresh file costs four S3 requests: the claim (conditional PUT), the GET, the report and the
+// done state; plus the rejects object when a line was rejected. For an S3 event the GET from the
+// first byte starts together with the claim: nothing is read from it, so nothing is sent,
+// until the claim is held at offset 0; a lost claim (done, busy) or a claim that resumes a
+// checkpoint closes it unread. A continuation, and a file refused on its name or size, make no
+// such GET. The first delivery reads no state object: the conditional create is the claim.
+//
+// Full batches go to the sending goroutines as soon as they have MaxBatchEntries entries. The
+// end-of-file writes wait for every batch in flight (the report's counts and the rejects from
+// refused entries come from the queue's answers, and the done state must follow the last
+// accepted order), then go in this order:
+//
+//  1. the rejects object: the report is the sign that nothing is left to do, so what it counts
+//     must already be stored;
+//  2. the report;
+//  3. the done state (compare-and-swap), then the sidecars are deleted.
+//
+// A crash (or a failed write) before 2 leaves the claim running at the last checkpoint: the next
+// delivery resumes there, re-sending at most what followed it, as after any crash. A crash after
+// 2 but before 3 must not send the file again: a delivery that takes over an abandoned claim
+// (lease run out or released) first looks for the report of the same run (same version, same
+// StartedAt as the state); when it is there, the delivery writes the done state from it, sends
+// nothing and returns Skipped. A delivery handed the claim by a continuation skips that GET:
+// its predecessor stopped before the end.
+//
 // # Checkpoints and continuations
 //
 // CHECKPOINT_MARGIN before the deadline, after the line in hand, the invocation flushes every

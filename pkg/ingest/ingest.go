@@ -234,6 +234,16 @@ func (s *Service) Ingest(ctx context.Context, rec s3event.Record, token string) 
 	}
 	r := &run{s: s, c: c, saved: c.state, line: c.state.Line, pre: pre}
 	defer r.rejects.close()
+	if c.abandoned {
+		done, err := r.adoptReport(ctx)
+		if err != nil {
+			r.release(ctx)
+			return 0, err
+		}
+		if done {
+			return Skipped, nil
+		}
+	}
 	out, err := r.run(ctx, rec.Size)
 	if err != nil {
 		r.release(ctx)
@@ -577,6 +587,40 @@ func (r *run) finish(ctx context.Context, refused, stopped string) (Outcome, err
 	}
 	r.cleanup(ctx, st)
 	return Done, nil
+}
+
+// adoptReport finishes a run whose earlier owner wrote the report but not the done state (it
+// crashed, or the state write failed), and reports whether it did. finish writes the report
+// only once every order was accepted by the queue and the rejects object is written, so the
+// report of this run (same version, same StartedAt as the state) means that nothing is left to
+// send: the done state is written from the report and the checkpoint's sidecars deleted.
+// A missing report, or one of another run (an older version, another content of the same
+// key), says nothing: the run resumes from the checkpoint.
+func (r *run) adoptReport(ctx context.Context) (bool, error) {
+	obj := r.c.obj
+	var buf bytes.Buffer
+	err := r.copyObject(ctx, &buf, obj.reportKey())
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for the report of an abandoned run: %w", err)
+	}
+	var rep Report
+	st := r.c.state
+	if json.Unmarshal(buf.Bytes(), &rep) != nil || rep.Version != obj.Version || st.StartedAt.IsZero() || !rep.StartedAt.Equal(st.StartedAt) {
+		return false, nil
+	}
+	st.Status, st.LeaseUntil, st.FinishedAt = StatusDone, time.Time{}, rep.FinishedAt
+	st.Lines, st.Enqueued, st.Rejected, st.Continuations = rep.Lines, rep.Enqueued, rep.Rejected, rep.Continuations
+	st.DuplicateIDs, st.DuplicateIDsTruncated = rep.DuplicateIDs, rep.DuplicateIDsTruncated
+	st.DuplicateCheckPartial = rep.DuplicateCheck == "partial"
+	st.Refused = rep.Refused + rep.Stopped
+	if err := r.commit(ctx, st); err != nil {
+		return false, err
+	}
+	r.cleanup(ctx, st)
+	return true, nil
 }
 
 // writeRejects writes `rejects/{key}.jsonl`: the parts saved at earlier checkpoints, then this

@@ -129,10 +129,7 @@ func TestIngestClaims(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
 			const key = "uploads/claims.jsonl"
-			e.put(t, key, []byte(threeOrders))
-			if tt.state != nil {
-				e.putState(t, key, "null", *tt.state)
-			}
+			e.putWithState(t, key, threeOrders, tt.state)
 			got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, tt.token)
 			if !errors.Is(err, tt.wantErr) || got != tt.want {
 				t.Fatalf("Ingest = %v, %v; want %v, %v", got, err, tt.want, tt.wantErr)

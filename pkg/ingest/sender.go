@@ -146,11 +146,14 @@ func (s *Sender) Add(e *Entry) error {
 		return err
 	}
 	n := e.size()
-	if len(s.cur) == MaxBatchEntries || (len(s.cur) > 0 && s.curSize+n > MaxBatchBytes) {
+	if len(s.cur) > 0 && s.curSize+n > MaxBatchBytes {
 		s.dispatch()
 	}
 	s.cur = append(s.cur, e)
 	s.curSize += n
+	if len(s.cur) == MaxBatchEntries {
+		s.dispatch() // full: send it now rather than when the next entry arrives
+	}
 	return nil
 }
 

@@ -110,6 +110,9 @@ type claim struct {
 	obj   object
 	state State
 	etag  string
+	// abandoned: the claim was taken over from an owner whose lease ran out or was released,
+	// which may have got as far as the report (see run.adoptReport).
+	abandoned bool
 }
 
 // newToken returns a random owner token.
@@ -141,6 +144,7 @@ func acquire(ctx context.Context, st objectStore, obj object, etag, token string
 		return nil, errDone
 	case token != "" && cur.Owner == token: // handed to us by a checkpoint
 	case now.After(cur.LeaseUntil): // abandoned: its owner crashed or gave up
+		c.abandoned = true
 	default:
 		return nil, fmt.Errorf("claim %s: %w (lease until %s)", obj.stateKey(), ErrBusy, cur.LeaseUntil.Format(time.RFC3339))
 	}
