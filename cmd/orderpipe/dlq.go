@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"strings"
 )
 
 // dlqCommands are the subcommands of dlq; each works on the orders dead-letter queue.
@@ -22,7 +24,14 @@ func runDLQ(ctx context.Context, c *cli, args []string) error {
 // addFilter registers --class and --source on fs.
 func addFilter(fs *flag.FlagSet, f *filter) {
 	fs.Var((*classList)(&f.classes), "class", "only these failure classes, comma-separated: permanent, exhausted, undecodable, unknown")
-	fs.StringVar(&f.source, "source", "", `only orders from this source: s3://bucket/key, or a prefix ending in "*"`)
+	fs.Func("source", `only orders from this source: s3://bucket/key, or a prefix ending in "*"`, func(v string) error {
+		// An empty value would select every source (with dlq purge: delete everything).
+		if strings.TrimSpace(v) == "" {
+			return errors.New(`empty source: give s3://bucket/key or a prefix ending in "*", or leave out --source`)
+		}
+		f.source = v
+		return nil
+	})
 }
 
 // openDLQ connects and returns a scanner over the orders dead-letter queue looking at up to max

@@ -26,6 +26,11 @@ func TestUsage(t *testing.T) {
 		{"purge without yes", []string{"dlq", "purge", "--orders-dlq", "q"}, exitUsage, "add --yes"},
 		{"unknown class", []string{"dlq", "ls", "--class", "weird"}, exitUsage, `unknown class "weird"`},
 		{"unknown class among several", []string{"dlq", "purge", "--yes", "--class", "permanent,weird"}, exitUsage, `unknown class "weird"`},
+		// An empty filter from an unset shell variable must not widen a purge to the whole DLQ.
+		{"purge with an empty class", []string{"dlq", "purge", "--yes", "--class", "", "--orders-dlq", "q"}, exitUsage, "empty class list"},
+		{"purge with a blank class list", []string{"dlq", "purge", "--yes", "--class", " , ", "--orders-dlq", "q"}, exitUsage, "empty class list"},
+		{"purge with an empty source", []string{"dlq", "purge", "--yes", "--source", "", "--orders-dlq", "q"}, exitUsage, "empty source"},
+		{"redrive with an empty class", []string{"dlq", "redrive", "--class", "", "--orders-dlq", "q"}, exitUsage, "empty class list"},
 		{"bad rate", []string{"status", "--rate", "0"}, exitUsage, "--rate 0"},
 		{"show without id", []string{"dlq", "show"}, exitUsage, "want one MESSAGE-ID"},
 		{"stray argument", []string{"status", "extra"}, exitUsage, "unexpected arguments extra"},

@@ -160,7 +160,10 @@ type classList []string
 
 func (l *classList) String() string { return strings.Join(*l, ",") }
 
+// Set adds the classes of v. A value naming no class is an error, not "every class": with
+// dlq purge, `--class "$UNSET"` would otherwise delete the whole queue.
 func (l *classList) Set(v string) error {
+	added := 0
 	for _, c := range strings.Split(v, ",") {
 		if c = strings.TrimSpace(c); c == "" {
 			continue
@@ -169,6 +172,10 @@ func (l *classList) Set(v string) error {
 			return fmt.Errorf("unknown class %q: one of %s", c, strings.Join(order.Classes, ", "))
 		}
 		*l = append(*l, c)
+		added++
+	}
+	if added == 0 {
+		return fmt.Errorf("empty class list: name one or more of %s, or leave out --class", strings.Join(order.Classes, ", "))
 	}
 	return nil
 }
