@@ -2,10 +2,12 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http/httptest"
+	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -107,6 +109,15 @@ func receiveCounts(calls []string) []string {
 	return out
 }
 
+// countsUpTo is the receive counts of a message received n times: "1" to n.
+func countsUpTo(n int) []string {
+	out := []string{}
+	for i := 1; i <= n; i++ {
+		out = append(out, strconv.Itoa(i))
+	}
+	return out
+}
+
 // noClass is how peekDLQ (which reads the FailureClass attribute as it is) shows a message the
 // queue's redrive policy parked: it has no FailureClass; pkg/redrive and `dlq ls` call it unknown.
 const noClass = ""
@@ -149,10 +160,7 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 	if m := parked[crashID]; m.detail != "" || m.attempts != 0 {
 		t.Errorf("parked %s: detail %q, attempts %d; want neither (dispatch never parked it)", crashID, m.detail, m.attempts)
 	}
-	var want []string // one receive per crash, up to maxReceiveCount
-	for n := 1; n <= s.MaxReceiveCount; n++ {
-		want = append(want, strconv.Itoa(n))
-	}
+	want := countsUpTo(s.MaxReceiveCount) // one receive per crash
 	if diff := cmp.Diff(want, receiveCounts(crashCalls.get())); diff != "" {
 		t.Errorf("receive counts of %s's message before it was parked (-want +got):\n%s", crashID, diff)
 	}
@@ -288,11 +296,7 @@ func TestE2EFilesDLQ(t *testing.T) {
 	if p.exists(t, "reports/"+gone+".json") {
 		t.Errorf("report of the deleted %s written, want none", gone)
 	}
-	want := []string{}
-	for n := 1; n <= s.MaxReceiveCount; n++ {
-		want = append(want, strconv.Itoa(n))
-	}
-	if diff := cmp.Diff(want, receiveCounts(goneCalls.get())); diff != "" {
+	if diff := cmp.Diff(countsUpTo(s.MaxReceiveCount), receiveCounts(goneCalls.get())); diff != "" {
 		t.Errorf("receive counts of %s's notification (-want +got):\n%s", gone, diff)
 	}
 	if got := p.files.Stats().ItemFailures; got != int64(s.MaxReceiveCount) {
@@ -319,5 +323,79 @@ func TestE2EFilesDLQ(t *testing.T) {
 	}
 	if st := p.api.Stats(); st.Deliveries != 12 || st.Duplicates != 0 {
 		t.Errorf("stand-in: %d deliveries, %d duplicates; want 12 (8 + 4, none of %s), 0", st.Deliveries, st.Duplicates, gone)
+	}
+}
+
+// TestE2EIngestCheckpoint ingests a file of a thousand orders through the files poller with a
+// short ingest timeout (6 s) and a CHECKPOINT_MARGIN (5 s) that leaves each invocation about 1 s
+// of work before it must checkpoint and hand over: moto takes at most ~300 orders/s, so the
+// file needs several continuations. The margin is wide because the hand-over (flush the batches
+// in flight, save rejects, id set and state, send the continuation) takes seconds on a busy
+// moto. No invocation may fail or be killed at its deadline, every valid line is delivered
+// exactly once, a duplicate id far from its first use is still found (the id set carries over),
+// the rejects of every invocation are in the rejects object, and the ledger balances.
+//
+// Dispatch takes batches of 10 here (it handles a batch in order): moto's cost per call grows
+// with the queue's length, and one receive and one delete per order would not drain the
+// backlog within the test's time.
+func TestE2EIngestCheckpoint(t *testing.T) {
+	t.Parallel()
+	const key, n, minContinuations = "uploads/big.jsonl", 1000, 2
+	p := newE2E(t, e2eOptions{apiRate: 400})
+	s := p.settings
+	s.IngestTimeout, s.FilesVisibility = 6*time.Second, 36*time.Second
+	p.retune(t, s)
+	p.files.Handler = p.ingestHandler(t, 5*time.Second)
+	p.orders.BatchSize = 10
+	p.start(t)
+
+	f := &e2eFile{key: key, ids: map[int64]string{}, rejects: map[int64]string{
+		300: order.ReasonInvalidJSON, 700: ingest.ReasonDuplicateID, n - 1: order.ReasonMissingID,
+	}}
+	for line := int64(1); line <= n; line++ {
+		id := fmt.Sprintf("k-%04d", line)
+		switch line {
+		case 300:
+			f.body = append(f.body, `{"id":"k-0300","amount":`+"\n"...)
+		case 700:
+			f.body = fmt.Appendf(f.body, `{"id":"k-0010","amount":"%d.50"}`+"\n", line) // line 10's id
+		case n - 1:
+			f.body = fmt.Appendf(f.body, `{"amount":"%d.50"}`+"\n", line)
+		default:
+			f.ids[line] = id
+			f.body = fmt.Appendf(f.body, `{"id":%q,"amount":"%d.50"}`+"\n", id, line)
+		}
+	}
+	f.version = p.upload(t, key, f.body)
+	files := []*e2eFile{f}
+	p.settle(t, 80*time.Second, files)
+	p.checkLedger(t, files, nil)
+
+	rep := p.bucketObjects().report(t, key)
+	t.Logf("%d lines in %d invocations (%d continuations), %v; stand-in API %+v", rep.Lines, rep.Continuations+1, rep.Continuations,
+		rep.FinishedAt.Sub(rep.StartedAt), p.api.Stats())
+	if rep.Continuations < minContinuations {
+		t.Errorf("report: %d continuations, want at least %d (raise n or CHECKPOINT_MARGIN)", rep.Continuations, minContinuations)
+	}
+	if diff := cmp.Diff([]string{"k-0010"}, rep.DuplicateIDs); diff != "" {
+		t.Errorf("report: duplicate ids (-want +got):\n%s", diff)
+	}
+	if st := p.files.Stats(); st.Failures != 0 || st.ItemFailures != 0 || st.Invocations < int64(rep.Continuations+1) {
+		t.Errorf("ingest invocations %d, failed %d (timed out %d), item failures %d; want >= %d, 0 (0), 0: every hand-over before the deadline",
+			st.Invocations, st.Failures, st.Timeouts, st.ItemFailures, rep.Continuations+1)
+	}
+	if st := p.api.Stats(); st.Deliveries != len(f.ids) || st.Duplicates != 0 {
+		t.Errorf("stand-in: %d deliveries, %d duplicates; want %d, 0", st.Deliveries, st.Duplicates, len(f.ids))
+	}
+	out, err := p.s3.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &p.res.Bucket, Prefix: aws.String("state/" + key + "@")})
+	if err != nil {
+		t.Fatalf("list state of %s: %v", key, err)
+	}
+	var state []string
+	for _, o := range out.Contents {
+		state = append(state, path.Ext(aws.ToString(o.Key)))
+	}
+	if diff := cmp.Diff([]string{".json"}, state); diff != "" {
+		t.Errorf("state objects of %s by extension (-want +got): only the done state may remain\n%s", key, diff)
 	}
 }
