@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,9 +42,11 @@ type verdict struct {
 // It returns how many distinct messages were visited.
 func (s scanner) scan(ctx context.Context, visit func(sqstypes.Message) verdict) (n int, err error) {
 	seen := make(map[string]bool)
-	var held []sqstypes.Message
+	// held maps each message to release to its latest receipt handle: one that came back after
+	// its visibility has a new handle, and the old one may no longer work.
+	held := make(map[string]sqstypes.Message)
 	defer func() {
-		if rerr := s.release(context.WithoutCancel(ctx), held); rerr != nil && err == nil {
+		if rerr := s.release(context.WithoutCancel(ctx), slices.Collect(maps.Values(held))); rerr != nil && err == nil {
 			err = rerr
 		}
 	}()
@@ -66,7 +70,7 @@ func (s scanner) scan(ctx context.Context, visit func(sqstypes.Message) verdict)
 		for _, m := range out.Messages {
 			id := aws.ToString(m.MessageId)
 			if seen[id] || stop || n >= s.max {
-				held = append(held, m) // came back after its visibility: keep its new handle to release
+				held[id] = m // came back after its visibility: keep its new handle to release
 				continue
 			}
 			seen[id] = true
@@ -76,7 +80,7 @@ func (s scanner) scan(ctx context.Context, visit func(sqstypes.Message) verdict)
 			if v.remove {
 				remove = append(remove, m)
 			} else {
-				held = append(held, m)
+				held[id] = m
 			}
 			stop = v.stop
 		}
@@ -90,22 +94,24 @@ func (s scanner) scan(ctx context.Context, visit func(sqstypes.Message) verdict)
 	return n, nil
 }
 
-// release makes messages visible again, ten at a time.
+// release makes messages visible again, ten at a time. A failed batch does not stop the
+// others: every message it can release is released, and the failures are reported together.
 func (s scanner) release(ctx context.Context, msgs []sqstypes.Message) error {
+	var errs []error
 	for chunk := range slices.Chunk(msgs, 10) {
 		entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(chunk))
 		for i, m := range chunk {
 			entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
 		}
 		out, err := s.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &s.queueURL, Entries: entries})
-		if err != nil {
-			return fmt.Errorf("make messages visible again on %s: %w", s.queueURL, err)
-		}
-		if len(out.Failed) > 0 {
-			return fmt.Errorf("make messages visible again on %s: %d failed (%s): they reappear within %v", s.queueURL, len(out.Failed), aws.ToString(out.Failed[0].Message), peekVisibility)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("make %d messages visible again on %s: %w", len(chunk), s.queueURL, err))
+		case len(out.Failed) > 0:
+			errs = append(errs, fmt.Errorf("make messages visible again on %s: %d failed (%s): they reappear within %v", s.queueURL, len(out.Failed), aws.ToString(out.Failed[0].Message), peekVisibility))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // remove deletes messages, ten at a time.
