@@ -19,7 +19,7 @@ const (
 
 // Failure classes of a parked message.
 const (
-	ClassPermanent   = "permanent"   // the API refused the order (4xx other than 429)
+	ClassPermanent   = "permanent"   // the API refused the order (a 4xx: orderapi.ClassifyStatus)
 	ClassExhausted   = "exhausted"   // transient failures past the retry budget
 	ClassUndecodable = "undecodable" // the message itself is unusable
 	ClassUnknown     = "unknown"     // parked by the queue's redrive policy, not by dispatch

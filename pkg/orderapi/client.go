@@ -254,7 +254,10 @@ func lastPart(s string) string {
 }
 
 // ClassifyStatus maps an HTTP status to a Class. 401 is transient (the cached secret may have
-// rotated; the client fetches it again), as are 408 and 425; every other 4xx is permanent.
+// rotated; the client fetches it again), as are 408 and 425, and 409: under the Idempotency-Key
+// header's rules (IETF draft-ietf-httpapi-idempotency-key-header) 409 means a request with the
+// same key is still being processed, so a retry gets its result; a key reused with another
+// payload is 422, permanent. Every other 4xx is permanent.
 // 3xx and other unexpected statuses are transient, so they end as exhausted with their reason
 // rather than parking orders at once.
 func ClassifyStatus(status int) Class {
@@ -263,7 +266,8 @@ func ClassifyStatus(status int) Class {
 		return Delivered
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		return Throttled
-	case status == http.StatusUnauthorized || status == http.StatusRequestTimeout || status == http.StatusTooEarly:
+	case status == http.StatusUnauthorized || status == http.StatusRequestTimeout || status == http.StatusTooEarly ||
+		status == http.StatusConflict:
 		return Transient
 	case status >= 400 && status <= 499:
 		return Permanent

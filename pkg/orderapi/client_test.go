@@ -98,7 +98,7 @@ func TestClassification(t *testing.T) {
 		{"500", 500, "", "boom\n\tat line 3", orderapi.Result{Class: orderapi.Transient, Status: 500, Detail: "HTTP 500: boom at line 3"}},
 		{"401 may be a rotated secret", 401, "", "", orderapi.Result{Class: orderapi.Transient, Status: 401, Detail: "HTTP 401: Unauthorized"}},
 		{"422", 422, "", `{"error":"unknown sku"}`, orderapi.Result{Class: orderapi.Permanent, Status: 422, Detail: `HTTP 422: {"error":"unknown sku"}`}},
-		{"409", 409, "", "", orderapi.Result{Class: orderapi.Permanent, Status: 409, Detail: "HTTP 409: Conflict"}},
+		{"409: same key still in progress", 409, "", "", orderapi.Result{Class: orderapi.Transient, Status: 409, Detail: "HTTP 409: Conflict"}},
 		{"redirect is not followed", 308, "", "", orderapi.Result{Class: orderapi.Transient, Status: 308, Detail: "HTTP 308: Permanent Redirect"}},
 		{"long body is cut", 400, "", strings.Repeat("x", 5000), orderapi.Result{Class: orderapi.Permanent, Status: 400, Detail: "HTTP 400: " + strings.Repeat("x", 200)}},
 	} {
