@@ -139,6 +139,11 @@ func CheckBaseURL(base string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("order API base URL %q: want http(s)://host[/path]", base)
 	}
+	// A query or fragment would end up after /orders/{id} wrongly; credentials in the URL would
+	// end up in logs and errors (the Authorization secret is the place for them).
+	if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return fmt.Errorf("order API base URL %s: no credentials, query or fragment allowed", u.Redacted())
+	}
 	return nil
 }
 

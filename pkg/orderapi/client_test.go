@@ -358,3 +358,30 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckBaseURL(t *testing.T) {
+	for _, tc := range []struct {
+		base    string
+		wantErr bool
+	}{
+		{"https://api.example.com", false},
+		{"https://api.example.com/v1/", false},
+		{"http://127.0.0.1:8080", false},
+		{"ftp://api.example.com", true},
+		{"https://", true},
+		{"https://api.example.com/v1?tenant=a", true},
+		{"https://api.example.com/v1?", true},
+		{"https://api.example.com/#x", true},
+		{"https://user:secret@api.example.com", true},
+	} {
+		t.Run(tc.base, func(t *testing.T) {
+			err := orderapi.CheckBaseURL(tc.base)
+			if got := err != nil; got != tc.wantErr {
+				t.Errorf("CheckBaseURL(%q) = %v, want error %v", tc.base, err, tc.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "secret") {
+				t.Errorf("error %q shows the URL's password", err)
+			}
+		})
+	}
+}
