@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -48,7 +49,8 @@ func freshQueue(b *testing.B, e *env) {
 }
 
 // BenchmarkIngestToMoto is the ingest rate through Service.Ingest: read the object from moto's
-// S3, parse, send to moto's SQS. Compare with BenchmarkSendMessageBatchToMoto.
+// S3, parse, send to moto's SQS. Compare with BenchmarkSendMessageBatchToMoto. It also reports
+// the S3 requests and SendMessageBatch calls per file, counted at the client interfaces.
 func BenchmarkIngestToMoto(b *testing.B) {
 	e := newEnv(b)
 	var file strings.Builder
@@ -56,20 +58,31 @@ func BenchmarkIngestToMoto(b *testing.B) {
 		file.WriteString(benchLine(i))
 	}
 	ctx := context.Background()
+	store := newSpyStore(e.s3)
+	var entries, calls int
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		freshQueue(b, e)
 		b.StopTimer()
-		key := "uploads/bench-" + strconv.Itoa(i) + ".jsonl"
+		svc := ingest.New(e.cfg, store, countingQueue(e.sqs, &entries, &calls))
+		key := "uploads/bench-" + strconv.Itoa(i%10) + ".jsonl"
+		if _, err := e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: aws.String("state/" + key + "@null.json")}); err != nil {
+			b.Fatal(err)
+		}
 		e.put(b, key, []byte(file.String()))
 		b.StartTimer()
-		out, err := e.svc.Ingest(ctx, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, "")
+		out, err := svc.Ingest(ctx, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, "")
 		if err != nil || out != ingest.Done {
 			b.Fatalf("Ingest = %v, %v", out, err)
 		}
 	}
 	b.StopTimer()
+	if entries != benchOrders*b.N {
+		b.Errorf("sent %d orders, want %d", entries, benchOrders*b.N)
+	}
 	b.ReportMetric(float64(benchOrders*b.N)/b.Elapsed().Seconds(), "orders/s")
+	b.ReportMetric(float64(store.calls)/float64(b.N), "s3-calls/file")
+	b.ReportMetric(float64(calls)/float64(b.N), "batch-calls/file")
 	deleteQueue(b, e)
 }
 
@@ -88,7 +101,7 @@ func BenchmarkSendMessageBatchToMoto(b *testing.B) {
 			batch = append(batch, sqstypes.SendMessageBatchRequestEntry{
 				Id: aws.String(strconv.Itoa(j - i)), MessageBody: aws.String(strings.TrimSuffix(benchLine(j), "\n")),
 				MessageAttributes: map[string]sqstypes.MessageAttributeValue{
-					order.AttrOrderID: str(fmt.Sprintf("o-%09d", j)), order.AttrSource: str("s3://" + e.bucket + "/uploads/bench.jsonl"),
+					order.AttrOrderID: str(fmt.Sprintf("o-%09d", j)), order.AttrSource: str("s3://" + e.bucket + "/uploads/bench-0.jsonl"),
 					order.AttrSourceVersion: str(order.NullVersion),
 					order.AttrLine:          {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(j + 1))},
 				},
@@ -97,6 +110,7 @@ func BenchmarkSendMessageBatchToMoto(b *testing.B) {
 		batches = append(batches, batch)
 	}
 	ctx := context.Background()
+	var calls atomic.Int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		freshQueue(b, e)
@@ -107,6 +121,7 @@ func BenchmarkSendMessageBatchToMoto(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for batch := range work {
+					calls.Add(1)
 					if _, err := e.sqs.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &e.ordersURL, Entries: batch}); err != nil {
 						b.Error(err)
 					}
@@ -121,6 +136,7 @@ func BenchmarkSendMessageBatchToMoto(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(benchOrders*b.N)/b.Elapsed().Seconds(), "orders/s")
+	b.ReportMetric(float64(calls.Load())/float64(b.N), "batch-calls/file")
 	deleteQueue(b, e)
 }
 

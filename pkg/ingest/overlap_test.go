@@ -25,6 +25,7 @@ import (
 type spyStore struct {
 	ingest.ObjectStore
 	mu      sync.Mutex
+	calls   int // requests of any kind
 	gets    map[string]int
 	open    map[string]int // bodies not closed
 	failPut func(key string) bool
@@ -38,6 +39,7 @@ func (s *spyStore) GetObject(ctx context.Context, in *s3.GetObjectInput, o ...fu
 	key := aws.ToString(in.Key)
 	s.mu.Lock()
 	s.gets[key]++
+	s.calls++
 	s.mu.Unlock()
 	out, err := s.ObjectStore.GetObject(ctx, in, o...)
 	if err == nil {
@@ -54,10 +56,20 @@ func (s *spyStore) GetObject(ctx context.Context, in *s3.GetObjectInput, o ...fu
 }
 
 func (s *spyStore) PutObject(ctx context.Context, in *s3.PutObjectInput, o ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
 	if s.failPut != nil && s.failPut(aws.ToString(in.Key)) {
 		return nil, errors.New("injected failure")
 	}
 	return s.ObjectStore.PutObject(ctx, in, o...)
+}
+
+func (s *spyStore) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, o ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
+	return s.ObjectStore.DeleteObject(ctx, in, o...)
 }
 
 type closeSpy struct {
@@ -81,12 +93,16 @@ func (e *env) putWithState(t *testing.T, key, body string, st *ingest.State) {
 	}
 }
 
-// countingQueue is the real SQS client counting the entries sent in batches.
-func countingQueue(c *sqs.Client, n *int) refusingQueue {
+// countingQueue is the real SQS client counting the entries sent in batches and, if calls is
+// not nil, the SendMessageBatch calls.
+func countingQueue(c *sqs.Client, n *int, calls ...*int) refusingQueue {
 	var mu sync.Mutex
 	return refusingQueue{Client: c, batch: func(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
 		mu.Lock()
 		*n += len(in.Entries)
+		for _, c := range calls {
+			*c++
+		}
 		mu.Unlock()
 		return c.SendMessageBatch(ctx, in, o...)
 	}}
