@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -76,10 +77,22 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			return def
 		}
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 {
+		// ParseFloat accepts "Inf" and "NaN": an infinite API_RATE would turn pacing off.
+		if err != nil || !(f > 0) || math.IsInf(f, 0) {
 			errs = append(errs, fmt.Errorf("%s=%q: want a positive number", name, v))
 		}
 		return f
+	}
+	count := func(name string, def int) int {
+		v := str(name, "", false)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive whole number", name, v))
+		}
+		return n
 	}
 	c := Config{
 		OrdersQueueURL: str("ORDERS_QUEUE_URL", "", true),
@@ -88,8 +101,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		APISecretARN:   str("ORDER_API_SECRET_ARN", "", false),
 		APITimeout:     dur("ORDER_API_TIMEOUT", orderapi.DefaultTimeout),
 		APIRate:        num("API_RATE", 1),
-		APIInstances:   int(num("API_INSTANCES", 2)),
-		MaxAttempts:    int(num("MAX_ATTEMPTS", 8)),
+		APIInstances:   count("API_INSTANCES", 2),
+		MaxAttempts:    count("MAX_ATTEMPTS", 8),
 		BackoffBase:    dur("BACKOFF_BASE", 2*time.Second),
 		BackoffMax:     dur("BACKOFF_MAX", 15*time.Minute),
 		FunctionName:   str("AWS_LAMBDA_FUNCTION_NAME", "dispatch", false),
@@ -117,8 +130,8 @@ func (c Config) Validate() error {
 	if err := orderapi.CheckBaseURL(c.APIBaseURL); err != nil {
 		bad("ORDER_API_BASE_URL: %v", err)
 	}
-	if c.APIRate <= 0 || c.APIInstances < 1 {
-		bad("API_RATE %v and API_INSTANCES %d must be > 0", c.APIRate, c.APIInstances)
+	if !(c.APIRate > 0) || math.IsInf(c.APIRate, 0) || c.APIInstances < 1 {
+		bad("API_RATE %v and API_INSTANCES %d must be finite and > 0", c.APIRate, c.APIInstances)
 	}
 	if c.MaxAttempts < 2 {
 		bad("MAX_ATTEMPTS %d: want at least 2", c.MaxAttempts)

@@ -70,6 +70,12 @@ func TestLoadConfig(t *testing.T) {
 		{"bad base URL", with("ORDER_API_BASE_URL", "api.example.com"), nil, []string{"ORDER_API_BASE_URL"}},
 		{"backoff max below base", with("BACKOFF_BASE", "1m", "BACKOFF_MAX", "1s"), nil, []string{"BACKOFF_BASE"}},
 		{"one attempt", with("MAX_ATTEMPTS", "1"), nil, []string{"MAX_ATTEMPTS"}},
+		// Regressions: ParseFloat takes "Inf" (an unlimited limiter: no pacing at all) and "NaN"
+		// (every comparison false), and counts went through a float (2.5 became 2, 1e30 garbage).
+		{"infinite rate", with("API_RATE", "Inf"), nil, []string{`API_RATE="Inf"`}},
+		{"NaN rate", with("API_RATE", "NaN"), nil, []string{`API_RATE="NaN"`}},
+		{"fractional instances", with("API_INSTANCES", "2.5"), nil, []string{`API_INSTANCES="2.5": want a positive whole number`}},
+		{"huge attempts", with("MAX_ATTEMPTS", "1e30"), nil, []string{`MAX_ATTEMPTS="1e30": want a positive whole number`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := LoadConfig(func(k string) string { return tc.env[k] })
