@@ -334,10 +334,6 @@ func TestE2EFilesDLQ(t *testing.T) {
 // moto. No invocation may fail or be killed at its deadline, every valid line is delivered
 // exactly once, a duplicate id far from its first use is still found (the id set carries over),
 // the rejects of every invocation are in the rejects object, and the ledger balances.
-//
-// Dispatch takes batches of 10 here (it handles a batch in order): moto's cost per call grows
-// with the queue's length, and one receive and one delete per order would not drain the
-// backlog within the test's time.
 func TestE2EIngestCheckpoint(t *testing.T) {
 	t.Parallel()
 	const key, n, minContinuations = "uploads/big.jsonl", 1000, 2
@@ -346,7 +342,6 @@ func TestE2EIngestCheckpoint(t *testing.T) {
 	s.IngestTimeout, s.FilesVisibility = 6*time.Second, 36*time.Second
 	p.retune(t, s)
 	p.files.Handler = p.ingestHandler(t, 5*time.Second)
-	p.orders.BatchSize = 10
 	p.start(t)
 
 	f := &e2eFile{key: key, ids: map[int64]string{}, rejects: map[int64]string{
