@@ -60,6 +60,10 @@ const (
 	maxDelay      = 15 * time.Minute // SendMessage DelaySeconds maximum
 	maxAttributes = 10               // message attributes per SQS message
 	sqsCallBudget = 5 * time.Second  // bookkeeping calls run detached from the invocation's cancel
+	// responseReserve is left between the last bookkeeping call and the invocation's deadline,
+	// for the response to reach Lambda: a call still running at the deadline is a killed
+	// invocation, and then the whole batch comes back, copies already re-sent included.
+	responseReserve = 100 * time.Millisecond
 )
 
 // Dispatcher delivers order messages to the order API at the paced rate. One Dispatcher lives
@@ -316,7 +320,7 @@ func (d *Dispatcher) answered() {
 
 // apply carries out dec, logs the outcome once and reports whether the message may be deleted.
 func (d *Dispatcher) apply(ctx context.Context, log *slog.Logger, msg events.SQSMessage, attempts int, dec decision) bool {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sqsCallBudget)
+	sctx, cancel := bookkeepingContext(ctx)
 	defer cancel()
 	log = log.With("class", dec.class)
 	if dec.detail != "" {
@@ -348,6 +352,19 @@ func (d *Dispatcher) apply(ctx context.Context, log *slog.Logger, msg events.SQS
 		log.WarnContext(ctx, "order to retry", "visibilitySec", seconds(dec.visibility))
 	}
 	return false
+}
+
+// bookkeepingContext is the context of the SQS calls that carry out a decision: not cancelled
+// with the invocation's ctx, at most sqsCallBudget, and ending responseReserve before ctx's
+// deadline. A call cut short by it fails, and the message stays on the queue.
+func bookkeepingContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	sctx, cancelBudget := context.WithTimeout(context.WithoutCancel(ctx), sqsCallBudget)
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return sctx, cancelBudget
+	}
+	sctx, cancelDeadline := context.WithDeadline(sctx, dl.Add(-responseReserve))
+	return sctx, func() { cancelDeadline(); cancelBudget() }
 }
 
 func (d *Dispatcher) setVisibility(ctx context.Context, msg events.SQSMessage, v time.Duration) error {

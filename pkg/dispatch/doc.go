@@ -34,7 +34,10 @@
 //     attempt number.
 //
 // If the DLQ send fails the message is reported as a BatchItemFailure and is not deleted. If a
-// visibility change fails, the queue's own visibility timeout brings the message back.
+// visibility change fails, the queue's own visibility timeout brings the message back. These SQS
+// calls are not cancelled with the invocation's context but end shortly before its deadline
+// (at most 5 s each): a call past the deadline would be a killed invocation, which brings the
+// whole batch back, fresh copies already sent included. A call cut short counts as failed.
 //
 // # Throttles and the retry budget
 //

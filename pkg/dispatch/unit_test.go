@@ -473,3 +473,59 @@ func TestRequeuedAttributes(t *testing.T) {
 		})
 	}
 }
+
+// deadlineQueue records the deadline of every SQS call's context.
+type deadlineQueue struct {
+	deadlines []time.Time
+}
+
+func (q *deadlineQueue) record(ctx context.Context) error {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Time{}.Add(1<<63 - 1)
+	}
+	q.deadlines = append(q.deadlines, dl)
+	return ctx.Err()
+}
+
+func (q *deadlineQueue) SendMessage(ctx context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	return &sqs.SendMessageOutput{}, q.record(ctx)
+}
+
+func (q *deadlineQueue) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	return &sqs.ChangeMessageVisibilityOutput{}, q.record(ctx)
+}
+
+// Regression: the bookkeeping calls ran on a detached 5 s budget while the request leaves only
+// the client's margin (2 s) before the invocation's deadline, so a slow SQS call ran past the
+// deadline: a killed invocation, the whole batch back and its re-sent copies duplicated.
+func TestBookkeepingEndsBeforeTheDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		msg  events.SQSMessage
+		res  orderapi.Result
+	}{
+		{"park", events.SQSMessage{MessageId: "u", Body: "[]", MessageAttributes: batch("U-1").Records[0].MessageAttributes}, orderapi.Result{}},
+		{"re-send", batch("T-1").Records[0], orderapi.Result{Class: orderapi.Throttled, Status: 429, Sent: true}},
+		{"visibility", batch("T-2").Records[0], orderapi.Result{Class: orderapi.Transient, Status: 500, Sent: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			q := &deadlineQueue{}
+			api := &fakeAPI{clock: clk, budget: time.Hour, start: clk.t, results: []orderapi.Result{tc.res}}
+			d := New(testConfig(), q, api, Options{Clock: clk, Metrics: &bytes.Buffer{}})
+			deadline := time.Now().Add(3 * time.Second)
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			defer cancel()
+			d.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{tc.msg}})
+			if len(q.deadlines) == 0 {
+				t.Fatal("no SQS call made")
+			}
+			for _, got := range q.deadlines {
+				if limit := deadline.Add(-responseReserve); got.After(limit) {
+					t.Errorf("SQS call deadline %v after the invocation's deadline %v minus %v", got.Sub(deadline), deadline, responseReserve)
+				}
+			}
+		})
+	}
+}
