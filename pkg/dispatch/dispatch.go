@@ -197,13 +197,14 @@ func (d *Dispatcher) notAttempted(attempts int, dec decision) decision {
 }
 
 // backoff is exponential with full jitter: uniform in [0, min(max, base*2^(attempts-1))), at
-// least 1 s so a failing order never spins.
+// least 1 s so a failing order never spins, and at most maxVisibility (BACKOFF_MAX may be 12 h,
+// which SQS refuses as a visibility change after the receive).
 func (d *Dispatcher) backoff(attempts int) time.Duration {
 	ceiling := float64(d.cfg.BackoffMax)
 	if e := float64(d.cfg.BackoffBase) * math.Pow(2, float64(max(attempts, 1)-1)); e < ceiling {
 		ceiling = e
 	}
-	return max(time.Duration(d.rand()*ceiling), time.Second)
+	return min(max(time.Duration(d.rand()*ceiling), time.Second), maxVisibility)
 }
 
 // process decides and carries out one message's fate, and reports whether it may be deleted.
@@ -301,7 +302,9 @@ func (d *Dispatcher) throttled(res orderapi.Result) {
 	defer d.mu.Unlock()
 	d.throttleStreak++
 	p := ceiling
-	if s := d.throttleStreak - 1; s < 32 && interval<<s < ceiling {
+	// interval < ceiling>>s, not interval<<s < ceiling: at a low rate the shift overflowed to a
+	// negative pause.
+	if s := d.throttleStreak - 1; s < 32 && interval < ceiling>>s {
 		// Plus a random part of an interval, so that two instances whose requests collide do
 		// not stay in step: a pause of whole intervals would keep their phases.
 		p = min(interval<<s+time.Duration(d.rand()*float64(interval)), ceiling)
@@ -432,7 +435,12 @@ func receiveCount(msg events.SQSMessage) int {
 	return n
 }
 
-// retries is the message's Retries attribute, 0 when absent, malformed or negative.
+// maxRetries bounds the Retries attribute, far above any budget, so that Retries + receive
+// count cannot overflow.
+const maxRetries = 1 << 20
+
+// retries is the message's Retries attribute, 0 when absent, malformed or negative, at most
+// maxRetries.
 func retries(msg events.SQSMessage) int {
 	a, ok := msg.MessageAttributes[order.AttrRetries]
 	if !ok || a.StringValue == nil {
@@ -442,7 +450,7 @@ func retries(msg events.SQSMessage) int {
 	if err != nil || n < 0 {
 		return 0
 	}
-	return n
+	return min(n, maxRetries)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

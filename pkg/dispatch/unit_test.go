@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -405,6 +406,7 @@ func TestBadInputNeverCrashes(t *testing.T) {
 		{MessageId: "retried", Body: `[]`, Attributes: map[string]string{"ApproximateReceiveCount": "2"}, MessageAttributes: withRetries("2")},
 		{MessageId: "negative-retries", Body: `[]`, MessageAttributes: withRetries("-3")},
 		{MessageId: "malformed-retries", Body: `[]`, MessageAttributes: withRetries("two")},
+		{MessageId: "huge-retries", Body: `[]`, MessageAttributes: withRetries("9223372036854775807")},
 	}}
 	q := &recordingQueue{}
 	var metricsOut bytes.Buffer
@@ -424,15 +426,16 @@ func TestBadInputNeverCrashes(t *testing.T) {
 			t.Errorf("parked message carries Retries %q: a redriven order must start a fresh budget", *r.StringValue)
 		}
 	}
-	if want := []string{"undecodable", "undecodable", "undecodable", "undecodable", "undecodable", "undecodable", "undecodable"}; !cmp.Equal(classes, want) {
+	if want := []string{"undecodable", "undecodable", "undecodable", "undecodable", "undecodable", "undecodable", "undecodable", "undecodable"}; !cmp.Equal(classes, want) {
 		t.Errorf("classes = %v, want %v", classes, want)
 	}
-	// Attempts = Retries + receive count; a malformed or negative Retries counts as 0.
-	if want := []string{"1", "1", "1", "1", "4", "1", "1"}; !cmp.Equal(attempts, want) {
+	// Attempts = Retries + receive count; a malformed or negative Retries counts as 0, a huge one
+	// as maxRetries (it overflowed to a negative attempt number).
+	if want := []string{"1", "1", "1", "1", "4", "1", "1", "1048577"}; !cmp.Equal(attempts, want) {
 		t.Errorf("attempts = %v, want %v", attempts, want)
 	}
-	if !strings.Contains(metricsOut.String(), `"Permanent":7`) {
-		t.Errorf("EMF = %s, want Permanent 7", metricsOut.String())
+	if !strings.Contains(metricsOut.String(), `"Permanent":8`) {
+		t.Errorf("EMF = %s, want Permanent 8", metricsOut.String())
 	}
 }
 
@@ -527,5 +530,75 @@ func TestBookkeepingEndsBeforeTheDeadline(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Regression: a Retries attribute near the int maximum overflowed Retries + receive count to a
+// negative attempt number, so a failing order was never exhausted (retried until the queue's
+// redrive policy parked it without a class).
+func TestHugeRetriesIsExhausted(t *testing.T) {
+	msg := batch("H-1").Records[0]
+	huge := "9223372036854775807"
+	msg.MessageAttributes[order.AttrRetries] = events.SQSMessageAttribute{DataType: "Number", StringValue: &huge}
+	clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	api := &fakeAPI{clock: clk, budget: time.Hour, start: clk.t,
+		results: []orderapi.Result{{Class: orderapi.Transient, Status: 500, Sent: true, Detail: "HTTP 500: x"}}}
+	q := &recordingQueue{}
+	d := New(testConfig(), q, api, Options{Clock: clk, Metrics: &bytes.Buffer{}})
+	resp, _ := d.Handle(context.Background(), events.SQSEvent{Records: []events.SQSMessage{msg}})
+	if len(resp.BatchItemFailures) != 0 || len(q.sent) != 1 {
+		t.Fatalf("failures %v, %d messages sent; want the order parked and deleted", resp.BatchItemFailures, len(q.sent))
+	}
+	if got, want := *q.sent[0].MessageAttributes[order.AttrFailureClass].StringValue, order.ClassExhausted; got != want {
+		t.Errorf("parked class = %q, want %q", got, want)
+	}
+}
+
+// Regression: BACKOFF_MAX may be 12 h, but SQS refuses a visibility change that keeps a message
+// invisible beyond 12 h after its receive, so the long backoff was lost (the queue's 3 min
+// applied instead).
+func TestBackoffWithinTheVisibilityLimit(t *testing.T) {
+	cfg := testConfig()
+	cfg.BackoffMax = 12 * time.Hour
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	d := New(cfg, nil, nil, Options{Rand: func() float64 { return 0.9999 }})
+	if got, want := d.backoff(30), maxVisibility; got != want {
+		t.Errorf("backoff(30) = %v, want %v", got, want)
+	}
+	dec := d.decide(orderapi.Result{Class: orderapi.Transient, Status: 500}, 3)
+	if dec.visibility > maxVisibility {
+		t.Errorf("transient visibility = %v, want at most %v", dec.visibility, maxVisibility)
+	}
+}
+
+// Regression: at a low rate (interval 10 s) the throttle pause interval<<streak overflowed after
+// 31 throttles in a row and came out negative: the instance stopped holding back.
+func TestLongThrottleStreakKeepsPausing(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	throttle := orderapi.Result{Class: orderapi.Throttled, Status: 429, Sent: true}
+	const n = 33
+	api := &fakeAPI{clock: clk, budget: 1000 * time.Hour, start: clk.t}
+	for i := 0; i < n; i++ {
+		api.results = append(api.results, throttle)
+	}
+	cfg := testConfig()
+	cfg.APIRate, cfg.APIInstances = 0.2, 2 // interval 10 s
+	d := New(cfg, &recordingQueue{}, api, Options{Clock: clk, Metrics: &bytes.Buffer{}, Rand: func() float64 { return 0 }})
+	for i := 0; i < n+1; i++ {
+		d.Handle(context.Background(), batch("t"+strconv.Itoa(i)))
+	}
+	var gaps []time.Duration
+	for i := 1; i < len(api.at); i++ {
+		gaps = append(gaps, api.at[i]-api.at[i-1])
+	}
+	// 10, 20, 40 s, then the one-minute cap for every further throttle in a row.
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second}
+	for len(want) < n {
+		want = append(want, time.Minute)
+	}
+	if diff := cmp.Diff(want, gaps); diff != "" {
+		t.Errorf("gaps between PUTs (-want +got):\n%s", diff)
 	}
 }
