@@ -651,3 +651,46 @@ func TestNothingIsSentAfterTheDeadline(t *testing.T) {
 		t.Errorf("API requests = %d, want 0", got)
 	}
 }
+
+// Lambda runs one invocation at a time per process, but the local runner can start the next
+// invocation while one that missed its deadline is still running: one Dispatcher must then serve
+// two at once (run with -race).
+func TestConcurrentInvocationsShareOneDispatcher(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, setup{api: apiserver.Config{RejectIDs: []string{"C-0"}}})
+	const n = 12
+	for i := 0; i < n; i++ {
+		e.send("C-"+strconv.Itoa(i), order1(t))
+	}
+	var msgs []types.Message
+	for i := 0; i < 10 && len(msgs) < n; i++ {
+		got, err := dispatchtest.Receive(context.Background(), e.sqs, e.queueURL, 10, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, got...)
+	}
+	if len(msgs) != n {
+		t.Fatalf("received %d messages, want %d", len(msgs), n)
+	}
+	var wg sync.WaitGroup
+	failures := make([]int, 2)
+	for i, half := range [][]types.Message{msgs[:n/2], msgs[n/2:]} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := e.d.Handle(context.Background(), dispatchtest.Event(e.queueARN, half))
+			failures[i] = len(resp.BatchItemFailures)
+		}()
+	}
+	wg.Wait()
+	if !cmp.Equal(failures, []int{0, 0}) {
+		t.Errorf("failures per invocation = %v, want none", failures)
+	}
+	if st := e.api.Stats(); st.Accepted != n-1 || st.Duplicates != 0 || st.Rejected != 1 {
+		t.Errorf("stand-in = %+v, want %d accepted, 0 duplicates, 1 rejected", st, n-1)
+	}
+	if dlq := e.receiveAll(e.dlqURL, 1); len(dlq) != 1 {
+		t.Errorf("DLQ has %d messages, want 1 (C-0)", len(dlq))
+	}
+}
