@@ -180,6 +180,10 @@ func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error
 	if err != nil {
 		return Result{Class: Transient, Detail: "authorization secret unavailable"}, err
 	}
+	// The secret's fetch took some of the time: the request gets what is left.
+	if budget = c.Budget(ctx); budget <= 0 {
+		return Result{Class: Transient, Timeout: true, Detail: ErrNoTime.Error()}, ErrNoTime
+	}
 	rctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPut, c.base+"/orders/"+url.PathEscape(id), bytes.NewReader(body))

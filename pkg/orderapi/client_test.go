@@ -385,3 +385,35 @@ func TestCheckBaseURL(t *testing.T) {
 		})
 	}
 }
+
+// slowSecrets is a Secrets Manager that takes d of the client's clock to answer.
+type slowSecrets struct {
+	clk *clock
+	d   time.Duration
+}
+
+func (s slowSecrets) GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	s.clk.Advance(s.d)
+	return &secretsmanager.GetSecretValueOutput{SecretString: aws.String("Bearer x")}, nil
+}
+
+// The request's budget is what is left after fetching the secret, not what was left before.
+func TestBudgetCountsTheSecretFetch(t *testing.T) {
+	var requests atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { requests.Add(1) }))
+	defer ts.Close()
+	// The clock starts at the real now so that the context's deadline lies in the future.
+	clk := &clock{t: time.Now()}
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL, Timeout: 10 * time.Second, Margin: 2 * time.Second,
+		SecretARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:api", Now: clk.Now}, slowSecrets{clk, 1500 * time.Millisecond})
+	// 3 s to the deadline: 1 s of budget before the fetch, none after it.
+	ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(3*time.Second))
+	defer cancel()
+	res, err := c.Put(ctx, "o-1", order(t))
+	if !errors.Is(err, orderapi.ErrNoTime) || !res.Timeout || res.Class != orderapi.Transient {
+		t.Errorf("Put = %+v, %v; want a transient timeout with ErrNoTime", res, err)
+	}
+	if got := requests.Load(); got != 0 {
+		t.Errorf("API requests = %d, want 0: no time was left after the secret's fetch", got)
+	}
+}
