@@ -13,7 +13,8 @@
 //
 // Orders go out with SendMessageBatch: at most 10 entries and 256 KiB (bodies plus attributes,
 // counted as SQS counts them) per batch; an entry alone above 256 KiB goes alone (SQS takes up
-// to 1 MiB a message). SEND_CONCURRENCY batches are in flight. Entries that come back in
+// to 1 MiB a message). An order whose message would exceed 1 MiB (a CSV row grows when it
+// becomes a JSON object) is a rejected line: the queue would refuse its whole batch. SEND_CONCURRENCY batches are in flight. Entries that come back in
 // Failed with SenderFault=false are retried with exponential backoff and full jitter, at most
 // 5 sends, then the file's message fails; an entry refused for a fault of its own
 // (SenderFault=true, e.g. characters SQS does not accept) becomes a rejected line, "refused by
@@ -77,13 +78,16 @@
 // (Range: bytes=offset-) and order.NewReader with the header and start line. A gzip object has
 // no byte ranges: it is read from the start again and the first offset decompressed bytes are
 // discarded. Reads are pinned to the version id, or for an unversioned bucket to the ETag of
-// the first read (If-Match): an object overwritten meanwhile fails loudly instead of mixing
-// two files. An event without a version id (an unversioned bucket, or the local stand-in, whose
+// the first read (If-Match), and that first read to the ETag of the event: an object
+// overwritten meanwhile fails loudly instead of mixing two files (or reading the new bytes
+// under the old event's state: they would be sent again for their own event). An event without a version id (an unversioned bucket, or the local stand-in, whose
 // events carry none) names its state `@null-{eTag}`: the same key overwritten with other bytes
 // is a new file, a repeated event for the same bytes is skipped. The deployed bucket is
 // versioned, so there the version id decides.
 // The invocation also saves a checkpoint every Config.CheckpointEvery without stopping, so a
 // crash re-sends at most that much; the order API's Idempotency-Key absorbs such re-sends.
+// The id set is written to the one of its two sidecars (.ids, .ids-1) that the saved state
+// does not name, so a checkpoint whose state write fails leaves the saved one whole.
 // When several files-queue messages arrive in one batch and the checkpoint time has come, the
 // later ones are put back on the files queue as continuations without a token.
 //

@@ -348,7 +348,7 @@ func (r *run) run(ctx context.Context, eventSize int64) (Outcome, error) {
 func (r *run) open(ctx context.Context, gz bool) (io.ReadCloser, error) {
 	st := &r.c.state
 	obj := r.c.obj
-	in := &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key), VersionId: obj.versionID()}
+	in := &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key), VersionId: obj.versionID(), IfMatch: obj.firstRead()}
 	if st.Offset > 0 {
 		if obj.Version == order.NullVersion && st.ETag != "" {
 			in.IfMatch = aws.String(st.ETag)
@@ -369,7 +369,7 @@ func (r *run) open(ctx context.Context, gz bool) (io.ReadCloser, error) {
 	case isNotFound(err):
 		return nil, fmt.Errorf("get object: %w: %w", ErrObjectMissing, err)
 	case isPreconditionFailed(err):
-		return nil, fmt.Errorf("get object: changed since the checkpoint (use a versioned bucket): %w", err)
+		return nil, fmt.Errorf("get object: changed since its event or the checkpoint (use a versioned bucket): %w", err)
 	case err != nil:
 		return nil, fmt.Errorf("get object: %w", err)
 	}
@@ -421,6 +421,13 @@ func (r *run) read(ctx context.Context, rd *order.Reader) (Outcome, error) {
 				break
 			}
 			e := &Entry{ID: strings.Clone(o.ID), Body: string(o.Body), Line: o.Line, Source: src, Version: obj.Version}
+			if e.size() > MaxMessageBytes {
+				// The queue would refuse the whole batch, on every retry of the file.
+				if err := r.rejects.add(o.Line, ReasonTooLarge, o.Body); err != nil {
+					return 0, err
+				}
+				break
+			}
 			if err := r.send.Add(e); err != nil {
 				return 0, err
 			}
@@ -472,11 +479,15 @@ func (r *run) save(ctx context.Context, offset int64, header []string, owner str
 		st.RejectParts++
 	}
 	if r.ids.n != st.TrackedIDs {
+		// Into the slot the saved state does not name: if this state write fails, the retry
+		// resumes at the saved checkpoint with the id set of that checkpoint, not one ahead of it
+		// (which would reject the lines after the checkpoint as duplicates of themselves).
+		slot := 1 - st.IDsSlot
 		b, _ := r.ids.MarshalBinary()
-		if err := putFile(ctx, r.s.objects, r.c.obj.Bucket, r.c.obj.idsKey(), bytes.NewReader(b), int64(len(b)), "application/octet-stream"); err != nil {
+		if err := putFile(ctx, r.s.objects, r.c.obj.Bucket, r.c.obj.idsKey(slot), bytes.NewReader(b), int64(len(b)), "application/octet-stream"); err != nil {
 			return fmt.Errorf("save id set: %w", err)
 		}
-		st.TrackedIDs = r.ids.n
+		st.TrackedIDs, st.IDsSlot = r.ids.n, slot
 	}
 	st.Offset, st.Line, st.Header = offset, r.line, header
 	st.Owner, st.LeaseUntil = owner, lease
@@ -527,7 +538,13 @@ func (r *run) handoff(ctx context.Context, offset int64, header []string) (Outco
 		return 0, err
 	}
 	obj := r.c.obj
-	rec := s3event.Record{Bucket: obj.Bucket, Key: obj.Key, VersionID: obj.versionIDString(), ETag: r.c.state.ETag}
+	etag := r.c.state.ETag
+	if obj.Version == order.NullVersion {
+		// The continuation must name this state (@null-{the event's eTag}, or @null without one),
+		// not the GET's ETag: the reads are pinned by the state's own ETag.
+		etag = obj.ETag
+	}
+	rec := s3event.Record{Bucket: obj.Bucket, Key: obj.Key, VersionID: obj.versionIDString(), ETag: etag}
 	if err := r.s.sendContinuation(ctx, rec, token); err != nil {
 		return 0, err
 	}
@@ -680,7 +697,7 @@ func (r *run) loadIDs(ctx context.Context) error {
 		return nil
 	}
 	var buf bytes.Buffer
-	if err := r.copyObject(ctx, &buf, r.c.obj.idsKey()); err != nil {
+	if err := r.copyObject(ctx, &buf, r.c.obj.idsKey(r.c.state.IDsSlot)); err != nil {
 		return fmt.Errorf("load id set: %w", err)
 	}
 	if err := r.ids.UnmarshalBinary(buf.Bytes()); err != nil {
@@ -694,7 +711,7 @@ func (r *run) loadIDs(ctx context.Context) error {
 func (r *run) cleanup(ctx context.Context, st State) {
 	keys := []string{}
 	if st.TrackedIDs > 0 {
-		keys = append(keys, r.c.obj.idsKey())
+		keys = append(keys, r.c.obj.idsKey(0), r.c.obj.idsKey(1))
 	}
 	for i := range st.RejectParts {
 		keys = append(keys, r.c.obj.rejectPartKey(i))

@@ -20,6 +20,10 @@ const MaxRawBytes = 1 << 10
 // ReasonDuplicateID is the reason of a line whose order id came earlier in the same file.
 const ReasonDuplicateID = "duplicate id"
 
+// ReasonTooLarge is the reason of an order whose message (body and attributes) is larger than
+// MaxMessageBytes: the queue would refuse the whole batch.
+const ReasonTooLarge = "order message larger than 1048576 bytes"
+
 // Reject is one line of the rejects object.
 type Reject struct {
 	Line   int64  `json:"line"`

@@ -62,22 +62,7 @@ func entry(i int, bodyLen int) *ingest.Entry {
 // count the calls the code makes).
 func receiveAll(t *testing.T, c *sqs.Client, url string) []string {
 	t.Helper()
-	var got []string
-	for empty := 0; empty < 2; {
-		out, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, VisibilityTimeout: 600})
-		if err != nil {
-			t.Fatalf("receive: %v", err)
-		}
-		if len(out.Messages) == 0 {
-			empty++
-		}
-		for _, m := range out.Messages {
-			got = append(got, aws.ToString(m.Body))
-			if _, err := c.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatalf("delete: %v", err)
-			}
-		}
-	}
+	got := receiveAllDup(t, c, url)
 	slices.Sort(got)
 	return slices.Compact(got)
 }

@@ -49,7 +49,8 @@ type State struct {
 	DuplicateIDs          []string `json:"duplicateIds,omitempty"`
 	DuplicateIDsTruncated bool     `json:"duplicateIdsTruncated,omitempty"`
 	DuplicateCheckPartial bool     `json:"duplicateCheckPartial,omitempty"`
-	TrackedIDs            int      `json:"trackedIds,omitempty"`  // hashes in the .ids sidecar
+	TrackedIDs            int      `json:"trackedIds,omitempty"`  // hashes in the id set sidecar
+	IDsSlot               int      `json:"idsSlot,omitempty"`     // which id set sidecar: 0 .ids, 1 .ids-1
 	RejectParts           int      `json:"rejectParts,omitempty"` // .rejects-N.jsonl sidecars
 	Continuations         int      `json:"continuations"`
 
@@ -82,7 +83,24 @@ func (o object) statePrefix() string {
 	return "state/" + o.Key + "@" + o.Version
 }
 func (o object) stateKey() string { return o.statePrefix() + ".json" }
-func (o object) idsKey() string   { return o.statePrefix() + ".ids" }
+
+// idsKey is the id set sidecar in slot 0 or 1: a checkpoint writes the slot its saved state
+// does not name, so a failed state write leaves the saved one intact.
+func (o object) idsKey(slot int) string {
+	if slot == 0 {
+		return o.statePrefix() + ".ids"
+	}
+	return o.statePrefix() + ".ids-1"
+}
+
+// firstRead is the If-Match of the first read of an unversioned object: the ETag its event
+// named, so that bytes written over it after the event are not read under its state.
+func (o object) firstRead() *string {
+	if o.Version != order.NullVersion || o.ETag == "" {
+		return nil
+	}
+	return aws.String(`"` + o.ETag + `"`)
+}
 func (o object) rejectPartKey(n int) string {
 	return fmt.Sprintf("%s.rejects-%d.jsonl", o.statePrefix(), n)
 }
