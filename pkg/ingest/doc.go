@@ -18,7 +18,9 @@
 // Failed with SenderFault=false are retried with exponential backoff and full jitter, at most
 // 5 sends, then the file's message fails; an entry refused for a fault of its own
 // (SenderFault=true, e.g. characters SQS does not accept) becomes a rejected line, "refused by
-// the queue: CODE". Whole-call errors are retried by the SDK's retryer only.
+// the queue: CODE", except throttles (retried like the others) and KMS errors of an encrypted
+// queue (the file's message fails): SQS flags those SenderFault too, yet the order is valid.
+// Whole-call errors are retried by the SDK's retryer only.
 //
 // # Exactly one owner per object version
 //

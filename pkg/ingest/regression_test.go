@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -164,5 +166,63 @@ func TestIngestOversizeMessageRejected(t *testing.T) {
 	e.get(t, "reports/"+key+".json", &rep)
 	if rep.Lines != 3 || rep.Enqueued != 2 || rep.Rejected != 1 {
 		t.Errorf("report: lines %d enqueued %d rejected %d; want 3, 2, 1", rep.Lines, rep.Enqueued, rep.Rejected)
+	}
+}
+
+// Entries SQS flags SenderFault although the order is not at fault: a throttle (SQS's, or KMS's
+// for an encrypted queue) is retried; a KMS error of the queue fails the send. Neither becomes
+// a rejected line: that would drop a valid order.
+func TestSenderFaultsNotOfTheEntry(t *testing.T) {
+	tests := []struct {
+		code        string
+		wantErr     error
+		wantCalls   int
+		wantSent    int64
+		wantRefused []string
+	}{
+		{"KmsThrottled", nil, 2, 3, nil},
+		{"RequestThrottled", nil, 2, 3, nil},
+		{"KmsAccessDenied", ingest.ErrSendFailed, 1, 2, nil},
+		{"InvalidMessageContents", nil, 1, 2, []string{"InvalidMessageContents"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			var mu sync.Mutex
+			calls := 0
+			// The first call fails entry "1" with tt.code, SenderFault true; the rest pass.
+			f := batchFunc(func(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				calls++
+				out := &sqs.SendMessageBatchOutput{}
+				for _, e := range in.Entries {
+					if calls == 1 && aws.ToString(e.Id) == "1" {
+						out.Failed = append(out.Failed, sqstypes.BatchResultErrorEntry{Id: e.Id, Code: aws.String(tt.code), SenderFault: true})
+						continue
+					}
+					out.Successful = append(out.Successful, sqstypes.SendMessageBatchResultEntry{Id: e.Id})
+				}
+				return out, nil
+			})
+			var refused []string
+			s := ingest.NewSender(context.Background(), f, "http://queue", ingest.SenderOptions{
+				Concurrency: 1, Backoff: time.Millisecond, Refused: func(r ingest.Refusal) { refused = append(refused, r.Code) },
+			})
+			defer s.Close()
+			for i := range 3 {
+				if err := s.Add(entry(i+1, 10)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Flush(); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Flush = %v, want %v", err, tt.wantErr)
+			}
+			if calls != tt.wantCalls || s.Sent() != tt.wantSent {
+				t.Errorf("calls %d, Sent() %d; want %d, %d", calls, s.Sent(), tt.wantCalls, tt.wantSent)
+			}
+			if diff := cmp.Diff(tt.wantRefused, refused); diff != "" {
+				t.Errorf("refused (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -248,11 +249,11 @@ func (s *Sender) send(b []*Entry) error {
 				return fmt.Errorf("send message batch: %w: unknown failed entry id %q", ErrSendFailed, aws.ToString(f.Id))
 			}
 			i, _ := strconv.Atoi(*r.Id)
-			if f.SenderFault && s.refused != nil {
+			if entryFault(f) && s.refused != nil {
 				s.refused(Refusal{Entry: b[i], Code: aws.ToString(f.Code)})
 				continue
 			}
-			if f.SenderFault {
+			if f.SenderFault && !throttled(f) {
 				return fmt.Errorf("send order %s (line %d): %w: %s: %s", b[i].ID, b[i].Line, ErrSendFailed, aws.ToString(f.Code), aws.ToString(f.Message))
 			}
 			retry, last = append(retry, r), f
@@ -269,6 +270,21 @@ func (s *Sender) send(b []*Entry) error {
 		}
 		reqs = retry
 	}
+}
+
+// throttled reports whether a failed entry was throttled (by SQS or by KMS for an encrypted
+// queue): SQS flags some of these SenderFault, yet they pass when retried.
+func throttled(f sqstypes.BatchResultErrorEntry) bool {
+	return strings.Contains(strings.ToLower(aws.ToString(f.Code)), "throttl")
+}
+
+// entryFault reports whether a failed entry was refused for a fault of the entry itself, so that
+// it can never be sent. A throttle is not, nor is a KMS error of an encrypted queue (disabled
+// key, access denied: the queue's fault, not the order's), though SQS flags them SenderFault:
+// turning those into rejected lines would drop valid orders.
+func entryFault(f sqstypes.BatchResultErrorEntry) bool {
+	code := strings.ToLower(aws.ToString(f.Code))
+	return f.SenderFault && !throttled(f) && !strings.HasPrefix(code, "kms")
 }
 
 // backoff is a full-jitter exponential delay: uniform in [0, base*2^(attempt-1)), at most 10 s.
