@@ -261,7 +261,9 @@ func (s *Service) readable(rec s3event.Record) bool {
 // objectOf names the object version of rec.
 func objectOf(rec s3event.Record) object {
 	obj := object{Bucket: rec.Bucket, Key: rec.Key, Version: rec.VersionID}
-	if obj.Version == "" {
+	// "null" is the version id of an object written while versioning was suspended: overwritten
+	// in place like an unversioned one, so its ETag names the content too.
+	if obj.Version == "" || obj.Version == order.NullVersion {
 		obj.Version = order.NullVersion
 		obj.ETag = strings.Trim(rec.ETag, `"`)
 	}

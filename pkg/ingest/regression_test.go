@@ -226,3 +226,26 @@ func TestSenderFaultsNotOfTheEntry(t *testing.T) {
 		})
 	}
 }
+
+// An event with version id "null" (an object written while the bucket's versioning was
+// suspended) names bytes that the next upload overwrites in place: each content is its own file,
+// as for an event without a version id; the second upload must not be skipped as done.
+func TestIngestSuspendedVersioningNullVersion(t *testing.T) {
+	e := newEnv(t)
+	const key = "uploads/suspended.jsonl"
+	var sent []string
+	for _, body := range []string{threeOrders, `{"id":"new-1"}` + "\n"} {
+		out, err := e.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &e.bucket, Key: aws.String(key), Body: strings.NewReader(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key, VersionID: "null", ETag: strings.Trim(aws.ToString(out.ETag), `"`)}
+		if got, err := e.svc.Ingest(ctx(t), rec, ""); err != nil || got != ingest.Done {
+			t.Fatalf("Ingest = %v, %v; want done", got, err)
+		}
+		sent = append(sent, receiveAllDup(t, e.sqs, e.ordersURL)...)
+	}
+	if diff := cmp.Diff([]string{`{"id":"a"}`, `{"id":"b"}`, `{"id":"c"}`, `{"id":"new-1"}`}, sent, sortStrings); diff != "" {
+		t.Errorf("orders sent (-want +got):\n%s", diff)
+	}
+}
