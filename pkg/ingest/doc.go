@@ -82,9 +82,11 @@
 // discarded. Reads are pinned to the version id, or for an unversioned bucket to the ETag of
 // the first read (If-Match), and that first read to the ETag of the event: an object
 // overwritten meanwhile fails loudly instead of mixing two files (or reading the new bytes
-// under the old event's state: they would be sent again for their own event). An event without a version id (an unversioned bucket, or the local stand-in, whose
-// events carry none) names its state `@null-{eTag}`: the same key overwritten with other bytes
-// is a new file, a repeated event for the same bytes is skipped. The deployed bucket is
+// under the old event's state: they would be sent again for their own event). An event
+// without a version id (an unversioned bucket, or the local stand-in, whose events carry none),
+// or with version id "null" (written while versioning was suspended), names its state
+// `@null-{eTag}`: the same key overwritten with other bytes is a new file, a repeated event for
+// the same bytes is skipped. The deployed bucket is
 // versioned, so there the version id decides.
 // The invocation also saves a checkpoint every Config.CheckpointEvery without stopping, so a
 // crash re-sends at most that much; the order API's Idempotency-Key absorbs such re-sends.
