@@ -14,8 +14,9 @@
 // Orders go out with SendMessageBatch: at most 10 entries and 256 KiB (bodies plus attributes,
 // counted as SQS counts them) per batch; an entry alone above 256 KiB goes alone (SQS takes up
 // to 1 MiB a message). An order whose message would exceed 1 MiB (a CSV row grows when it
-// becomes a JSON object) is a rejected line: the queue would refuse its whole batch. SEND_CONCURRENCY batches are in flight. Entries that come back in
-// Failed with SenderFault=false are retried with exponential backoff and full jitter, at most
+// becomes a JSON object) is a rejected line: the queue would refuse its whole batch.
+// SEND_CONCURRENCY batches are in flight. Entries that come back in Failed with
+// SenderFault=false are retried with exponential backoff and full jitter, at most
 // 5 sends, then the file's message fails; an entry refused for a fault of its own
 // (SenderFault=true, e.g. characters SQS does not accept) becomes a rejected line, "refused by
 // the queue: CODE", except throttles (retried like the others) and KMS errors of an encrypted
