@@ -39,7 +39,7 @@ test: tools | $(TMPDIR) ## vet and run every test against a local moto_server (s
 
 bench: tools | $(TMPDIR) ## run the benchmarks (see docs/BENCHMARKS.md)
 	@scripts/moto.sh start && trap 'scripts/moto.sh stop' EXIT && \
-	  AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+	  AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -p 1 -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
 
 fuzz: ## fuzz the order reader for FUZZTIME (default 30s) per target
 	$(GO) test ./pkg/order -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $${FUZZTIME:-30s}
