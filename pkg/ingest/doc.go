@@ -44,6 +44,14 @@
 // without one). On an error the claim is released at once (lease in the past) so that the
 // retried message resumes without waiting.
 //
+// A state write whose outcome is unknown (an error other than 412, e.g. its reply cut off by the
+// deadline) is read back: when the state holds the bytes written, the write landed and counts
+// as done (the hand-over's continuation is sent, the next compare-and-swap uses the ETag read);
+// otherwise the claim is still at the ETag it had and is released with it. The hand-over's
+// writes run detached from the invocation's cancel and end up to a second before the deadline
+// (a quarter of CHECKPOINT_MARGIN if that is less), so that the read-back and the continuation
+// or release fit in before it (they end BookkeepingReserve before it).
+//
 // # Requests per file, and the order of the last ones
 //
 // A fresh file costs four S3 requests: the claim (conditional PUT), the GET, the report and the

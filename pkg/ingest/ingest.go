@@ -132,6 +132,13 @@ func (s *Service) stopAt(ctx context.Context) time.Time {
 	return d.Add(-s.cfg.CheckpointMargin)
 }
 
+// handoffReserve is how long before the deadline the hand-over's writes must end: the
+// BookkeepingReserve plus up to a second (a quarter of the margin if that is less) to read a
+// state write back and send the continuation or release the claim.
+func (s *Service) handoffReserve() time.Duration {
+	return BookkeepingReserve + min(s.cfg.CheckpointMargin/4, time.Second)
+}
+
 // Handle ingests the object versions named by a batch of files-queue messages. A message that
 // cannot be decoded or whose object cannot be ingested now is returned in BatchItemFailures
 // (and logged); the others succeed. The error is always nil.
@@ -532,13 +539,22 @@ func (r *run) commit(ctx context.Context, st State) error {
 
 // handoff saves the checkpoint, hands the claim to a new token and sends the continuation
 // that carries it.
+//
+// The margin exists for this work: its S3 writes run detached from the invocation's cancel and
+// end a little before the deadline (handoffReserve), leaving time to read a state write of
+// unknown outcome back (claim.put) and then to send the continuation or release the claim.
 func (r *run) handoff(ctx context.Context, offset int64, header []string) (Outcome, error) {
 	token := newToken()
 	r.saved.Continuations++
-	if err := r.save(ctx, offset, header, token, r.s.now().Add(DefaultLease)); err != nil {
+	wctx, cancel := bookkeeping(ctx, r.s.handoffReserve())
+	defer cancel()
+	if err := r.save(wctx, offset, header, token, r.s.now().Add(DefaultLease)); err != nil {
 		r.saved.Continuations--
 		return 0, err
 	}
+	// The claim is the new token's now: the continuation must go out even if ctx is done.
+	ctx, cancelSend := bookkeeping(ctx, BookkeepingReserve)
+	defer cancelSend()
 	obj := r.c.obj
 	etag := r.c.state.ETag
 	if obj.Version == order.NullVersion {
@@ -556,7 +572,7 @@ func (r *run) handoff(ctx context.Context, offset int64, header []string) (Outco
 // release gives up the claim (lease in the past) so that a retry resumes at once from the
 // last checkpoint. It is best effort: the lease runs out anyway.
 func (r *run) release(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := bookkeeping(ctx, BookkeepingReserve)
 	defer cancel()
 	st := r.saved
 	st.LeaseUntil = time.Time{}

@@ -191,6 +191,15 @@ func (c *claim) put(ctx context.Context, st objectStore, in *s3.PutObjectInput) 
 	in.Bucket, in.Key = aws.String(c.obj.Bucket), aws.String(c.obj.stateKey())
 	in.Body, in.ContentType = bytes.NewReader(b), aws.String("application/json")
 	out, err := st.PutObject(ctx, in)
+	if err != nil && !isPreconditionFailed(err) {
+		// The outcome is unknown: the write may have landed with its reply lost or cut short by
+		// the deadline. Read the state back: if it holds these bytes, the write is ours (and the
+		// ETag to write it again is the one read); if not, c.etag is still the current one.
+		if etag, ok := c.landed(ctx, st, b); ok {
+			c.etag = etag
+			return nil
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("write state %s: %w", c.obj.stateKey(), err)
 	}
@@ -198,22 +207,56 @@ func (c *claim) put(ctx context.Context, st objectStore, in *s3.PutObjectInput) 
 	return nil
 }
 
+// landed reports whether the state object holds exactly body, and its ETag: the check after a
+// state write whose outcome is unknown. It reads with a context detached from ctx's cancel and
+// ending BookkeepingReserve before ctx's deadline. A failed read says no.
+func (c *claim) landed(ctx context.Context, st objectStore, body []byte) (string, bool) {
+	ctx, cancel := bookkeeping(ctx, BookkeepingReserve)
+	defer cancel()
+	got, etag, err := getStateBytes(ctx, st, c.obj)
+	return etag, err == nil && bytes.Equal(got, body)
+}
+
+// BookkeepingReserve is how long before the invocation's deadline the bookkeeping that follows
+// a failed or cut-short call (reading a state back, releasing the claim, sending the
+// continuation) must end, so that the invocation returns before it is killed.
+const BookkeepingReserve = 100 * time.Millisecond
+
+// bookkeeping returns a context for S3 and SQS calls that must run even when ctx is cancelled:
+// detached from ctx's cancel, it ends reserve before ctx's deadline (10 s from now without one).
+func bookkeeping(ctx context.Context, reserve time.Duration) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), d.Add(-reserve))
+}
+
 // getState reads the state object of obj and its ETag.
 func getState(ctx context.Context, st objectStore, obj object) (State, string, error) {
-	out, err := st.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.stateKey())})
+	b, etag, err := getStateBytes(ctx, st, obj)
 	if err != nil {
-		return State{}, "", fmt.Errorf("read state %s: %w", obj.stateKey(), err)
-	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	if err != nil {
-		return State{}, "", fmt.Errorf("read state %s: %w", obj.stateKey(), err)
+		return State{}, "", err
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
 		return State{}, "", fmt.Errorf("decode state %s: %w", obj.stateKey(), err)
 	}
-	return s, aws.ToString(out.ETag), nil
+	return s, etag, nil
+}
+
+// getStateBytes reads the state object of obj as stored, and its ETag.
+func getStateBytes(ctx context.Context, st objectStore, obj object) ([]byte, string, error) {
+	out, err := st.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.stateKey())})
+	if err != nil {
+		return nil, "", fmt.Errorf("read state %s: %w", obj.stateKey(), err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, "", fmt.Errorf("read state %s: %w", obj.stateKey(), err)
+	}
+	return b, aws.ToString(out.ETag), nil
 }
 
 // isPreconditionFailed reports whether err is S3's answer to a failed If-Match/If-None-Match.
