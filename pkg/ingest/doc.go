@@ -9,6 +9,12 @@
 //     file is in progress, state/{key}@{version}.ids (the id set) and
 //     state/{key}@{version}.rejects-N.jsonl (rejects of earlier invocations), deleted at the end.
 //
+// S3 keys are at most MaxKeyBytes (1024) bytes. When a derived key with the whole object key
+// would be longer (for the state, counting 32 bytes for the longest sidecar suffix), {key} in it
+// is the key's first KeptKeyBytes (200, cut at a rune boundary), "~" and the hex SHA-256 of the
+// whole key; RejectsKey and ReportKey give the names. The report and the state still record the
+// whole key.
+//
 // # Sending
 //
 // Orders go out with SendMessageBatch: at most 10 entries and 256 KiB (bodies plus attributes,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -77,10 +78,44 @@ func (o object) versionID() *string {
 
 func (o object) source() string { return "s3://" + o.Bucket + "/" + o.Key }
 func (o object) statePrefix() string {
+	v := o.Version
 	if o.Version == order.NullVersion && o.ETag != "" {
-		return "state/" + o.Key + "@" + order.NullVersion + "-" + o.ETag
+		v = order.NullVersion + "-" + o.ETag
 	}
-	return "state/" + o.Key + "@" + o.Version
+	return "state/" + keyPart(o.Key, len("state/@")+len(v)+stateSuffixBytes) + "@" + v
+}
+
+// MaxKeyBytes is S3's limit on the length of an object key, in bytes.
+const MaxKeyBytes = 1024
+
+// KeptKeyBytes is how much of an object key a derived key keeps when the whole key does not fit.
+const KeptKeyBytes = 200
+
+// stateSuffixBytes is the room kept after the state prefix for the longest suffix of a state
+// object or sidecar (".json", ".ids-1", ".rejects-N.jsonl" with N up to 16 digits).
+const stateSuffixBytes = 32
+
+// keyPart is the object key as it appears in a derived key (state, rejects, report) that adds
+// fixed bytes to it: the key itself when the derived key fits in MaxKeyBytes, otherwise its
+// first KeptKeyBytes (cut at a rune boundary), "~" and the hex SHA-256 of the whole key.
+func keyPart(key string, fixed int) string {
+	if len(key)+fixed <= MaxKeyBytes {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return string(truncate([]byte(key), KeptKeyBytes)) + "~" + hex.EncodeToString(sum[:])
+}
+
+// RejectsKey is the key of the rejects object of the order file key: `rejects/{key}.jsonl`,
+// with key shortened (keyPart) when that would be longer than MaxKeyBytes.
+func RejectsKey(key string) string {
+	return "rejects/" + keyPart(key, len("rejects/.jsonl")) + ".jsonl"
+}
+
+// ReportKey is the key of the report of the order file key: `reports/{key}.json`, with key
+// shortened (keyPart) when that would be longer than MaxKeyBytes.
+func ReportKey(key string) string {
+	return "reports/" + keyPart(key, len("reports/.json")) + ".json"
 }
 func (o object) stateKey() string { return o.statePrefix() + ".json" }
 
@@ -104,8 +139,8 @@ func (o object) firstRead() *string {
 func (o object) rejectPartKey(n int) string {
 	return fmt.Sprintf("%s.rejects-%d.jsonl", o.statePrefix(), n)
 }
-func (o object) rejectsKey() string { return "rejects/" + o.Key + ".jsonl" }
-func (o object) reportKey() string  { return "reports/" + o.Key + ".json" }
+func (o object) rejectsKey() string { return RejectsKey(o.Key) }
+func (o object) reportKey() string  { return ReportKey(o.Key) }
 
 // Errors of the claim.
 var (
