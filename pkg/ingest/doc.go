@@ -2,8 +2,9 @@
 // files-queue message it streams the object from S3, reads it with pkg/order, sends every valid
 // order to the orders queue and writes, in the same bucket (docs/CONTRACTS.md):
 //
-//   - rejects/{key}.jsonl: one {"line","reason","raw"} line per rejected line (written only when
-//     there is at least one);
+//   - rejects/{key}.jsonl: one {"line","reason","raw"} line per rejected line, written when there
+//     is at least one and deleted otherwise (so that an earlier version's rejects never stand
+//     beside a later version's report);
 //   - reports/{key}.json: the Report (lines, enqueued, rejected, duplicate ids, ...);
 //   - state/{key}@{version}.json: the claim and checkpoint (State), with two sidecars while the
 //     file is in progress, state/{key}@{version}.ids (the id set) and
@@ -60,8 +61,8 @@
 //
 // # Requests per file, and the order of the last ones
 //
-// A fresh file costs four S3 requests: the claim (conditional PUT), the GET, the report and the
-// done state; plus the rejects object when a line was rejected. For an S3 event the GET from the
+// A fresh file costs five S3 requests: the claim (conditional PUT), the GET, the rejects object
+// (its PUT, or a DELETE without rejects), the report and the done state. For an S3 event the GET from the
 // first byte starts together with the claim: nothing is read from it, so nothing is sent,
 // until the claim is held at offset 0; a lost claim (done, busy) or a claim that resumes a
 // checkpoint closes it unread. A continuation, and a file refused on its name or size, make no

@@ -590,10 +590,15 @@ func (r *run) finish(ctx context.Context, refused, stopped string) (Outcome, err
 		return 0, err
 	}
 	obj := r.c.obj
+	// Without rejects, the rejects object of an earlier version of the key is deleted: it must
+	// not stand beside this run's report.
 	if st.Rejected > 0 {
-		if err := r.writeRejects(ctx, st.RejectParts); err != nil {
-			return 0, err
-		}
+		err = r.writeRejects(ctx, st.RejectParts)
+	} else {
+		err = r.deleteRejects(ctx)
+	}
+	if err != nil {
+		return 0, err
 	}
 	now := r.s.now()
 	rep := Report{
@@ -658,6 +663,16 @@ func (r *run) adoptReport(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// deleteRejects deletes `rejects/{key}.jsonl` (left by an earlier version of the key, if any;
+// S3 answers a delete of a missing key with success).
+func (r *run) deleteRejects(ctx context.Context) error {
+	obj := r.c.obj
+	if _, err := r.s.objects.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.rejectsKey())}); err != nil {
+		return fmt.Errorf("delete rejects of an earlier version %s: %w", obj.rejectsKey(), err)
+	}
+	return nil
+}
+
 // writeRejects writes `rejects/{key}.jsonl`: the parts saved at earlier checkpoints, then this
 // invocation's rejects.
 func (r *run) writeRejects(ctx context.Context, parts int) error {
@@ -665,6 +680,9 @@ func (r *run) writeRejects(ctx context.Context, parts int) error {
 	f, size, err := r.rejects.reader()
 	if err != nil {
 		return err
+	}
+	if f == nil {
+		f = bytes.NewReader(nil)
 	}
 	if parts > 0 {
 		all, err := os.CreateTemp("", "orderpipe-rejects-all-*.jsonl")
@@ -678,10 +696,8 @@ func (r *run) writeRejects(ctx context.Context, parts int) error {
 				return fmt.Errorf("combine rejects: %w", err)
 			}
 		}
-		if f != nil {
-			if _, err := io.Copy(all, f); err != nil {
-				return fmt.Errorf("combine rejects: %w", err)
-			}
+		if _, err := io.Copy(all, f); err != nil {
+			return fmt.Errorf("combine rejects: %w", err)
 		}
 		if size, err = all.Seek(0, io.SeekCurrent); err == nil {
 			_, err = all.Seek(0, io.SeekStart)
