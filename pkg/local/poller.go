@@ -63,6 +63,12 @@ type Poller struct {
 	Handler      Handler      // required
 	Logger       *slog.Logger // nil means slog.Default()
 
+	// receiveMu makes the workers take turns at ReceiveMessage (the invocations still run
+	// concurrently): the stand-in's receive is not atomic, and two receives in flight on one
+	// queue can both be handed the same message (seen as the same message id with receive counts
+	// 1 and 2 at once, and a second PUT of its order). SQS itself hands a message to one receive.
+	receiveMu sync.Mutex
+
 	stats struct {
 		received, invocations, deleted, itemFailures, failures, crashes, timeouts, receiveErrors, deleteErrors, released atomic.Int64
 	}
@@ -186,6 +192,7 @@ func (p *Poller) work(ctx context.Context, c config) {
 	pause := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.wait+receiveMargin)
+		p.receiveMu.Lock()
 		out, err := p.Client.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    &p.QueueURL,
 			MaxNumberOfMessages:         int32(c.batchSize),
@@ -193,6 +200,7 @@ func (p *Poller) work(ctx context.Context, c config) {
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
 			MessageAttributeNames:       []string{"All"},
 		})
+		p.receiveMu.Unlock()
 		cancel()
 		if err != nil {
 			p.stats.receiveErrors.Add(1)

@@ -119,8 +119,9 @@ func TestPollerBatchSizeAndConcurrency(t *testing.T) {
 		barrier             = make(chan struct{})
 		barrierOnce         sync.Once
 	)
+	receives := &receiveCounter{Client: c}
 	p := &Poller{
-		Client: c, Logger: testLogger(t), QueueURL: url, QueueARN: arn, BatchSize: 3, MaxConcurrency: 2, FunctionTimeout: 30 * time.Second, WaitTime: time.Second,
+		Client: receives, Logger: testLogger(t), QueueURL: url, QueueARN: arn, BatchSize: 3, MaxConcurrency: 2, FunctionTimeout: 30 * time.Second, WaitTime: time.Second,
 		Handler: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 			n := inFlight.Add(1)
 			defer inFlight.Add(-1)
@@ -158,6 +159,9 @@ func TestPollerBatchSizeAndConcurrency(t *testing.T) {
 	}
 	if got, want := maxBatch.Load(), int32(3); got != want {
 		t.Errorf("largest batch: got %d, want %d", got, want)
+	}
+	if got, want := receives.max.Load(), int32(1); got != want {
+		t.Errorf("most concurrent receives: got %d, want %d (the stand-in can hand one message to two)", got, want)
 	}
 	if got, want := len(seen), len(bodies); got != want {
 		t.Errorf("distinct messages handled: got %d, want %d", got, want)
@@ -420,6 +424,20 @@ func TestSQSHandler(t *testing.T) {
 			}
 		})
 	}
+}
+
+// receiveCounter wraps the real client to count the receives in flight at once.
+type receiveCounter struct {
+	*sqs.Client
+	in, max atomic.Int32
+}
+
+func (r *receiveCounter) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	n := r.in.Add(1)
+	defer r.in.Add(-1)
+	for old := r.max.Load(); n > old && !r.max.CompareAndSwap(old, n); old = r.max.Load() {
+	}
+	return r.Client.ReceiveMessage(ctx, in, optFns...)
 }
 
 // receiveSignal wraps the real client to tell when a receive starts.
