@@ -254,7 +254,7 @@ func (p *localPipeline) ledger(ctx context.Context, key string, ids []string) (l
 
 // report reads reports/{key}.json, or returns nil while ingest has not written it.
 func (p *localPipeline) report(ctx context.Context, key string) (*ingest.Report, error) {
-	out, err := p.session.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String("reports/" + key + ".json")})
+	out, err := p.session.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(p.res.Bucket), Key: aws.String(ingest.ReportKey(key))})
 	var missing *s3types.NoSuchKey
 	if errors.As(err, &missing) {
 		return nil, nil
@@ -278,7 +278,7 @@ func printLedger(w io.Writer, l ledger) {
 	fmt.Fprintf(w, "\nledger of s3://%s/%s after %.0fs:\n", l.Bucket, l.Key, l.ElapsedSeconds)
 	fmt.Fprintf(w, "  lines      %4d  (blank lines aside)\n", l.Lines)
 	fmt.Fprintf(w, "  delivered  %4d\n", l.Delivered)
-	fmt.Fprintf(w, "  rejected   %4d  (rejects/%s.jsonl)\n", l.Rejected, l.Key)
+	fmt.Fprintf(w, "  rejected   %4d  (%s)\n", l.Rejected, ingest.RejectsKey(l.Key))
 	classes := make([]string, 0, len(l.ParkedByClass))
 	for _, c := range slices.Sorted(maps.Keys(l.ParkedByClass)) {
 		classes = append(classes, fmt.Sprintf("%s %d", c, l.ParkedByClass[c]))
