@@ -30,6 +30,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/syncbuf"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/dispatch/dispatchtest"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
@@ -117,7 +118,7 @@ type e2ePipeline struct {
 	hang     *hangSwitch
 	files    *local.Poller
 	orders   *local.Poller
-	logs     *syncBuffer
+	logs     *syncbuf.Buffer
 }
 
 // newE2E provisions a pipeline and builds its handlers and pollers; start runs them.
@@ -125,7 +126,7 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 	t.Helper()
 	ctx := context.Background()
 	cfg := awstest.ConfigAt(t, e2eEndpoint(t))
-	p := &e2ePipeline{settings: e2eSettings(), logs: &syncBuffer{}, sqs: awstest.SQS(cfg), s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
+	p := &e2ePipeline{settings: e2eSettings(), logs: &syncbuf.Buffer{}, sqs: awstest.SQS(cfg), s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.UsePathStyle = true
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired // moto sends none
 	})}
@@ -236,7 +237,7 @@ func (p *e2ePipeline) start(t testing.TB) {
 		cancel()
 		wg.Wait()
 		if t.Failed() {
-			t.Logf("files poller %+v\norders poller %+v\nlast handler logs:\n%s", p.files.Stats(), p.orders.Stats(), p.logs.tail(16<<10))
+			t.Logf("files poller %+v\norders poller %+v\nlast handler logs:\n%s", p.files.Stats(), p.orders.Stats(), p.logs.Tail(16<<10))
 		}
 	})
 }
@@ -554,25 +555,6 @@ func numbered(prefix string, n int) map[int64]string {
 		ids[int64(i)] = fmt.Sprintf("%s-%02d", prefix, i)
 	}
 	return ids
-}
-
-// syncBuffer collects the handlers' logs; safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	return s[max(0, len(s)-n):]
 }
 
 // TestE2ELedger uploads a JSON Lines file with every kind of bad line (malformed JSON, no id,

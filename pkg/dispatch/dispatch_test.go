@@ -1,7 +1,6 @@
 package dispatch_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -21,30 +20,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/syncbuf"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/dispatch/dispatchtest"
 	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // env is one test's queues, stand-in API and dispatcher.
 type env struct {
@@ -54,7 +36,7 @@ type env struct {
 	dlqURL             string
 	api                *apiserver.Server
 	apiURL             string
-	logs, metrics      *syncBuffer
+	logs, metrics      *syncbuf.Buffer
 	d                  *dispatch.Dispatcher
 }
 
@@ -69,7 +51,7 @@ type setup struct {
 func newEnv(t *testing.T, s setup) *env {
 	t.Helper()
 	cfg := awstest.Config(t)
-	e := &env{t: t, sqs: awstest.SQS(cfg), logs: &syncBuffer{}, metrics: &syncBuffer{}}
+	e := &env{t: t, sqs: awstest.SQS(cfg), logs: &syncbuf.Buffer{}, metrics: &syncbuf.Buffer{}}
 	e.queueURL, e.queueARN = awstest.NewQueue(t, cfg, map[string]string{"VisibilityTimeout": "30"})
 	e.dlqURL, _ = awstest.NewQueue(t, cfg, nil)
 	h := s.handler

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/syncbuf"
 	"github.com/orderpipe/orderpipe/pkg/order"
 )
 
@@ -38,9 +38,9 @@ func TestDispatchBootstrap(t *testing.T) {
 	}))
 	defer api.Close()
 
-	var out bytes.Buffer
+	var out syncbuf.Buffer
 	proc := &Process{
-		Path: buildFunction(t, "../../functions/dispatch"), FunctionName: "dispatch", Output: &syncWriter{w: &out},
+		Path: buildFunction(t, "../../functions/dispatch"), FunctionName: "dispatch", Output: &out,
 		Env: map[string]string{
 			"ORDERS_QUEUE_URL": ordersURL, "ORDERS_DLQ_URL": dlqURL, "ORDER_API_BASE_URL": api.URL,
 			"AWS_ENDPOINT_URL": awstest.Endpoint(), "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",

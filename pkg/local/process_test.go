@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/syncbuf"
 )
 
 var (
@@ -68,10 +69,10 @@ func buildFunction(t testing.TB, pkg string) string {
 // startEcho starts a Process running the echo function with extra environment.
 func startEcho(t *testing.T, timeout time.Duration, env map[string]string) *Process {
 	t.Helper()
-	var out bytes.Buffer
+	var out syncbuf.Buffer
 	p := &Process{
 		Path: buildFunction(t, "testdata/echofn"), FunctionName: "echo", Timeout: timeout,
-		Env: env, Output: &syncWriter{w: &out},
+		Env: env, Output: &out,
 	}
 	if err := p.Start(); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -85,17 +86,6 @@ func startEcho(t *testing.T, timeout time.Duration, env map[string]string) *Proc
 		}
 	})
 	return p
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // echoed is what the echo function answers.
