@@ -77,12 +77,8 @@ func newIngestEnv(t *testing.T) *ingestEnv {
 	}); err != nil {
 		t.Fatalf("put bucket notification: %v", err)
 	}
-	e.cfg, err = ingest.LoadConfig(func(k string) string {
-		return map[string]string{"ORDERS_QUEUE_URL": e.ordersURL, "FILES_QUEUE_URL": e.filesURL}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.cfg = ingest.DefaultConfig()
+	e.cfg.OrdersQueueURL, e.cfg.FilesQueueURL = e.ordersURL, e.filesURL
 	e.newService()
 	return e
 }
