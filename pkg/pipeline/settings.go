@@ -66,9 +66,6 @@ const (
 	MaxVisibility = 12 * time.Hour
 )
 
-// PerInstanceRate is the rate each dispatch instance paces at.
-func (s Settings) PerInstanceRate() float64 { return s.APIRate / float64(s.Instances) }
-
 // DrainTime is how long a backlog of n orders takes at the API rate.
 func (s Settings) DrainTime(n int64) time.Duration {
 	if s.APIRate <= 0 {

@@ -41,9 +41,6 @@ func TestValidateRules(t *testing.T) {
 
 func TestDrainArithmetic(t *testing.T) {
 	s := Defaults()
-	if got, want := s.PerInstanceRate(), 0.5; got != want {
-		t.Errorf("PerInstanceRate() = %v, want %v", got, want)
-	}
 	if got, want := s.MaxBacklog(), int64(1209600); got != want {
 		t.Errorf("MaxBacklog() = %d, want %d (14 days at 1 rps)", got, want)
 	}
