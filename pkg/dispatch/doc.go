@@ -17,7 +17,7 @@
 // deadline was the problem, so an instance paused by a long Retry-After does not spin on it).
 // Time comes from an injected Clock.
 //
-// # Outcomes (docs/DESIGN.md)
+// # Outcomes
 //
 //   - delivered (2xx): success; the event source mapping deletes the message.
 //   - throttled (429/503): a fresh copy delayed by Retry-After (or the backoff when absent), at

@@ -35,7 +35,7 @@ const maxDrain = 64 << 10
 // Class is what an outcome means for the order.
 type Class string
 
-// Outcome classes (docs/DESIGN.md "Outcomes").
+// Outcome classes (what dispatch does with each: pkg/dispatch's doc, "Outcomes").
 const (
 	Delivered Class = "delivered" // 2xx: the API has the order
 	Throttled Class = "throttled" // 429 or 503: retry at Retry-After
