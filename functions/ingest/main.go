@@ -19,7 +19,7 @@ import (
 
 func main() {
 	if err := run(); err != nil {
-		slog.Error("ingest: start", "err", err)
+		slog.Error("ingest: start", "error", err)
 		os.Exit(1)
 	}
 }

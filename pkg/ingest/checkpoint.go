@@ -125,6 +125,6 @@ func (r *fileRun) releaseClaim(ctx context.Context) {
 	st.LeaseUntil = time.Time{}
 	r.claim.state = st
 	if err := r.claim.save(ctx, r.svc.objects); err != nil {
-		slog.WarnContext(ctx, "release claim", "bucket", r.claim.obj.Bucket, "key", r.claim.obj.Key, "err", err)
+		slog.WarnContext(ctx, "release claim", "bucket", r.claim.obj.Bucket, "key", r.claim.obj.Key, "error", err)
 	}
 }

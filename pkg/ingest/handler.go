@@ -20,7 +20,7 @@ func (s *Service) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	started := false
 	for _, m := range ev.Records {
 		if err := s.handleMessage(ctx, m, &started); err != nil {
-			level, attrs := slog.LevelError, []any{"messageID", m.MessageId, "err", err}
+			level, attrs := slog.LevelError, []any{"messageID", m.MessageId, "error", err}
 			var oe *objectError
 			if errors.As(err, &oe) {
 				attrs = append(attrs, "bucket", oe.obj.Bucket, "key", oe.obj.Key, "version", oe.obj.Version)

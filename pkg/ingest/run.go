@@ -290,7 +290,7 @@ func isFileFault(err error) bool {
 func (r *fileRun) rejectRefused(f Refusal) {
 	reason := "refused by the queue: " + f.Code
 	if err := r.rejects.add(f.Entry.Line, reason, []byte(f.Entry.Body)); err != nil {
-		slog.Error("record refused order", "orderID", f.Entry.ID, "err", err)
+		slog.Error("record refused order", "orderID", f.Entry.ID, "error", err)
 	}
 }
 
