@@ -462,7 +462,7 @@ func TestBadInputNeverCrashes(t *testing.T) {
 		t.Errorf("classes = %v, want %v", classes, want)
 	}
 	// Attempts = Retries + receive count; a malformed or negative Retries counts as 0, a huge one
-	// as maxRetries (it overflowed to a negative attempt number).
+	// as maxRetries (so that the sum cannot overflow to a negative attempt number).
 	if want := []string{"1", "1", "1", "1", "4", "1", "1", "1048577"}; !cmp.Equal(attempts, want) {
 		t.Errorf("attempts = %v, want %v", attempts, want)
 	}
@@ -531,9 +531,9 @@ func (q *deadlineQueue) ChangeMessageVisibility(ctx context.Context, in *sqs.Cha
 	return &sqs.ChangeMessageVisibilityOutput{}, q.record(ctx)
 }
 
-// Regression: the bookkeeping calls ran on a detached 5 s budget while the request leaves only
-// the client's margin (2 s) before the invocation's deadline, so a slow SQS call ran past the
-// deadline: a killed invocation, the whole batch back and its re-sent copies duplicated.
+// The bookkeeping calls end before the invocation's deadline minus the response reserve: the
+// request leaves only the client's margin (2 s), and a slow SQS call past the deadline would be
+// a killed invocation, the whole batch back and its re-sent copies duplicated.
 func TestBookkeepingEndsBeforeTheDeadline(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -565,9 +565,9 @@ func TestBookkeepingEndsBeforeTheDeadline(t *testing.T) {
 	}
 }
 
-// Regression: a Retries attribute near the int maximum overflowed Retries + receive count to a
-// negative attempt number, so a failing order was never exhausted (retried until the queue's
-// redrive policy parked it without a class).
+// A Retries attribute near the int maximum still counts as attempts spent: Retries + receive
+// count must not overflow to a negative attempt number, or a failing order would never be
+// exhausted (retried until the queue's redrive policy parked it without a class).
 func TestHugeRetriesIsExhausted(t *testing.T) {
 	msg := batch("H-1").Records[0]
 	huge := "9223372036854775807"
@@ -586,9 +586,9 @@ func TestHugeRetriesIsExhausted(t *testing.T) {
 	}
 }
 
-// Regression: BACKOFF_MAX may be 12 h, but SQS refuses a visibility change that keeps a message
-// invisible beyond 12 h after its receive, so the long backoff was lost (the queue's 3 min
-// applied instead).
+// BACKOFF_MAX may be 12 h, but SQS refuses a visibility change that keeps a message invisible
+// beyond 12 h after its receive: the backoff is capped so that the change is accepted (a refused
+// one would leave the queue's 3 min in place).
 func TestBackoffWithinTheVisibilityLimit(t *testing.T) {
 	cfg := testConfig()
 	cfg.BackoffMax = 12 * time.Hour
