@@ -177,7 +177,7 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 		t.Fatalf("dispatch config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ingestH := local.Handler(ingest.New(icfg, p.s3, p.sqs).Handle)
+	ingestH := local.Handler(ingest.New(icfg, p.s3, p.sqs, ingest.Options{}).Handle)
 	dispatchH := dispatchInstances(t, dcfg, p.sqs, p.settings.Instances, log)
 	if o.ingest != nil {
 		ingestH = o.ingest(ingestH)

@@ -193,7 +193,7 @@ func (p *localPipeline) buildPollers(po pipelineOptions, log *slog.Logger) error
 	p.files = &local.Poller{
 		Client: sqsc, QueueURL: p.res.FilesQueueURL, QueueARN: p.res.FilesQueueARN, BatchSize: 1,
 		MaxConcurrency: 2, FunctionTimeout: p.settings.IngestTimeout, WaitTime: 2 * time.Second,
-		FunctionName: "ingest", Handler: ingest.New(icfg, s3c, sqsc).Handle, Logger: log,
+		FunctionName: "ingest", Handler: ingest.New(icfg, s3c, sqsc, ingest.Options{}).Handle, Logger: log,
 	}
 	p.orders = &local.Poller{
 		Client: sqsc, QueueURL: p.res.OrdersQueueURL, QueueARN: p.res.OrdersQueueARN, BatchSize: 1,

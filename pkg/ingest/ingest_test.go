@@ -49,7 +49,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc = ingest.New(e.cfg, e.s3, e.sqs)
+	e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{})
 	return e
 }
 
@@ -180,7 +180,7 @@ func TestIngestRefusesAndStops(t *testing.T) {
 			e := newEnv(t)
 			if tt.maxFile > 0 {
 				e.cfg.MaxFileBytes = tt.maxFile
-				e.svc = ingest.New(e.cfg, e.s3, e.sqs)
+				e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{})
 			}
 			e.put(t, tt.key, []byte(tt.body))
 			got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: tt.key}, "")
@@ -306,7 +306,7 @@ func TestIngestQueueRefusal(t *testing.T) {
 	calls := 0
 	// The queue refuses the second entry of the first batch (line 2) for a fault of its own.
 	q := refusingQueue{Client: e.sqs, batch: failing(e.sqs, nil, map[int][]string{0: {"1"}}, &calls)}
-	svc := ingest.New(e.cfg, e.s3, q)
+	svc := ingest.New(e.cfg, e.s3, q, ingest.Options{})
 	const key = "uploads/refused.jsonl"
 	e.put(t, key, []byte(threeOrders))
 	if got, err := svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, ""); err != nil || got != ingest.Done {
