@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net/http/httptest"
 	"path"
 	"strconv"
@@ -66,21 +65,11 @@ func (p *e2ePipeline) shortDeadlineDispatch(t *testing.T, margin time.Duration) 
 	t.Helper()
 	ts := httptest.NewServer(p.hang)
 	t.Cleanup(ts.Close) // after the pollers have stopped: start registers its cleanup later
-	env := p.res.Env()
-	maps.Copy(env, map[string]string{
-		"ORDER_API_BASE_URL": ts.URL,
-		"ORDER_API_TIMEOUT":  (2 * margin).String(),
-		"API_RATE":           strconv.FormatFloat(p.settings.APIRate, 'g', -1, 64),
-		"API_INSTANCES":      strconv.Itoa(p.settings.Instances),
-		"MAX_ATTEMPTS":       strconv.Itoa(p.settings.MaxAttempts),
-		"BACKOFF_BASE":       "1s",
-		"BACKOFF_MAX":        "1s",
-	})
-	cfg, err := dispatch.LoadConfig(func(k string) string { return env[k] })
-	if err != nil {
+	cfg := p.res.DispatchConfig(p.settings, ts.URL)
+	cfg.APITimeout, cfg.BackoffBase, cfg.BackoffMax, cfg.MinRequest = 2*margin, time.Second, time.Second, margin
+	if err := cfg.Validate(); err != nil {
 		t.Fatalf("dispatch config: %v", err)
 	}
-	cfg.MinRequest = margin
 	ac := cfg.OrderAPI()
 	ac.Margin = margin
 	api, err := orderapi.New(ac, nil, nil)
@@ -206,10 +195,9 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 // margin (the pipeline's 2 s would leave nothing of a 1 s function timeout).
 func (p *e2ePipeline) ingestHandler(t *testing.T, margin time.Duration) local.Handler {
 	t.Helper()
-	env := p.res.Env()
-	env["CHECKPOINT_MARGIN"] = margin.String()
-	cfg, err := ingest.LoadConfig(func(k string) string { return env[k] })
-	if err != nil {
+	cfg := p.res.IngestConfig()
+	cfg.CheckpointMargin = margin
+	if err := cfg.Validate(); err != nil {
 		t.Fatalf("ingest config: %v", err)
 	}
 	return ingest.New(cfg, p.s3, p.sqs, ingest.Options{}).Handle

@@ -152,28 +152,17 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 		ts.Close()
 	})
 
-	env := p.res.Env()
-	maps.Copy(env, map[string]string{
-		"ORDER_API_BASE_URL": ts.URL,
-		"ORDER_API_TIMEOUT":  e2eAPITimeout.String(),
-		"API_RATE":           strconv.FormatFloat(p.settings.APIRate, 'g', -1, 64),
-		"API_INSTANCES":      strconv.Itoa(p.settings.Instances),
-		"MAX_ATTEMPTS":       strconv.Itoa(p.settings.MaxAttempts),
-		"BACKOFF_BASE":       "1s",
-		"BACKOFF_MAX":        "1s",
-		"CHECKPOINT_MARGIN":  "2s",
-		"LOG_LEVEL":          "info",
-	})
-	if o.timeout > 0 {
-		env["ORDER_API_TIMEOUT"] = o.timeout.String()
-	}
-	getenv := func(k string) string { return env[k] }
-	icfg, err := ingest.LoadConfig(getenv)
-	if err != nil {
+	icfg := p.res.IngestConfig()
+	icfg.CheckpointMargin = 2 * time.Second
+	if err := icfg.Validate(); err != nil {
 		t.Fatalf("ingest config: %v", err)
 	}
-	dcfg, err := dispatch.LoadConfig(getenv)
-	if err != nil {
+	dcfg := p.res.DispatchConfig(p.settings, ts.URL)
+	dcfg.APITimeout, dcfg.BackoffBase, dcfg.BackoffMax = e2eAPITimeout, time.Second, time.Second
+	if o.timeout > 0 {
+		dcfg.APITimeout = o.timeout
+	}
+	if err := dcfg.Validate(); err != nil {
 		t.Fatalf("dispatch config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -73,19 +73,13 @@ func newIngestEnv(t *testing.T) *ingestEnv {
 		NotificationConfiguration: &s3types.NotificationConfiguration{TopicConfigurations: []s3types.TopicConfiguration{{
 			TopicArn: topic.TopicArn,
 			Events:   []s3types.Event{"s3:ObjectCreated:*"},
-			Filter: &s3types.NotificationConfigurationFilter{Key: &s3types.S3KeyFilter{FilterRules: []s3types.FilterRule{
-				{Name: s3types.FilterRuleNamePrefix, Value: aws.String("uploads/")},
-			}}},
+			Filter:   prefixFilter("uploads/"),
 		}}},
 	}); err != nil {
 		t.Fatalf("put bucket notification: %v", err)
 	}
-	e.cfg, err = ingest.LoadConfig(func(k string) string {
-		return map[string]string{"ORDERS_QUEUE_URL": e.ordersURL, "FILES_QUEUE_URL": e.filesURL}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.cfg = ingest.DefaultConfig()
+	e.cfg.OrdersQueueURL, e.cfg.FilesQueueURL = e.ordersURL, e.filesURL
 	e.newService(ingest.Options{})
 	return e
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -161,24 +160,18 @@ func (p *localPipeline) startAPI(po pipelineOptions) error {
 	return nil
 }
 
-// buildPollers makes the ingest and dispatch handlers from their LoadConfig, with the
-// environment a deployment would give them, and a poller for each.
+// buildPollers makes the ingest and dispatch handlers with the configuration a deployment
+// would give them, and a poller for each.
 func (p *localPipeline) buildPollers(po pipelineOptions, log *slog.Logger) error {
-	env := p.res.Env()
-	env["ORDER_API_BASE_URL"] = p.apiURL
-	env["API_RATE"] = strconv.FormatFloat(p.settings.APIRate, 'g', -1, 64)
-	env["API_INSTANCES"] = strconv.Itoa(p.settings.Instances)
-	env["MAX_ATTEMPTS"] = strconv.Itoa(p.settings.MaxAttempts)
-	env["LOG_LEVEL"] = po.logLevel.String()
-	getenv := func(k string) string { return env[k] }
-
 	s3c, sqsc := p.session.s3, p.session.sqs
-	icfg, err := ingest.LoadConfig(getenv)
-	if err != nil {
-		return err
+	icfg := p.res.IngestConfig()
+	icfg.LogLevel = po.logLevel
+	if err := icfg.Validate(); err != nil {
+		return fmt.Errorf("load ingest config: %w", err)
 	}
-	dcfg, err := dispatch.LoadConfig(getenv)
-	if err != nil {
+	dcfg := p.res.DispatchConfig(p.settings, p.apiURL)
+	dcfg.LogLevel = po.logLevel
+	if err := dcfg.Validate(); err != nil {
 		return err
 	}
 	// One Dispatcher per instance, as each Lambda instance has its own pacing limiter.

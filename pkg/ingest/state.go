@@ -13,6 +13,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/orderpipe/orderpipe/internal/detach"
 )
 
 // Status values of a state object.
@@ -169,7 +171,7 @@ func (c *claim) write(ctx context.Context, store objectStore, in *s3.PutObjectIn
 // state write whose outcome is unknown. It reads with a context detached from ctx's cancel and
 // ending BookkeepingReserve before ctx's deadline. A failed read says no.
 func (c *claim) landed(ctx context.Context, store objectStore, body []byte) (string, bool) {
-	ctx, cancel := bookkeeping(ctx, BookkeepingReserve)
+	ctx, cancel := detach.Context(ctx, BookkeepingReserve, 0)
 	defer cancel()
 	got, etag, err := getStateBytes(ctx, store, c.obj)
 	return etag, err == nil && bytes.Equal(got, body)
@@ -179,16 +181,6 @@ func (c *claim) landed(ctx context.Context, store objectStore, body []byte) (str
 // a failed or cut-short call (reading a state back, releasing the claim, sending the
 // continuation) must end, so that the invocation returns before it is killed.
 const BookkeepingReserve = 100 * time.Millisecond
-
-// bookkeeping returns a context for S3 and SQS calls that must run even when ctx is cancelled:
-// detached from ctx's cancel, it ends reserve before ctx's deadline (10 s from now without one).
-func bookkeeping(ctx context.Context, reserve time.Duration) (context.Context, context.CancelFunc) {
-	d, ok := ctx.Deadline()
-	if !ok {
-		return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	}
-	return context.WithDeadline(context.WithoutCancel(ctx), d.Add(-reserve))
-}
 
 // getState reads the state object of obj and its ETag. A state without a schema version is
 // read as version 1; one newer than StateSchemaVersion gives an error wrapping ErrStateSchema.

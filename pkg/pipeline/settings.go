@@ -48,6 +48,18 @@ func Defaults() Settings {
 	}
 }
 
+// Stack output keys: the CDK app exports the deployed resources under these names and the CLI's
+// --stack reads them (docs/CONTRACTS.md, "Stack outputs").
+const (
+	OutputBucket          = "BucketName"
+	OutputFilesQueue      = "FilesQueueUrl"
+	OutputFilesDLQ        = "FilesDlqUrl"
+	OutputOrdersQueue     = "OrdersQueueUrl"
+	OutputOrdersDLQ       = "OrdersDlqUrl"
+	OutputRedriveFunction = "RedriveFunctionName"
+	OutputAlarmTopic      = "AlarmTopicArn"
+)
+
 // SQS limits.
 const (
 	MaxRetention  = 14 * 24 * time.Hour

@@ -121,29 +121,16 @@ func EntryOf(m sqstypes.Message) Entry {
 	return e
 }
 
-// parkingAttrs are removed when a message goes back to the orders queue. Retries goes too: a
-// message the queue's redrive policy parked (class unknown) still carries the transient
+// requeueInput builds the SendMessage of a parked message back to the orders queue: the same
+// body, every attribute but the parking ones and Retries (order.StripParking). Retries goes
+// too: a message the queue's redrive policy parked (class unknown) still carries the transient
 // attempts of its earlier copies, and a redriven order starts a fresh budget, as one parked by
 // dispatch does (dispatch never parks Retries).
-var parkingAttrs = []string{order.AttrFailureClass, order.AttrFailureDetail, order.AttrAttempts, order.AttrParkedAt, order.AttrRetries}
-
-// requeueInput builds the SendMessage of a parked message back to the orders queue: the same
-// body, every attribute but the parking ones and Retries.
 func (r *Redriver) requeueInput(m sqstypes.Message) *sqs.SendMessageInput {
-	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.MessageAttributes))
-	for k, v := range m.MessageAttributes {
-		attrs[k] = v
-	}
-	for _, k := range parkingAttrs {
-		delete(attrs, k)
-	}
-	if len(attrs) == 0 {
-		attrs = nil
-	}
 	return &sqs.SendMessageInput{
 		QueueUrl:          aws.String(r.cfg.QueueURL),
 		MessageBody:       m.Body,
-		MessageAttributes: attrs,
+		MessageAttributes: order.StripParking(m.MessageAttributes),
 	}
 }
 
