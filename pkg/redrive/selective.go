@@ -35,8 +35,8 @@ type scan struct {
 
 func (r *Redriver) selective(ctx context.Context, req Request) (Result, error) {
 	s := &scan{
-		r:    r,
-		req:  req,
+		r:   r,
+		req: req,
 		res: Result{Mode: ModeSelective, DryRun: req.DryRun},
 		dlq: sqsscan.New(r.client, r.cfg.DLQURL),
 	}
