@@ -43,9 +43,11 @@ type Options struct {
 	// resources and Settings (those of a deployment) before they are validated.
 	Ingest   func(*ingest.Config)
 	Dispatch func(*dispatch.Config)
-	// DispatchOptions is given to every dispatch instance; a nil Logger is Logger, a nil
-	// Metrics discards the EMF lines. Each instance gets its own Limiter unless one is set.
-	DispatchOptions dispatch.Options
+	// DispatchOptions returns the dispatch.Options of instance i (0 <= i < Settings.Instances)
+	// with cfg, the DispatchConfig; it is called once per instance by NewPipeline, and its error
+	// fails NewPipeline. In what it returns, a nil Logger is Logger and a nil Metrics discards
+	// the EMF lines. Nil: the defaults alone, so each instance paces on its own limiter.
+	DispatchOptions func(i int, cfg dispatch.Config) (dispatch.Options, error)
 
 	// ReceiveWait is the pollers' long poll, 1 s to 20 s; zero: DefaultReceiveWait.
 	ReceiveWait time.Duration
@@ -125,14 +127,23 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 	if err := p.DispatchConfig.Validate(); err != nil {
 		return nil, fmt.Errorf("local pipeline: %w", err)
 	}
-	dopts := o.DispatchOptions
-	if dopts.Logger == nil {
-		dopts.Logger = o.Logger
+	instance := func(i int) (dispatch.Options, error) {
+		var do dispatch.Options
+		if o.DispatchOptions != nil {
+			var err error
+			if do, err = o.DispatchOptions(i, p.DispatchConfig); err != nil {
+				return do, fmt.Errorf("dispatch instance %d: %w", i, err)
+			}
+		}
+		if do.Logger == nil {
+			do.Logger = o.Logger
+		}
+		if do.Metrics == nil {
+			do.Metrics = io.Discard
+		}
+		return do, nil
 	}
-	if dopts.Metrics == nil {
-		dopts.Metrics = io.Discard
-	}
-	dispatchH, err := dispatchPool(p.DispatchConfig, p.SQS, o.Settings.Instances, dopts)
+	dispatchH, err := dispatchPool(p.DispatchConfig, p.SQS, o.Settings.Instances, instance)
 	if err != nil {
 		return nil, fmt.Errorf("local pipeline: %w", err)
 	}
@@ -151,12 +162,16 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 
 // dispatchPool is the dispatch function with n warm instances: each invocation takes a
 // Dispatcher (its own limiter and pause) from the pool and gives it back when done.
-func dispatchPool(cfg dispatch.Config, client *sqs.Client, n int, o dispatch.Options) (Handler, error) {
+func dispatchPool(cfg dispatch.Config, client *sqs.Client, n int, options func(int) (dispatch.Options, error)) (Handler, error) {
 	pool := make(chan *dispatch.Dispatcher, n)
-	for range n {
+	for i := range n {
 		api, err := orderapi.New(cfg.OrderAPI(), nil, nil)
 		if err != nil {
 			return nil, fmt.Errorf("order API client: %w", err)
+		}
+		o, err := options(i)
+		if err != nil {
+			return nil, err
 		}
 		pool <- dispatch.New(cfg, client, api, o)
 	}

@@ -3,6 +3,8 @@ package local_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -44,12 +46,16 @@ func TestPipeline(t *testing.T) {
 		AWS: awstest.Config(t), Names: local.NamesFor(awstest.Name(t, "pipe")), Settings: pipelineSettings(), APIBaseURL: ts.URL,
 		Ingest:   func(c *ingest.Config) { c.CheckpointMargin = 2 * time.Second; tuned = append(tuned, "ingest") },
 		Dispatch: func(c *dispatch.Config) { c.APITimeout = 2 * time.Second; tuned = append(tuned, "dispatch") },
+		DispatchOptions: func(i int, c dispatch.Config) (dispatch.Options, error) {
+			tuned = append(tuned, fmt.Sprintf("instance %d at %v", i, c.APITimeout))
+			return dispatch.Options{}, nil
+		},
 	})
 	if err != nil {
 		t.Fatalf("NewPipeline: %v", err)
 	}
-	if got := strings.Join(tuned, ","); got != "ingest,dispatch" {
-		t.Errorf("hooks called: %q, want ingest,dispatch", got)
+	if got, want := strings.Join(tuned, ","), "ingest,dispatch,instance 0 at 2s,instance 1 at 2s"; got != want {
+		t.Errorf("hooks called: %q, want %q", got, want)
 	}
 	if p.IngestConfig.CheckpointMargin != 2*time.Second || p.DispatchConfig.APITimeout != 2*time.Second {
 		t.Errorf("configs not tuned: ingest %+v, dispatch %+v", p.IngestConfig, p.DispatchConfig)
@@ -118,6 +124,8 @@ func TestPipeline(t *testing.T) {
 	}
 }
 
+var errBoom = errors.New("boom")
+
 // TestNewPipelineErrors: a pipeline that cannot run is refused before anything runs.
 func TestNewPipelineErrors(t *testing.T) {
 	t.Parallel()
@@ -138,6 +146,15 @@ func TestNewPipelineErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("dispatch options fail", func(t *testing.T) {
+		_, err := local.NewPipeline(context.Background(), local.Options{
+			AWS: awstest.Config(t), Names: local.NamesFor(awstest.Name(t, "pipe")), APIBaseURL: "http://127.0.0.1:1",
+			DispatchOptions: func(int, dispatch.Config) (dispatch.Options, error) { return dispatch.Options{}, errBoom },
+		})
+		if !errors.Is(err, errBoom) {
+			t.Errorf("got %v, want %v", err, errBoom)
+		}
+	})
 	t.Run("invalid dispatch config", func(t *testing.T) {
 		_, err := local.NewPipeline(context.Background(), local.Options{
 			AWS: awstest.Config(t), Names: local.NamesFor(awstest.Name(t, "pipe")), APIBaseURL: "http://127.0.0.1:1",
