@@ -72,9 +72,7 @@ func newIngestEnv(t *testing.T) *ingestEnv {
 		NotificationConfiguration: &s3types.NotificationConfiguration{TopicConfigurations: []s3types.TopicConfiguration{{
 			TopicArn: topic.TopicArn,
 			Events:   []s3types.Event{"s3:ObjectCreated:*"},
-			Filter: &s3types.NotificationConfigurationFilter{Key: &s3types.S3KeyFilter{FilterRules: []s3types.FilterRule{
-				{Name: s3types.FilterRuleNamePrefix, Value: aws.String("uploads/")},
-			}}},
+			Filter:   prefixFilter("uploads/"),
 		}}},
 	}); err != nil {
 		t.Fatalf("put bucket notification: %v", err)
