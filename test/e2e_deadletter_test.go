@@ -200,7 +200,7 @@ func (p *e2ePipeline) ingestHandler(t *testing.T, margin time.Duration) local.Ha
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("ingest config: %v", err)
 	}
-	return ingest.New(cfg, p.s3, p.sqs).Handle
+	return ingest.New(cfg, p.s3, p.sqs, ingest.Options{}).Handle
 }
 
 // names reports whether a files-queue message body names key.

@@ -150,7 +150,7 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 	p.Files = &Poller{
 		Client: p.SQS, QueueURL: res.FilesQueueURL, QueueARN: res.FilesQueueARN, BatchSize: 1, MaxConcurrency: 2,
 		FunctionTimeout: o.Settings.IngestTimeout, WaitTime: o.ReceiveWait, FunctionName: "ingest",
-		Handler: ingest.New(p.IngestConfig, p.S3, p.SQS).Handle, Logger: o.Logger,
+		Handler: ingest.New(p.IngestConfig, p.S3, p.SQS, ingest.Options{}).Handle, Logger: o.Logger,
 	}
 	p.Orders = &Poller{
 		Client: p.SQS, QueueURL: res.OrdersQueueURL, QueueARN: res.OrdersQueueARN, BatchSize: 1, MaxConcurrency: o.Settings.Instances,
