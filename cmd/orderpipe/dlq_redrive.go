@@ -103,8 +103,7 @@ func (s *session) redriveHere(ctx context.Context, c *cli, req redrive.Request, 
 	if err := cfg.Validate(); err != nil {
 		return redrive.Result{}, usageErrorf("dlq redrive: %v", err)
 	}
-	r := redrive.New(cfg, s.sqs)
-	r.Logger = slog.New(slog.NewTextHandler(c.stderr, nil))
+	r := redrive.New(cfg, s.sqs, redrive.Options{Logger: slog.New(slog.NewTextHandler(c.stderr, nil))})
 	return r.Run(ctx, req)
 }
 
