@@ -156,7 +156,7 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 	if got := p.orders.Stats().Crashes; got != int64(s.MaxReceiveCount) {
 		t.Errorf("dispatch crashes = %d, want maxReceiveCount %d", got, s.MaxReceiveCount)
 	}
-	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs, redrive.Options{})
+	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs, redrive.Options{Journal: p.journal()})
 	dry, err := r.Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassUnknown}, DryRun: true})
 	if err != nil {
 		t.Fatalf("dry run: %v", err)
