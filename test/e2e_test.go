@@ -49,13 +49,16 @@ import (
 // then checks the ledger of every line: delivered (accepted once by the API), rejected (rejects
 // object) or parked (orders DLQ, with its class), by exact order id and line number.
 
-// The end-to-end tests run on a moto_server of their own, started by local.StartMoto at the
+// The end-to-end tests run on a moto_server of their own, started by local.StartMotoIAM at the
 // first test that needs it and stopped by TestMain. The shared stand-in at AWS_ENDPOINT_URL
 // answers in 0.1 to 3 s a call while the other packages' tests load it, and a pipeline makes
-// hundreds of calls with timeouts of a few seconds: the tests would measure the neighbours.
+// hundreds of calls with timeouts of a few seconds: the tests would measure the neighbours. It
+// enforces IAM: the tests provision and observe as its administrator, and each function runs
+// with the credentials of its own role (e2eRoles).
 var e2eMoto struct {
 	once     sync.Once
 	endpoint string
+	admin    aws.Credentials
 	stop     func()
 	err      error
 }
@@ -65,12 +68,18 @@ func e2eEndpoint(t testing.TB) string {
 	e2eMoto.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		e2eMoto.endpoint, e2eMoto.stop, e2eMoto.err = local.StartMoto(ctx)
+		e2eMoto.endpoint, e2eMoto.admin, e2eMoto.stop, e2eMoto.err = local.StartMotoIAM(ctx)
 	})
 	if e2eMoto.err != nil {
 		t.Fatalf("end-to-end stand-in: %v", e2eMoto.err)
 	}
 	return e2eMoto.endpoint
+}
+
+// e2eAdmin is the configuration of the end-to-end stand-in's administrator.
+func e2eAdmin(t testing.TB) aws.Config {
+	t.Helper()
+	return local.ClientConfig(e2eEndpoint(t), e2eMoto.admin)
 }
 
 func TestMain(m *testing.M) {
@@ -119,17 +128,15 @@ type e2ePipeline struct {
 	files    *local.Poller
 	orders   *local.Poller
 	logs     *syncbuf.Buffer
+	roles    e2eRoles // the functions' clients; s3 and sqs are the administrator's
 }
 
 // newE2E provisions a pipeline and builds its handlers and pollers; start runs them.
 func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 	t.Helper()
 	ctx := context.Background()
-	cfg := awstest.ConfigAt(t, e2eEndpoint(t))
-	p := &e2ePipeline{settings: e2eSettings(), logs: &syncbuf.Buffer{}, sqs: awstest.SQS(cfg), s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.UsePathStyle = true
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired // moto sends none
-	})}
+	cfg := e2eAdmin(t)
+	p := &e2ePipeline{settings: e2eSettings(), logs: &syncbuf.Buffer{}, sqs: awstest.SQS(cfg), s3: s3.NewFromConfig(cfg, local.S3Options)}
 	if o.apiRate > 0 {
 		p.settings.APIRate = o.apiRate
 	}
@@ -137,6 +144,7 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 	if p.res, err = local.Provision(ctx, cfg, p.settings, local.NamesFor(awstest.Name(t, "e2e"))); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
+	p.roles = newE2ERoles(t, p.res)
 
 	plan := o.plan
 	if plan.RPS == 0 {
@@ -177,8 +185,8 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 		t.Fatalf("dispatch config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ingestH := local.Handler(ingest.New(icfg, p.s3, p.sqs).Handle)
-	dispatchH := dispatchInstances(t, dcfg, p.sqs, p.settings.Instances, log)
+	ingestH := local.Handler(ingest.New(icfg, p.roles.ingestS3, p.roles.ingestSQS).Handle)
+	dispatchH := dispatchInstances(t, dcfg, p.roles.dispatchSQS, p.settings.Instances, log)
 	if o.ingest != nil {
 		ingestH = o.ingest(ingestH)
 	}
@@ -186,11 +194,11 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 		dispatchH = o.dispatch(dispatchH)
 	}
 	p.files = &local.Poller{
-		Client: p.sqs, QueueURL: p.res.FilesQueueURL, QueueARN: p.res.FilesQueueARN, BatchSize: 1, MaxConcurrency: 2,
+		Client: p.roles.ingestSQS, QueueURL: p.res.FilesQueueURL, QueueARN: p.res.FilesQueueARN, BatchSize: 1, MaxConcurrency: 2,
 		FunctionTimeout: p.settings.IngestTimeout, WaitTime: time.Second, FunctionName: "ingest", Handler: ingestH, Logger: log,
 	}
 	p.orders = &local.Poller{
-		Client: p.sqs, QueueURL: p.res.OrdersQueueURL, QueueARN: p.res.OrdersQueueARN, BatchSize: 1, MaxConcurrency: p.settings.Instances,
+		Client: p.roles.dispatchSQS, QueueURL: p.res.OrdersQueueURL, QueueARN: p.res.OrdersQueueARN, BatchSize: 1, MaxConcurrency: p.settings.Instances,
 		FunctionTimeout: p.settings.DispatchTimeout, WaitTime: time.Second, FunctionName: "dispatch", Handler: dispatchH, Logger: log,
 	}
 	return p
