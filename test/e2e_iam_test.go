@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
@@ -68,39 +67,36 @@ func e2eStackTemplate(t testing.TB) *local.Template {
 	return e2eTemplate.t
 }
 
-// e2eRoles are the SDK clients of each function, signing as the IAM user made from its role.
-type e2eRoles struct {
-	ingestS3    *s3.Client
-	ingestSQS   *sqs.Client
-	dispatchSQS *sqs.Client
-	redriveSQS  *sqs.Client
-}
-
-// newE2ERoles creates the functions' principals for the pipeline provisioned as res.
-func newE2ERoles(t testing.TB, res local.Resources) e2eRoles {
+// e2eFunctionAWS is local.Options.FunctionAWS for the end-to-end pipelines: the configuration
+// of an IAM user with the role policies of the function in the synthesized template.
+func e2eFunctionAWS(t testing.TB) func(context.Context, string, local.Resources) (aws.Config, error) {
 	t.Helper()
 	tpl := e2eStackTemplate(t)
-	b, err := tpl.Bind(res)
-	if err != nil {
-		t.Fatalf("bind the template to the pipeline: %v", err)
-	}
 	admin := e2eAdmin(t)
-	cfg := func(construct string) aws.Config {
+	return func(ctx context.Context, function string, res local.Resources) (aws.Config, error) {
+		b, err := tpl.Bind(res)
+		if err != nil {
+			return aws.Config{}, err
+		}
+		construct := strings.ToUpper(function[:1]) + function[1:] // ingest -> the Ingest construct
 		docs, err := tpl.FunctionPolicies("/"+construct+"/Function/Resource", b)
 		if err != nil {
-			t.Fatalf("%s role: %v", construct, err)
+			return aws.Config{}, err
 		}
-		creds, err := local.CreatePrincipal(context.Background(), admin, awstest.Name(t, strings.ToLower(construct)), docs)
+		creds, err := local.CreatePrincipal(ctx, admin, awstest.Name(t, function), docs)
 		if err != nil {
-			t.Fatalf("%s principal: %v", construct, err)
+			return aws.Config{}, err
 		}
-		return local.ClientConfig(e2eEndpoint(t), creds)
+		return local.ClientConfig(e2eEndpoint(t), creds), nil
 	}
-	ingest, dispatch, redrive := cfg("Ingest"), cfg("Dispatch"), cfg("Redrive")
-	return e2eRoles{
-		ingestS3:    s3.NewFromConfig(ingest, local.S3Options),
-		ingestSQS:   sqs.NewFromConfig(ingest),
-		dispatchSQS: sqs.NewFromConfig(dispatch),
-		redriveSQS:  sqs.NewFromConfig(redrive),
+}
+
+// e2eRedriveSQS is the SQS client of the redrive function of the pipeline provisioned as res.
+func e2eRedriveSQS(t testing.TB, res local.Resources) *sqs.Client {
+	t.Helper()
+	cfg, err := e2eFunctionAWS(t)(context.Background(), "redrive", res)
+	if err != nil {
+		t.Fatalf("redrive credentials: %v", err)
 	}
+	return sqs.NewFromConfig(cfg)
 }

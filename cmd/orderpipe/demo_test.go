@@ -16,6 +16,7 @@ import (
 
 func TestDemo(t *testing.T) {
 	t.Parallel()
+	awstest.Config(t) // fails with how to start the stand-in when it does not answer
 	r := standIn(t, "demo", "--orders", "8", "--json", "--timeout", "2m")
 	var got ledger
 	mustJSON(t, r, &got)

@@ -5,7 +5,7 @@
 // Usage:
 //
 //	orderpipe upload FILE... [--key-prefix uploads/]
-//	orderpipe status [--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000] [--peek-queues]
+//	orderpipe status [--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000]
 //	orderpipe dlq ls [--class C] [--source S] [--max 100] [--scan 1000]
 //	orderpipe dlq show MESSAGE-ID [--scan 1000]
 //	orderpipe dlq redrive [--class C] [--source S] [--max N] [--dry-run] [--rate 10] [--native] [--here]
@@ -34,11 +34,12 @@
 // unknown: parked by the queue's own redrive policy); --source an exact s3://bucket/key or a
 // prefix ending in "*", as pkg/redrive selects.
 //
-// Reading a queue is a peek: messages are received with a 30 s visibility timeout and made
-// visible again as soon as the scan ends, never deleted (except by purge). Each peek counts as a
-// receive (ApproximateReceiveCount). The dead-letter queues have no redrive policy, so that is
-// harmless there; status never peeks the source queues unless asked (--peek-queues), because
-// there a receive counts against maxReceiveCount and dispatch's retry budget.
+// Reading a dead-letter queue is a peek: messages are received with a 30 s visibility timeout
+// and made visible again as soon as the scan ends, never deleted (except by purge and redrive).
+// Each peek counts as a receive (ApproximateReceiveCount). The dead-letter queues have no
+// redrive policy, so that is harmless there. No command receives from a source queue (files,
+// orders): there every receive counts toward maxReceiveCount, and enough of them park an order
+// as unknown without a delivery attempt.
 //
 // dlq redrive invokes the redrive function (synchronously, the Request as its payload) when one
 // is configured (--redrive-function, ORDERPIPE_REDRIVE_FUNCTION or the stack output
@@ -57,8 +58,9 @@
 // SQS has no API for a queue's oldest message. On AWS (--age-source cloudwatch, the default
 // without an endpoint) the age is CloudWatch's AWS/SQS ApproximateAgeOfOldestMessage, the latest
 // datapoint of the last five minutes. Against a stand-in (--age-source peek, the default with
-// an endpoint) it is estimated from the SentTimestamp of the peeked messages: the oldest among
-// them, so a lower bound when not every message was peeked. SentTimestamp is what retention
+// an endpoint) a dead-letter queue's age is estimated from the SentTimestamp of the peeked
+// messages: the oldest among them, so a lower bound when not every message was peeked; a source
+// queue's age is not known there. SentTimestamp is what retention
 // counts from; a message moved by a redrive policy keeps its original one.
 //
 // # Local and demo

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
 // options are the flags every command takes.
@@ -48,13 +50,13 @@ const (
 )
 
 var resourceSpecs = [...]resourceSpec{
-	resBucket:          {"bucket", "ORDERPIPE_BUCKET", "BucketName", "orders bucket", func(r *resourceNames) *string { return &r.Bucket }},
-	resFilesQueue:      {"files-queue", "ORDERPIPE_FILES_QUEUE", "FilesQueueUrl", "files queue URL or name", func(r *resourceNames) *string { return &r.FilesQueue }},
-	resFilesDLQ:        {"files-dlq", "ORDERPIPE_FILES_DLQ", "FilesDlqUrl", "files dead-letter queue URL or name", func(r *resourceNames) *string { return &r.FilesDLQ }},
-	resOrdersQueue:     {"orders-queue", "ORDERPIPE_ORDERS_QUEUE", "OrdersQueueUrl", "orders queue URL or name", func(r *resourceNames) *string { return &r.OrdersQueue }},
-	resOrdersDLQ:       {"orders-dlq", "ORDERPIPE_ORDERS_DLQ", "OrdersDlqUrl", "orders dead-letter queue URL or name", func(r *resourceNames) *string { return &r.OrdersDLQ }},
-	resAlarmTopic:      {"alarm-topic", "ORDERPIPE_ALARM_TOPIC", "AlarmTopicArn", "alarm topic ARN", func(r *resourceNames) *string { return &r.AlarmTopic }},
-	resRedriveFunction: {"redrive-function", "ORDERPIPE_REDRIVE_FUNCTION", "RedriveFunctionName", "redrive Lambda function name", func(r *resourceNames) *string { return &r.RedriveFunction }},
+	resBucket:          {"bucket", "ORDERPIPE_BUCKET", pipeline.OutputBucket, "orders bucket", func(r *resourceNames) *string { return &r.Bucket }},
+	resFilesQueue:      {"files-queue", "ORDERPIPE_FILES_QUEUE", pipeline.OutputFilesQueue, "files queue URL or name", func(r *resourceNames) *string { return &r.FilesQueue }},
+	resFilesDLQ:        {"files-dlq", "ORDERPIPE_FILES_DLQ", pipeline.OutputFilesDLQ, "files dead-letter queue URL or name", func(r *resourceNames) *string { return &r.FilesDLQ }},
+	resOrdersQueue:     {"orders-queue", "ORDERPIPE_ORDERS_QUEUE", pipeline.OutputOrdersQueue, "orders queue URL or name", func(r *resourceNames) *string { return &r.OrdersQueue }},
+	resOrdersDLQ:       {"orders-dlq", "ORDERPIPE_ORDERS_DLQ", pipeline.OutputOrdersDLQ, "orders dead-letter queue URL or name", func(r *resourceNames) *string { return &r.OrdersDLQ }},
+	resAlarmTopic:      {"alarm-topic", "ORDERPIPE_ALARM_TOPIC", pipeline.OutputAlarmTopic, "alarm topic ARN", func(r *resourceNames) *string { return &r.AlarmTopic }},
+	resRedriveFunction: {"redrive-function", "ORDERPIPE_REDRIVE_FUNCTION", pipeline.OutputRedriveFunction, "redrive Lambda function name", func(r *resourceNames) *string { return &r.RedriveFunction }},
 }
 
 // newFlags returns a flag set for command name (usage line "orderpipe name synopsis") with the

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/internal/backoff"
 	"github.com/orderpipe/orderpipe/internal/clock"
 	"github.com/orderpipe/orderpipe/pkg/order"
 )
@@ -91,6 +92,7 @@ type Sender struct {
 	attempts int
 	backoff  time.Duration
 	refused  func(Refusal)
+	clock    Clock
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -98,13 +100,12 @@ type Sender struct {
 	workers sync.WaitGroup
 	pending sync.WaitGroup
 
-	cur     []*Entry
-	curSize int
+	batch      []*Entry // the batch being filled
+	batchBytes int      // its size as SQS counts it
 
-	sent  atomic.Int64
-	calls atomic.Int64
-	mu    sync.Mutex
-	err   error
+	sent atomic.Int64
+	mu   sync.Mutex
+	err  error
 }
 
 // SenderOptions tune a Sender; zero fields take the defaults.
@@ -115,6 +116,8 @@ type SenderOptions struct {
 	// Refused is called for each entry refused by the queue for a reason of its own (it is
 	// not retried); nil counts it as a failure of the whole send.
 	Refused func(Refusal)
+	// Clock waits out the backoff (its Sleep); default the system clock.
+	Clock Clock
 }
 
 // NewSender returns a Sender to queueURL. Its goroutines stop when ctx ends or on Close.
@@ -128,14 +131,17 @@ func NewSender(ctx context.Context, client BatchSender, queueURL string, o Sende
 	if o.Backoff <= 0 {
 		o.Backoff = 100 * time.Millisecond
 	}
+	if o.Clock == nil {
+		o.Clock = clock.System{}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Sender{
-		client: client, queueURL: queueURL, attempts: o.MaxAttempts, backoff: o.Backoff, refused: o.Refused,
+		client: client, queueURL: queueURL, attempts: o.MaxAttempts, backoff: o.Backoff, refused: o.Refused, clock: o.Clock,
 		ctx: ctx, cancel: cancel, batches: make(chan []*Entry, o.Concurrency),
 	}
 	for range o.Concurrency {
 		s.workers.Add(1)
-		go s.work()
+		go s.worker()
 	}
 	return s
 }
@@ -147,36 +153,38 @@ func (s *Sender) Add(e *Entry) error {
 		return err
 	}
 	n := e.size()
-	if len(s.cur) > 0 && s.curSize+n > MaxBatchBytes {
-		s.dispatch()
+	if len(s.batch) > 0 && s.batchBytes+n > MaxBatchBytes {
+		s.submitBatch()
 	}
-	s.cur = append(s.cur, e)
-	s.curSize += n
-	if len(s.cur) == MaxBatchEntries {
-		s.dispatch() // full: send it now rather than when the next entry arrives
+	s.batch = append(s.batch, e)
+	s.batchBytes += n
+	if len(s.batch) == MaxBatchEntries {
+		s.submitBatch() // full: send it now rather than when the next entry arrives
 	}
 	return nil
 }
 
-func (s *Sender) dispatch() {
-	if len(s.cur) == 0 {
+// submitBatch hands the batch being filled to the sending goroutines and starts a new one;
+// it blocks while Concurrency batches are in flight.
+func (s *Sender) submitBatch() {
+	if len(s.batch) == 0 {
 		return
 	}
 	s.pending.Add(1)
 	select {
-	case s.batches <- s.cur:
+	case s.batches <- s.batch:
 	case <-s.ctx.Done():
 		s.pending.Done()
 		s.fail(fmt.Errorf("send orders: %w", s.ctx.Err()))
 	}
-	s.cur, s.curSize = make([]*Entry, 0, MaxBatchEntries), 0
+	s.batch, s.batchBytes = make([]*Entry, 0, MaxBatchEntries), 0
 }
 
 // Flush sends what is queued and waits for every batch in flight. It returns the first error
 // of any batch since the Sender was made: once it is nil, every entry added so far was
 // accepted by the queue or passed to Refused.
 func (s *Sender) Flush() error {
-	s.dispatch()
+	s.submitBatch()
 	s.pending.Wait()
 	return s.Err()
 }
@@ -190,9 +198,6 @@ func (s *Sender) Close() {
 
 // Sent is the number of entries the queue accepted.
 func (s *Sender) Sent() int64 { return s.sent.Load() }
-
-// Batches is the number of SendMessageBatch calls made.
-func (s *Sender) Batches() int64 { return s.calls.Load() }
 
 // Err returns the first send error, if any.
 func (s *Sender) Err() error {
@@ -209,11 +214,12 @@ func (s *Sender) fail(err error) {
 	}
 }
 
-func (s *Sender) work() {
+// worker sends the batches it receives until Close; after the first error it drops them.
+func (s *Sender) worker() {
 	defer s.workers.Done()
 	for b := range s.batches {
 		if s.Err() == nil {
-			if err := s.send(b); err != nil {
+			if err := s.sendBatch(b); err != nil {
 				s.fail(err)
 			}
 		}
@@ -221,14 +227,13 @@ func (s *Sender) work() {
 	}
 }
 
-// send sends one batch, retrying the entries that failed for a reason of the queue.
-func (s *Sender) send(b []*Entry) error {
+// sendBatch sends one batch, retrying the entries that failed for a reason of the queue.
+func (s *Sender) sendBatch(b []*Entry) error {
 	reqs := make([]sqstypes.SendMessageBatchRequestEntry, len(b))
 	for i, e := range b {
 		reqs[i] = e.request(strconv.Itoa(i))
 	}
 	for attempt := 1; ; attempt++ {
-		s.calls.Add(1)
 		out, err := s.client.SendMessageBatch(s.ctx, &sqs.SendMessageBatchInput{QueueUrl: &s.queueURL, Entries: reqs})
 		if err != nil {
 			return fmt.Errorf("send message batch (lines %d-%d): %w", b[0].Line, b[len(b)-1].Line, err)
@@ -265,7 +270,7 @@ func (s *Sender) send(b []*Entry) error {
 			return fmt.Errorf("send message batch: %w: %d entries still failing after %d attempts, last %s: %s",
 				ErrSendFailed, len(retry), attempt, aws.ToString(last.Code), aws.ToString(last.Message))
 		}
-		if err := clock.Sleep(s.ctx, backoff(s.backoff, attempt)); err != nil {
+		if err := s.clock.Sleep(s.ctx, backoff.Policy{Base: s.backoff, Max: maxBackoff}.FullJitter(attempt, rand.Float64())); err != nil {
 			return fmt.Errorf("send message batch: retry: %w", err)
 		}
 		reqs = retry
@@ -287,8 +292,5 @@ func entryFault(f sqstypes.BatchResultErrorEntry) bool {
 	return f.SenderFault && !throttled(f) && !strings.HasPrefix(code, "kms")
 }
 
-// backoff is a full-jitter exponential delay: uniform in [0, base*2^(attempt-1)), at most 10 s.
-func backoff(base time.Duration, attempt int) time.Duration {
-	d := min(base<<min(attempt-1, 16), 10*time.Second)
-	return time.Duration(rand.Int64N(int64(d) + 1))
-}
+// maxBackoff caps the full-jitter exponential delay between retries of a batch's entries.
+const maxBackoff = 10 * time.Second

@@ -6,6 +6,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
 // Template is a synthesized CloudFormation template (`cdk synth`'s <stack>.template.json), read
@@ -49,15 +51,6 @@ type Binding struct {
 	AccountID string
 }
 
-// Stack outputs Bind reads (docs/CONTRACTS.md): each names the resource it is the Ref of.
-const (
-	outputBucket      = "BucketName"
-	outputFilesQueue  = "FilesQueueUrl"
-	outputFilesDLQ    = "FilesDlqUrl"
-	outputOrdersQueue = "OrdersQueueUrl"
-	outputOrdersDLQ   = "OrdersDlqUrl"
-)
-
 // Bind maps the bucket and the four queues of the template (found through the stack outputs
 // BucketName, FilesQueueUrl, FilesDlqUrl, OrdersQueueUrl and OrdersDlqUrl) to r; the region and
 // account are r's (the account is read from the orders queue ARN).
@@ -71,11 +64,11 @@ func (t *Template) Bind(r Resources) (Binding, error) {
 		return Physical{"Ref": url, "Arn": arn, "QueueUrl": url, "QueueName": arn[strings.LastIndex(arn, ":")+1:]}
 	}
 	for output, p := range map[string]Physical{
-		outputBucket:      {"Ref": r.Bucket, "Arn": "arn:aws:s3:::" + r.Bucket},
-		outputFilesQueue:  queue(r.FilesQueueURL, r.FilesQueueARN),
-		outputFilesDLQ:    queue(r.FilesDLQURL, r.FilesDLQARN),
-		outputOrdersQueue: queue(r.OrdersQueueURL, r.OrdersQueueARN),
-		outputOrdersDLQ:   queue(r.OrdersDLQURL, r.OrdersDLQARN),
+		pipeline.OutputBucket:      {"Ref": r.Bucket, "Arn": "arn:aws:s3:::" + r.Bucket},
+		pipeline.OutputFilesQueue:  queue(r.FilesQueueURL, r.FilesQueueARN),
+		pipeline.OutputFilesDLQ:    queue(r.FilesDLQURL, r.FilesDLQARN),
+		pipeline.OutputOrdersQueue: queue(r.OrdersQueueURL, r.OrdersQueueARN),
+		pipeline.OutputOrdersDLQ:   queue(r.OrdersDLQURL, r.OrdersDLQARN),
 	} {
 		o, ok := t.Outputs[output]
 		if !ok {
