@@ -37,7 +37,6 @@ import (
 	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
-	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
 // The end-to-end tests run the whole pipeline as it is deployed, on moto, through the
@@ -217,11 +216,6 @@ func (p *e2ePipeline) exists(t testing.TB, key string) bool {
 }
 
 // bucketObjects reads reports and rejects with the ingest tests' helpers.
-// journal keeps redrive's move records in the pipeline's bucket, as the redrive function does.
-func (p *e2ePipeline) journal() redrive.Journal {
-	return redrive.S3Journal{Client: p.s3, Bucket: p.res.Bucket}
-}
-
 func (p *e2ePipeline) bucketObjects() *ingestEnv { return &ingestEnv{s3: p.s3, bucket: p.res.Bucket} }
 
 // settle waits until the pipeline is quiescent: a report for every file and the files and orders
