@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -95,6 +96,17 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	if err := p.settings.Validate(); err != nil {
 		return nil, usageErrorf("%v", err)
 	}
+	// Every flag is checked before anything is created: the API first, then moto and resources.
+	if po.apiURL == "" {
+		if err := p.startAPI(po); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := checkAPIURL(po.apiURL); err != nil {
+			return nil, err
+		}
+		p.apiURL = po.apiURL
+	}
 	if o.endpoint == "" && c.getenv("AWS_ENDPOINT_URL") == "" {
 		endpoint, stop, err := local.StartMoto(ctx)
 		if err != nil {
@@ -109,13 +121,6 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	p.session.cfg.Logger = logging.Nop{} // the SDK's notes on the stand-in's missing checksums
 	p.session.s3 = s3.NewFromConfig(p.session.cfg, func(so *s3.Options) { so.UsePathStyle = true })
 	p.session.sqs = sqs.NewFromConfig(p.session.cfg)
-	if po.apiURL == "" {
-		if err := p.startAPI(po); err != nil {
-			return nil, err
-		}
-	} else {
-		p.apiURL = po.apiURL
-	}
 	// The handlers log through slog.Default (as in Lambda): send it to stderr at the chosen level
 	// while the pipeline runs.
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: po.logLevel}))
@@ -137,6 +142,15 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 		OrdersQueue: p.res.OrdersQueueURL, OrdersDLQ: p.res.OrdersDLQURL,
 	}
 	return p, nil
+}
+
+// checkAPIURL is a usage error unless u is an absolute http(s) URL with a host.
+func checkAPIURL(u string) error {
+	parsed, err := url.Parse(u)
+	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+		return usageErrorf("--api %q: want the order API's base URL, http(s)://host[:port][/path]", u)
+	}
+	return nil
 }
 
 // startAPI serves the stand-in order API on po.standinAddr.
