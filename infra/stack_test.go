@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/google/go-cmp/cmp"
 
@@ -317,6 +318,27 @@ func TestFunctions(t *testing.T) {
 			}
 		}
 	})
+	// The queue URLs go through Config.Environ as CDK tokens: the template must resolve them to
+	// the queues, not carry the tokens' text.
+	t.Run("queue URLs resolve", func(t *testing.T) {
+		for _, c := range []struct {
+			fn       constructs.IConstruct
+			variable string
+			queue    constructs.IConstruct
+		}{
+			{p.Ingest.Function, "ORDERS_QUEUE_URL", p.Orders.Queue},
+			{p.Ingest.Function, "FILES_QUEUE_URL", p.Uploads.FilesQueue},
+			{p.Dispatch.Function, "ORDERS_QUEUE_URL", p.Orders.Queue},
+			{p.Dispatch.Function, "ORDERS_DLQ_URL", p.Orders.DLQ},
+			{p.Redrive.Function, "ORDERS_QUEUE_URL", p.Orders.Queue},
+			{p.Redrive.Function, "ORDERS_DLQ_URL", p.Orders.DLQ},
+		} {
+			vars := jsonPath(props(s.resources[s.id(c.fn)]), "Environment", "Variables").(map[string]any)
+			if diff := cmp.Diff(map[string]any{"Ref": s.id(c.queue)}, vars[c.variable]); diff != "" {
+				t.Errorf("%s of %s (-want +got):\n%s", c.variable, s.id(c.fn), diff)
+			}
+		}
+	})
 	t.Run("log retention", func(t *testing.T) {
 		groups := s.ofType("AWS::Logs::LogGroup")
 		if len(groups) != 3 {
@@ -444,6 +466,9 @@ func TestLeastPrivilege(t *testing.T) {
 			"sqs:StartMessageMoveTask":    {dlq},
 			"sqs:ListMessageMoveTasks":    {dlq},
 			"sqs:SendMessage":             {orders},
+			"s3:GetObject":                {bucket + "/audit/redrive/*"}, // move records: written before each send, read back after a crash
+			"s3:PutObject":                {bucket + "/audit/redrive/*"},
+			"s3:ListBucket":               {bucket},
 		})},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"time"
 
@@ -125,6 +124,6 @@ func (r *fileRun) releaseClaim(ctx context.Context) {
 	st.LeaseUntil = time.Time{}
 	r.claim.state = st
 	if err := r.claim.save(ctx, r.svc.objects); err != nil {
-		slog.WarnContext(ctx, "release claim", "bucket", r.claim.obj.Bucket, "key", r.claim.obj.Key, "error", err)
+		r.svc.log.WarnContext(ctx, "release claim", "bucket", r.claim.obj.Bucket, "key", r.claim.obj.Key, "error", err)
 	}
 }

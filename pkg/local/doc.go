@@ -12,6 +12,29 @@
 // values the CDK app deploys. Setting the notification makes the stand-in send an s3:TestEvent
 // to the files queue; the Poller delivers it like any message and the ingest handler skips it.
 //
+// # Pipeline
+//
+// Pipeline wires the whole pipeline on these parts, once for `orderpipe local`, `orderpipe demo`
+// and the end-to-end tests: NewPipeline provisions the resources, builds the ingest and
+// dispatch configurations a deployment would get (from the resources and Settings, adjustable
+// through Options) and their handlers (one dispatch.Dispatcher per dispatch instance), and a
+// Poller for each source queue; Start and Stop run and stop both pollers, and Pending says how
+// many messages the two queues still hold. The order API is the caller's (APIBaseURL), usually
+// the stand-in of pkg/local/apiserver.
+//
+// # The deployed roles, enforced
+//
+// StartMotoIAM starts a stand-in that enforces IAM: its first three requests, unauthenticated,
+// create an administrator (AdminUser) whose credentials it returns; every later request must be
+// signed by an IAM user of the stand-in and is allowed only by that user's policies.
+// SynthTemplate synthesizes the CDK app (`go run ./infra`, cached by a hash of the sources) and
+// ReadTemplate reads a stack's template; Template.Bind maps its bucket and queues (found through
+// the stack outputs) to provisioned Resources, and Template.FunctionPolicies returns a function's
+// role policies with every reference resolved to them. CreatePrincipal makes an IAM user with
+// those policies (through MotoPolicy, which adds the SQS batch actions moto checks by their own
+// names) and returns its credentials; ClientConfig and S3Options build clients that sign as it.
+// What the stand-in does and does not check is in docs/DECISIONS.md.
+//
 // # Event source mapping
 //
 // Poller mirrors a Lambda SQS event source mapping with ReportBatchItemFailures:
