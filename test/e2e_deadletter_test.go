@@ -120,10 +120,10 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 	const key, crashID, crashLine = "uploads/crashloop.jsonl", "x-04", 4
 	p := newE2E(t, e2eOptions{})
 	s := p.settings
-	s.DispatchTimeout, s.OrdersVisibility = time.Second, 6*time.Second
+	s.DispatchTimeout, s.OrdersVisibility = p.slow*time.Second, p.slow*6*time.Second
 	s.MaxReceiveCount, s.MaxAttempts = 5, 4
 	p.retune(t, s)
-	dispatchH := p.shortDeadlineDispatch(t, 300*time.Millisecond)
+	dispatchH := p.shortDeadlineDispatch(t, p.slow*300*time.Millisecond)
 	var fixed atomic.Bool
 	var crashCalls seen
 	p.orders.Handler = func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
@@ -250,10 +250,10 @@ func TestE2EFilesDLQ(t *testing.T) {
 	const gone = "uploads/2026/gone.jsonl"
 	p := newE2E(t, e2eOptions{})
 	s := p.settings
-	s.IngestTimeout, s.FilesVisibility = time.Second, 6*time.Second
+	s.IngestTimeout, s.FilesVisibility = p.slow*time.Second, p.slow*6*time.Second
 	s.MaxReceiveCount, s.MaxAttempts = 5, 4
 	p.retune(t, s)
-	ingestH := p.ingestHandler(t, 300*time.Millisecond)
+	ingestH := p.ingestHandler(t, p.slow*300*time.Millisecond)
 	var goneCalls seen
 	p.files.Handler = func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		for _, m := range ev.Records {
@@ -326,9 +326,9 @@ func TestE2EIngestCheckpoint(t *testing.T) {
 	const key, n, minContinuations = "uploads/big.jsonl", 1000, 2
 	p := newE2E(t, e2eOptions{apiRate: 400})
 	s := p.settings
-	s.IngestTimeout, s.FilesVisibility = 6*time.Second, 36*time.Second
+	s.IngestTimeout, s.FilesVisibility = p.slow*6*time.Second, p.slow*36*time.Second
 	p.retune(t, s)
-	p.files.Handler = p.ingestHandler(t, 5*time.Second)
+	p.files.Handler = p.ingestHandler(t, p.slow*5*time.Second)
 	p.start(t)
 
 	f := &e2eFile{key: key, ids: map[int64]string{}, rejects: map[int64]string{
