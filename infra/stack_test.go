@@ -467,6 +467,9 @@ func TestLeastPrivilege(t *testing.T) {
 			"sqs:StartMessageMoveTask":    {dlq},
 			"sqs:ListMessageMoveTasks":    {dlq},
 			"sqs:SendMessage":             {orders},
+			"s3:GetObject":                {bucket + "/audit/redrive/*"}, // move records: written before each send, read back after a crash
+			"s3:PutObject":                {bucket + "/audit/redrive/*"},
+			"s3:ListBucket":               {bucket},
 		})},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
+	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
 // S3 layout of the bucket (docs/CONTRACTS.md).
@@ -22,6 +23,8 @@ const (
 	PrefixRejects = "rejects/"
 	PrefixReports = "reports/"
 	PrefixState   = "state/"
+	// PrefixAudit holds redrive's move records (kept: no expiry).
+	PrefixAudit = redrive.DefaultJournalPrefix
 )
 
 // UploadsProps configures Uploads. Zero durations take the defaults noted.
