@@ -15,6 +15,7 @@ import (
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/pkg/delivery"
+	"github.com/orderpipe/orderpipe/pkg/delivery/deliverytest"
 )
 
 // manual is a clock the test moves.
@@ -29,13 +30,7 @@ func (m *manual) add(d time.Duration) { m.mu.Lock(); m.t = m.t.Add(d); m.mu.Unlo
 // newLedger creates a table on the stand-in and a Ledger on it with a manual clock.
 func newLedger(t *testing.T) (*delivery.Ledger, *dynamodb.Client, string, *manual) {
 	t.Helper()
-	db := dynamodb.NewFromConfig(awstest.Config(t))
-	table := awstest.Name(t, "deliveries")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := delivery.CreateTable(ctx, db, table); err != nil {
-		t.Fatal(err)
-	}
+	db, table := deliverytest.NewTable(t)
 	clk := &manual{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	return delivery.New(db, table, clk.now), db, table, clk
 }

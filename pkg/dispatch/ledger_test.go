@@ -16,24 +16,12 @@ import (
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/pkg/delivery"
+	"github.com/orderpipe/orderpipe/pkg/delivery/deliverytest"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/dispatch/dispatchtest"
 	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
 	"github.com/orderpipe/orderpipe/pkg/order"
 )
-
-// newLedger is a delivery record table on the stand-in.
-func newLedger(t *testing.T) *delivery.Ledger {
-	t.Helper()
-	db := dynamodb.NewFromConfig(awstest.Config(t))
-	table := awstest.Name(t, "deliveries")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := delivery.CreateTable(ctx, db, table); err != nil {
-		t.Fatal(err)
-	}
-	return delivery.New(db, table, nil)
-}
 
 // metric sums an EMF count over every line written.
 func (e *env) metric(name string) int {
@@ -62,7 +50,7 @@ func (e *env) handle(d *dispatch.Dispatcher, msgs ...types.Message) {
 
 func TestCopyOfADeliveredOrderIsDeletedUnsent(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, setup{api: apiserver.Config{}, ledger: newLedger(t)})
+	e := newEnv(t, setup{api: apiserver.Config{}, ledger: deliverytest.NewLedger(t)})
 	e.send("A-1", order1(t))
 	e.send("A-1", order1(t)) // an ingest that crashed re-sends it
 	for range 2 {
@@ -94,7 +82,7 @@ func TestCopyOfADeliveredOrderIsDeletedUnsent(t *testing.T) {
 // moment send each order once; the other copy is given back, and deleted unsent once delivered.
 func TestConcurrentCopiesNeverBothSend(t *testing.T) {
 	t.Parallel()
-	ledger := newLedger(t)
+	ledger := deliverytest.NewLedger(t)
 	e := newEnv(t, setup{api: apiserver.Config{Latency: 500 * time.Millisecond}, ledger: ledger})
 	other := dispatch.New(e.cfg, e.sqs, e.client, e.opts) // another instance: its own pacing, the same table
 	const orders = 4
@@ -147,7 +135,7 @@ func TestConcurrentCopiesNeverBothSend(t *testing.T) {
 // its lease ends; then a copy is sent, counted as a possible repeat, and later copies are not.
 func TestCrashAfterClaim(t *testing.T) {
 	t.Parallel()
-	ledger := newLedger(t)
+	ledger := deliverytest.NewLedger(t)
 	e := newEnv(t, setup{api: apiserver.Config{}, ledger: ledger})
 	body := order1(t)
 	lease := time.Now().Add(2 * time.Second)
@@ -179,7 +167,7 @@ func TestCrashAfterClaim(t *testing.T) {
 // and logged.
 func TestCrashAfterPutBeforeMark(t *testing.T) {
 	t.Parallel()
-	ledger := newLedger(t)
+	ledger := deliverytest.NewLedger(t)
 	e := newEnv(t, setup{api: apiserver.Config{}, ledger: ledger})
 	body := order1(t)
 	lease := time.Now().Add(2 * time.Second)
@@ -216,7 +204,7 @@ func TestAPICommitsAndHangs(t *testing.T) {
 	e := newEnv(t, setup{
 		api:    apiserver.Config{HangIDs: []string{"H-1"}, CommitBeforeHang: true, HangFor: time.Minute},
 		config: func(c *dispatch.Config) { c.APITimeout = time.Second },
-		ledger: newLedger(t),
+		ledger: deliverytest.NewLedger(t),
 	})
 	e.send("H-1", order1(t))
 	msgs := e.receiveAll(e.queueURL, 1)
