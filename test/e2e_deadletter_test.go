@@ -155,7 +155,7 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 	if got := p.orders.Stats().Crashes; got != int64(s.MaxReceiveCount) {
 		t.Errorf("dispatch crashes = %d, want maxReceiveCount %d", got, s.MaxReceiveCount)
 	}
-	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, e2eRedriveSQS(t, p.res), redrive.Options{})
+	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, e2eRedriveSQS(t, p.res), redrive.Options{Journal: e2eRedriveJournal(t, p.res)})
 	dry, err := r.Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassUnknown}, DryRun: true})
 	if err != nil {
 		t.Fatalf("dry run: %v", err)

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/pkg/local"
+	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
 // The end-to-end tests run every function with the credentials of its own role, as deployed:
@@ -99,4 +101,15 @@ func e2eRedriveSQS(t testing.TB, res local.Resources) *sqs.Client {
 		t.Fatalf("redrive credentials: %v", err)
 	}
 	return sqs.NewFromConfig(cfg)
+}
+
+// e2eRedriveJournal is the move journal of the redrive function of the pipeline provisioned as
+// res, in its bucket, signed as that function.
+func e2eRedriveJournal(t testing.TB, res local.Resources) redrive.Journal {
+	t.Helper()
+	cfg, err := e2eFunctionAWS(t)(context.Background(), "redrive", res)
+	if err != nil {
+		t.Fatalf("redrive credentials: %v", err)
+	}
+	return redrive.S3Journal{Client: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }), Bucket: res.Bucket}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,11 +97,21 @@ var batchActions = map[string]string{
 	"sqs:ChangeMessageVisibility": "sqs:ChangeMessageVisibilityBatch",
 }
 
+// resourceChecked are the services whose resources moto 5.2.1 checks (the object or bucket ARN,
+// the queue ARN); it checks every other service's actions against resource "*".
+var resourceChecked = map[string]bool{"s3": true, "sqs": true}
+
 // MotoPolicy returns policy (an IAM policy document) as moto must be given it to enforce what AWS
-// enforces: AWS authorizes an SQS batch call (SendMessageBatch, DeleteMessageBatch,
-// ChangeMessageVisibilityBatch) by its single action (sqs:SendMessage, ...), moto by the batch
-// action's own name; each statement naming a single action also names its batch action. A
-// statement naming the batch action alone is left as it is (on AWS it allows nothing).
+// enforces, as far as moto can:
+//   - AWS authorizes an SQS batch call (SendMessageBatch, DeleteMessageBatch,
+//     ChangeMessageVisibilityBatch) by its single action (sqs:SendMessage, ...), moto by the
+//     batch action's own name: each statement naming a single action also names its batch
+//     action (a statement naming the batch action alone is left as it is: on AWS it allows
+//     nothing);
+//   - moto checks the actions of services other than S3 and SQS (DynamoDB, Secrets Manager,
+//     SNS, KMS, ...) against resource "*", which a grant on one table or secret never matches:
+//     those actions move to a statement of their own with Resource "*", so the action is still
+//     enforced, the resource not.
 func MotoPolicy(policy string) (string, error) {
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(policy), &doc); err != nil {
@@ -110,6 +121,7 @@ func MotoPolicy(policy string) (string, error) {
 	if !ok {
 		stmts = []any{doc["Statement"]}
 	}
+	out := make([]any, 0, len(stmts))
 	for _, s := range stmts {
 		st, ok := s.(map[string]any)
 		if !ok {
@@ -121,11 +133,29 @@ func MotoPolicy(policy string) (string, error) {
 				actions = append(actions, b)
 			}
 		}
+		var checked, unchecked []string
+		for _, a := range actions {
+			if service, _, _ := strings.Cut(a, ":"); resourceChecked[service] || a == "*" {
+				checked = append(checked, a)
+			} else {
+				unchecked = append(unchecked, a)
+			}
+		}
+		if len(unchecked) > 0 && st["Resource"] != nil && st["Resource"] != "*" {
+			loose := maps.Clone(st)
+			loose["Action"], loose["Resource"] = unchecked, "*"
+			delete(loose, "Sid")
+			out = append(out, loose)
+			actions = checked
+		}
 		if len(actions) > 0 {
 			st["Action"] = actions
+			out = append(out, st)
+		} else if st["Action"] == nil {
+			out = append(out, st) // NotAction: as it is
 		}
 	}
-	doc["Statement"] = stmts
+	doc["Statement"] = out
 	b, err := json.Marshal(doc)
 	return string(b), err
 }
