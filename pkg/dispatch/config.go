@@ -27,6 +27,7 @@ const (
 	EnvBackoffMax     = "BACKOFF_MAX"
 	EnvMaxThrottled   = "MAX_THROTTLED"
 	EnvLogLevel       = "LOG_LEVEL"
+	EnvDeliveryTable  = "DELIVERY_TABLE"
 	// EnvFunctionName is set by Lambda, never by a deployment.
 	EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 )
@@ -63,6 +64,11 @@ type Config struct {
 	// hand-built Config means the default.
 	MaxThrottled time.Duration
 
+	// DeliveryTable (DELIVERY_TABLE) is the DynamoDB table of the delivery records
+	// (pkg/delivery); empty: no record is kept and every copy of an order is sent. The stack
+	// always sets it.
+	DeliveryTable string
+
 	LogLevel     slog.Level // LOG_LEVEL, default info
 	FunctionName string     // AWS_LAMBDA_FUNCTION_NAME, default "dispatch": the EMF Function dimension
 
@@ -98,7 +104,8 @@ func (c Config) WithSettings(s pipeline.Settings) Config {
 }
 
 // Environ returns the environment LoadConfig reads c back from: every variable of the contract
-// except AWS_LAMBDA_FUNCTION_NAME (Lambda sets it), with ORDER_API_SECRET_ARN only when set.
+// except AWS_LAMBDA_FUNCTION_NAME (Lambda sets it), with ORDER_API_SECRET_ARN and DELIVERY_TABLE
+// only when set.
 // MinRequest is not part of the environment. For a valid c whose FunctionName and MinRequest are
 // the defaults, LoadConfig(Environ) returns c.
 func (c Config) Environ() map[string]string {
@@ -117,6 +124,9 @@ func (c Config) Environ() map[string]string {
 	}
 	if c.APISecretARN != "" {
 		env[EnvAPISecretARN] = c.APISecretARN
+	}
+	if c.DeliveryTable != "" {
+		env[EnvDeliveryTable] = c.DeliveryTable
 	}
 	return env
 }
@@ -190,6 +200,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		BackoffBase:    dur(EnvBackoffBase, d.BackoffBase),
 		BackoffMax:     dur(EnvBackoffMax, d.BackoffMax),
 		MaxThrottled:   dur(EnvMaxThrottled, d.MaxThrottled),
+		DeliveryTable:  str(EnvDeliveryTable, "", false),
 		FunctionName:   str(EnvFunctionName, d.FunctionName, false),
 		MinRequest:     d.MinRequest,
 	}

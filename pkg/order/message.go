@@ -9,6 +9,7 @@ const (
 	AttrSourceVersion = "SourceVersion" // String: S3 version id, or NullVersion
 	AttrLine          = "Line"          // Number: 1-based line number in the file
 	AttrRetries       = "Retries"       // Number, optional (absent = 0): transient attempts spent by earlier copies (set by dispatch)
+	AttrRedrives      = "Redrives"      // Number, optional (absent = 0): times redrive moved the order back from the DLQ (set by redrive, kept by dispatch when it parks)
 	// AttrThrottledSince is String, optional: RFC 3339 UTC, when the API first throttled this
 	// order (set by dispatch on the copies it re-sends after a throttle).
 	AttrThrottledSince = "ThrottledSince"
