@@ -38,6 +38,10 @@ type env struct {
 	apiURL             string
 	logs, metrics      *syncbuf.Buffer
 	d                  *dispatch.Dispatcher
+	// what d was built from, for another instance
+	cfg    dispatch.Config
+	client *orderapi.Client
+	opts   dispatch.Options
 }
 
 type setup struct {
@@ -46,6 +50,7 @@ type setup struct {
 	config  func(*dispatch.Config)
 	client  func(*orderapi.Config)
 	secrets orderapi.SecretsAPI
+	ledger  dispatch.Ledger                  // the delivery record; nil: none
 	queue   func(*sqs.Client) dispatch.Queue // wraps the dispatcher's SQS client; nil: the client
 }
 
@@ -83,15 +88,17 @@ func newEnv(t *testing.T, s setup) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.cfg, e.client, e.opts = dc, client, dispatch.Options{
+		Rand:    func() float64 { return 0 }, // backoff = 1 s
+		Logger:  slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: e.metrics,
+		Ledger:  s.ledger,
+	}
 	var q dispatch.Queue = e.sqs
 	if s.queue != nil {
 		q = s.queue(e.sqs)
 	}
-	e.d = dispatch.New(dc, q, client, dispatch.Options{
-		Rand:    func() float64 { return 0 }, // backoff = 1 s
-		Logger:  slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics: e.metrics,
-	})
+	e.d = dispatch.New(e.cfg, q, e.client, e.opts)
 	return e
 }
 

@@ -17,6 +17,14 @@ import (
 // rejected and flagged with duplicateIdsTruncated.
 const MaxListedDuplicates = 1000
 
+// Log messages of a file ingest did not read to the end, at warn level once its report is
+// written: refused whole (unknown extension, larger than MAX_FILE_BYTES) or stopped half-way
+// (bad CSV header, corrupt gzip). The stack counts them with log metric filters and alarms.
+const (
+	LogFileRefused = "file refused"
+	LogFileStopped = "file stopped"
+)
+
 // Report is the content of `reports/{key}.json`.
 type Report struct {
 	Bucket                string    `json:"bucket"`
@@ -72,14 +80,22 @@ func (r *fileRun) finish(ctx context.Context, refused, stopped string) (Outcome,
 	if err != nil {
 		return 0, fmt.Errorf("encode report: %w", err)
 	}
-	if err := putFile(ctx, r.svc.objects, obj.Bucket, obj.reportKey(), bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
-		return 0, fmt.Errorf("write report: %w", err)
+	// The version's own report first: the current key's report is then never the only copy.
+	for _, key := range []string{obj.versionReportKey(), obj.reportKey()} {
+		if err := putFile(ctx, r.svc.objects, obj.Bucket, key, bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
+			return 0, fmt.Errorf("write report %s: %w", key, err)
+		}
 	}
 	st.Status, st.Refused, st.FinishedAt, st.LeaseUntil = StatusDone, refused+stopped, now, time.Time{}
 	if err := r.writeState(ctx, st); err != nil {
 		return 0, err
 	}
 	r.deleteSidecars(ctx, st)
+	for _, w := range []struct{ msg, why string }{{LogFileRefused, refused}, {LogFileStopped, stopped}} {
+		if w.why != "" {
+			r.svc.log.WarnContext(ctx, w.msg, "bucket", obj.Bucket, "key", obj.Key, "version", obj.Version, "reason", w.why, "report", obj.reportKey())
+		}
+	}
 	return Done, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/syncbuf"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/s3event"
 )
@@ -181,8 +183,9 @@ func TestIngestRefusesAndStops(t *testing.T) {
 			e := newEnv(t)
 			if tt.maxFile > 0 {
 				e.cfg.MaxFileBytes = tt.maxFile
-				e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{})
 			}
+			var logs syncbuf.Buffer
+			e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			e.put(t, tt.key, []byte(tt.body))
 			got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: tt.key}, "")
 			if err != nil || got != ingest.Done {
@@ -200,6 +203,14 @@ func TestIngestRefusesAndStops(t *testing.T) {
 			}
 			if n := len(receiveAll(t, e.sqs, e.ordersURL)); n != tt.wantSent || rep.Enqueued != int64(tt.wantSent) {
 				t.Errorf("%d orders sent, report enqueued %d; want %d", n, rep.Enqueued, tt.wantSent)
+			}
+			// The stack's log metric filters count these lines (infra, Monitoring).
+			want := fmt.Sprintf("level=WARN msg=%q", ingest.LogFileRefused)
+			if tt.wantStopped != "" {
+				want = fmt.Sprintf("level=WARN msg=%q", ingest.LogFileStopped)
+			}
+			if got := logs.String(); !strings.Contains(got, want) || !strings.Contains(got, "key="+tt.key) {
+				t.Errorf("logs %q: want a line with %s and key=%s", got, want, tt.key)
 			}
 		})
 	}
@@ -235,7 +246,7 @@ func TestIngestPinsVersion(t *testing.T) {
 	}
 	const key = "uploads/versioned.jsonl"
 	v1 := e.put(t, key, []byte(threeOrders))
-	e.put(t, key, []byte(`{"id":"z"}`+"\n"))
+	v2 := e.put(t, key, []byte(`{"id":"z"}`+"\n"))
 	if v1 == "" {
 		t.Fatal("no version id")
 	}
@@ -259,6 +270,26 @@ func TestIngestPinsVersion(t *testing.T) {
 	var st ingest.State
 	if !e.get(t, "state/"+key+"@"+v1+".json", &st) || st.Status != ingest.StatusDone {
 		t.Errorf("state of version %s: %+v, want done", v1, st)
+	}
+
+	// The second version: the current key's report becomes its, each version keeps its own.
+	ev = events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m2", Body: s3Event(e.bucket, key, v2)}}}
+	if resp, err := e.svc.Handle(ctx(t), ev); err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("Handle version %s = %v, %v", v2, resp, err)
+	}
+	for _, tc := range []struct {
+		report  string
+		version string
+		lines   int64
+	}{
+		{"reports/" + key + ".json", v2, 1},
+		{"reports/" + key + ".json@" + v1, v1, 3},
+		{"reports/" + key + ".json@" + v2, v2, 1},
+	} {
+		var rep ingest.Report
+		if !e.get(t, tc.report, &rep) || rep.Version != tc.version || rep.Lines != tc.lines {
+			t.Errorf("%s: got version %q, %d lines; want %q, %d", tc.report, rep.Version, rep.Lines, tc.version, tc.lines)
+		}
 	}
 }
 
