@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
@@ -22,8 +23,16 @@ type Config struct {
 	APISecretARN string        // ORDER_API_SECRET_ARN; empty: no Authorization header
 	APITimeout   time.Duration // ORDER_API_TIMEOUT, default 10s; capped by the deadline minus margin
 
-	APIRate      float64 // API_RATE, default 1: the API's total rate, requests/s
-	APIInstances int     // API_INSTANCES, default 2: each instance paces at APIRate/APIInstances
+	APIRate      float64 // API_RATE, default 1: the API's total rate (the governor's ceiling), requests/s
+	APIInstances int     // API_INSTANCES, default 2: without GovernorTable each instance paces at APIRate/APIInstances
+
+	// GovernorTable is GOVERNOR_TABLE: the DynamoDB table of the schedule all instances share.
+	// Empty: each instance paces alone at PerInstanceRate (the local tests' default).
+	GovernorTable string
+	ClockSkew     time.Duration // GOVERNOR_CLOCK_SKEW, default 0: most clock difference between instances
+	// BreakerThreshold is BREAKER_THRESHOLD, default 5: failures in a row that open the breaker.
+	BreakerThreshold int
+	ProbeInterval    time.Duration // BREAKER_PROBE_INTERVAL, default 30s: one probe per interval while open
 
 	MaxAttempts int           // MAX_ATTEMPTS, default 8: transient budget, by receive count
 	BackoffBase time.Duration // BACKOFF_BASE, default 2s
@@ -40,6 +49,20 @@ type Config struct {
 
 // PerInstanceRate is the rate this instance paces at, requests/s.
 func (c Config) PerInstanceRate() float64 { return c.APIRate / float64(c.APIInstances) }
+
+// Governor is the governor configuration derived from c, at ceiling rate.
+func (c Config) Governor(rate float64) governor.Config {
+	return governor.Config{Rate: rate, Skew: c.ClockSkew, FailureThreshold: c.BreakerThreshold, ProbeInterval: c.ProbeInterval}
+}
+
+// openHold is how long an order waits (given back) when it meets the open breaker: two probe
+// intervals, so a backlog comes back spread out and not all at each probe.
+func (c Config) openHold() time.Duration { return 2 * max(c.ProbeInterval, time.Second) }
+
+// storeRetry is how long an order waits (given back) when the governor's store failed.
+const storeRetry = 10 * time.Second
+
+func (c Config) storeRetry() time.Duration { return storeRetry }
 
 // OrderAPI is the orderapi configuration derived from c.
 func (c Config) OrderAPI() orderapi.Config {
@@ -94,6 +117,17 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 		return n
 	}
+	nonNegative := func(name string) time.Duration {
+		v := str(name, "", false)
+		if v == "" {
+			return 0
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration >= 0 such as 100ms", name, v))
+		}
+		return d
+	}
 	c := Config{
 		OrdersQueueURL: str("ORDERS_QUEUE_URL", "", true),
 		DLQURL:         str("ORDERS_DLQ_URL", "", true),
@@ -106,7 +140,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		BackoffBase:    dur("BACKOFF_BASE", 2*time.Second),
 		BackoffMax:     dur("BACKOFF_MAX", 15*time.Minute),
 		FunctionName:   str("AWS_LAMBDA_FUNCTION_NAME", "dispatch", false),
-		MinRequest:     time.Second,
+
+		GovernorTable:    str("GOVERNOR_TABLE", "", false),
+		ClockSkew:        nonNegative("GOVERNOR_CLOCK_SKEW"),
+		BreakerThreshold: count("BREAKER_THRESHOLD", governor.DefaultFailureThreshold),
+		ProbeInterval:    dur("BREAKER_PROBE_INTERVAL", governor.DefaultProbeInterval),
+		MinRequest:       time.Second,
 	}
 	if v := str("LOG_LEVEL", "info", false); c.LogLevel.UnmarshalText([]byte(v)) != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", v))

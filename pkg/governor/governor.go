@@ -17,6 +17,7 @@ const (
 	DefaultHold             = time.Minute
 	DefaultFailureThreshold = 5
 	DefaultProbeInterval    = 30 * time.Second
+	DefaultMinMargin        = time.Millisecond
 	DefaultMaxMargin        = 20 * time.Millisecond
 	DefaultStoreTimeout     = 2 * time.Second
 	DefaultConflicts        = 16
@@ -27,8 +28,8 @@ type Config struct {
 	Rate float64 // the ceiling, requests/s: API_RATE
 
 	// Margin is added between any two slots and is how late a sender may wake and still use
-	// its slot: a later wake-up gives the slot up. Default: 2 % of 1/Rate, at most
-	// DefaultMaxMargin.
+	// its slot: a later wake-up gives the slot up. Default: 2 % of 1/Rate, within
+	// [DefaultMinMargin, DefaultMaxMargin] (a timer wakes a little late even on an idle host).
 	Margin time.Duration
 	// Skew is the most two instances' clocks may differ; it is added between two slots taken
 	// by different instances. Default 0.
@@ -53,7 +54,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("governor: rate %v: want a finite number > 0", c.Rate)
 	}
 	if c.Margin <= 0 {
-		c.Margin = min(interval(c.Rate)/50, DefaultMaxMargin)
+		c.Margin = min(max(interval(c.Rate)/50, DefaultMinMargin), DefaultMaxMargin)
 	}
 	if c.Skew < 0 {
 		return c, fmt.Errorf("governor: skew %v: want >= 0", c.Skew)
@@ -119,10 +120,17 @@ type Slot struct {
 	Rate  float64   // the rate in force when reserved, requests/s
 }
 
+// WaitError reasons.
+const (
+	ReasonFull   = "schedule full" // the next free slot is too far away
+	ReasonPaused = "paused"        // a Retry-After or RateLimit reset holds everyone
+	ReasonOpen   = "breaker open"  // the API keeps failing: only probes go
+)
+
 // WaitError is Reserve's answer when no slot is free before the caller's limit.
 type WaitError struct {
 	Until  time.Time // the earliest a slot could start
-	Reason string    // "breaker open", "paused", "schedule full"
+	Reason string    // ReasonFull, ReasonPaused or ReasonOpen
 }
 
 func (e *WaitError) Error() string {
@@ -201,7 +209,7 @@ func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot
 
 // next is the earliest start a new slot may have at now, and what bounds it.
 func (g *Governor) next(st State, now time.Time) (time.Time, string) {
-	at, reason := now, "schedule full"
+	at, reason := now, ReasonFull
 	gap := interval(st.rate(g.cfg.Rate)) + g.cfg.Margin
 	if st.By != g.cfg.Instance {
 		gap += g.cfg.Skew
@@ -210,10 +218,10 @@ func (g *Governor) next(st State, now time.Time) (time.Time, string) {
 		at = t
 	}
 	if st.PausedUntil.After(at) {
-		at, reason = st.PausedUntil, "paused"
+		at, reason = st.PausedUntil, ReasonPaused
 	}
 	if st.Open() {
-		reason = "breaker open"
+		reason = ReasonOpen
 		if st.ProbeAt.After(at) {
 			at = st.ProbeAt
 		}

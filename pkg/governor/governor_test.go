@@ -73,7 +73,7 @@ func TestDefaultMargin(t *testing.T) {
 	}{
 		{1, 20 * time.Millisecond},
 		{20, time.Millisecond},
-		{100, 200 * time.Microsecond},
+		{1000, time.Millisecond},
 	}
 	for _, tt := range tests {
 		g, err := New(Config{Rate: tt.rate}, &MemoryStore{}, nil)
