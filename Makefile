@@ -11,7 +11,10 @@ TEST_P ?= 1
 export MOTO_PORT ?= 4566
 export AWS_ENDPOINT_URL_TEST := http://127.0.0.1:$(MOTO_PORT)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# Go, jsii and the CDK CLI write their scratch files here; created when make reads this file so
+# that every target works on a fresh clone.
 export TMPDIR := $(CURDIR)/.tmp
+$(shell mkdir -p $(TMPDIR))
 TOOLS_BIN := $(CURDIR)/tools/node_modules/.bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
@@ -19,9 +22,6 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
-
-$(TMPDIR):
-	@mkdir -p $@
 
 tools: tools/node_modules/.installed ## install the pinned Node tools (CDK CLI, local-aws-sqs)
 tools/node_modules/.installed: tools/package.json tools/package-lock.json
@@ -31,13 +31,13 @@ tools/node_modules/.installed: tools/package.json tools/package-lock.json
 vet: ## go vet
 	$(GO) vet $(PKGS)
 
-test: tools | $(TMPDIR) ## vet and run every test against a local moto_server (started and stopped here)
+test: tools ## vet and run every test against a local moto_server (started and stopped here)
 	@scripts/moto.sh start && trap 'scripts/moto.sh stop' EXIT && \
 	  $(GO) vet $(PKGS) && \
 	  { unformatted=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }; } && \
 	  AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -count=1 -p $(TEST_P) -timeout 9m $(PKGS)
 
-bench: tools | $(TMPDIR) ## run the benchmarks (see docs/BENCHMARKS.md)
+bench: tools ## run the benchmarks (see docs/BENCHMARKS.md)
 	@scripts/moto.sh start && trap 'scripts/moto.sh stop' EXIT && \
 	  AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -p 1 -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
 
@@ -51,10 +51,10 @@ build/%/bootstrap: FORCE
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -tags lambda.norpc -ldflags='-s -w' -o $@ ./functions/$*
 FORCE:
 
-demo: | $(TMPDIR) ## run the whole pipeline here: moto, stand-in API, sample file, live ledger
+demo: ## run the whole pipeline here: moto, stand-in API, sample file, live ledger
 	$(GO) run ./cmd/orderpipe demo
 
-synth: tools build | $(TMPDIR) ## cdk synth offline with the pinned CLI (extra context: CDK_ARGS="-c key=value ...")
+synth: tools build ## cdk synth offline with the pinned CLI (extra context: CDK_ARGS="-c key=value ...")
 	cdk synth --quiet $(CDK_ARGS)
 
 moto-start: ## start moto_server on 127.0.0.1:$(MOTO_PORT) (kept running)
@@ -63,4 +63,4 @@ moto-stop: ## stop the moto_server that moto-start began
 	@scripts/moto.sh stop
 
 clean:
-	rm -rf build cdk.out .tmp .moto
+	rm -rf build cdk.out .tmp .moto && mkdir -p .tmp

@@ -168,15 +168,18 @@ func NewIngest(scope constructs.Construct, id string, props IngestProps) *Ingest
 		return &arns
 	}
 	allow(f.Role, "ReadUploads", objects(PrefixUploads), "s3:GetObject", "s3:GetObjectVersion")
-	allow(f.Role, "ReadCheckpoints", objects(PrefixState), "s3:GetObject")
+	// state/: checkpoints, id sets and reject parts; reports/: a retry adopts the report an
+	// abandoned run wrote (pkg/ingest adoptReport) instead of sending the file again.
+	allow(f.Role, "ReadCheckpointsAndReports", objects(PrefixState, PrefixReports), "s3:GetObject")
 	allow(f.Role, "WriteOutputs", objects(PrefixRejects, PrefixReports, PrefixState), "s3:PutObject")
-	// A finished checkpoint's sidecar objects (id set, reject parts) are deleted.
-	allow(f.Role, "CleanCheckpoints", objects(PrefixState), "s3:DeleteObject")
+	// A finished checkpoint's sidecar objects (id set, reject parts) are deleted, and so is the
+	// rejects object an earlier version of the key left when the new one has no rejects.
+	allow(f.Role, "CleanCheckpointsAndStaleRejects", objects(PrefixState, PrefixRejects), "s3:DeleteObject")
 	// Without s3:ListBucket a missing object (no checkpoint yet) reads as 403, not 404.
 	allow(f.Role, "MissingObjectsRead404", &[]*string{u.Bucket.BucketArn()}, "s3:ListBucket")
 	allow(f.Role, "SendOrdersAndContinuations", &[]*string{o.Queue.QueueArn(), u.FilesQueue.QueueArn()}, "sqs:SendMessage")
 	suppress(f.Role, true, nag("AwsSolutions-IAM5",
-		"Object ARNs are scoped to the key prefixes ingest owns (uploads/ read, state/ read-write, rejects/ and reports/ write); keys are only known at run time.",
+		"Object ARNs are scoped to the key prefixes ingest owns (uploads/ read, state/ and reports/ read-write, rejects/ write and delete); keys are only known at run time.",
 		regexpAppliesTo(`Resource::<.*Bucket.*\.Arn>/(uploads|state|rejects|reports)/\*`)...))
 
 	esm := sqsSource(c, f.Function, u.FilesQueue, props.BatchSize, 0)
@@ -288,7 +291,7 @@ func NewRedrive(scope constructs.Construct, id string, props RedriveProps) *Redr
 	})
 	allow(f.Role, "ReadParked", &[]*string{o.DLQ.QueueArn()},
 		"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
-		"sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks", "sqs:CancelMessageMoveTask")
+		"sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks")
 	// GetQueueAttributes: the native move task names its destination by ARN, which redrive
 	// looks up from the orders queue URL.
 	allow(f.Role, "RequeueOrders", &[]*string{o.Queue.QueueArn()}, "sqs:SendMessage", "sqs:GetQueueAttributes")

@@ -418,10 +418,10 @@ func TestLeastPrivilege(t *testing.T) {
 		want map[string][]string
 	}{
 		{"ingest", s.id(p.Ingest.Role), common(s.id(p.Ingest.LogGroup), consume(files), map[string][]string{
-			"s3:GetObject":        {bucket + "/state/*", bucket + "/uploads/*"},
+			"s3:GetObject":        {bucket + "/reports/*", bucket + "/state/*", bucket + "/uploads/*"}, // reports: adoptReport
 			"s3:GetObjectVersion": {bucket + "/uploads/*"},
 			"s3:PutObject":        {bucket + "/rejects/*", bucket + "/reports/*", bucket + "/state/*"},
-			"s3:DeleteObject":     {bucket + "/state/*"}, // checkpoint sidecars (pkg/ingest cleanup)
+			"s3:DeleteObject":     {bucket + "/rejects/*", bucket + "/state/*"}, // stale rejects, checkpoint sidecars
 			"s3:ListBucket":       {bucket},
 			"sqs:SendMessage":     {orders, files},
 		})},
@@ -436,7 +436,6 @@ func TestLeastPrivilege(t *testing.T) {
 			"sqs:GetQueueAttributes":      {dlq, orders},
 			"sqs:StartMessageMoveTask":    {dlq},
 			"sqs:ListMessageMoveTasks":    {dlq},
-			"sqs:CancelMessageMoveTask":   {dlq},
 			"sqs:SendMessage":             {orders},
 		})},
 	} {

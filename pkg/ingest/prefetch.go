@@ -20,12 +20,12 @@ type prefetch struct {
 	taken  bool
 }
 
-// startPrefetch starts the GET of obj from its first byte, as run.open would make it for a
+// startPrefetch starts the GET of obj from its first byte, as fileRun.open would make it for a
 // fresh claim (offset 0: pinned to the version id, or to the event's ETag, no range).
 func startPrefetch(ctx context.Context, objects ObjectStore, obj object) *prefetch {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &prefetch{
-		in:     &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key), VersionId: obj.versionID(), IfMatch: obj.firstRead()},
+		in:     &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key), VersionId: obj.versionID(), IfMatch: obj.firstReadIfMatch()},
 		cancel: cancel, done: make(chan struct{}),
 	}
 	go func() {

@@ -2,16 +2,12 @@ package ingest
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"sync"
 	"unicode/utf8"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // MaxRawBytes is the most bytes of a rejected line kept in the rejects object.
@@ -129,16 +125,4 @@ func (l *rejectLog) close() {
 		os.Remove(l.f.Name())
 		l.f = nil
 	}
-}
-
-// putFile uploads r (size bytes) to bucket/key.
-func putFile(ctx context.Context, st objectStore, bucket, key string, r io.ReadSeeker, size int64, contentType string) error {
-	_, err := st.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(bucket), Key: aws.String(key), Body: r,
-		ContentLength: aws.Int64(size), ContentType: aws.String(contentType),
-	})
-	if err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
-	}
-	return nil
 }

@@ -98,13 +98,12 @@ type Sender struct {
 	workers sync.WaitGroup
 	pending sync.WaitGroup
 
-	cur     []*Entry
-	curSize int
+	batch      []*Entry // the batch being filled
+	batchBytes int      // its size as SQS counts it
 
-	sent  atomic.Int64
-	calls atomic.Int64
-	mu    sync.Mutex
-	err   error
+	sent atomic.Int64
+	mu   sync.Mutex
+	err  error
 }
 
 // SenderOptions tune a Sender; zero fields take the defaults.
@@ -135,7 +134,7 @@ func NewSender(ctx context.Context, client BatchSender, queueURL string, o Sende
 	}
 	for range o.Concurrency {
 		s.workers.Add(1)
-		go s.work()
+		go s.worker()
 	}
 	return s
 }
@@ -147,36 +146,38 @@ func (s *Sender) Add(e *Entry) error {
 		return err
 	}
 	n := e.size()
-	if len(s.cur) > 0 && s.curSize+n > MaxBatchBytes {
-		s.dispatch()
+	if len(s.batch) > 0 && s.batchBytes+n > MaxBatchBytes {
+		s.submitBatch()
 	}
-	s.cur = append(s.cur, e)
-	s.curSize += n
-	if len(s.cur) == MaxBatchEntries {
-		s.dispatch() // full: send it now rather than when the next entry arrives
+	s.batch = append(s.batch, e)
+	s.batchBytes += n
+	if len(s.batch) == MaxBatchEntries {
+		s.submitBatch() // full: send it now rather than when the next entry arrives
 	}
 	return nil
 }
 
-func (s *Sender) dispatch() {
-	if len(s.cur) == 0 {
+// submitBatch hands the batch being filled to the sending goroutines and starts a new one;
+// it blocks while Concurrency batches are in flight.
+func (s *Sender) submitBatch() {
+	if len(s.batch) == 0 {
 		return
 	}
 	s.pending.Add(1)
 	select {
-	case s.batches <- s.cur:
+	case s.batches <- s.batch:
 	case <-s.ctx.Done():
 		s.pending.Done()
 		s.fail(fmt.Errorf("send orders: %w", s.ctx.Err()))
 	}
-	s.cur, s.curSize = make([]*Entry, 0, MaxBatchEntries), 0
+	s.batch, s.batchBytes = make([]*Entry, 0, MaxBatchEntries), 0
 }
 
 // Flush sends what is queued and waits for every batch in flight. It returns the first error
 // of any batch since the Sender was made: once it is nil, every entry added so far was
 // accepted by the queue or passed to Refused.
 func (s *Sender) Flush() error {
-	s.dispatch()
+	s.submitBatch()
 	s.pending.Wait()
 	return s.Err()
 }
@@ -190,9 +191,6 @@ func (s *Sender) Close() {
 
 // Sent is the number of entries the queue accepted.
 func (s *Sender) Sent() int64 { return s.sent.Load() }
-
-// Batches is the number of SendMessageBatch calls made.
-func (s *Sender) Batches() int64 { return s.calls.Load() }
 
 // Err returns the first send error, if any.
 func (s *Sender) Err() error {
@@ -209,11 +207,12 @@ func (s *Sender) fail(err error) {
 	}
 }
 
-func (s *Sender) work() {
+// worker sends the batches it receives until Close; after the first error it drops them.
+func (s *Sender) worker() {
 	defer s.workers.Done()
 	for b := range s.batches {
 		if s.Err() == nil {
-			if err := s.send(b); err != nil {
+			if err := s.sendBatch(b); err != nil {
 				s.fail(err)
 			}
 		}
@@ -221,14 +220,13 @@ func (s *Sender) work() {
 	}
 }
 
-// send sends one batch, retrying the entries that failed for a reason of the queue.
-func (s *Sender) send(b []*Entry) error {
+// sendBatch sends one batch, retrying the entries that failed for a reason of the queue.
+func (s *Sender) sendBatch(b []*Entry) error {
 	reqs := make([]sqstypes.SendMessageBatchRequestEntry, len(b))
 	for i, e := range b {
 		reqs[i] = e.request(strconv.Itoa(i))
 	}
 	for attempt := 1; ; attempt++ {
-		s.calls.Add(1)
 		out, err := s.client.SendMessageBatch(s.ctx, &sqs.SendMessageBatchInput{QueueUrl: &s.queueURL, Entries: reqs})
 		if err != nil {
 			return fmt.Errorf("send message batch (lines %d-%d): %w", b[0].Line, b[len(b)-1].Line, err)

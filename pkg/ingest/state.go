@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,10 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
-
-	"github.com/orderpipe/orderpipe/pkg/order"
 )
 
 // Status values of a state object.
@@ -60,88 +55,6 @@ type State struct {
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
 }
 
-// object names one object version.
-type object struct {
-	Bucket, Key, Version string // Version is order.NullVersion when unversioned
-	// ETag names the content of an unversioned object (an event without a version id: an
-	// unversioned bucket, or the local stand-in, whose events carry none), so that the same key
-	// overwritten with other bytes is a new file while a repeated event for the same bytes is not.
-	ETag string
-}
-
-func (o object) versionID() *string {
-	if o.Version == order.NullVersion {
-		return nil
-	}
-	return aws.String(o.Version)
-}
-
-func (o object) source() string { return "s3://" + o.Bucket + "/" + o.Key }
-func (o object) statePrefix() string {
-	v := o.Version
-	if o.Version == order.NullVersion && o.ETag != "" {
-		v = order.NullVersion + "-" + o.ETag
-	}
-	return "state/" + keyPart(o.Key, len("state/@")+len(v)+stateSuffixBytes) + "@" + v
-}
-
-// MaxKeyBytes is S3's limit on the length of an object key, in bytes.
-const MaxKeyBytes = 1024
-
-// KeptKeyBytes is how much of an object key a derived key keeps when the whole key does not fit.
-const KeptKeyBytes = 200
-
-// stateSuffixBytes is the room kept after the state prefix for the longest suffix of a state
-// object or sidecar (".json", ".ids-1", ".rejects-N.jsonl" with N up to 16 digits).
-const stateSuffixBytes = 32
-
-// keyPart is the object key as it appears in a derived key (state, rejects, report) that adds
-// fixed bytes to it: the key itself when the derived key fits in MaxKeyBytes, otherwise its
-// first KeptKeyBytes (cut at a rune boundary), "~" and the hex SHA-256 of the whole key.
-func keyPart(key string, fixed int) string {
-	if len(key)+fixed <= MaxKeyBytes {
-		return key
-	}
-	sum := sha256.Sum256([]byte(key))
-	return string(truncate([]byte(key), KeptKeyBytes)) + "~" + hex.EncodeToString(sum[:])
-}
-
-// RejectsKey is the key of the rejects object of the order file key: `rejects/{key}.jsonl`,
-// with key shortened (keyPart) when that would be longer than MaxKeyBytes.
-func RejectsKey(key string) string {
-	return "rejects/" + keyPart(key, len("rejects/.jsonl")) + ".jsonl"
-}
-
-// ReportKey is the key of the report of the order file key: `reports/{key}.json`, with key
-// shortened (keyPart) when that would be longer than MaxKeyBytes.
-func ReportKey(key string) string {
-	return "reports/" + keyPart(key, len("reports/.json")) + ".json"
-}
-func (o object) stateKey() string { return o.statePrefix() + ".json" }
-
-// idsKey is the id set sidecar in slot 0 or 1: a checkpoint writes the slot its saved state
-// does not name, so a failed state write leaves the saved one intact.
-func (o object) idsKey(slot int) string {
-	if slot == 0 {
-		return o.statePrefix() + ".ids"
-	}
-	return o.statePrefix() + ".ids-1"
-}
-
-// firstRead is the If-Match of the first read of an unversioned object: the ETag its event
-// named, so that bytes written over it after the event are not read under its state.
-func (o object) firstRead() *string {
-	if o.Version != order.NullVersion || o.ETag == "" {
-		return nil
-	}
-	return aws.String(`"` + o.ETag + `"`)
-}
-func (o object) rejectPartKey(n int) string {
-	return fmt.Sprintf("%s.rejects-%d.jsonl", o.statePrefix(), n)
-}
-func (o object) rejectsKey() string { return RejectsKey(o.Key) }
-func (o object) reportKey() string  { return ReportKey(o.Key) }
-
 // Errors of the claim.
 var (
 	// ErrBusy: another live invocation holds the claim on the object version. The message is
@@ -152,19 +65,13 @@ var (
 	errDone = errors.New("object version already ingested")
 )
 
-// objectStore is the part of the S3 client the state needs.
-type objectStore interface {
-	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
-	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
-}
-
 // claim is a held claim: the state as last written and the ETag to write it again.
 type claim struct {
 	obj   object
 	state State
 	etag  string
 	// abandoned: the claim was taken over from an owner whose lease ran out or was released,
-	// which may have got as far as the report (see run.adoptReport).
+	// which may have got as far as the report (see fileRun.adoptReport).
 	abandoned bool
 }
 
@@ -179,16 +86,16 @@ func newToken() string {
 // claimed with a conditional create (If-None-Match: *). An existing claim is taken over, with
 // a compare-and-swap on its ETag (If-Match), only when it was handed to token by a
 // checkpoint or its lease has run out; a done one gives errDone and a live one ErrBusy.
-func acquire(ctx context.Context, st objectStore, obj object, etag, token string, now, lease time.Time) (*claim, error) {
+func acquire(ctx context.Context, store objectStore, obj object, etag, token string, now, lease time.Time) (*claim, error) {
 	c := &claim{obj: obj, state: State{
 		Status: StatusRunning, Owner: newToken(), LeaseUntil: lease,
 		Bucket: obj.Bucket, Key: obj.Key, Version: obj.Version, ETag: etag, StartedAt: now,
 	}}
-	err := c.put(ctx, st, &s3.PutObjectInput{IfNoneMatch: aws.String("*")})
+	err := c.write(ctx, store, &s3.PutObjectInput{IfNoneMatch: aws.String("*")})
 	if !isPreconditionFailed(err) {
 		return c, err
 	}
-	cur, curETag, err := getState(ctx, st, obj)
+	cur, curETag, err := getState(ctx, store, obj)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +111,7 @@ func acquire(ctx context.Context, st objectStore, obj object, etag, token string
 	c.state, c.etag = cur, curETag
 	c.state.Owner, c.state.LeaseUntil = newToken(), lease
 	c.state.Bucket, c.state.Key, c.state.Version = obj.Bucket, obj.Key, obj.Version
-	if err := c.save(ctx, st); err != nil {
+	if err := c.save(ctx, store); err != nil {
 		if isPreconditionFailed(err) {
 			return nil, fmt.Errorf("claim %s: %w (taken over meanwhile)", obj.stateKey(), ErrBusy)
 		}
@@ -214,23 +121,25 @@ func acquire(ctx context.Context, st objectStore, obj object, etag, token string
 }
 
 // save writes the claim's state if nobody wrote it since this claim did (If-Match).
-func (c *claim) save(ctx context.Context, st objectStore) error {
-	return c.put(ctx, st, &s3.PutObjectInput{IfMatch: aws.String(c.etag)})
+func (c *claim) save(ctx context.Context, store objectStore) error {
+	return c.write(ctx, store, &s3.PutObjectInput{IfMatch: aws.String(c.etag)})
 }
 
-func (c *claim) put(ctx context.Context, st objectStore, in *s3.PutObjectInput) error {
+// write puts the claim's state with the conditions of in (If-None-Match or If-Match) and keeps
+// the new ETag. A write whose outcome is unknown is read back (landed).
+func (c *claim) write(ctx context.Context, store objectStore, in *s3.PutObjectInput) error {
 	b, err := json.Marshal(c.state)
 	if err != nil {
 		return fmt.Errorf("encode state %s: %w", c.obj.stateKey(), err)
 	}
 	in.Bucket, in.Key = aws.String(c.obj.Bucket), aws.String(c.obj.stateKey())
 	in.Body, in.ContentType = bytes.NewReader(b), aws.String("application/json")
-	out, err := st.PutObject(ctx, in)
+	out, err := store.PutObject(ctx, in)
 	if err != nil && !isPreconditionFailed(err) {
 		// The outcome is unknown: the write may have landed with its reply lost or cut short by
 		// the deadline. Read the state back: if it holds these bytes, the write is ours (and the
 		// ETag to write it again is the one read); if not, c.etag is still the current one.
-		if etag, ok := c.landed(ctx, st, b); ok {
+		if etag, ok := c.landed(ctx, store, b); ok {
 			c.etag = etag
 			return nil
 		}
@@ -245,10 +154,10 @@ func (c *claim) put(ctx context.Context, st objectStore, in *s3.PutObjectInput) 
 // landed reports whether the state object holds exactly body, and its ETag: the check after a
 // state write whose outcome is unknown. It reads with a context detached from ctx's cancel and
 // ending BookkeepingReserve before ctx's deadline. A failed read says no.
-func (c *claim) landed(ctx context.Context, st objectStore, body []byte) (string, bool) {
+func (c *claim) landed(ctx context.Context, store objectStore, body []byte) (string, bool) {
 	ctx, cancel := bookkeeping(ctx, BookkeepingReserve)
 	defer cancel()
-	got, etag, err := getStateBytes(ctx, st, c.obj)
+	got, etag, err := getStateBytes(ctx, store, c.obj)
 	return etag, err == nil && bytes.Equal(got, body)
 }
 
@@ -268,8 +177,8 @@ func bookkeeping(ctx context.Context, reserve time.Duration) (context.Context, c
 }
 
 // getState reads the state object of obj and its ETag.
-func getState(ctx context.Context, st objectStore, obj object) (State, string, error) {
-	b, etag, err := getStateBytes(ctx, st, obj)
+func getState(ctx context.Context, store objectStore, obj object) (State, string, error) {
+	b, etag, err := getStateBytes(ctx, store, obj)
 	if err != nil {
 		return State{}, "", err
 	}
@@ -281,8 +190,8 @@ func getState(ctx context.Context, st objectStore, obj object) (State, string, e
 }
 
 // getStateBytes reads the state object of obj as stored, and its ETag.
-func getStateBytes(ctx context.Context, st objectStore, obj object) ([]byte, string, error) {
-	out, err := st.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.stateKey())})
+func getStateBytes(ctx context.Context, store objectStore, obj object) ([]byte, string, error) {
+	out, err := store.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.stateKey())})
 	if err != nil {
 		return nil, "", fmt.Errorf("read state %s: %w", obj.stateKey(), err)
 	}
@@ -293,19 +202,3 @@ func getStateBytes(ctx context.Context, st objectStore, obj object) ([]byte, str
 	}
 	return b, aws.ToString(out.ETag), nil
 }
-
-// isPreconditionFailed reports whether err is S3's answer to a failed If-Match/If-None-Match.
-func isPreconditionFailed(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorCode() == "PreconditionFailed"
-}
-
-// isNotFound reports whether err says the object or version does not exist.
-func isNotFound(err error) bool {
-	var nsk *s3types.NoSuchKey
-	var ae smithy.APIError
-	return errors.As(err, &nsk) || (errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchVersion" || ae.ErrorCode() == "NotFound"))
-}
-
-// versionIDString is the version id for an S3 request or record: "" when unversioned.
-func (o object) versionIDString() string { return aws.ToString(o.versionID()) }

@@ -1,0 +1,187 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// MaxListedDuplicates is the most duplicate ids listed in a report; the rest are counted in
+// rejected and flagged with duplicateIdsTruncated.
+const MaxListedDuplicates = 1000
+
+// Report is the content of `reports/{key}.json`.
+type Report struct {
+	Bucket                string    `json:"bucket"`
+	Key                   string    `json:"key"`
+	Version               string    `json:"version"`
+	Lines                 int64     `json:"lines"` // lines read, blank ones aside: enqueued + rejected
+	Enqueued              int64     `json:"enqueued"`
+	Rejected              int64     `json:"rejected"`
+	DuplicateIDs          []string  `json:"duplicateIds"`
+	DuplicateIDsTruncated bool      `json:"duplicateIdsTruncated,omitempty"`
+	DuplicateCheck        string    `json:"duplicateCheck"` // "complete", or "partial" past MaxTrackedIDs
+	Continuations         int       `json:"continuations"`
+	Refused               string    `json:"refused,omitempty"` // why no line was read
+	Stopped               string    `json:"stopped,omitempty"` // why reading stopped before the end
+	StartedAt             time.Time `json:"startedAt"`
+	FinishedAt            time.Time `json:"finishedAt"`
+}
+
+// finish writes the rejects object, the report and the done state, in that order, then
+// deletes the checkpoint's sidecars. refused or stopped say why the file was not read (to the
+// end).
+func (r *fileRun) finish(ctx context.Context, refused, stopped string) (Outcome, error) {
+	st, err := r.flushProgress(ctx)
+	if err != nil {
+		return 0, err
+	}
+	obj := r.claim.obj
+	// Without rejects, the rejects object of an earlier version of the key is deleted: it must
+	// not stand beside this run's report.
+	if st.Rejected > 0 {
+		err = r.writeRejects(ctx, st.RejectParts)
+	} else {
+		err = r.deleteRejects(ctx)
+	}
+	if err != nil {
+		return 0, err
+	}
+	now := r.svc.now()
+	rep := Report{
+		Bucket: obj.Bucket, Key: obj.Key, Version: obj.Version,
+		Lines: st.Lines, Enqueued: st.Enqueued, Rejected: st.Rejected,
+		DuplicateIDs: st.DuplicateIDs, DuplicateIDsTruncated: st.DuplicateIDsTruncated,
+		DuplicateCheck: "complete", Continuations: st.Continuations,
+		Refused: refused, Stopped: stopped, StartedAt: st.StartedAt, FinishedAt: now,
+	}
+	if rep.DuplicateIDs == nil {
+		rep.DuplicateIDs = []string{}
+	}
+	if st.DuplicateCheckPartial {
+		rep.DuplicateCheck = "partial"
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return 0, fmt.Errorf("encode report: %w", err)
+	}
+	if err := putFile(ctx, r.svc.objects, obj.Bucket, obj.reportKey(), bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
+		return 0, fmt.Errorf("write report: %w", err)
+	}
+	st.Status, st.Refused, st.FinishedAt, st.LeaseUntil = StatusDone, refused+stopped, now, time.Time{}
+	if err := r.writeState(ctx, st); err != nil {
+		return 0, err
+	}
+	r.deleteSidecars(ctx, st)
+	return Done, nil
+}
+
+// adoptReport finishes a run whose earlier owner wrote the report but not the done state (it
+// crashed, or the state write failed), and reports whether it did. finish writes the report
+// only once every order was accepted by the queue and the rejects object is written, so the
+// report of this run (same version, same StartedAt as the state) means that nothing is left to
+// send: the done state is written from the report and the checkpoint's sidecars deleted.
+// A missing report, or one of another run (an older version, another content of the same
+// key), says nothing: the run resumes from the checkpoint.
+func (r *fileRun) adoptReport(ctx context.Context) (bool, error) {
+	obj := r.claim.obj
+	var buf bytes.Buffer
+	err := getFile(ctx, r.svc.objects, obj.Bucket, obj.reportKey(), &buf)
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for the report of an abandoned run: %w", err)
+	}
+	var rep Report
+	st := r.claim.state
+	if json.Unmarshal(buf.Bytes(), &rep) != nil || rep.Version != obj.Version || st.StartedAt.IsZero() || !rep.StartedAt.Equal(st.StartedAt) {
+		return false, nil
+	}
+	st.Status, st.LeaseUntil, st.FinishedAt = StatusDone, time.Time{}, rep.FinishedAt
+	st.Lines, st.Enqueued, st.Rejected, st.Continuations = rep.Lines, rep.Enqueued, rep.Rejected, rep.Continuations
+	st.DuplicateIDs, st.DuplicateIDsTruncated = rep.DuplicateIDs, rep.DuplicateIDsTruncated
+	st.DuplicateCheckPartial = rep.DuplicateCheck == "partial"
+	st.Refused = rep.Refused + rep.Stopped
+	if err := r.writeState(ctx, st); err != nil {
+		return false, err
+	}
+	r.deleteSidecars(ctx, st)
+	return true, nil
+}
+
+// deleteRejects deletes `rejects/{key}.jsonl` (left by an earlier version of the key, if any;
+// S3 answers a delete of a missing key with success).
+func (r *fileRun) deleteRejects(ctx context.Context) error {
+	obj := r.claim.obj
+	if _, err := r.svc.objects.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.rejectsKey())}); err != nil {
+		return fmt.Errorf("delete rejects of an earlier version %s: %w", obj.rejectsKey(), err)
+	}
+	return nil
+}
+
+// writeRejects writes `rejects/{key}.jsonl`: the parts saved at earlier checkpoints, then this
+// invocation's rejects.
+func (r *fileRun) writeRejects(ctx context.Context, parts int) error {
+	obj := r.claim.obj
+	f, size, err := r.rejects.reader()
+	if err != nil {
+		return err
+	}
+	if f == nil {
+		f = bytes.NewReader(nil)
+	}
+	if parts > 0 {
+		all, err := os.CreateTemp("", "orderpipe-rejects-all-*.jsonl")
+		if err != nil {
+			return fmt.Errorf("combine rejects: %w", err)
+		}
+		defer os.Remove(all.Name())
+		defer all.Close()
+		for i := range parts {
+			if err := getFile(ctx, r.svc.objects, obj.Bucket, obj.rejectPartKey(i), all); err != nil {
+				return fmt.Errorf("combine rejects: %w", err)
+			}
+		}
+		if _, err := io.Copy(all, f); err != nil {
+			return fmt.Errorf("combine rejects: %w", err)
+		}
+		if size, err = all.Seek(0, io.SeekCurrent); err == nil {
+			_, err = all.Seek(0, io.SeekStart)
+		}
+		if err != nil {
+			return fmt.Errorf("combine rejects: %w", err)
+		}
+		f = all
+	}
+	if err := putFile(ctx, r.svc.objects, obj.Bucket, obj.rejectsKey(), f, size, "application/x-ndjson"); err != nil {
+		return fmt.Errorf("write rejects: %w", err)
+	}
+	return nil
+}
+
+// deleteSidecars deletes the checkpoint's sidecar objects (id sets, rejects parts); best
+// effort.
+func (r *fileRun) deleteSidecars(ctx context.Context, st State) {
+	obj := r.claim.obj
+	keys := []string{}
+	if st.TrackedIDs > 0 {
+		keys = append(keys, obj.idsKey(0), obj.idsKey(1))
+	}
+	for i := range st.RejectParts {
+		keys = append(keys, obj.rejectPartKey(i))
+	}
+	for _, k := range keys {
+		if _, err := r.svc.objects.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(k)}); err != nil {
+			slog.WarnContext(ctx, "delete checkpoint object", "bucket", obj.Bucket, "key", k, "err", err)
+		}
+	}
+}

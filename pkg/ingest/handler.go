@@ -1,0 +1,97 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/orderpipe/orderpipe/pkg/s3event"
+)
+
+// Handle ingests the object versions named by a batch of files-queue messages. A message that
+// cannot be decoded or whose object cannot be ingested now is returned in BatchItemFailures
+// (and logged); the others succeed. The error is always nil.
+func (s *Service) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	var resp events.SQSEventResponse
+	started := false
+	for _, m := range ev.Records {
+		if err := s.handleMessage(ctx, m, &started); err != nil {
+			level, attrs := slog.LevelError, []any{"messageID", m.MessageId, "err", err}
+			var oe *objectError
+			if errors.As(err, &oe) {
+				attrs = append(attrs, "bucket", oe.obj.Bucket, "key", oe.obj.Key, "version", oe.obj.Version)
+			}
+			if errors.Is(err, ErrBusy) {
+				level = slog.LevelWarn // expected with duplicate deliveries: retried later
+			}
+			slog.Log(ctx, level, "ingest message failed", attrs...)
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
+		}
+	}
+	return resp, nil
+}
+
+// handleMessage ingests every object a message names. started says whether an earlier object
+// of this invocation was started: from then on an object is requeued rather than started when
+// the checkpoint time has come (the first one always makes progress).
+func (s *Service) handleMessage(ctx context.Context, m events.SQSMessage, started *bool) error {
+	msg, err := s3event.Decode(m.Body)
+	if err != nil {
+		return err
+	}
+	if msg.TestEvent {
+		slog.InfoContext(ctx, "skip s3:TestEvent", "messageID", m.MessageId)
+		return nil
+	}
+	recs, token := msg.Records, ""
+	if c := msg.Continuation; c != nil {
+		recs, token = []s3event.Record{c.Record()}, c.Token
+	}
+	for _, rec := range recs {
+		if !rec.Created() {
+			slog.InfoContext(ctx, "skip event", "messageID", m.MessageId, "event", rec.EventName, "bucket", rec.Bucket, "key", rec.Key)
+			continue
+		}
+		if stop := s.stopAt(ctx); *started && !stop.IsZero() && s.now().After(stop) {
+			if err := s.sendContinuation(ctx, rec, token); err != nil {
+				return err
+			}
+			continue
+		}
+		*started = true
+		out, err := s.Ingest(ctx, rec, token)
+		if err != nil {
+			return &objectError{obj: objectOf(rec), err: err}
+		}
+		slog.InfoContext(ctx, "ingest "+out.String(), "messageID", m.MessageId, "bucket", rec.Bucket, "key", rec.Key, "version", objectOf(rec).Version)
+	}
+	return nil
+}
+
+// sendContinuation puts a continuation of rec on the files queue.
+func (s *Service) sendContinuation(ctx context.Context, rec s3event.Record, token string) error {
+	body, err := s3event.Continuation{Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID, ETag: rec.ETag, Token: token}.Body()
+	if err != nil {
+		return err
+	}
+	if _, err := s.queue.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &s.cfg.FilesQueueURL, MessageBody: &body}); err != nil {
+		return fmt.Errorf("send continuation of s3://%s/%s: %w", rec.Bucket, rec.Key, err)
+	}
+	return nil
+}
+
+// objectError is the failure of one object version of a message.
+type objectError struct {
+	obj object
+	err error
+}
+
+func (e *objectError) Error() string {
+	return "ingest " + e.obj.uri() + " (version " + e.obj.Version + "): " + e.err.Error()
+}
+
+func (e *objectError) Unwrap() error { return e.err }

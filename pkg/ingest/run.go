@@ -1,0 +1,311 @@
+package ingest
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/s3event"
+)
+
+// ErrObjectMissing is wrapped by the error for an object (or object version) that does not
+// exist: the message fails and is retried, then parked on the files DLQ.
+var ErrObjectMissing = errors.New("object not found")
+
+// Lease lengths of a claim.
+const (
+	// LeaseSlack is added to the invocation's deadline: the claim outlives the invocation
+	// by this much, for clock skew between invocations.
+	LeaseSlack = time.Minute
+	// DefaultLease is the lease without a deadline, and of a claim handed to a continuation.
+	DefaultLease = 15 * time.Minute
+)
+
+// Outcome says how Ingest left an object version.
+type Outcome int
+
+// The outcomes of Ingest.
+const (
+	Done      Outcome = iota + 1 // ingested (or refused) to the end: report written
+	Skipped                      // done earlier: nothing sent
+	Continued                    // checkpointed: a continuation is on the files queue
+)
+
+// String names the outcome.
+func (o Outcome) String() string {
+	switch o {
+	case Done:
+		return "done"
+	case Skipped:
+		return "skipped"
+	case Continued:
+		return "continued"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Ingest sends the orders of the object version rec names, from its checkpoint if it has one,
+// and writes its rejects, report and state. token is the owner token of a continuation ("" for
+// an S3 event). It returns Skipped for a version done earlier, Continued when it stopped at the
+// checkpoint time and sent a continuation, Done otherwise. An error (ErrBusy, ErrObjectMissing,
+// ErrSendFailed, S3 or SQS errors) leaves the checkpoint as it was and releases the claim:
+// retrying the message resumes there.
+func (s *Service) Ingest(ctx context.Context, rec s3event.Record, token string) (Outcome, error) {
+	obj := objectOf(rec)
+	now := s.now()
+	lease := now.Add(DefaultLease)
+	if d, ok := ctx.Deadline(); ok {
+		lease = d.Add(LeaseSlack)
+	}
+	// An S3 event names a version that is most likely fresh: its GET from the first byte goes
+	// out together with the claim (used only once the claim is held at offset 0). A
+	// continuation resumes from a checkpoint, and a file refused whole is never read.
+	var pre *prefetch
+	if token == "" && s.readable(rec) {
+		pre = startPrefetch(ctx, s.objects, obj)
+	}
+	defer pre.discard()
+	c, err := acquire(ctx, s.objects, obj, rec.ETag, token, now, lease)
+	if errors.Is(err, errDone) {
+		return Skipped, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	r := &fileRun{svc: s, claim: c, saved: c.state, line: c.state.Line, prefetch: pre}
+	defer r.rejects.close()
+	if c.abandoned {
+		done, err := r.adoptReport(ctx)
+		if err != nil {
+			r.releaseClaim(ctx)
+			return 0, err
+		}
+		if done {
+			return Skipped, nil
+		}
+	}
+	out, err := r.openAndSend(ctx, rec.Size)
+	if err != nil {
+		r.releaseClaim(ctx)
+	}
+	return out, err
+}
+
+// readable reports whether the object of rec passes the checks made before its first read
+// (size in the event, file name): those that fail are refused without a GET.
+func (s *Service) readable(rec s3event.Record) bool {
+	_, _, err := order.FormatOf(rec.Key)
+	return err == nil && rec.Size <= s.cfg.MaxFileBytes
+}
+
+// fileRun is one invocation's work on one object version, from its claim to the checkpoint
+// or report that ends it.
+type fileRun struct {
+	svc      *Service
+	claim    *claim
+	saved    State     // the state as last saved
+	prefetch *prefetch // GET of the whole object started with the claim, or nil
+
+	send          *Sender
+	rejects       rejectLog
+	ids           idSet
+	newDups       []string // duplicate ids found since the last save, to list in the report
+	dupsTruncated bool     // more duplicates than MaxListedDuplicates
+	lines         int64    // lines read since the last save
+	sent          int64    // send.Sent() at the last save
+	line          int64    // number of the last line read
+}
+
+// openAndSend refuses a file that cannot be read (size, name), opens it at the checkpoint and
+// sends its orders (sendOrders).
+func (r *fileRun) openAndSend(ctx context.Context, eventSize int64) (Outcome, error) {
+	st := r.claim.state
+	limit := r.svc.cfg.MaxFileBytes
+	if eventSize > limit {
+		return r.finish(ctx, fmt.Sprintf("object is %d bytes, above MAX_FILE_BYTES %d", eventSize, limit), "")
+	}
+	format, gz, err := order.FormatOf(r.claim.obj.Key)
+	if err != nil {
+		return r.finish(ctx, "unsupported file name: want .jsonl, .ndjson or .csv, optionally .gz", "")
+	}
+	if st.Offset > 0 && !gz && st.Offset >= st.Size {
+		return r.finish(ctx, "", "")
+	}
+	body, err := r.open(ctx, gz)
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	if r.claim.state.Size > limit {
+		return r.finish(ctx, fmt.Sprintf("object is %d bytes, above MAX_FILE_BYTES %d", r.claim.state.Size, limit), "")
+	}
+	in := io.Reader(body)
+	if gz {
+		zr, err := gzip.NewReader(body)
+		switch {
+		case errors.Is(err, io.EOF):
+			in = bytes.NewReader(nil)
+		case err != nil:
+			return r.finish(ctx, "", "gzip: "+err.Error())
+		default:
+			in = zr
+			// No byte range into a gzip stream: decompress the part before the checkpoint again.
+			if _, err := io.CopyN(io.Discard, zr, st.Offset); err != nil {
+				return 0, fmt.Errorf("skip %d decompressed bytes to the checkpoint: %w", st.Offset, err)
+			}
+		}
+	}
+	if err := r.loadIDs(ctx); err != nil {
+		return 0, err
+	}
+	rd := order.NewReader(in, format, order.Options{
+		IDField: r.svc.cfg.IDField, MaxLineBytes: r.svc.cfg.MaxLineBytes, Header: st.Header, StartLine: st.Line,
+	})
+	return r.sendOrders(ctx, rd)
+}
+
+// open starts the GET of the object from the checkpoint, pinned to the version (or, for an
+// unversioned object, to the ETag seen at the start) so that a continuation reads the same bytes.
+func (r *fileRun) open(ctx context.Context, gz bool) (io.ReadCloser, error) {
+	st := &r.claim.state
+	obj := r.claim.obj
+	in := &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key), VersionId: obj.versionID(), IfMatch: obj.firstReadIfMatch()}
+	if st.Offset > 0 {
+		if obj.Version == order.NullVersion && st.ETag != "" {
+			in.IfMatch = aws.String(st.ETag)
+		}
+		if !gz {
+			in.Range = aws.String(fmt.Sprintf("bytes=%d-", st.Offset))
+		}
+	}
+	var out *s3.GetObjectOutput
+	var err error
+	if st.Offset == 0 && r.prefetch.pending() {
+		out, err = r.prefetch.take() // the same request, started with the claim
+	} else {
+		r.prefetch.discard()
+		out, err = r.svc.objects.GetObject(ctx, in)
+	}
+	switch {
+	case isNotFound(err):
+		return nil, fmt.Errorf("get object: %w: %w", ErrObjectMissing, err)
+	case isPreconditionFailed(err):
+		return nil, fmt.Errorf("get object: changed since its event or the checkpoint (use a versioned bucket): %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("get object: %w", err)
+	}
+	if st.Offset == 0 {
+		st.Size = aws.ToInt64(out.ContentLength)
+		st.ETag = aws.ToString(out.ETag)
+	}
+	return out.Body, nil
+}
+
+// sendOrders sends the orders of rd until the end, a checkpoint time or an error, saving a
+// checkpoint every CheckpointEvery on the way.
+func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, error) {
+	r.send = NewSender(ctx, r.svc.queue, r.svc.cfg.OrdersQueueURL, SenderOptions{
+		Concurrency: r.svc.cfg.SendConcurrency, MaxAttempts: r.svc.Retry.MaxAttempts, Backoff: r.svc.Retry.Backoff,
+		Refused: r.rejectRefused,
+	})
+	defer r.send.Close()
+	obj, base := r.claim.obj, r.claim.state.Offset
+	src := obj.uri()
+	stopAt := r.svc.stopAt(ctx)
+	saveAt := r.svc.now().Add(r.svc.cfg.CheckpointEvery)
+	var le *order.LineError
+	for {
+		o, err := rd.Next()
+		switch {
+		case err == io.EOF:
+			return r.finish(ctx, "", "")
+		case errors.As(err, &le):
+			r.line = le.Line
+			if err := r.rejects.add(le.Line, le.Reason, le.Raw); err != nil {
+				return 0, err
+			}
+		case err != nil && isFileFault(err):
+			return r.finish(ctx, "", fmt.Sprintf("after line %d: %v", r.line, err))
+		case err != nil:
+			// An I/O error: keep what is done so that the retry resumes here.
+			return 0, errors.Join(err, r.checkpoint(ctx, base+rd.Offset(), rd.Header(), "", time.Time{}))
+		default:
+			r.line = o.Line
+			if !r.ids.add(hashID(o.ID)) {
+				if len(r.saved.DuplicateIDs)+len(r.newDups) < MaxListedDuplicates {
+					r.newDups = append(r.newDups, strings.Clone(o.ID))
+				} else {
+					r.dupsTruncated = true
+				}
+				if err := r.rejects.add(o.Line, ReasonDuplicateID, o.Body); err != nil {
+					return 0, err
+				}
+				break
+			}
+			e := &Entry{ID: strings.Clone(o.ID), Body: string(o.Body), Line: o.Line, Source: src, Version: obj.Version}
+			if e.size() > MaxMessageBytes {
+				// The queue would refuse the whole batch, on every retry of the file.
+				if err := r.rejects.add(o.Line, ReasonTooLarge, o.Body); err != nil {
+					return 0, err
+				}
+				break
+			}
+			if err := r.send.Add(e); err != nil {
+				return 0, err
+			}
+		}
+		r.lines++
+		now := r.svc.now()
+		switch {
+		case !stopAt.IsZero() && now.After(stopAt):
+			return r.handoff(ctx, base+rd.Offset(), rd.Header())
+		case now.After(saveAt):
+			if err := r.checkpoint(ctx, base+rd.Offset(), rd.Header(), r.claim.state.Owner, r.claim.state.LeaseUntil); err != nil {
+				return 0, err
+			}
+			saveAt = now.Add(r.svc.cfg.CheckpointEvery)
+		}
+	}
+}
+
+// isFileFault reports whether a fatal reader error is the file's fault: retrying cannot help.
+func isFileFault(err error) bool {
+	var corrupt flate.CorruptInputError
+	return errors.Is(err, order.ErrBadHeader) || errors.Is(err, gzip.ErrChecksum) ||
+		errors.Is(err, gzip.ErrHeader) || errors.As(err, &corrupt)
+}
+
+// rejectRefused records an order the queue refused for a reason of its own as a rejected line.
+func (r *fileRun) rejectRefused(f Refusal) {
+	reason := "refused by the queue: " + f.Code
+	if err := r.rejects.add(f.Entry.Line, reason, []byte(f.Entry.Body)); err != nil {
+		slog.Error("record refused order", "orderID", f.Entry.ID, "err", err)
+	}
+}
+
+// loadIDs reads the id set saved at the checkpoint.
+func (r *fileRun) loadIDs(ctx context.Context) error {
+	if r.claim.state.TrackedIDs == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := getFile(ctx, r.svc.objects, r.claim.obj.Bucket, r.claim.obj.idsKey(r.claim.state.IDsSlot), &buf); err != nil {
+		return fmt.Errorf("load id set: %w", err)
+	}
+	if err := r.ids.UnmarshalBinary(buf.Bytes()); err != nil {
+		return fmt.Errorf("load id set: %w", err)
+	}
+	r.ids.partial = r.claim.state.DuplicateCheckPartial
+	return nil
+}
