@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/local"
 	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
@@ -45,12 +47,10 @@ func registerPipelineFlags(fs *flag.FlagSet, po *pipelineOptions, defaultPrefix 
 	fs.Float64Var(&po.rate, "rate", 0, "API_RATE the dispatchers pace at, requests/s (default: the stand-in's rate, or 1 with --api)")
 	fs.IntVar(&po.instances, "instances", 2, "API_INSTANCES: concurrent dispatch instances (ESM MaximumConcurrency, at least 2)")
 	fs.TextVar(&po.logLevel, "log-level", defaultLevel, "log level of the handlers and pollers on stderr")
+	// The real API's shape: a token bucket of 1 request. The dispatch instances share one
+	// governor, so they never send two requests closer than 1/rate.
 	po.standin = apiserver.DefaultConfig()
 	po.standin.RPS = defaultRPS
-	// A token bucket that holds one request per dispatch instance: the instances pace
-	// independently, so with a bucket of 1 two of them landing close together draw a 429
-	// (docs/BENCHMARKS.md, Dispatch). --api-burst 1 shows that case.
-	po.standin.Burst = 2
 	po.standin.RegisterFlags(fs)
 	fs.Float64Var(&po.standin.RPS, "standin-rps", defaultRPS, "the stand-in order API's rate limit (same as -api-rps)")
 }
@@ -129,7 +129,7 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	}
 	p.session.names = resourceNames{
 		Bucket: p.res.Bucket, FilesQueue: p.res.FilesQueueURL, FilesDLQ: p.res.FilesDLQURL,
-		OrdersQueue: p.res.OrdersQueueURL, OrdersDLQ: p.res.OrdersDLQURL,
+		OrdersQueue: p.res.OrdersQueueURL, OrdersDLQ: p.res.OrdersDLQURL, GovernorTable: p.res.GovernorTable,
 	}
 	// The handlers log through slog.Default (as in Lambda): send it to stderr at the chosen level
 	// while the pipeline runs.
@@ -181,14 +181,23 @@ func (p *localPipeline) buildPollers(po pipelineOptions, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	// One Dispatcher per instance, as each Lambda instance has its own pacing limiter.
+	// One Dispatcher per instance, as in Lambda, each with its own governor on the shared
+	// table. The instances share one store: this process's writes go one at a time
+	// (governor.DynamoStore).
+	store := governor.NewDynamoStore(dynamodb.NewFromConfig(p.session.cfg), dcfg.GovernorTable, "")
 	instances := make(chan *dispatch.Dispatcher, p.settings.Instances)
-	for range p.settings.Instances {
+	for i := range p.settings.Instances {
 		api, err := orderapi.New(dcfg.OrderAPI(), nil, nil)
 		if err != nil {
 			return fmt.Errorf("order API client: %w", err)
 		}
-		instances <- dispatch.New(dcfg, sqsc, api, dispatch.Options{Logger: log, Metrics: io.Discard})
+		gcfg := dcfg.Governor(dcfg.APIRate)
+		gcfg.Instance = "local-" + strconv.Itoa(i)
+		gov, err := governor.New(gcfg, store, nil)
+		if err != nil {
+			return err
+		}
+		instances <- dispatch.New(dcfg, sqsc, api, dispatch.Options{Logger: log, Metrics: io.Discard, Governor: gov})
 	}
 	p.files = &local.Poller{
 		Client: sqsc, QueueURL: p.res.FilesQueueURL, QueueARN: p.res.FilesQueueARN, BatchSize: 1,

@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
@@ -30,6 +32,7 @@ type Names struct {
 	FilesDLQ    string // dead-letter queue of FilesQueue
 	OrdersQueue string // SQS queue of order messages
 	OrdersDLQ   string // dead-letter queue of OrdersQueue
+	Governor    string // DynamoDB table of the order API's shared schedule (pkg/governor)
 }
 
 // NamesFor returns the conventional names with the given prefix, for example
@@ -43,13 +46,14 @@ func NamesFor(prefix string) Names {
 		FilesDLQ:    prefix + "-files-dlq",
 		OrdersQueue: prefix + "-orders",
 		OrdersDLQ:   prefix + "-orders-dlq",
+		Governor:    prefix + "-governor",
 	}
 }
 
 func (n Names) validate() error {
 	for _, f := range []struct{ what, v string }{
 		{"Bucket", n.Bucket}, {"Topic", n.Topic}, {"FilesQueue", n.FilesQueue},
-		{"FilesDLQ", n.FilesDLQ}, {"OrdersQueue", n.OrdersQueue}, {"OrdersDLQ", n.OrdersDLQ},
+		{"FilesDLQ", n.FilesDLQ}, {"OrdersQueue", n.OrdersQueue}, {"OrdersDLQ", n.OrdersDLQ}, {"Governor", n.Governor},
 	} {
 		if f.v == "" {
 			return fmt.Errorf("name of %s is empty", f.what)
@@ -71,6 +75,8 @@ type Resources struct {
 	OrdersDLQURL, OrdersDLQARN     string
 
 	SubscriptionARN string // the files queue's subscription to the topic
+
+	GovernorTable string // the governor's DynamoDB table
 }
 
 // Env returns the queue variables of docs/CONTRACTS.md for these resources, ready to merge into
@@ -80,13 +86,15 @@ func (r Resources) Env() map[string]string {
 		"FILES_QUEUE_URL":  r.FilesQueueURL,
 		"ORDERS_QUEUE_URL": r.OrdersQueueURL,
 		"ORDERS_DLQ_URL":   r.OrdersDLQURL,
+		"GOVERNOR_TABLE":   r.GovernorTable,
 	}
 }
 
 // Provision creates, with the real SDK, the pipeline's storage and messaging as the CDK app
 // deploys it: a versioned bucket whose ObjectCreated events under UploadsPrefix go to an SNS
 // topic; the files queue subscribed to the topic with raw message delivery and a queue policy
-// letting the topic send; the orders queue; and a dead-letter queue for each source queue. The
+// letting the topic send; the orders queue; a dead-letter queue for each source queue; and the
+// governor's DynamoDB table (governor.CreateTable). The
 // source queues get the visibility timeouts, QueueRetention and a redrive policy with
 // MaxReceiveCount from s; the DLQs get DLQRetention. s is validated first.
 //
@@ -149,6 +157,10 @@ func Provision(ctx context.Context, cfg aws.Config, s pipeline.Settings, n Names
 	if err = p.notify(ctx, n.Bucket, r.TopicARN); err != nil {
 		return r, err
 	}
+	if err = governor.CreateTable(ctx, dynamodb.NewFromConfig(cfg), n.Governor); err != nil {
+		return r, err
+	}
+	r.GovernorTable = n.Governor
 	return r, nil
 }
 
