@@ -75,6 +75,9 @@ func (p *e2ePipeline) shortDeadlineDispatch(t *testing.T, margin time.Duration) 
 		"MAX_ATTEMPTS":       strconv.Itoa(p.settings.MaxAttempts),
 		"BACKOFF_BASE":       "1s",
 		"BACKOFF_MAX":        "1s",
+		// The faults here are per order: a breaker opened by them would hold every order
+		// (pkg/governor; the breaker is tested there and in pkg/dispatch).
+		"BREAKER_THRESHOLD": "1000",
 	})
 	cfg, err := dispatch.LoadConfig(func(k string) string { return env[k] })
 	if err != nil {

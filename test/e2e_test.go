@@ -161,8 +161,11 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 		"MAX_ATTEMPTS":       strconv.Itoa(p.settings.MaxAttempts),
 		"BACKOFF_BASE":       "1s",
 		"BACKOFF_MAX":        "1s",
-		"CHECKPOINT_MARGIN":  "2s",
-		"LOG_LEVEL":          "info",
+		// The faults here are per order: a breaker opened by them would hold every order
+		// (pkg/governor; the breaker is tested there and in pkg/dispatch).
+		"BREAKER_THRESHOLD": "1000",
+		"CHECKPOINT_MARGIN": "2s",
+		"LOG_LEVEL":         "info",
 	})
 	if o.timeout > 0 {
 		env["ORDER_API_TIMEOUT"] = o.timeout.String()

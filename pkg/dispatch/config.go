@@ -30,6 +30,9 @@ type Config struct {
 	// Empty: each instance paces alone at PerInstanceRate (the local tests' default).
 	GovernorTable string
 	ClockSkew     time.Duration // GOVERNOR_CLOCK_SKEW, default 0: most clock difference between instances
+	// Margin is GOVERNOR_MARGIN: added between slots and how late a sender may still use its
+	// slot; default (0) governor.Config's: 2 % of 1/rate within [1ms, 20ms].
+	Margin time.Duration
 	// BreakerThreshold is BREAKER_THRESHOLD, default 5: failures in a row that open the breaker.
 	BreakerThreshold int
 	ProbeInterval    time.Duration // BREAKER_PROBE_INTERVAL, default 30s: one probe per interval while open
@@ -52,7 +55,7 @@ func (c Config) PerInstanceRate() float64 { return c.APIRate / float64(c.APIInst
 
 // Governor is the governor configuration derived from c, at ceiling rate.
 func (c Config) Governor(rate float64) governor.Config {
-	return governor.Config{Rate: rate, Skew: c.ClockSkew, FailureThreshold: c.BreakerThreshold, ProbeInterval: c.ProbeInterval}
+	return governor.Config{Rate: rate, Skew: c.ClockSkew, Margin: c.Margin, FailureThreshold: c.BreakerThreshold, ProbeInterval: c.ProbeInterval}
 }
 
 // openHold is how long an order waits (given back) when it meets the open breaker: two probe
@@ -143,6 +146,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 
 		GovernorTable:    str("GOVERNOR_TABLE", "", false),
 		ClockSkew:        nonNegative("GOVERNOR_CLOCK_SKEW"),
+		Margin:           nonNegative("GOVERNOR_MARGIN"),
 		BreakerThreshold: count("BREAKER_THRESHOLD", governor.DefaultFailureThreshold),
 		ProbeInterval:    dur("BREAKER_PROBE_INTERVAL", governor.DefaultProbeInterval),
 		MinRequest:       time.Second,

@@ -44,6 +44,7 @@ type OrderAPI interface {
 type Governor interface {
 	Reserve(ctx context.Context, fits func(time.Time) bool) (governor.Slot, error)
 	Report(ctx context.Context, slot governor.Slot, o governor.Outcome) (governor.State, error)
+	Retake(ctx context.Context, slot governor.Slot) (governor.Slot, error)
 }
 
 // Clock is the Dispatcher's time. Sleep returns early with ctx's error.
@@ -276,7 +277,8 @@ const storeLogEvery = time.Minute
 // pace reserves a slot of the shared schedule and sleeps until it starts. A slot is reserved
 // only where a request would still get MinRequest before the deadline. A wake-up later than the
 // slot's Late gives the slot up (sending then could land closer than 1/rate to the next slot's
-// request) and takes another. It reports false, with the delay the message should be given back
+// request) and takes another, unless nobody reserved after it: then the slot moves to now
+// (Governor.Retake). It reports false, with the delay the message should be given back
 // with and why, when no slot fits (schedule full, paused, breaker open), the governor's store
 // fails (nothing sent that is not accounted for), or ctx ends.
 func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.Duration, string, bool) {
@@ -306,14 +308,25 @@ func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.
 		if err := d.clock.Sleep(ctx, slot.At.Sub(d.clock.Now())); err != nil {
 			return governor.Slot{}, 0, "deadline reached while waiting for the request slot", false
 		}
-		if !d.clock.Now().After(slot.Late) {
-			m.waitMs = append(m.waitMs, ms(d.clock.Now().Sub(start)))
-			return slot, 0, "", true
+		if d.clock.Now().After(slot.Late) {
+			// Woke late: move the slot to now if nobody reserved after it, else take another.
+			m.lateSlots++
+			moved, err := d.gov.Retake(ctx, slot)
+			switch {
+			case err == nil && !d.clock.Now().After(moved.Late):
+				slot = moved
+			case (err == nil || errors.Is(err, governor.ErrSlotTaken)) && late+1 < maxLateSlots:
+				continue // taken, or the move itself took too long: the next slot counts from it
+			case err == nil || errors.Is(err, governor.ErrSlotTaken):
+				return governor.Slot{}, 0, "woke too late for the request slot", false
+			default:
+				m.governorErrors++
+				d.logStoreError(ctx, err)
+				return governor.Slot{}, d.cfg.storeRetry(), "governor unavailable", false
+			}
 		}
-		m.lateSlots++
-		if late+1 >= maxLateSlots {
-			return governor.Slot{}, 0, "woke too late for the request slot", false
-		}
+		m.waitMs = append(m.waitMs, ms(d.clock.Now().Sub(start)))
+		return slot, 0, "", true
 	}
 }
 

@@ -167,3 +167,68 @@ func retried(ev events.SQSEvent, v string) events.SQSEvent {
 	}
 	return ev
 }
+
+// lateClock wakes every Sleep late by extra.
+type lateClock struct {
+	testClock
+	extra time.Duration
+}
+
+func (c *lateClock) Sleep(ctx context.Context, d time.Duration) error {
+	return c.testClock.Sleep(ctx, max(d, 0)+c.extra)
+}
+
+func TestLateWakeUpMovesTheSlotOrTakesAnother(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		otherNext bool // another instance reserved the next slot meanwhile
+	}{{"alone: the slot moves to the late send", false}, {"another slot reserved after: the late slot is given up", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &lateClock{testClock: testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, extra: 300 * time.Millisecond}
+			store := &governor.MemoryStore{}
+			cfg := testConfig()
+			mk := func(name string) *governor.Governor {
+				g, err := governor.New(governor.Config{Rate: 1, Instance: name}, store, clk)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return g
+			}
+			var ga Governor = mk("a")
+			if tc.otherNext {
+				ga = &reserveAfter{Governor: mk("a"), other: mk("b")}
+			}
+			api := &fakeAPI{clock: clk, budget: time.Hour, start: clk.t}
+			q := &recordingQueue{}
+			d := New(cfg, q, api, Options{Clock: clk, Metrics: &bytes.Buffer{}, Governor: ga})
+			d.Handle(context.Background(), batch("x"))
+			st, _ := store.Load(context.Background())
+			if tc.otherNext {
+				// Every slot of a is followed by one of b: each late slot is lost; after three
+				// the order is given back unsent, budget untouched.
+				if len(api.at) != 0 || len(q.sent) != 1 || q.sent[0].DelaySeconds != 0 {
+					t.Errorf("%d PUTs, re-sent %d; want 0 PUTs and one fresh copy", len(api.at), len(q.sent))
+				}
+				return
+			}
+			if len(api.at) != 1 || !st.Last.Equal(api.start.Add(api.at[0])) {
+				t.Errorf("PUTs at %v, last slot %v; want one PUT and the slot moved to it", api.at, st.Last)
+			}
+		})
+	}
+}
+
+// reserveAfter has another instance reserve right after each of this one's reservations, as
+// a busy pipeline would.
+type reserveAfter struct {
+	*governor.Governor
+	other *governor.Governor
+}
+
+func (r *reserveAfter) Reserve(ctx context.Context, fits func(time.Time) bool) (governor.Slot, error) {
+	s, err := r.Governor.Reserve(ctx, fits)
+	if err == nil {
+		_, _ = r.other.Reserve(ctx, fits)
+	}
+	return s, err
+}

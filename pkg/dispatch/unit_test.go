@@ -63,8 +63,9 @@ func TestLoadConfig(t *testing.T) {
 		{"everything set", with("ORDER_API_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x", "ORDER_API_TIMEOUT", "3s",
 			"API_RATE", "20", "API_INSTANCES", "4", "MAX_ATTEMPTS", "5", "BACKOFF_BASE", "1s", "BACKOFF_MAX", "1m",
 			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch", "GOVERNOR_TABLE", "gov",
-			"GOVERNOR_CLOCK_SKEW", "100ms", "BREAKER_THRESHOLD", "3", "BREAKER_PROBE_INTERVAL", "10s"), func(c *Config) {
+			"GOVERNOR_CLOCK_SKEW", "100ms", "GOVERNOR_MARGIN", "5ms", "BREAKER_THRESHOLD", "3", "BREAKER_PROBE_INTERVAL", "10s"), func(c *Config) {
 			c.GovernorTable, c.ClockSkew, c.BreakerThreshold, c.ProbeInterval = "gov", 100*time.Millisecond, 3, 10*time.Second
+			c.Margin = 5 * time.Millisecond
 			c.APISecretARN, c.APITimeout, c.APIRate, c.APIInstances, c.MaxAttempts = "arn:aws:secretsmanager:us-east-1:1:secret:x", 3*time.Second, 20, 4, 5
 			c.BackoffBase, c.BackoffMax, c.LogLevel, c.FunctionName = time.Second, time.Minute, -4, "orderpipe-dispatch"
 		}, nil},

@@ -15,6 +15,7 @@ const (
 	DefaultDecrease         = 0.5
 	DefaultStep             = 0.05
 	DefaultHold             = time.Minute
+	DefaultThrottleWindow   = 10 * time.Second
 	DefaultFailureThreshold = 5
 	DefaultProbeInterval    = 30 * time.Second
 	DefaultMinMargin        = time.Millisecond
@@ -38,6 +39,9 @@ type Config struct {
 	Decrease float64       // multiplicative decrease on a throttle, default 0.5
 	Step     float64       // additive increase per success, a fraction of Rate, default 0.05
 	Hold     time.Duration // no increase for this long after a cut, default 1m
+	// ThrottleWindow: a 429 within this long of the previous one is a repeat and cuts the
+	// rate; a lone 429 only pauses. Default 10s.
+	ThrottleWindow time.Duration
 	MinRate  float64       // floor of the adaptive rate, default Rate/16
 
 	FailureThreshold int           // failures in a row that open the breaker, default 5
@@ -67,6 +71,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Hold <= 0 {
 		c.Hold = DefaultHold
+	}
+	if c.ThrottleWindow <= 0 {
+		c.ThrottleWindow = DefaultThrottleWindow
 	}
 	if !(c.MinRate > 0) || c.MinRate > c.Rate {
 		c.MinRate = c.Rate / 16
@@ -205,6 +212,37 @@ func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot
 		return Slot{At: at, Late: at.Add(g.cfg.Margin), Probe: probe, Rate: st.rate(g.cfg.Rate)}, nil
 	}
 	return Slot{}, &StoreError{Err: fmt.Errorf("reserve: %d conflicting writes in a row", g.cfg.Conflicts)}
+}
+
+// ErrSlotTaken is Retake's answer when another slot was reserved after the late one.
+var ErrSlotTaken = errors.New("a later slot is reserved: the late slot cannot move")
+
+// Retake moves a slot whose sender woke after its Late bound to now, if it is still the last
+// reserved slot (nobody reserved after it), and returns the moved slot: the next slot is then
+// reckoned from the real send. Otherwise it returns ErrSlotTaken (the slot is lost; reserve
+// another), a *StoreError, or ctx's error.
+func (g *Governor) Retake(ctx context.Context, slot Slot) (Slot, error) {
+	st, err := g.load(ctx)
+	if err != nil {
+		return Slot{}, err
+	}
+	if !st.Last.Equal(slot.At) || st.By != g.cfg.Instance {
+		return Slot{}, ErrSlotTaken
+	}
+	now := g.clock.Now()
+	n := st
+	n.Last = now
+	if slot.Probe {
+		n.ProbeAt = now.Add(g.cfg.ProbeInterval)
+	}
+	if err := g.save(ctx, n, st.Version); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return Slot{}, ErrSlotTaken
+		}
+		return Slot{}, err
+	}
+	slot.At, slot.Late = now, now.Add(g.cfg.Margin)
+	return slot, nil
 }
 
 // next is the earliest start a new slot may have at now, and what bounds it.

@@ -100,7 +100,7 @@ func TestReserveRefusedReservesNothing(t *testing.T) {
 	}
 }
 
-func TestThrottlePausesEveryoneAndCutsOnce(t *testing.T) {
+func TestThrottlePausesEveryoneAndCutsOnRepeats(t *testing.T) {
 	a, b, clk := newPair(t, Config{Rate: 2, Margin: time.Millisecond}, &MemoryStore{})
 	ctx := context.Background()
 	sa, sb := reserve(t, a), reserve(t, b)
@@ -109,21 +109,27 @@ func TestThrottlePausesEveryoneAndCutsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := st.Rate, 1.0; got != want {
-		t.Errorf("rate after a 429 = %v, want %v", got, want)
+	if st.Rate != 2 {
+		t.Errorf("rate after a lone 429 = %v, want 2 (a lone 429 only pauses)", st.Rate)
 	}
-	// a's request, reserved before the cut, is throttled too: no second cut.
-	if st, _ = a.Report(ctx, sa, Outcome{Kind: Throttled}); st.Rate != 1.0 {
-		t.Errorf("rate after a second 429 of the same event = %v, want 1", st.Rate)
+	// a's request, reserved before that 429 was seen, is throttled too: the same event.
+	if st, _ = a.Report(ctx, sa, Outcome{Kind: Throttled}); st.Rate != 2 {
+		t.Errorf("rate after a 429 of the same event = %v, want 2", st.Rate)
 	}
 	// Everyone waits for the Retry-After.
 	s := reserve(t, a)
 	if want := sb.At.Add(3 * time.Second); s.At.Before(want) {
 		t.Errorf("slot after Retry-After at %v, want >= %v", s.At, want)
 	}
-	// Success within the hold: no raise.
+	// A 429 of a request reserved after it, within the window: a repeat, the rate is halved.
 	clk.Set(s.At)
-	if st, _ = a.Report(ctx, s, Outcome{Kind: Answered}); st.Rate != 1.0 {
+	if st, _ = a.Report(ctx, s, Outcome{Kind: Throttled}); st.Rate != 1 {
+		t.Errorf("rate after a repeated 429 = %v, want 1", st.Rate)
+	}
+	// Success within the hold: no raise.
+	s = reserve(t, b)
+	clk.Set(s.At)
+	if st, _ = b.Report(ctx, s, Outcome{Kind: Answered}); st.Rate != 1.0 {
 		t.Errorf("rate raised within the hold: %v", st.Rate)
 	}
 	// After the hold each success raises by Step x Rate.
@@ -137,20 +143,26 @@ func TestThrottlePausesEveryoneAndCutsOnce(t *testing.T) {
 	if st.Good != 1.0 {
 		t.Errorf("good rate = %v, want 1 (the rate that held)", st.Good)
 	}
-	// A 429 at 1.1 goes back to the rate that held, not to half.
+	// A 429 right after a raise (even a lone one) goes back to the rate that held, not to half.
 	s = reserve(t, a)
 	clk.Set(s.At)
 	st, _ = a.Report(ctx, s, Outcome{Kind: Throttled})
 	if st.Rate != 1.0 {
 		t.Errorf("rate after a 429 above the good rate = %v, want 1", st.Rate)
 	}
-	// A 429 at the good rate: it no longer holds.
-	clk.Add(5 * time.Second)
+	// A repeated 429 at the good rate: it no longer holds.
 	s = reserve(t, a)
 	clk.Set(s.At)
 	st, _ = a.Report(ctx, s, Outcome{Kind: Throttled})
 	if st.Rate != 0.5 || st.Good != 0 {
 		t.Errorf("rate, good after a 429 at the good rate = %v, %v, want 0.5, 0", st.Rate, st.Good)
+	}
+	// A lone 429 long after: no cut.
+	clk.Add(time.Hour)
+	s = reserve(t, b)
+	clk.Set(s.At)
+	if st, _ = b.Report(ctx, s, Outcome{Kind: Throttled}); st.Rate != 0.5 {
+		t.Errorf("rate after a lone 429 an hour later = %v, want 0.5", st.Rate)
 	}
 }
 
@@ -293,5 +305,51 @@ func checkSpacing(t *testing.T, times []time.Time, min time.Duration) {
 		if d := sorted[i].Sub(sorted[i-1]); d < min {
 			t.Errorf("slots %d and %d are %v apart, want >= %v", i-1, i, d, min)
 		}
+	}
+}
+
+// skewed reads a shared real clock plus an offset: an instance whose clock is off.
+type skewed struct {
+	real   *clock.Manual
+	offset time.Duration
+}
+
+func (s skewed) Now() time.Time { return s.real.Now().Add(s.offset) }
+
+// TestClockSkewMargin runs two instances whose clocks differ by 200 ms (one 100 ms ahead, one
+// 100 ms behind) taking turns, each sending at its slot on its own clock, and measures the
+// spacing on the real clock: Skew 200 ms keeps every gap at least 1/rate; without it the gaps
+// from the slow instance to the fast one are 200 ms short.
+func TestClockSkewMargin(t *testing.T) {
+	for _, tc := range []struct {
+		skew       time.Duration
+		wantCloser bool
+	}{{0, true}, {200 * time.Millisecond, false}} {
+		real := clock.NewManual(t0)
+		store := &MemoryStore{}
+		var gs []*Governor
+		for i, off := range []time.Duration{100 * time.Millisecond, -100 * time.Millisecond} {
+			g, err := New(Config{Rate: 1, Skew: tc.skew, Instance: string(rune('a' + i))}, store, skewed{real, off})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gs = append(gs, g)
+		}
+		var sent []time.Time // real times
+		for i := range 20 {
+			g := gs[i%2]
+			s := reserve(t, g)
+			local := g.clock.Now()
+			real.Add(s.At.Sub(local)) // sleep until the slot on this instance's clock
+			sent = append(sent, real.Now())
+		}
+		shortest := time.Hour
+		for i := 1; i < len(sent); i++ {
+			shortest = min(shortest, sent[i].Sub(sent[i-1]))
+		}
+		if closer := shortest < time.Second; closer != tc.wantCloser {
+			t.Errorf("skew margin %v: shortest real gap %v; closer than 1/rate: %v, want %v", tc.skew, shortest, closer, tc.wantCloser)
+		}
+		t.Logf("skew margin %v: shortest real gap %v", tc.skew, shortest)
 	}
 }

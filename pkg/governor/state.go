@@ -17,8 +17,9 @@ type State struct {
 
 	Rate     float64   // current rate, requests/s; <= 0 means the ceiling
 	Good     float64   // highest rate sustained since the last cut; 0: unknown
-	CutAt    time.Time // last multiplicative decrease
-	RaisedAt time.Time // last additive increase
+	CutAt       time.Time // last multiplicative decrease
+	RaisedAt    time.Time // last additive increase
+	ThrottledAt time.Time // last 429 seen
 
 	PausedUntil time.Time // no request before then (Retry-After, RateLimit reset)
 	Policy      float64   // quota/window of the API's RateLimit-Policy; 0: none seen
@@ -114,9 +115,14 @@ func (s State) apply(cfg Config, o Outcome, at, now time.Time) (State, bool) {
 	}
 	switch o.Kind {
 	case Throttled:
-		// One cut per congestion event: requests whose slots were reserved before the last cut
-		// answer for the old rate.
-		if at.After(s.CutAt) || s.CutAt.IsZero() {
+		n.ThrottledAt = now
+		// A lone 429 (a request that reached the API a little early: network or scheduling
+		// jitter) only pauses. The rate is cut when the 429s repeat (another congestion event,
+		// a request reserved after the last 429, within ThrottleWindow of it) or follow a raise
+		// (the raise overshot). Requests reserved before the last cut answer for the old rate.
+		repeated := !s.ThrottledAt.IsZero() && at.After(s.ThrottledAt) && now.Sub(s.ThrottledAt) < cfg.ThrottleWindow
+		overshot := s.Good > 0 && cur > s.Good && !s.RaisedAt.IsZero() && at.After(s.RaisedAt)
+		if (repeated || overshot) && (at.After(s.CutAt) || s.CutAt.IsZero()) {
 			next := cur * cfg.Decrease
 			if cur > s.Good && s.Good > 0 {
 				next = math.Max(next, s.Good) // the rate that held before the last raise
@@ -141,7 +147,7 @@ func (s State) apply(cfg Config, o Outcome, at, now time.Time) (State, bool) {
 
 func equal(a, b State) bool {
 	return a.Version == b.Version && a.Last.Equal(b.Last) && a.By == b.By && a.Rate == b.Rate &&
-		a.Good == b.Good && a.CutAt.Equal(b.CutAt) && a.RaisedAt.Equal(b.RaisedAt) &&
+		a.Good == b.Good && a.CutAt.Equal(b.CutAt) && a.RaisedAt.Equal(b.RaisedAt) && a.ThrottledAt.Equal(b.ThrottledAt) &&
 		a.PausedUntil.Equal(b.PausedUntil) && a.Policy == b.Policy && a.Failures == b.Failures &&
 		a.OpenedAt.Equal(b.OpenedAt) && a.ProbeAt.Equal(b.ProbeAt)
 }

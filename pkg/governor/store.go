@@ -60,6 +60,7 @@ const (
 	attrGood     = "good"
 	attrCutAt    = "cutAt"
 	attrRaisedAt = "raisedAt"
+	attrThrottle = "throttledAt"
 	attrPaused   = "pausedUntil"
 	attrPolicy   = "policy"
 	attrFailures = "failures"
@@ -155,7 +156,7 @@ func decode(item map[string]types.AttributeValue) (State, error) {
 	if st.Version < 0 {
 		bad = append(bad, attrVersion)
 	}
-	st.Last, st.CutAt, st.RaisedAt = tm(attrLast), tm(attrCutAt), tm(attrRaisedAt)
+	st.Last, st.CutAt, st.RaisedAt, st.ThrottledAt = tm(attrLast), tm(attrCutAt), tm(attrRaisedAt), tm(attrThrottle)
 	st.PausedUntil, st.OpenedAt, st.ProbeAt = tm(attrPaused), tm(attrOpenedAt), tm(attrProbeAt)
 	st.Rate, st.Good, st.Policy = num(attrRate), num(attrGood), num(attrPolicy)
 	st.Failures = int(num(attrFailures))
@@ -205,6 +206,7 @@ func (d *DynamoStore) Save(ctx context.Context, next State, prev int64) error {
 	put(attrGood, f(next.Good))
 	put(attrCutAt, t(next.CutAt))
 	put(attrRaisedAt, t(next.RaisedAt))
+	put(attrThrottle, t(next.ThrottledAt))
 	put(attrPaused, t(next.PausedUntil))
 	put(attrPolicy, f(next.Policy))
 	put(attrFailures, n(strconv.Itoa(next.Failures)))
