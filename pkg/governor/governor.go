@@ -42,7 +42,7 @@ type Config struct {
 	// ThrottleWindow: a 429 within this long of the previous one is a repeat and cuts the
 	// rate; a lone 429 only pauses. Default 10s.
 	ThrottleWindow time.Duration
-	MinRate  float64       // floor of the adaptive rate, default Rate/16
+	MinRate        float64 // floor of the adaptive rate, default Rate/16
 
 	FailureThreshold int           // failures in a row that open the breaker, default 5
 	ProbeInterval    time.Duration // one probe per interval while open, default 30s

@@ -15,8 +15,8 @@ type State struct {
 	Last time.Time // start of the last reserved slot
 	By   string    // instance that reserved it
 
-	Rate     float64   // current rate, requests/s; <= 0 means the ceiling
-	Good     float64   // highest rate sustained since the last cut; 0: unknown
+	Rate        float64   // current rate, requests/s; <= 0 means the ceiling
+	Good        float64   // highest rate sustained since the last cut; 0: unknown
 	CutAt       time.Time // last multiplicative decrease
 	RaisedAt    time.Time // last additive increase
 	ThrottledAt time.Time // last 429 seen
