@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orderpipe/orderpipe/pkg/ingest"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
@@ -34,10 +36,12 @@ const (
 
 // Names and limits the infra relies on beyond pipeline.Settings.
 const (
-	// APITimeout is ORDER_API_TIMEOUT given to dispatch; the dispatch timeout must exceed it.
-	APITimeout = 10 * time.Second
-	// CheckpointMargin is ingest's CHECKPOINT_MARGIN default; the ingest timeout must exceed it.
-	CheckpointMargin = 60 * time.Second
+	// APITimeout is the ORDER_API_TIMEOUT given to dispatch (its default); the dispatch timeout
+	// must exceed it.
+	APITimeout = orderapi.DefaultTimeout
+	// CheckpointMargin is the CHECKPOINT_MARGIN given to ingest (its default); the ingest
+	// timeout must exceed it.
+	CheckpointMargin = ingest.DefaultCheckpointMargin
 	// MaxLambdaTimeout is Lambda's limit on a function timeout.
 	MaxLambdaTimeout = 15 * time.Minute
 	// MaxESMConcurrency is the largest MaximumConcurrency of an SQS event source mapping.

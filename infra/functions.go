@@ -1,9 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -16,21 +16,11 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
-)
-
-// Environment variable names of the functions (docs/CONTRACTS.md).
-const (
-	EnvOrdersQueueURL = "ORDERS_QUEUE_URL"
-	EnvOrdersDLQURL   = "ORDERS_DLQ_URL"
-	EnvFilesQueueURL  = "FILES_QUEUE_URL"
-	EnvAPIBaseURL     = "ORDER_API_BASE_URL"
-	EnvAPISecretARN   = "ORDER_API_SECRET_ARN"
-	EnvAPITimeout     = "ORDER_API_TIMEOUT"
-	EnvAPIRate        = "API_RATE"
-	EnvAPIInstances   = "API_INSTANCES"
-	EnvMaxAttempts    = "MAX_ATTEMPTS"
+	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
 // FunctionProps is what every orderpipe function shares.
@@ -57,8 +47,8 @@ type functionSpec struct {
 	description string
 	timeout     time.Duration
 	memoryMB    int
-	reserved    int // 0: unreserved
-	env         map[string]*string
+	reserved    int               // 0: unreserved
+	env         map[string]string // the function's Config.Environ(); values may hold CDK tokens
 }
 
 func newAppFunction(scope constructs.Construct, spec functionSpec) AppFunction {
@@ -96,7 +86,7 @@ func newAppFunction(scope constructs.Construct, spec functionSpec) AppFunction {
 		Role:         role,
 		LogGroup:     logs,
 		Tracing:      tracing,
-		Environment:  &spec.env,
+		Environment:  jsiiMap(spec.env),
 	}
 	if spec.reserved > 0 {
 		props.ReservedConcurrentExecutions = jsii.Number(float64(spec.reserved))
@@ -155,10 +145,7 @@ func NewIngest(scope constructs.Construct, id string, props IngestProps) *Ingest
 		description:   "orderpipe: uploaded order file -> orders queue",
 		timeout:       props.Settings.IngestTimeout,
 		memoryMB:      512,
-		env: map[string]*string{
-			EnvOrdersQueueURL: o.Queue.QueueUrl(),
-			EnvFilesQueueURL:  u.FilesQueue.QueueUrl(),
-		},
+		env:           ingestConfig(*o.Queue.QueueUrl(), *u.FilesQueue.QueueUrl()).Environ(),
 	})
 	objects := func(prefixes ...string) *[]*string {
 		arns := make([]*string, len(prefixes))
@@ -210,18 +197,9 @@ type Dispatch struct {
 func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Dispatch {
 	c := constructs.NewConstruct(scope, jsii.String(id))
 	s, o := props.Settings, props.Orders
-	env := map[string]*string{
-		EnvOrdersQueueURL: o.Queue.QueueUrl(),
-		EnvOrdersDLQURL:   o.DLQ.QueueUrl(),
-		EnvAPIBaseURL:     jsii.String(props.APIBaseURL),
-		EnvAPITimeout:     jsii.String(APITimeout.String()),
-		EnvAPIRate:        jsii.String(strconv.FormatFloat(s.APIRate, 'f', -1, 64)),
-		EnvAPIInstances:   jsii.String(strconv.Itoa(s.Instances)),
-		EnvMaxAttempts:    jsii.String(strconv.Itoa(s.MaxAttempts)),
-	}
-	if props.APISecretARN != "" {
-		env[EnvAPISecretARN] = jsii.String(props.APISecretARN)
-	}
+	cfg := dispatch.DefaultConfig().WithSettings(s)
+	cfg.OrdersQueueURL, cfg.DLQURL = *o.Queue.QueueUrl(), *o.DLQ.QueueUrl()
+	cfg.APIBaseURL, cfg.APISecretARN = props.APIBaseURL, props.APISecretARN
 	f := newAppFunction(c, functionSpec{
 		FunctionProps: props.FunctionProps,
 		name:          "dispatch",
@@ -229,7 +207,7 @@ func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Di
 		timeout:       s.DispatchTimeout,
 		memoryMB:      256,
 		reserved:      s.ReservedConcurrency,
-		env:           env,
+		env:           cfg.Environ(),
 	})
 	allow(f.Role, "ParkOrders", &[]*string{o.DLQ.QueueArn()}, "sqs:SendMessage")
 	// Throttled and given-back orders are re-sent as a fresh, delayed copy to the orders queue
@@ -284,10 +262,7 @@ func NewRedrive(scope constructs.Construct, id string, props RedriveProps) *Redr
 		description:   "orderpipe: orders DLQ -> orders queue",
 		timeout:       props.Settings.RedriveTimeout,
 		memoryMB:      256,
-		env: map[string]*string{
-			EnvOrdersQueueURL: o.Queue.QueueUrl(),
-			EnvOrdersDLQURL:   o.DLQ.QueueUrl(),
-		},
+		env:           redrive.Config{QueueURL: *o.Queue.QueueUrl(), DLQURL: *o.DLQ.QueueUrl()}.Environ(),
 	})
 	allow(f.Role, "ReadParked", &[]*string{o.DLQ.QueueArn()},
 		"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
@@ -301,7 +276,7 @@ func NewRedrive(scope constructs.Construct, id string, props RedriveProps) *Redr
 			Description: jsii.String("orderpipe: scheduled redrive of the orders DLQ"),
 			Schedule:    awsevents.Schedule_Expression(jsii.String(props.Schedule)),
 			Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(f.Function, &awseventstargets.LambdaFunctionProps{
-				Event: awsevents.RuleTargetInput_FromObject(ScheduledRequest),
+				Event: awsevents.RuleTargetInput_FromObject(jsonObject(ScheduledRequest)),
 			})},
 		})
 	}
@@ -312,7 +287,34 @@ func NewRedrive(scope constructs.Construct, id string, props RedriveProps) *Redr
 // succeed on a later try (transient failures past the budget, and messages the queue's redrive
 // policy parked). Permanent and undecodable orders need a person; redriving them on a timer
 // would only send them to the API again.
-var ScheduledRequest = map[string]any{"class": []string{order.ClassExhausted, order.ClassUnknown}}
+var ScheduledRequest = redrive.Request{Class: redrive.Classes{order.ClassExhausted, order.ClassUnknown}}
+
+// ingestConfig is the ingest function's configuration in a deployment: the defaults with the
+// two queues.
+func ingestConfig(ordersQueueURL, filesQueueURL string) ingest.Config {
+	c := ingest.DefaultConfig()
+	c.OrdersQueueURL, c.FilesQueueURL = ordersQueueURL, filesQueueURL
+	return c
+}
+
+// jsiiMap converts an environment for the CDK.
+func jsiiMap(env map[string]string) *map[string]*string {
+	out := make(map[string]*string, len(env))
+	for k, v := range env {
+		out[k] = jsii.String(v)
+	}
+	return &out
+}
+
+// jsonObject is r as the CDK takes a JSON object: its encoding/json form decoded into a map, so
+// the rule sends exactly what redrive decodes. A Request (strings, numbers, booleans) always
+// encodes to an object.
+func jsonObject(r redrive.Request) map[string]any {
+	b, _ := json.Marshal(r)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return m
+}
 
 // allow adds one statement to role's policy; sid names it in the template.
 func allow(role awsiam.Role, sid string, resources *[]*string, actions ...string) {

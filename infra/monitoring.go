@@ -16,18 +16,8 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
-)
-
-// MetricsNamespace is the CloudWatch namespace of dispatch's embedded metric format (EMF) metrics.
-const MetricsNamespace = "orderpipe"
-
-// EMF metrics dispatch emits in MetricsNamespace (pkg/dispatch, dimension Function): counts of
-// outcomes, the API latency and the time spent waiting for the pacer (ms).
-var (
-	OutcomeMetrics = []string{"Sent", "Throttled", "Transient", "Permanent", "Exhausted"}
-	LatencyMetric  = "ApiLatency"
-	PacingMetric   = "PacingWait"
 )
 
 // MonitoringProps says what to watch.
@@ -164,11 +154,11 @@ func stat(statistic string) *awscloudwatch.MetricOptions {
 	return &awscloudwatch.MetricOptions{Statistic: jsii.String(statistic), Period: seconds(alarmPeriod)}
 }
 
-// emf is a SEARCH over MetricsNamespace for one metric name, whatever its dimensions.
+// emf is a SEARCH over dispatch's embedded metric format (EMF) namespace for one metric name, whatever its dimensions.
 func emf(name, statistic string) awscloudwatch.IMetric {
 	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
 		Expression: jsii.String(fmt.Sprintf(`SEARCH('Namespace="%s" MetricName="%s"', '%s', %d)`,
-			MetricsNamespace, name, statistic, int(alarmPeriod.Seconds()))),
+			dispatch.MetricsNamespace, name, statistic, int(alarmPeriod.Seconds()))),
 		UsingMetrics: &map[string]awscloudwatch.IMetric{},
 		Label:        jsii.String(name + " " + statistic),
 		Period:       seconds(alarmPeriod),
@@ -187,8 +177,8 @@ func newDashboard(scope constructs.Construct, props MonitoringProps) awscloudwat
 			fn.MetricInvocations(stat("Sum")), fn.MetricErrors(stat("Sum")), fn.MetricThrottles(stat("Sum")),
 			fn.MetricDuration(stat("p99")))
 	}
-	outcomes := make([]awscloudwatch.IMetric, 0, len(OutcomeMetrics))
-	for _, n := range OutcomeMetrics {
+	outcomes := make([]awscloudwatch.IMetric, 0, 5)
+	for _, n := range dispatch.OutcomeMetrics() {
 		outcomes = append(outcomes, emf(n, "Sum"))
 	}
 	max := stat("Maximum")
@@ -210,7 +200,7 @@ func newDashboard(scope constructs.Construct, props MonitoringProps) awscloudwat
 	d.AddWidgets(
 		graph("Dispatch outcomes (orderpipe EMF)", outcomes...),
 		graph("Order API latency and pacing wait (ms)",
-			emf(LatencyMetric, "p50"), emf(LatencyMetric, "p99"), emf(PacingMetric, "p99")),
+			emf(dispatch.MetricApiLatency, "p50"), emf(dispatch.MetricApiLatency, "p99"), emf(dispatch.MetricPacingWait, "p99")),
 	)
 	return d
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
 // OrderPipe is the whole pipeline in one stack, one construct per concern.
@@ -66,13 +68,13 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 
 	// Output keys are the ones `orderpipe --stack` reads (docs/CONTRACTS.md).
 	outputs := map[string]*string{
-		"BucketName":          p.Uploads.Bucket.BucketName(),
-		"FilesQueueUrl":       p.Uploads.FilesQueue.QueueUrl(),
-		"FilesDlqUrl":         p.Uploads.FilesDLQ.QueueUrl(),
-		"OrdersQueueUrl":      p.Orders.Queue.QueueUrl(),
-		"OrdersDlqUrl":        p.Orders.DLQ.QueueUrl(),
-		"RedriveFunctionName": p.Redrive.Function.FunctionName(),
-		"AlarmTopicArn":       p.Monitoring.Topic.TopicArn(),
+		pipeline.OutputBucket:          p.Uploads.Bucket.BucketName(),
+		pipeline.OutputFilesQueue:      p.Uploads.FilesQueue.QueueUrl(),
+		pipeline.OutputFilesDLQ:        p.Uploads.FilesDLQ.QueueUrl(),
+		pipeline.OutputOrdersQueue:     p.Orders.Queue.QueueUrl(),
+		pipeline.OutputOrdersDLQ:       p.Orders.DLQ.QueueUrl(),
+		pipeline.OutputRedriveFunction: p.Redrive.Function.FunctionName(),
+		pipeline.OutputAlarmTopic:      p.Monitoring.Topic.TopicArn(),
 	}
 	for name, v := range outputs {
 		awscdk.NewCfnOutput(stack, jsii.String(name), &awscdk.CfnOutputProps{Value: v})

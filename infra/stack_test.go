@@ -1,6 +1,8 @@
 package main
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -9,7 +11,10 @@ import (
 	"github.com/aws/jsii-runtime-go"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
+	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
 func TestBucket(t *testing.T) {
@@ -261,10 +266,9 @@ func TestFunctions(t *testing.T) {
 		timeout float64
 		env     []string
 	}{
-		{"ingest", s.id(p.Ingest.Function), st.IngestTimeout.Seconds(), []string{EnvFilesQueueURL, EnvOrdersQueueURL}},
-		{"dispatch", s.id(p.Dispatch.Function), st.DispatchTimeout.Seconds(), []string{
-			EnvAPIInstances, EnvAPIRate, EnvMaxAttempts, EnvAPIBaseURL, EnvAPISecretARN, EnvAPITimeout, EnvOrdersDLQURL, EnvOrdersQueueURL}},
-		{"redrive", s.id(p.Redrive.Function), st.RedriveTimeout.Seconds(), []string{EnvOrdersDLQURL, EnvOrdersQueueURL}},
+		{"ingest", s.id(p.Ingest.Function), st.IngestTimeout.Seconds(), slices.Collect(maps.Keys(ingest.DefaultConfig().Environ()))},
+		{"dispatch", s.id(p.Dispatch.Function), st.DispatchTimeout.Seconds(), append(slices.Collect(maps.Keys(dispatch.DefaultConfig().Environ())), dispatch.EnvAPISecretARN)},
+		{"redrive", s.id(p.Redrive.Function), st.RedriveTimeout.Seconds(), slices.Collect(maps.Keys(redrive.Config{}.Environ()))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := props(s.resources[c.id])
@@ -298,12 +302,15 @@ func TestFunctions(t *testing.T) {
 	t.Run("dispatch environment values", func(t *testing.T) {
 		vars := jsonPath(props(s.resources[s.id(p.Dispatch.Function)]), "Environment", "Variables").(map[string]any)
 		for k, want := range map[string]string{
-			EnvAPIBaseURL:   "https://orders.example.com/v1",
-			EnvAPISecretARN: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:orderpipe/api-AbCdEf",
-			EnvAPIRate:      "1",
-			EnvAPIInstances: "2",
-			EnvMaxAttempts:  "8",
-			EnvAPITimeout:   "10s",
+			"ORDER_API_BASE_URL":   "https://orders.example.com/v1",
+			"ORDER_API_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:orderpipe/api-AbCdEf",
+			"API_RATE":             "1",
+			"API_INSTANCES":        "2",
+			"MAX_ATTEMPTS":         "8",
+			"ORDER_API_TIMEOUT":    "10s",
+			"BACKOFF_BASE":         "2s",
+			"BACKOFF_MAX":          "15m0s",
+			"LOG_LEVEL":            "INFO",
 		} {
 			if got := vars[k]; got != want {
 				t.Errorf("%s: got %v, want %q", k, got, want)
@@ -514,7 +521,7 @@ func TestAlarms(t *testing.T) {
 	})
 	t.Run("dashboard", func(t *testing.T) {
 		dash := jsonString(s.resource(t, p.Monitoring.Dashboard))
-		for _, want := range append([]string{LatencyMetric, PacingMetric, "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesNotVisible"}, OutcomeMetrics...) {
+		for _, want := range append([]string{dispatch.MetricApiLatency, dispatch.MetricPacingWait, "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesNotVisible"}, dispatch.OutcomeMetrics()...) {
 			if !strings.Contains(dash, want) {
 				t.Errorf("dashboard lacks %s", want)
 			}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net/http/httptest"
 	"path"
 	"strconv"
@@ -53,7 +52,7 @@ func (p *e2ePipeline) retune(t *testing.T, s pipeline.Settings) {
 	if res != p.res {
 		t.Fatalf("provisioning again gave other resources:\n%s", cmp.Diff(p.res, res))
 	}
-	p.settings = s
+	p.settings, p.Settings = s, s
 	p.files.FunctionTimeout, p.orders.FunctionTimeout = s.IngestTimeout, s.DispatchTimeout
 }
 
@@ -66,24 +65,14 @@ func (p *e2ePipeline) shortDeadlineDispatch(t *testing.T, margin time.Duration) 
 	t.Helper()
 	ts := httptest.NewServer(p.hang)
 	t.Cleanup(ts.Close) // after the pollers have stopped: start registers its cleanup later
-	env := p.res.Env()
-	maps.Copy(env, map[string]string{
-		"ORDER_API_BASE_URL": ts.URL,
-		"ORDER_API_TIMEOUT":  (2 * margin).String(),
-		"API_RATE":           strconv.FormatFloat(p.settings.APIRate, 'g', -1, 64),
-		"API_INSTANCES":      strconv.Itoa(p.settings.Instances),
-		"MAX_ATTEMPTS":       strconv.Itoa(p.settings.MaxAttempts),
-		"BACKOFF_BASE":       "1s",
-		"BACKOFF_MAX":        "1s",
-		// The faults here are per order: a breaker opened by them would hold every order
-		// (pkg/governor; the breaker is tested there and in pkg/dispatch).
-		"BREAKER_THRESHOLD": "1000",
-	})
-	cfg, err := dispatch.LoadConfig(func(k string) string { return env[k] })
-	if err != nil {
+	cfg := p.res.DispatchConfig(p.settings, ts.URL)
+	cfg.APITimeout, cfg.BackoffBase, cfg.BackoffMax, cfg.MinRequest = 2*margin, time.Second, time.Second, margin
+	// The faults here are per order: a breaker opened by them would hold every order
+	// (pkg/governor; the breaker is tested there and in pkg/dispatch).
+	cfg.BreakerThreshold = 1000
+	if err := cfg.Validate(); err != nil {
 		t.Fatalf("dispatch config: %v", err)
 	}
-	cfg.MinRequest = margin
 	ac := cfg.OrderAPI()
 	ac.Margin = margin
 	api, err := orderapi.New(ac, nil, nil)
@@ -170,7 +159,7 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 	if got := p.orders.Stats().Crashes; got != int64(s.MaxReceiveCount) {
 		t.Errorf("dispatch crashes = %d, want maxReceiveCount %d", got, s.MaxReceiveCount)
 	}
-	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs)
+	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs, redrive.Options{})
 	dry, err := r.Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassUnknown}, DryRun: true})
 	if err != nil {
 		t.Fatalf("dry run: %v", err)
@@ -209,13 +198,12 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 // margin (the pipeline's 2 s would leave nothing of a 1 s function timeout).
 func (p *e2ePipeline) ingestHandler(t *testing.T, margin time.Duration) local.Handler {
 	t.Helper()
-	env := p.res.Env()
-	env["CHECKPOINT_MARGIN"] = margin.String()
-	cfg, err := ingest.LoadConfig(func(k string) string { return env[k] })
-	if err != nil {
+	cfg := p.IngestConfig
+	cfg.CheckpointMargin = margin
+	if err := cfg.Validate(); err != nil {
 		t.Fatalf("ingest config: %v", err)
 	}
-	return ingest.New(cfg, p.s3, p.sqs).Handle
+	return ingest.New(cfg, p.s3, p.sqs, ingest.Options{}).Handle
 }
 
 // names reports whether a files-queue message body names key.

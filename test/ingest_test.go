@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/clock"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/order"
 )
@@ -72,25 +73,19 @@ func newIngestEnv(t *testing.T) *ingestEnv {
 		NotificationConfiguration: &s3types.NotificationConfiguration{TopicConfigurations: []s3types.TopicConfiguration{{
 			TopicArn: topic.TopicArn,
 			Events:   []s3types.Event{"s3:ObjectCreated:*"},
-			Filter: &s3types.NotificationConfigurationFilter{Key: &s3types.S3KeyFilter{FilterRules: []s3types.FilterRule{
-				{Name: s3types.FilterRuleNamePrefix, Value: aws.String("uploads/")},
-			}}},
+			Filter:   prefixFilter("uploads/"),
 		}}},
 	}); err != nil {
 		t.Fatalf("put bucket notification: %v", err)
 	}
-	e.cfg, err = ingest.LoadConfig(func(k string) string {
-		return map[string]string{"ORDERS_QUEUE_URL": e.ordersURL, "FILES_QUEUE_URL": e.filesURL}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.newService()
+	e.cfg = ingest.DefaultConfig()
+	e.cfg.OrdersQueueURL, e.cfg.FilesQueueURL = e.ordersURL, e.filesURL
+	e.newService(ingest.Options{})
 	return e
 }
 
-func (e *ingestEnv) newService() {
-	e.svc = ingest.New(e.cfg, e.s3, e.sqs)
+func (e *ingestEnv) newService(opts ingest.Options) {
+	e.svc = ingest.New(e.cfg, e.s3, e.sqs, opts)
 }
 
 func (e *ingestEnv) upload(t *testing.T, key string, body []byte) {
@@ -440,6 +435,9 @@ func (c *stepClock) Now() time.Time {
 	return c.t
 }
 
+// Sleep is the real sleep: only the send retries' backoff sleeps.
+func (c *stepClock) Sleep(ctx context.Context, d time.Duration) error { return clock.Sleep(ctx, d) }
+
 // generated returns a file of n lines in format ext ("jsonl" or "csv") where every 17th line
 // is malformed and every 13th repeats the id of the line 10 before, with what ingest must make
 // of it.
@@ -510,12 +508,11 @@ func TestIngestCheckpoints(t *testing.T) {
 			// it: after about 20 clock readings, so about 18 lines. Periodic saves every 7.
 			e.cfg.CheckpointMargin = 30*time.Minute - 20*time.Second
 			e.cfg.CheckpointEvery = 7 * time.Second
-			e.newService()
-			clock := &stepClock{t: time.Now(), step: time.Second}
-			e.svc.Now = clock.Now
+			steps := &stepClock{t: time.Now(), step: time.Second}
+			e.newService(ingest.Options{Clock: steps})
 			e.upload(t, tt.key, tt.body)
 			calls := e.drain(t, func() (context.Context, context.CancelFunc) {
-				return context.WithDeadline(context.Background(), clock.Now().Add(30*time.Minute))
+				return context.WithDeadline(context.Background(), steps.Now().Add(30*time.Minute))
 			})
 			check(t, e, tt.key, tt.want)
 			rep := e.report(t, tt.key)
@@ -696,11 +693,10 @@ func TestIngestRequeuesWhenOutOfTime(t *testing.T) {
 	e := newIngestEnv(t)
 	e.cfg.CheckpointMargin = 30*time.Minute - 10*time.Second
 	e.cfg.CheckpointEvery = time.Hour
-	e.newService()
-	clock := &stepClock{t: time.Now(), step: time.Second}
-	e.svc.Now = clock.Now
+	steps := &stepClock{t: time.Now(), step: time.Second}
+	e.newService(ingest.Options{Clock: steps})
 	ctxFor := func() (context.Context, context.CancelFunc) {
-		return context.WithDeadline(context.Background(), clock.Now().Add(30*time.Minute))
+		return context.WithDeadline(context.Background(), steps.Now().Add(30*time.Minute))
 	}
 	keys := []string{"uploads/first.jsonl", "uploads/second.jsonl"}
 	for _, k := range keys {

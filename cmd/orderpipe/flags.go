@@ -4,7 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
+
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
 // options are the flags every command takes.
@@ -50,14 +53,14 @@ const (
 )
 
 var resourceSpecs = [...]resourceSpec{
-	resBucket:          {"bucket", "ORDERPIPE_BUCKET", "BucketName", "orders bucket", func(r *resourceNames) *string { return &r.Bucket }},
-	resFilesQueue:      {"files-queue", "ORDERPIPE_FILES_QUEUE", "FilesQueueUrl", "files queue URL or name", func(r *resourceNames) *string { return &r.FilesQueue }},
-	resFilesDLQ:        {"files-dlq", "ORDERPIPE_FILES_DLQ", "FilesDlqUrl", "files dead-letter queue URL or name", func(r *resourceNames) *string { return &r.FilesDLQ }},
-	resOrdersQueue:     {"orders-queue", "ORDERPIPE_ORDERS_QUEUE", "OrdersQueueUrl", "orders queue URL or name", func(r *resourceNames) *string { return &r.OrdersQueue }},
-	resOrdersDLQ:       {"orders-dlq", "ORDERPIPE_ORDERS_DLQ", "OrdersDlqUrl", "orders dead-letter queue URL or name", func(r *resourceNames) *string { return &r.OrdersDLQ }},
-	resAlarmTopic:      {"alarm-topic", "ORDERPIPE_ALARM_TOPIC", "AlarmTopicArn", "alarm topic ARN", func(r *resourceNames) *string { return &r.AlarmTopic }},
-	resRedriveFunction: {"redrive-function", "ORDERPIPE_REDRIVE_FUNCTION", "RedriveFunctionName", "redrive Lambda function name", func(r *resourceNames) *string { return &r.RedriveFunction }},
-	resGovernorTable:   {"governor-table", "ORDERPIPE_GOVERNOR_TABLE", "GovernorTableName", "governor DynamoDB table name", func(r *resourceNames) *string { return &r.GovernorTable }},
+	resBucket:          {"bucket", "ORDERPIPE_BUCKET", pipeline.OutputBucket, "orders bucket", func(r *resourceNames) *string { return &r.Bucket }},
+	resFilesQueue:      {"files-queue", "ORDERPIPE_FILES_QUEUE", pipeline.OutputFilesQueue, "files queue URL or name", func(r *resourceNames) *string { return &r.FilesQueue }},
+	resFilesDLQ:        {"files-dlq", "ORDERPIPE_FILES_DLQ", pipeline.OutputFilesDLQ, "files dead-letter queue URL or name", func(r *resourceNames) *string { return &r.FilesDLQ }},
+	resOrdersQueue:     {"orders-queue", "ORDERPIPE_ORDERS_QUEUE", pipeline.OutputOrdersQueue, "orders queue URL or name", func(r *resourceNames) *string { return &r.OrdersQueue }},
+	resOrdersDLQ:       {"orders-dlq", "ORDERPIPE_ORDERS_DLQ", pipeline.OutputOrdersDLQ, "orders dead-letter queue URL or name", func(r *resourceNames) *string { return &r.OrdersDLQ }},
+	resAlarmTopic:      {"alarm-topic", "ORDERPIPE_ALARM_TOPIC", pipeline.OutputAlarmTopic, "alarm topic ARN", func(r *resourceNames) *string { return &r.AlarmTopic }},
+	resRedriveFunction: {"redrive-function", "ORDERPIPE_REDRIVE_FUNCTION", pipeline.OutputRedriveFunction, "redrive Lambda function name", func(r *resourceNames) *string { return &r.RedriveFunction }},
+	resGovernorTable:   {"governor-table", "ORDERPIPE_GOVERNOR_TABLE", pipeline.OutputGovernorTable, "governor DynamoDB table name", func(r *resourceNames) *string { return &r.GovernorTable }},
 }
 
 // newFlags returns a flag set for command name (usage line "orderpipe name synopsis") with the
@@ -81,15 +84,21 @@ func (c *cli) newFlags(name, synopsis string) (*flag.FlagSet, *options) {
 }
 
 // parseArgs parses flags placed anywhere among the positional arguments and returns the
-// positional ones. Bad flags are usage errors.
+// positional ones. -h prints the command's full help. A bad flag is a usage error carrying the
+// command's usage line and a pointer to its help, not the whole flag list.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	out := fs.Output()
+	fs.SetOutput(io.Discard) // the flag package prints the error and the whole help itself
+	defer fs.SetOutput(out)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(out)
+				fs.Usage()
 				return nil, err
 			}
-			return nil, usageErrorf("%s: %v", fs.Name(), err)
+			return nil, usageErrorf("%s: %v\n%s\nrun 'orderpipe help %s' for every flag", fs.Name(), err, usageLine(fs), fs.Name())
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -98,6 +107,17 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// usageLine is the first line fs.Usage prints: "usage: orderpipe NAME SYNOPSIS".
+func usageLine(fs *flag.FlagSet) string {
+	out := fs.Output()
+	defer fs.SetOutput(out)
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.Usage()
+	line, _, _ := strings.Cut(b.String(), "\n")
+	return line
 }
 
 // noArgs parses args for a command without positional arguments.

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/internal/sqsscan"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
@@ -26,6 +25,10 @@ const peekVisibility = 30 * time.Second
 // hidden for peekVisibility, hands each to a visitor, deletes the ones the visitor takes and
 // makes all others visible again before returning (even when ctx is cancelled). Each receive
 // increments the message's ApproximateReceiveCount.
+//
+// Use it on the dead-letter queues only: they have no redrive policy, so a receive there
+// changes nothing but that count. On a source queue (files, orders) each receive counts toward
+// maxReceiveCount and would park orders as unknown without a delivery attempt.
 type scanner struct {
 	sqs      *sqs.Client
 	queueURL string
@@ -41,77 +44,42 @@ type verdict struct {
 // scan visits messages until the queue returns none, max were seen, or the visitor stops.
 // It returns how many distinct messages were visited.
 func (s scanner) scan(ctx context.Context, visit func(sqstypes.Message) verdict) (n int, err error) {
-	seen := make(map[string]bool)
-	// held maps each message to release to its latest receipt handle: one that came back after
-	// its visibility has a new handle, and the old one may no longer work.
-	held := make(map[string]sqstypes.Message)
+	q := sqsscan.New(s.sqs, s.queueURL)
 	defer func() {
-		if rerr := s.release(context.WithoutCancel(ctx), slices.Collect(maps.Values(held))); rerr != nil && err == nil {
-			err = rerr
+		if _, rerr := q.Release(ctx); rerr != nil && err == nil {
+			err = fmt.Errorf("%w: they reappear within %v", rerr, peekVisibility)
 		}
 	}()
 	for n < s.max {
-		out, err := s.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl:                    &s.queueURL,
-			MaxNumberOfMessages:         int32(min(10, s.max-n)),
-			VisibilityTimeout:           int32(peekVisibility / time.Second),
-			WaitTimeSeconds:             1,
-			MessageAttributeNames:       []string{"All"},
-			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
-		})
+		fresh, received, err := q.Receive(ctx, min(10, s.max-n), peekVisibility, time.Second)
 		if err != nil {
-			return n, fmt.Errorf("receive from %s: %w", s.queueURL, err)
+			return n, err
 		}
-		if len(out.Messages) == 0 {
+		if received == 0 || len(fresh) == 0 {
 			return n, nil
 		}
 		var remove []sqstypes.Message
-		fresh, stop := 0, false
-		for _, m := range out.Messages {
-			id := aws.ToString(m.MessageId)
-			if seen[id] || stop || n >= s.max {
-				held[id] = m // came back after its visibility: keep its new handle to release
-				continue
+		stop := false
+		for _, m := range fresh {
+			if stop || n >= s.max {
+				break // the rest stay held and are released
 			}
-			seen[id] = true
-			fresh++
 			n++
 			v := visit(m)
 			if v.remove {
+				q.Take(aws.ToString(m.MessageId))
 				remove = append(remove, m)
-			} else {
-				held[id] = m
 			}
 			stop = v.stop
 		}
 		if err := s.remove(ctx, remove); err != nil {
 			return n, err
 		}
-		if stop || fresh == 0 {
+		if stop {
 			return n, nil
 		}
 	}
 	return n, nil
-}
-
-// release makes messages visible again, ten at a time. A failed batch does not stop the
-// others: every message it can release is released, and the failures are reported together.
-func (s scanner) release(ctx context.Context, msgs []sqstypes.Message) error {
-	var errs []error
-	for chunk := range slices.Chunk(msgs, 10) {
-		entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(chunk))
-		for i, m := range chunk {
-			entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
-		}
-		out, err := s.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &s.queueURL, Entries: entries})
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("make %d messages visible again on %s: %w", len(chunk), s.queueURL, err))
-		case len(out.Failed) > 0:
-			errs = append(errs, fmt.Errorf("make messages visible again on %s: %d failed (%s): they reappear within %v", s.queueURL, len(out.Failed), aws.ToString(out.Failed[0].Message), peekVisibility))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // remove deletes messages, ten at a time.

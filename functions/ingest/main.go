@@ -19,7 +19,7 @@ import (
 
 func main() {
 	if err := run(); err != nil {
-		slog.Error("ingest: start", "err", err)
+		slog.Error("ingest: start", "error", err)
 		os.Exit(1)
 	}
 }
@@ -37,7 +37,7 @@ func run() error {
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL") != "" // the local stand-in needs it
 	})
-	h := ingest.New(cfg, s3c, sqs.NewFromConfig(awsCfg))
+	h := ingest.New(cfg, s3c, sqs.NewFromConfig(awsCfg), ingest.Options{})
 	lambda.Start(h.Handle)
 	return nil
 }

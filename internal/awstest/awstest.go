@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,18 +48,7 @@ func Config(t testing.TB) aws.Config {
 // ConfigAt is Config for an explicit endpoint (for example a second stand-in).
 func ConfigAt(t testing.TB, endpoint string) aws.Config {
 	t.Helper()
-	// A busy stand-in (every package's tests share it) can be slow to answer: try a few times.
-	c := http.Client{Timeout: 10 * time.Second}
-	var err error
-	for try := 0; try < 3; try++ {
-		var resp *http.Response
-		if resp, err = c.Get(endpoint); err == nil {
-			resp.Body.Close()
-			break
-		}
-		time.Sleep(time.Second)
-	}
-	if err != nil {
+	if err := reachable(endpoint); err != nil {
 		t.Fatalf("AWS stand-in not reachable at %s (%v): run the tests with `make test`, or start it with `make moto-start`", endpoint, err)
 	}
 	cfg, err := config.LoadDefaultConfig(context.Background(),
@@ -70,6 +60,32 @@ func ConfigAt(t testing.TB, endpoint string) aws.Config {
 		t.Fatalf("load AWS config: %v", err)
 	}
 	return cfg
+}
+
+// unreachable remembers endpoints that did not answer, so that the other tests of the process fail
+// at once instead of each waiting for them.
+var unreachable sync.Map // endpoint -> error
+
+// reachable reports whether endpoint answers an HTTP GET. A busy stand-in (every package's tests
+// share it) can be slow to answer, so it tries a few times.
+func reachable(endpoint string) error {
+	if err, ok := unreachable.Load(endpoint); ok {
+		return err.(error)
+	}
+	c := http.Client{Timeout: 10 * time.Second}
+	var err error
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			time.Sleep(time.Second)
+		}
+		var resp *http.Response
+		if resp, err = c.Get(endpoint); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+	}
+	unreachable.Store(endpoint, err)
+	return err
 }
 
 // S3 returns an S3 client using path-style addressing, as the stand-in needs.

@@ -16,9 +16,6 @@ import (
 // maxDetail bounds FailureDetail (docs/CONTRACTS.md).
 const maxDetail = 256
 
-// failureAttributes are added when parking and removed when re-sending.
-var failureAttributes = []string{order.AttrFailureClass, order.AttrFailureDetail, order.AttrAttempts, order.AttrParkedAt}
-
 // requeuedAttributes are the event's attributes in SendMessage form, without failure
 // attributes, plus Retries, within the SQS limit of 10.
 func requeuedAttributes(in map[string]events.SQSMessageAttribute, retries int) map[string]types.MessageAttributeValue {
@@ -31,11 +28,10 @@ func requeuedAttributes(in map[string]events.SQSMessageAttribute, retries int) m
 // Retries (a parked order starts a fresh budget when redriven; a re-sent copy gets its own),
 // keeping at most limit of them: the order contract's first, then by name.
 func convert(in map[string]events.SQSMessageAttribute, limit int) map[string]types.MessageAttributeValue {
+	in = order.StripParking(in)
 	names := make([]string, 0, len(in))
 	for n := range in {
-		if !slices.Contains(failureAttributes, n) && n != order.AttrRetries {
-			names = append(names, n)
-		}
+		names = append(names, n)
 	}
 	contract := []string{order.AttrOrderID, order.AttrSource, order.AttrSourceVersion, order.AttrLine}
 	slices.SortFunc(names, func(a, b string) int {
@@ -68,7 +64,7 @@ func convert(in map[string]events.SQSMessageAttribute, limit int) map[string]typ
 // parkedAttributes are the original attributes plus FailureClass, FailureDetail, Attempts and
 // ParkedAt, within the SQS limit of 10 (original attributes beyond the contract's go first).
 func parkedAttributes(in map[string]events.SQSMessageAttribute, class, detail string, attempts int, now time.Time) map[string]types.MessageAttributeValue {
-	out := convert(in, maxAttributes-len(failureAttributes))
+	out := convert(in, maxAttributes-len(order.ParkingAttributes))
 	if len(detail) > maxDetail {
 		detail = strings.ToValidUTF8(detail[:maxDetail], "")
 	}

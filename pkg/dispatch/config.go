@@ -14,7 +14,41 @@ import (
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
-// Config is the dispatch function's configuration (docs/CONTRACTS.md "Environment").
+// Environment variable names LoadConfig reads (docs/CONTRACTS.md "Environment").
+const (
+	EnvOrdersQueueURL = "ORDERS_QUEUE_URL"
+	EnvDLQURL         = "ORDERS_DLQ_URL"
+	EnvAPIBaseURL     = "ORDER_API_BASE_URL"
+	EnvAPISecretARN   = "ORDER_API_SECRET_ARN"
+	EnvAPITimeout     = "ORDER_API_TIMEOUT"
+	EnvAPIRate        = "API_RATE"
+	EnvAPIInstances   = "API_INSTANCES"
+	EnvMaxAttempts    = "MAX_ATTEMPTS"
+	EnvBackoffBase    = "BACKOFF_BASE"
+	EnvBackoffMax     = "BACKOFF_MAX"
+	EnvLogLevel       = "LOG_LEVEL"
+	// The governor (pkg/governor): its table, margins and breaker.
+	EnvGovernorTable    = "GOVERNOR_TABLE"
+	EnvClockSkew        = "GOVERNOR_CLOCK_SKEW"
+	EnvMargin           = "GOVERNOR_MARGIN"
+	EnvBreakerThreshold = "BREAKER_THRESHOLD"
+	EnvProbeInterval    = "BREAKER_PROBE_INTERVAL"
+	// EnvFunctionName is set by Lambda, never by a deployment.
+	EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
+)
+
+// Defaults of the optional settings not shared with pipeline.Settings (API_RATE, API_INSTANCES
+// and MAX_ATTEMPTS default to pipeline.Defaults; ORDER_API_TIMEOUT to orderapi.DefaultTimeout).
+const (
+	DefaultBackoffBase  = 2 * time.Second
+	DefaultBackoffMax   = 15 * time.Minute
+	DefaultFunctionName = "dispatch"
+	DefaultMinRequest   = time.Second
+)
+
+// Config is the dispatch function's configuration (docs/CONTRACTS.md "Environment"). Build it
+// with LoadConfig, or from DefaultConfig with the required fields set; a hand-built Config must
+// pass Validate.
 type Config struct {
 	OrdersQueueURL string // ORDERS_QUEUE_URL: throttled orders at the end of their budget are re-sent here
 	DLQURL         string // ORDERS_DLQ_URL: parked orders
@@ -48,6 +82,64 @@ type Config struct {
 	// before the deadline the message is given back instead. Not from the environment; default 1s
 	// (capped by APITimeout).
 	MinRequest time.Duration
+}
+
+// DefaultConfig returns the configuration LoadConfig starts from: every optional setting at its
+// default, the queue URLs and the API base URL empty (they are required).
+func DefaultConfig() Config {
+	d := pipeline.Defaults()
+	return Config{
+		APITimeout:   orderapi.DefaultTimeout,
+		APIRate:      d.APIRate,
+		APIInstances: d.Instances,
+		MaxAttempts:  d.MaxAttempts,
+		BackoffBase:  DefaultBackoffBase,
+		BackoffMax:   DefaultBackoffMax,
+		LogLevel:     slog.LevelInfo,
+		FunctionName: DefaultFunctionName,
+		MinRequest:   DefaultMinRequest,
+
+		BreakerThreshold: governor.DefaultFailureThreshold,
+		ProbeInterval:    governor.DefaultProbeInterval,
+	}
+}
+
+// WithSettings returns c with the values a deployment's settings decide: the API's total rate,
+// the number of instances sharing it and the transient budget.
+func (c Config) WithSettings(s pipeline.Settings) Config {
+	c.APIRate, c.APIInstances, c.MaxAttempts = s.APIRate, s.Instances, s.MaxAttempts
+	return c
+}
+
+// Environ returns the environment LoadConfig reads c back from: every variable of the contract
+// except AWS_LAMBDA_FUNCTION_NAME (Lambda sets it), with ORDER_API_SECRET_ARN only when set.
+// MinRequest is not part of the environment. For a valid c whose FunctionName and MinRequest are
+// the defaults, LoadConfig(Environ) returns c.
+func (c Config) Environ() map[string]string {
+	env := map[string]string{
+		EnvOrdersQueueURL: c.OrdersQueueURL,
+		EnvDLQURL:         c.DLQURL,
+		EnvAPIBaseURL:     c.APIBaseURL,
+		EnvAPITimeout:     c.APITimeout.String(),
+		EnvAPIRate:        strconv.FormatFloat(c.APIRate, 'g', -1, 64),
+		EnvAPIInstances:   strconv.Itoa(c.APIInstances),
+		EnvMaxAttempts:    strconv.Itoa(c.MaxAttempts),
+		EnvBackoffBase:    c.BackoffBase.String(),
+		EnvBackoffMax:     c.BackoffMax.String(),
+		EnvLogLevel:       c.LogLevel.String(),
+
+		EnvClockSkew:        c.ClockSkew.String(),
+		EnvMargin:           c.Margin.String(),
+		EnvBreakerThreshold: strconv.Itoa(c.BreakerThreshold),
+		EnvProbeInterval:    c.ProbeInterval.String(),
+	}
+	if c.APISecretARN != "" {
+		env[EnvAPISecretARN] = c.APISecretARN
+	}
+	if c.GovernorTable != "" {
+		env[EnvGovernorTable] = c.GovernorTable
+	}
+	return env
 }
 
 // PerInstanceRate is the rate this instance paces at, requests/s.
@@ -131,28 +223,29 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 		return d
 	}
+	d := DefaultConfig()
 	c := Config{
-		OrdersQueueURL: str("ORDERS_QUEUE_URL", "", true),
-		DLQURL:         str("ORDERS_DLQ_URL", "", true),
-		APIBaseURL:     str("ORDER_API_BASE_URL", "", true),
-		APISecretARN:   str("ORDER_API_SECRET_ARN", "", false),
-		APITimeout:     dur("ORDER_API_TIMEOUT", orderapi.DefaultTimeout),
-		APIRate:        num("API_RATE", 1),
-		APIInstances:   count("API_INSTANCES", 2),
-		MaxAttempts:    count("MAX_ATTEMPTS", 8),
-		BackoffBase:    dur("BACKOFF_BASE", 2*time.Second),
-		BackoffMax:     dur("BACKOFF_MAX", 15*time.Minute),
-		FunctionName:   str("AWS_LAMBDA_FUNCTION_NAME", "dispatch", false),
+		OrdersQueueURL: str(EnvOrdersQueueURL, "", true),
+		DLQURL:         str(EnvDLQURL, "", true),
+		APIBaseURL:     str(EnvAPIBaseURL, "", true),
+		APISecretARN:   str(EnvAPISecretARN, "", false),
+		APITimeout:     dur(EnvAPITimeout, d.APITimeout),
+		APIRate:        num(EnvAPIRate, d.APIRate),
+		APIInstances:   count(EnvAPIInstances, d.APIInstances),
+		MaxAttempts:    count(EnvMaxAttempts, d.MaxAttempts),
+		BackoffBase:    dur(EnvBackoffBase, d.BackoffBase),
+		BackoffMax:     dur(EnvBackoffMax, d.BackoffMax),
+		FunctionName:   str(EnvFunctionName, d.FunctionName, false),
+		MinRequest:     d.MinRequest,
 
-		GovernorTable:    str("GOVERNOR_TABLE", "", false),
-		ClockSkew:        nonNegative("GOVERNOR_CLOCK_SKEW"),
-		Margin:           nonNegative("GOVERNOR_MARGIN"),
-		BreakerThreshold: count("BREAKER_THRESHOLD", governor.DefaultFailureThreshold),
-		ProbeInterval:    dur("BREAKER_PROBE_INTERVAL", governor.DefaultProbeInterval),
-		MinRequest:       time.Second,
+		GovernorTable:    str(EnvGovernorTable, "", false),
+		ClockSkew:        nonNegative(EnvClockSkew),
+		Margin:           nonNegative(EnvMargin),
+		BreakerThreshold: count(EnvBreakerThreshold, d.BreakerThreshold),
+		ProbeInterval:    dur(EnvProbeInterval, d.ProbeInterval),
 	}
-	if v := str("LOG_LEVEL", "info", false); c.LogLevel.UnmarshalText([]byte(v)) != nil {
-		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", v))
+	if v := str(EnvLogLevel, d.LogLevel.String(), false); c.LogLevel.UnmarshalText([]byte(v)) != nil {
+		errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", EnvLogLevel, v))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("dispatch config: %w", err)
@@ -168,22 +261,22 @@ func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.OrdersQueueURL == "" || c.DLQURL == "" {
-		bad("ORDERS_QUEUE_URL and ORDERS_DLQ_URL are required")
+		bad("%s and %s are required", EnvOrdersQueueURL, EnvDLQURL)
 	}
 	if err := orderapi.CheckBaseURL(c.APIBaseURL); err != nil {
-		bad("ORDER_API_BASE_URL: %v", err)
+		bad("%s: %v", EnvAPIBaseURL, err)
 	}
 	if !(c.APIRate > 0) || math.IsInf(c.APIRate, 0) || c.APIInstances < 1 {
-		bad("API_RATE %v and API_INSTANCES %d must be finite and > 0", c.APIRate, c.APIInstances)
+		bad("%s %v and %s %d must be finite and > 0", EnvAPIRate, c.APIRate, EnvAPIInstances, c.APIInstances)
 	}
 	if c.MaxAttempts < 2 {
-		bad("MAX_ATTEMPTS %d: want at least 2", c.MaxAttempts)
+		bad("%s %d: want at least 2", EnvMaxAttempts, c.MaxAttempts)
 	}
 	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase || c.BackoffMax > pipeline.MaxVisibility {
-		bad("BACKOFF_BASE %v, BACKOFF_MAX %v: want 0 < base <= max <= %v", c.BackoffBase, c.BackoffMax, pipeline.MaxVisibility)
+		bad("%s %v, %s %v: want 0 < base <= max <= %v", EnvBackoffBase, c.BackoffBase, EnvBackoffMax, c.BackoffMax, pipeline.MaxVisibility)
 	}
 	if c.APITimeout <= 0 || c.MinRequest < 0 {
-		bad("ORDER_API_TIMEOUT %v must be > 0", c.APITimeout)
+		bad("%s %v must be > 0", EnvAPITimeout, c.APITimeout)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dispatch config: %w", err)

@@ -20,7 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/orderpipe/orderpipe/internal/backoff"
 	"github.com/orderpipe/orderpipe/internal/clock"
+	"github.com/orderpipe/orderpipe/internal/detach"
 	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
@@ -212,11 +214,8 @@ func (d *Dispatcher) notAttempted(attempts int, dec decision) decision {
 // least 1 s so a failing order never spins, and at most maxVisibility (BACKOFF_MAX may be 12 h,
 // which SQS refuses as a visibility change after the receive).
 func (d *Dispatcher) backoff(attempts int) time.Duration {
-	ceiling := float64(d.cfg.BackoffMax)
-	if e := float64(d.cfg.BackoffBase) * math.Pow(2, float64(max(attempts, 1)-1)); e < ceiling {
-		ceiling = e
-	}
-	return min(max(time.Duration(d.rand()*ceiling), time.Second), maxVisibility)
+	p := backoff.Policy{Base: d.cfg.BackoffBase, Max: d.cfg.BackoffMax}
+	return min(max(p.FullJitter(attempts, d.rand()), time.Second), maxVisibility)
 }
 
 // process decides and carries out one message's fate, and reports whether it may be deleted.
@@ -421,13 +420,7 @@ func (d *Dispatcher) apply(ctx context.Context, log *slog.Logger, msg events.SQS
 // with the invocation's ctx, at most sqsCallBudget, and ending responseReserve before ctx's
 // deadline. A call cut short by it fails, and the message stays on the queue.
 func bookkeepingContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	sctx, cancelBudget := context.WithTimeout(context.WithoutCancel(ctx), sqsCallBudget)
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return sctx, cancelBudget
-	}
-	sctx, cancelDeadline := context.WithDeadline(sctx, dl.Add(-responseReserve))
-	return sctx, func() { cancelDeadline(); cancelBudget() }
+	return detach.Context(ctx, responseReserve, sqsCallBudget)
 }
 
 func (d *Dispatcher) setVisibility(ctx context.Context, msg events.SQSMessage, v time.Duration) error {

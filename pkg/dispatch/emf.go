@@ -26,6 +26,15 @@ const (
 	MetricGovernorErrors = "GovernorErrors" // governor store calls that failed
 )
 
+// MetricDimension is the one dimension of every dispatch metric: its value is the function name.
+const MetricDimension = "Function"
+
+// OutcomeMetrics returns the names of the outcome counts, one per order outcome, in the order
+// they are emitted.
+func OutcomeMetrics() []string {
+	return []string{MetricSent, MetricThrottled, MetricTransient, MetricPermanent, MetricExhausted}
+}
+
 // maxEMFValues is the most values EMF accepts for one metric in one line.
 const maxEMFValues = 100
 
@@ -58,7 +67,7 @@ type emfMeta struct {
 // writeEMF writes m as one EMF JSON line with the dimension Function=function. A metric list with
 // no values (no PUT made) is left out, as EMF requires every declared metric to have a value.
 func writeEMF(w io.Writer, now time.Time, function string, m metrics) error {
-	doc := map[string]any{"Function": function}
+	doc := map[string]any{MetricDimension: function}
 	var declared []emfMetric
 	add := func(name, unit string, v any) {
 		declared = append(declared, emfMetric{name, unit})
@@ -89,7 +98,7 @@ func writeEMF(w io.Writer, now time.Time, function string, m metrics) error {
 		Timestamp: now.UnixMilli(),
 		CloudWatchMetrics: []emfDirective{{
 			Namespace:  MetricsNamespace,
-			Dimensions: [][]string{{"Function"}},
+			Dimensions: [][]string{{MetricDimension}},
 			Metrics:    declared,
 		}},
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -105,6 +106,37 @@ func TestLoadConfig(t *testing.T) {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestEnviron: what Environ writes, LoadConfig reads back unchanged, and DefaultConfig is what
+// LoadConfig gives for the required variables alone.
+func TestEnviron(t *testing.T) {
+	required := DefaultConfig()
+	required.OrdersQueueURL, required.DLQURL, required.APIBaseURL = "http://q/orders", "http://q/orders-dlq", "https://api.example.com/v1"
+	everything := required
+	everything.APISecretARN, everything.APITimeout, everything.APIRate, everything.APIInstances = "arn:aws:secretsmanager:us-east-1:1:secret:x", 3*time.Second, 0.35, 4
+	everything.MaxAttempts, everything.BackoffBase, everything.BackoffMax, everything.LogLevel = 5, 1500*time.Millisecond, 90*time.Minute, slog.LevelDebug
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{{"defaults", required}, {"everything set", everything}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := tc.cfg.Environ()
+			if _, ok := env[EnvFunctionName]; ok {
+				t.Errorf("Environ sets %s, which Lambda reserves", EnvFunctionName)
+			}
+			got, err := LoadConfig(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatalf("LoadConfig(Environ): %v", err)
+			}
+			if diff := cmp.Diff(tc.cfg, got); diff != "" {
+				t.Errorf("round trip (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, ok := required.Environ()[EnvAPISecretARN]; ok {
+		t.Errorf("Environ sets %s without a secret", EnvAPISecretARN)
 	}
 }
 

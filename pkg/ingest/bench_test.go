@@ -45,7 +45,7 @@ func freshQueue(b *testing.B, e *env) {
 	deleteQueue(b, e)
 	e.ordersURL, _ = awstest.NewQueue(b, awstest.Config(b), nil)
 	e.cfg.OrdersQueueURL = e.ordersURL
-	e.svc = ingest.New(e.cfg, e.s3, e.sqs)
+	e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{})
 }
 
 // BenchmarkIngestToMoto is the ingest rate through Service.Ingest: read the object from moto's
@@ -64,7 +64,7 @@ func BenchmarkIngestToMoto(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		freshQueue(b, e)
 		b.StopTimer()
-		svc := ingest.New(e.cfg, store, countingQueue(e.sqs, &entries, &calls))
+		svc := ingest.New(e.cfg, store, countingQueue(e.sqs, &entries, &calls), ingest.Options{})
 		key := "uploads/bench-" + strconv.Itoa(i%10) + ".jsonl"
 		if _, err := e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: aws.String("state/" + key + "@null.json")}); err != nil {
 			b.Fatal(err)
@@ -176,7 +176,7 @@ func BenchmarkIngestPeakRSS(b *testing.B) {
 	e := newEnv(b)
 	const key = "uploads/big.jsonl"
 	lines := uploadGenerated(b, e, key, size)
-	svc := ingest.New(e.cfg, e.s3, discard{})
+	svc := ingest.New(e.cfg, e.s3, discard{}, ingest.Options{})
 	ctx := context.Background()
 	runtime.GC()
 	debug.FreeOSMemory()

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"time"
 
+	"github.com/orderpipe/orderpipe/internal/detach"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/s3event"
 )
@@ -92,14 +92,14 @@ func (r *fileRun) writeState(ctx context.Context, st State) error {
 func (r *fileRun) handoff(ctx context.Context, offset int64, header []string) (Outcome, error) {
 	token := newToken()
 	r.saved.Continuations++
-	wctx, cancel := bookkeeping(ctx, r.svc.handoffReserve())
+	wctx, cancel := detach.Context(ctx, r.svc.handoffReserve(), 0)
 	defer cancel()
 	if err := r.checkpoint(wctx, offset, header, token, r.svc.now().Add(DefaultLease)); err != nil {
 		r.saved.Continuations--
 		return 0, err
 	}
 	// The claim is the new token's now: the continuation must go out even if ctx is done.
-	ctx, cancelSend := bookkeeping(ctx, BookkeepingReserve)
+	ctx, cancelSend := detach.Context(ctx, BookkeepingReserve, 0)
 	defer cancelSend()
 	obj := r.claim.obj
 	etag := r.claim.state.ETag
@@ -118,12 +118,12 @@ func (r *fileRun) handoff(ctx context.Context, offset int64, header []string) (O
 // releaseClaim gives up the claim (lease in the past) so that a retry resumes at once from the
 // last checkpoint. It is best effort: the lease runs out anyway.
 func (r *fileRun) releaseClaim(ctx context.Context) {
-	ctx, cancel := bookkeeping(ctx, BookkeepingReserve)
+	ctx, cancel := detach.Context(ctx, BookkeepingReserve, 0)
 	defer cancel()
 	st := r.saved
 	st.LeaseUntil = time.Time{}
 	r.claim.state = st
 	if err := r.claim.save(ctx, r.svc.objects); err != nil {
-		slog.WarnContext(ctx, "release claim", "bucket", r.claim.obj.Bucket, "key", r.claim.obj.Key, "err", err)
+		r.svc.log.WarnContext(ctx, "release claim", "bucket", r.claim.obj.Bucket, "key", r.claim.obj.Key, "error", err)
 	}
 }

@@ -9,8 +9,21 @@ import (
 	"time"
 )
 
+// Environment variable names LoadConfig reads (docs/CONTRACTS.md, "Environment").
+const (
+	EnvOrdersQueueURL   = "ORDERS_QUEUE_URL"
+	EnvFilesQueueURL    = "FILES_QUEUE_URL"
+	EnvIDField          = "ID_FIELD"
+	EnvMaxLineBytes     = "MAX_LINE_BYTES"
+	EnvMaxFileBytes     = "MAX_FILE_BYTES"
+	EnvSendConcurrency  = "SEND_CONCURRENCY"
+	EnvCheckpointMargin = "CHECKPOINT_MARGIN"
+	EnvLogLevel         = "LOG_LEVEL"
+)
+
 // Config is the ingest function's configuration (docs/CONTRACTS.md, "Environment"). Build it
-// with LoadConfig; a hand-built Config must pass Validate.
+// with LoadConfig, or from DefaultConfig with the queue URLs set; a hand-built Config must pass
+// Validate.
 type Config struct {
 	OrdersQueueURL   string        // ORDERS_QUEUE_URL: where orders are sent
 	FilesQueueURL    string        // FILES_QUEUE_URL: where continuations are sent
@@ -35,12 +48,10 @@ const (
 	DefaultCheckpointEvery  = time.Minute
 )
 
-// LoadConfig reads the configuration through getenv (os.Getenv in main), applies the defaults
-// and validates it. The error lists every bad or missing variable.
-func LoadConfig(getenv func(string) string) (Config, error) {
-	c := Config{
-		OrdersQueueURL:   getenv("ORDERS_QUEUE_URL"),
-		FilesQueueURL:    getenv("FILES_QUEUE_URL"),
+// DefaultConfig returns the configuration LoadConfig starts from: every optional setting at its
+// default, the queue URLs empty (they are required).
+func DefaultConfig() Config {
+	return Config{
 		IDField:          DefaultIDField,
 		MaxLineBytes:     DefaultMaxLineBytes,
 		MaxFileBytes:     DefaultMaxFileBytes,
@@ -49,8 +60,31 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		CheckpointEvery:  DefaultCheckpointEvery,
 		LogLevel:         slog.LevelInfo,
 	}
+}
+
+// Environ returns the environment LoadConfig reads c back from: every variable of the contract.
+// CheckpointEvery is not part of the environment. For a valid c whose CheckpointEvery is the
+// default, LoadConfig(Environ) returns c.
+func (c Config) Environ() map[string]string {
+	return map[string]string{
+		EnvOrdersQueueURL:   c.OrdersQueueURL,
+		EnvFilesQueueURL:    c.FilesQueueURL,
+		EnvIDField:          c.IDField,
+		EnvMaxLineBytes:     strconv.Itoa(c.MaxLineBytes),
+		EnvMaxFileBytes:     strconv.FormatInt(c.MaxFileBytes, 10),
+		EnvSendConcurrency:  strconv.Itoa(c.SendConcurrency),
+		EnvCheckpointMargin: c.CheckpointMargin.String(),
+		EnvLogLevel:         c.LogLevel.String(),
+	}
+}
+
+// LoadConfig reads the configuration through getenv (os.Getenv in main), applies the defaults
+// and validates it. The error lists every bad or missing variable.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
+	c.OrdersQueueURL, c.FilesQueueURL = getenv(EnvOrdersQueueURL), getenv(EnvFilesQueueURL)
 	var errs []error
-	if v := getenv("ID_FIELD"); v != "" {
+	if v := getenv(EnvIDField); v != "" {
 		c.IDField = v
 	}
 	intVar := func(name string, dst *int64) {
@@ -64,20 +98,20 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 	}
 	maxLine, conc := int64(c.MaxLineBytes), int64(c.SendConcurrency)
-	intVar("MAX_LINE_BYTES", &maxLine)
-	intVar("MAX_FILE_BYTES", &c.MaxFileBytes)
-	intVar("SEND_CONCURRENCY", &conc)
+	intVar(EnvMaxLineBytes, &maxLine)
+	intVar(EnvMaxFileBytes, &c.MaxFileBytes)
+	intVar(EnvSendConcurrency, &conc)
 	c.MaxLineBytes, c.SendConcurrency = int(maxLine), int(conc)
-	if v := getenv("CHECKPOINT_MARGIN"); v != "" {
+	if v := getenv(EnvCheckpointMargin); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("CHECKPOINT_MARGIN=%q: not a duration like 60s", v))
+			errs = append(errs, fmt.Errorf("%s=%q: not a duration like 60s", EnvCheckpointMargin, v))
 		}
 		c.CheckpointMargin = d
 	}
-	if v := getenv("LOG_LEVEL"); v != "" {
+	if v := getenv(EnvLogLevel); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(strings.ToUpper(v))); err != nil {
-			errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", v))
+			errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", EnvLogLevel, v))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -94,25 +128,25 @@ func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.OrdersQueueURL == "" {
-		bad("ORDERS_QUEUE_URL is required")
+		bad("%s is required", EnvOrdersQueueURL)
 	}
 	if c.FilesQueueURL == "" {
-		bad("FILES_QUEUE_URL is required")
+		bad("%s is required", EnvFilesQueueURL)
 	}
 	if c.IDField == "" {
-		bad("ID_FIELD is empty")
+		bad("%s is empty", EnvIDField)
 	}
 	if c.MaxLineBytes < 1 || c.MaxLineBytes > MaxMessageBytes {
-		bad("MAX_LINE_BYTES %d: want 1..%d", c.MaxLineBytes, MaxMessageBytes)
+		bad("%s %d: want 1..%d", EnvMaxLineBytes, c.MaxLineBytes, MaxMessageBytes)
 	}
 	if c.MaxFileBytes < 1 {
-		bad("MAX_FILE_BYTES %d: want > 0", c.MaxFileBytes)
+		bad("%s %d: want > 0", EnvMaxFileBytes, c.MaxFileBytes)
 	}
 	if c.SendConcurrency < 1 || c.SendConcurrency > 64 {
-		bad("SEND_CONCURRENCY %d: want 1..64", c.SendConcurrency)
+		bad("%s %d: want 1..64", EnvSendConcurrency, c.SendConcurrency)
 	}
 	if c.CheckpointMargin < 0 {
-		bad("CHECKPOINT_MARGIN %v: want >= 0", c.CheckpointMargin)
+		bad("%s %v: want >= 0", EnvCheckpointMargin, c.CheckpointMargin)
 	}
 	if c.CheckpointEvery <= 0 {
 		bad("CheckpointEvery %v: want > 0", c.CheckpointEvery)

@@ -69,3 +69,28 @@ func TestLoadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestEnviron: what Environ writes, LoadConfig reads back unchanged, and DefaultConfig is what
+// LoadConfig gives for the required variables alone.
+func TestEnviron(t *testing.T) {
+	required := ingest.DefaultConfig()
+	required.OrdersQueueURL, required.FilesQueueURL = "http://q/orders", "http://q/files"
+	everything := required
+	everything.IDField, everything.MaxLineBytes, everything.MaxFileBytes, everything.SendConcurrency = "orderId", 1000, 5000, 8
+	everything.CheckpointMargin, everything.LogLevel = 1500*time.Millisecond, slog.LevelWarn
+	for _, tc := range []struct {
+		name string
+		cfg  ingest.Config
+	}{{"defaults", required}, {"everything set", everything}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := tc.cfg.Environ()
+			got, err := ingest.LoadConfig(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatalf("LoadConfig(Environ): %v", err)
+			}
+			if diff := cmp.Diff(tc.cfg, got); diff != "" {
+				t.Errorf("round trip (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -59,6 +59,16 @@
 // (a quarter of CHECKPOINT_MARGIN if that is less), so that the read-back and the continuation
 // or release fit in before it (they end BookkeepingReserve before it).
 //
+// # State schema
+//
+// The state object carries "schemaVersion" (StateSchemaVersion, 1). A state object without it
+// has the same layout and is read as version 1; every write puts the current version. A state
+// object of a newer version (written by a newer ingest during a rollback, say) is refused:
+// the message fails with ErrStateSchema and the object is left as it is, never taken over or
+// overwritten, whatever its status says; the message is retried and, past maxReceiveCount,
+// parked on the files DLQ. A change of layout that an older ingest cannot read safely raises
+// StateSchemaVersion and teaches decodeState to read the versions before it.
+//
 // # Requests per file, and the order of the last ones
 //
 // A fresh file costs five S3 requests: the claim (conditional PUT), the GET, the rejects object
@@ -128,7 +138,24 @@
 // whole: report with "refused", no orders. A file that turns out broken half-way (bad CSV
 // header, corrupt gzip) stops there: what came before is sent, the report says "stopped".
 // Both are done: retrying cannot help. A missing object (ErrObjectMissing), a queue that keeps
-// failing (ErrSendFailed), S3 or SQS errors and ErrBusy fail the message, which is retried
-// and, past maxReceiveCount, parked on the files DLQ. Handle never returns an error: each
-// failed message is logged once and listed in BatchItemFailures.
+// failing (ErrSendFailed), a state of a newer schema (ErrStateSchema), S3 or SQS errors and
+// ErrBusy fail the message, which is retried and, past maxReceiveCount, parked on the files
+// DLQ. Handle never returns an error: each failed message is logged once (key "error") and
+// listed in BatchItemFailures.
+//
+// # Where things are
+//
+//   - ingest.go: Service, New and its Options (clock, logger, send retries), the S3 and SQS
+//     interfaces it consumes;
+//   - handler.go: Handle, the SQS adapter (decode, skip, requeue when out of time, log);
+//   - run.go: Ingest, the orchestration of one object version (claim, prefetch, adopt a
+//     report, release on error) and fileRun's read loop (open, refuse, send, reject);
+//   - checkpoint.go: periodic checkpoints, the hand-over to a continuation, releasing a claim;
+//   - finish.go: Report, the rejects object, the report and done state, adopting the report of
+//     an abandoned run, deleting the sidecars;
+//   - keys.go: the key layout (state, sidecars, rejects, report; long keys shortened);
+//   - state.go: State and its schema version, the claim (conditional create, compare-and-swap,
+//     read-back of a write of unknown outcome);
+//   - objects.go: S3 helpers and error predicates; sender.go, rejects.go, idset.go,
+//     prefetch.go: the batch sender, the rejects log, the id set, the GET started with the claim.
 package ingest

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"time"
 
@@ -181,7 +180,7 @@ func (r *fileRun) deleteSidecars(ctx context.Context, st State) {
 	}
 	for _, k := range keys {
 		if _, err := r.svc.objects.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(k)}); err != nil {
-			slog.WarnContext(ctx, "delete checkpoint object", "bucket", obj.Bucket, "key", k, "err", err)
+			r.svc.log.WarnContext(ctx, "delete checkpoint object", "bucket", obj.Bucket, "key", k, "error", err)
 		}
 	}
 }

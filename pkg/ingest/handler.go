@@ -20,7 +20,7 @@ func (s *Service) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	started := false
 	for _, m := range ev.Records {
 		if err := s.handleMessage(ctx, m, &started); err != nil {
-			level, attrs := slog.LevelError, []any{"messageID", m.MessageId, "err", err}
+			level, attrs := slog.LevelError, []any{"messageID", m.MessageId, "error", err}
 			var oe *objectError
 			if errors.As(err, &oe) {
 				attrs = append(attrs, "bucket", oe.obj.Bucket, "key", oe.obj.Key, "version", oe.obj.Version)
@@ -28,7 +28,7 @@ func (s *Service) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			if errors.Is(err, ErrBusy) {
 				level = slog.LevelWarn // expected with duplicate deliveries: retried later
 			}
-			slog.Log(ctx, level, "ingest message failed", attrs...)
+			s.log.Log(ctx, level, "ingest message failed", attrs...)
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
 		}
 	}
@@ -44,7 +44,7 @@ func (s *Service) handleMessage(ctx context.Context, m events.SQSMessage, starte
 		return err
 	}
 	if msg.TestEvent {
-		slog.InfoContext(ctx, "skip s3:TestEvent", "messageID", m.MessageId)
+		s.log.InfoContext(ctx, "skip s3:TestEvent", "messageID", m.MessageId)
 		return nil
 	}
 	recs, token := msg.Records, ""
@@ -53,7 +53,7 @@ func (s *Service) handleMessage(ctx context.Context, m events.SQSMessage, starte
 	}
 	for _, rec := range recs {
 		if !rec.Created() {
-			slog.InfoContext(ctx, "skip event", "messageID", m.MessageId, "event", rec.EventName, "bucket", rec.Bucket, "key", rec.Key)
+			s.log.InfoContext(ctx, "skip event", "messageID", m.MessageId, "event", rec.EventName, "bucket", rec.Bucket, "key", rec.Key)
 			continue
 		}
 		if stop := s.stopAt(ctx); *started && !stop.IsZero() && s.now().After(stop) {
@@ -67,7 +67,7 @@ func (s *Service) handleMessage(ctx context.Context, m events.SQSMessage, starte
 		if err != nil {
 			return &objectError{obj: objectOf(rec), err: err}
 		}
-		slog.InfoContext(ctx, "ingest "+out.String(), "messageID", m.MessageId, "bucket", rec.Bucket, "key", rec.Key, "version", objectOf(rec).Version)
+		s.log.InfoContext(ctx, "ingest "+out.String(), "messageID", m.MessageId, "bucket", rec.Bucket, "key", rec.Key, "version", objectOf(rec).Version)
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ func TestIngestHandoffOutcomeUnknown(t *testing.T) {
 			store := &lossyStore{ObjectStore: e.s3, landed: tt.landed}
 			cfg := e.cfg
 			cfg.CheckpointMargin = time.Hour // past the checkpoint time from the first line on
-			svc := ingest.New(cfg, store, e.sqs)
+			svc := ingest.New(cfg, store, e.sqs, ingest.Options{})
 			short, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			rec := s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}

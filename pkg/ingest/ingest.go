@@ -2,10 +2,13 @@ package ingest
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/orderpipe/orderpipe/internal/clock"
 )
 
 // ObjectStore is the part of the S3 client ingest uses, with the SDK's own signatures.
@@ -22,31 +25,51 @@ type Queue interface {
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 }
 
-// Service ingests order files. Make it with New; set the optional fields before the first
-// call. A Service is safe for concurrent use by invocations of different object versions.
+// Clock is the Service's time: deadlines, leases, report times and the backoff between
+// retries of failed batch entries. Sleep returns early with ctx's error.
+type Clock interface {
+	Now() time.Time
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Options are the Service's injected dependencies and retry tuning; every zero field takes
+// the default.
+type Options struct {
+	Clock  Clock        // default: the system clock
+	Logger *slog.Logger // default: slog.Default()
+	// SendAttempts is how many times a failing batch entry is sent before the file's message
+	// fails (ErrSendFailed); default 5.
+	SendAttempts int
+	// SendBackoff is the base of the exponential backoff between those sends; default 100ms.
+	SendBackoff time.Duration
+}
+
+// Service ingests order files. Make it with New. A Service is safe for concurrent use by
+// invocations of different object versions.
 type Service struct {
 	cfg     Config
 	objects ObjectStore
 	queue   Queue
-
-	// Now is the clock for deadlines, leases and report times; nil means time.Now.
-	Now func() time.Time
-	// Retry tunes the retries of failed batch entries (MaxAttempts, Backoff); its
-	// Concurrency and Refused are set by the Service.
-	Retry SenderOptions
+	clock   Clock
+	log     *slog.Logger
+	retry   SenderOptions // MaxAttempts and Backoff of every Sender
 }
 
-// New returns a Service for cfg (validated by LoadConfig) using objects and queue.
-func New(cfg Config, objects ObjectStore, queue Queue) *Service {
-	return &Service{cfg: cfg, objects: objects, queue: queue}
-}
-
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
+// New returns a Service for cfg (validated by LoadConfig or Config.Validate) using objects and
+// queue.
+func New(cfg Config, objects ObjectStore, queue Queue, opts Options) *Service {
+	s := &Service{cfg: cfg, objects: objects, queue: queue, clock: opts.Clock, log: opts.Logger,
+		retry: SenderOptions{MaxAttempts: opts.SendAttempts, Backoff: opts.SendBackoff}}
+	if s.clock == nil {
+		s.clock = clock.System{}
 	}
-	return time.Now()
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	return s
 }
+
+func (s *Service) now() time.Time { return s.clock.Now() }
 
 // stopAt is when an invocation must checkpoint: the deadline minus the margin; zero without a
 // deadline.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc = ingest.New(e.cfg, e.s3, e.sqs)
+	e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{})
 	return e
 }
 
@@ -180,7 +181,7 @@ func TestIngestRefusesAndStops(t *testing.T) {
 			e := newEnv(t)
 			if tt.maxFile > 0 {
 				e.cfg.MaxFileBytes = tt.maxFile
-				e.svc = ingest.New(e.cfg, e.s3, e.sqs)
+				e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{})
 			}
 			e.put(t, tt.key, []byte(tt.body))
 			got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: tt.key}, "")
@@ -306,7 +307,7 @@ func TestIngestQueueRefusal(t *testing.T) {
 	calls := 0
 	// The queue refuses the second entry of the first batch (line 2) for a fault of its own.
 	q := refusingQueue{Client: e.sqs, batch: failing(e.sqs, nil, map[int][]string{0: {"1"}}, &calls)}
-	svc := ingest.New(e.cfg, e.s3, q)
+	svc := ingest.New(e.cfg, e.s3, q, ingest.Options{})
 	const key = "uploads/refused.jsonl"
 	e.put(t, key, []byte(threeOrders))
 	if got, err := svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, ""); err != nil || got != ingest.Done {
@@ -332,5 +333,34 @@ func TestIngestQueueRefusal(t *testing.T) {
 	e.get(t, "reports/"+key+".json", &rep)
 	if rep.Lines != 3 || rep.Enqueued != 2 || rep.Rejected != 1 {
 		t.Errorf("report: lines %d enqueued %d rejected %d, want 3, 2, 1", rep.Lines, rep.Enqueued, rep.Rejected)
+	}
+}
+
+// A failed message is logged once, on the Logger of the Options, with the stable keys.
+func TestHandleLogsFailureOnItsLogger(t *testing.T) {
+	e := newEnv(t)
+	var logs bytes.Buffer
+	svc := ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	const key = "uploads/never-uploaded.jsonl"
+	ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: s3Event(e.bucket, key, "")}}}
+	if resp, err := svc.Handle(ctx(t), ev); err != nil || len(resp.BatchItemFailures) != 1 {
+		t.Fatalf("Handle = %+v, %v; want m1 failed", resp, err)
+	}
+	var got []map[string]any
+	for _, line := range bytes.Split(bytes.TrimSpace(logs.Bytes()), []byte("\n")) {
+		var rec map[string]any
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["msg"] == "ingest message failed" {
+			got = append(got, rec)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("got %d failure records in %q, want 1", len(got), logs.String())
+	}
+	rec := got[0]
+	if msg, _ := rec["error"].(string); rec["messageID"] != "m1" || rec["key"] != key || !strings.Contains(msg, "object not found") {
+		t.Errorf("failure record %v: want messageID m1, key %s and the error under \"error\"", rec, key)
 	}
 }

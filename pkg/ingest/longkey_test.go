@@ -56,7 +56,7 @@ func TestIngestLongKey(t *testing.T) {
 	e.put(t, key, []byte(`{"id":"a"}`+"\n"+`{"id":"b"}`+"\n"+`{"id":"a"}`+"\n"))
 	cfg := e.cfg
 	cfg.CheckpointEvery = time.Nanosecond // a checkpoint after every line: sidecars too
-	svc := ingest.New(cfg, keyLimitStore{e.s3}, e.sqs)
+	svc := ingest.New(cfg, keyLimitStore{e.s3}, e.sqs, ingest.Options{})
 	rec := s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}
 	if got, err := svc.Ingest(ctx(t), rec, ""); err != nil || got != ingest.Done {
 		t.Fatalf("Ingest = %v, %v; want done", got, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/orderpipe/orderpipe/internal/clock"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/s3event"
 )
@@ -130,7 +131,7 @@ func TestIngestPrefetchAndClaim(t *testing.T) {
 			const key = "uploads/prefetch.jsonl"
 			e.putWithState(t, key, threeOrders, tt.state)
 			store, sent := newSpyStore(e.s3), 0
-			svc := ingest.New(e.cfg, store, countingQueue(e.sqs, &sent))
+			svc := ingest.New(e.cfg, store, countingQueue(e.sqs, &sent), ingest.Options{})
 			got, err := svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, "")
 			if !errors.Is(err, tt.wantErr) || got != tt.want {
 				t.Fatalf("Ingest = %v, %v; want %v, %v", got, err, tt.want, tt.wantErr)
@@ -195,7 +196,7 @@ func TestIngestCrashAfterReport(t *testing.T) {
 				}
 				return false
 			}
-			svc := ingest.New(e.cfg, store, countingQueue(e.sqs, &sent))
+			svc := ingest.New(e.cfg, store, countingQueue(e.sqs, &sent), ingest.Options{})
 			rec := s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}
 			if _, err := svc.Ingest(ctx(t), rec, ""); err == nil {
 				t.Fatal("first Ingest: no error, want the injected state write failure")
@@ -205,8 +206,7 @@ func TestIngestCrashAfterReport(t *testing.T) {
 				t.Fatal("no report after the first run")
 			}
 			firstSent := sent
-			retry := ingest.New(e.cfg, e.s3, countingQueue(e.sqs, &sent))
-			retry.Now = func() time.Time { return time.Now().Add(tt.retryAfter) }
+			retry := ingest.New(e.cfg, e.s3, countingQueue(e.sqs, &sent), ingest.Options{Clock: shiftedClock(tt.retryAfter)})
 			got, err := retry.Ingest(ctx(t), rec, "")
 			if err != nil || got != ingest.Skipped {
 				t.Fatalf("next delivery: Ingest = %v, %v; want skipped", got, err)
@@ -248,7 +248,7 @@ func TestIngestAbandonedRunIgnoresOtherReport(t *testing.T) {
 	b, _ := json.Marshal(other)
 	e.put(t, "reports/"+key+".json", b)
 	sent := 0
-	svc := ingest.New(e.cfg, e.s3, countingQueue(e.sqs, &sent))
+	svc := ingest.New(e.cfg, e.s3, countingQueue(e.sqs, &sent), ingest.Options{})
 	got, err := svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, "")
 	if err != nil || got != ingest.Done {
 		t.Fatalf("Ingest = %v, %v; want done", got, err)
@@ -259,3 +259,10 @@ func TestIngestAbandonedRunIgnoresOtherReport(t *testing.T) {
 		t.Errorf("sent %d, report enqueued %d; want 3, 3", sent, rep.Enqueued)
 	}
 }
+
+// shiftedClock is the system clock moved by a fixed duration.
+type shiftedClock time.Duration
+
+func (c shiftedClock) Now() time.Time { return time.Now().Add(time.Duration(c)) }
+
+func (c shiftedClock) Sleep(ctx context.Context, d time.Duration) error { return clock.Sleep(ctx, d) }

@@ -80,7 +80,7 @@ func TestIngestContinuationKeepsState(t *testing.T) {
 	e.put(t, key, []byte(threeOrders))
 	cfg := e.cfg
 	cfg.CheckpointMargin = time.Hour // past the checkpoint time from the first line on
-	svc := ingest.New(cfg, e.s3, e.sqs)
+	svc := ingest.New(cfg, e.s3, e.sqs, ingest.Options{})
 	short, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rec := s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}
@@ -127,7 +127,7 @@ func TestIngestFailedCheckpointKeepsIDSet(t *testing.T) {
 	}
 	cfg := e.cfg
 	cfg.CheckpointEvery = time.Nanosecond // a checkpoint after every line
-	svc := ingest.New(cfg, store, e.sqs)
+	svc := ingest.New(cfg, store, e.sqs, ingest.Options{})
 	rec := s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}
 	if _, err := svc.Ingest(ctx(t), rec, ""); err == nil {
 		t.Fatal("first Ingest: no error, want the injected state write failure")
@@ -152,7 +152,7 @@ func TestIngestOversizeMessageRejected(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.cfg
 	cfg.MaxLineBytes = ingest.MaxMessageBytes
-	svc := ingest.New(cfg, e.s3, e.sqs)
+	svc := ingest.New(cfg, e.s3, e.sqs, ingest.Options{})
 	const key = "uploads/oversize.jsonl"
 	big, _ := json.Marshal(map[string]string{"id": "big", "pad": strings.Repeat("p", ingest.MaxMessageBytes-40)})
 	e.put(t, key, []byte(`{"id":"a"}`+"\n"+string(big)+"\n"+`{"id":"c"}`+"\n"))

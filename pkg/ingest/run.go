@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -135,7 +134,7 @@ func (r *fileRun) openAndSend(ctx context.Context, eventSize int64) (Outcome, er
 	if eventSize > limit {
 		return r.finish(ctx, fmt.Sprintf("object is %d bytes, above MAX_FILE_BYTES %d", eventSize, limit), "")
 	}
-	format, gz, err := order.FormatOf(r.claim.obj.Key)
+	_, gz, err := order.FormatOf(r.claim.obj.Key)
 	if err != nil {
 		return r.finish(ctx, "unsupported file name: want .jsonl, .ndjson or .csv, optionally .gz", "")
 	}
@@ -150,28 +149,21 @@ func (r *fileRun) openAndSend(ctx context.Context, eventSize int64) (Outcome, er
 	if r.claim.state.Size > limit {
 		return r.finish(ctx, fmt.Sprintf("object is %d bytes, above MAX_FILE_BYTES %d", r.claim.state.Size, limit), "")
 	}
-	in := io.Reader(body)
+	rd, err := order.Open(body, r.claim.obj.Key, order.Options{
+		IDField: r.svc.cfg.IDField, MaxLineBytes: r.svc.cfg.MaxLineBytes, Header: st.Header, StartLine: st.Line,
+	})
+	if err != nil {
+		return r.finish(ctx, "", err.Error()) // not a gzip stream: retrying cannot help
+	}
 	if gz {
-		zr, err := gzip.NewReader(body)
-		switch {
-		case errors.Is(err, io.EOF):
-			in = bytes.NewReader(nil)
-		case err != nil:
-			return r.finish(ctx, "", "gzip: "+err.Error())
-		default:
-			in = zr
-			// No byte range into a gzip stream: decompress the part before the checkpoint again.
-			if _, err := io.CopyN(io.Discard, zr, st.Offset); err != nil {
-				return 0, fmt.Errorf("skip %d decompressed bytes to the checkpoint: %w", st.Offset, err)
-			}
+		// No byte range into a gzip stream: decompress the part before the checkpoint again.
+		if err := rd.Skip(st.Offset); err != nil {
+			return 0, fmt.Errorf("skip to the checkpoint: %w", err)
 		}
 	}
 	if err := r.loadIDs(ctx); err != nil {
 		return 0, err
 	}
-	rd := order.NewReader(in, format, order.Options{
-		IDField: r.svc.cfg.IDField, MaxLineBytes: r.svc.cfg.MaxLineBytes, Header: st.Header, StartLine: st.Line,
-	})
 	return r.sendOrders(ctx, rd)
 }
 
@@ -215,10 +207,9 @@ func (r *fileRun) open(ctx context.Context, gz bool) (io.ReadCloser, error) {
 // sendOrders sends the orders of rd until the end, a checkpoint time or an error, saving a
 // checkpoint every CheckpointEvery on the way.
 func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, error) {
-	r.send = NewSender(ctx, r.svc.queue, r.svc.cfg.OrdersQueueURL, SenderOptions{
-		Concurrency: r.svc.cfg.SendConcurrency, MaxAttempts: r.svc.Retry.MaxAttempts, Backoff: r.svc.Retry.Backoff,
-		Refused: r.rejectRefused,
-	})
+	opts := r.svc.retry
+	opts.Concurrency, opts.Clock, opts.Refused = r.svc.cfg.SendConcurrency, r.svc.clock, r.rejectRefused
+	r.send = NewSender(ctx, r.svc.queue, r.svc.cfg.OrdersQueueURL, opts)
 	defer r.send.Close()
 	obj, base := r.claim.obj, r.claim.state.Offset
 	src := obj.uri()
@@ -290,7 +281,7 @@ func isFileFault(err error) bool {
 func (r *fileRun) rejectRefused(f Refusal) {
 	reason := "refused by the queue: " + f.Code
 	if err := r.rejects.add(f.Entry.Line, reason, []byte(f.Entry.Body)); err != nil {
-		slog.Error("record refused order", "orderID", f.Entry.ID, "err", err)
+		r.svc.log.Error("record refused order", "orderID", f.Entry.ID, "error", err)
 	}
 }
 

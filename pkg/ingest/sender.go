@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/internal/backoff"
 	"github.com/orderpipe/orderpipe/internal/clock"
 	"github.com/orderpipe/orderpipe/pkg/order"
 )
@@ -91,6 +92,7 @@ type Sender struct {
 	attempts int
 	backoff  time.Duration
 	refused  func(Refusal)
+	clock    Clock
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -114,6 +116,8 @@ type SenderOptions struct {
 	// Refused is called for each entry refused by the queue for a reason of its own (it is
 	// not retried); nil counts it as a failure of the whole send.
 	Refused func(Refusal)
+	// Clock waits out the backoff (its Sleep); default the system clock.
+	Clock Clock
 }
 
 // NewSender returns a Sender to queueURL. Its goroutines stop when ctx ends or on Close.
@@ -127,9 +131,12 @@ func NewSender(ctx context.Context, client BatchSender, queueURL string, o Sende
 	if o.Backoff <= 0 {
 		o.Backoff = 100 * time.Millisecond
 	}
+	if o.Clock == nil {
+		o.Clock = clock.System{}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Sender{
-		client: client, queueURL: queueURL, attempts: o.MaxAttempts, backoff: o.Backoff, refused: o.Refused,
+		client: client, queueURL: queueURL, attempts: o.MaxAttempts, backoff: o.Backoff, refused: o.Refused, clock: o.Clock,
 		ctx: ctx, cancel: cancel, batches: make(chan []*Entry, o.Concurrency),
 	}
 	for range o.Concurrency {
@@ -263,7 +270,7 @@ func (s *Sender) sendBatch(b []*Entry) error {
 			return fmt.Errorf("send message batch: %w: %d entries still failing after %d attempts, last %s: %s",
 				ErrSendFailed, len(retry), attempt, aws.ToString(last.Code), aws.ToString(last.Message))
 		}
-		if err := clock.Sleep(s.ctx, backoff(s.backoff, attempt)); err != nil {
+		if err := s.clock.Sleep(s.ctx, backoff.Policy{Base: s.backoff, Max: maxBackoff}.FullJitter(attempt, rand.Float64())); err != nil {
 			return fmt.Errorf("send message batch: retry: %w", err)
 		}
 		reqs = retry
@@ -285,8 +292,5 @@ func entryFault(f sqstypes.BatchResultErrorEntry) bool {
 	return f.SenderFault && !throttled(f) && !strings.HasPrefix(code, "kms")
 }
 
-// backoff is a full-jitter exponential delay: uniform in [0, base*2^(attempt-1)), at most 10 s.
-func backoff(base time.Duration, attempt int) time.Duration {
-	d := min(base<<min(attempt-1, 16), 10*time.Second)
-	return time.Duration(rand.Int64N(int64(d) + 1))
-}
+// maxBackoff caps the full-jitter exponential delay between retries of a batch's entries.
+const maxBackoff = 10 * time.Second

@@ -234,3 +234,41 @@ func TestSenderGivesUp(t *testing.T) {
 		})
 	}
 }
+
+// sleepRecorder is a Clock whose Sleep records the delay and returns at once.
+type sleepRecorder struct {
+	mu     sync.Mutex
+	delays []time.Duration
+}
+
+func (c *sleepRecorder) Now() time.Time { return time.Now() }
+
+func (c *sleepRecorder) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.delays = append(c.delays, d)
+	return ctx.Err()
+}
+
+func TestSenderBacksOffOnItsClock(t *testing.T) {
+	calls := 0
+	f := failing(nil, map[int][]string{0: {"0"}, 1: {"0"}, 2: {"0"}}, nil, &calls)
+	clk := &sleepRecorder{}
+	const base = time.Second
+	s := ingest.NewSender(context.Background(), f, "http://queue", ingest.SenderOptions{Concurrency: 1, MaxAttempts: 3, Backoff: base, Clock: clk})
+	defer s.Close()
+	if err := s.Add(entry(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); !errors.Is(err, ingest.ErrSendFailed) {
+		t.Fatalf("Flush = %v, want an error wrapping ErrSendFailed", err)
+	}
+	if len(clk.delays) != 2 {
+		t.Fatalf("got %d backoff sleeps %v, want 2 (between 3 attempts)", len(clk.delays), clk.delays)
+	}
+	for i, d := range clk.delays {
+		if limit := base << i; d < 0 || d >= limit {
+			t.Errorf("backoff %d: %v, want within [0, %v)", i+1, d, limit)
+		}
+	}
+}

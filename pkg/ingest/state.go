@@ -13,6 +13,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/orderpipe/orderpipe/internal/detach"
 )
 
 // Status values of a state object.
@@ -21,9 +23,22 @@ const (
 	StatusDone    = "done"
 )
 
+// StateSchemaVersion is the schema version of the state objects this package writes. A state
+// object without one (written before the field existed, same layout) is read as version 1; a
+// newer one is refused with ErrStateSchema, never overwritten.
+const StateSchemaVersion = 1
+
+// ErrStateSchema is wrapped by the error for a state object of a schema version newer than
+// StateSchemaVersion (written by a newer ingest): the message fails, the state is left as it is.
+var ErrStateSchema = errors.New("state object of an unknown schema version")
+
 // State is the content of the state object `state/{key}@{version}.json`: the claim on one
 // object version and its checkpoint.
 type State struct {
+	// SchemaVersion is the layout of this object: StateSchemaVersion when written; 0 (absent)
+	// reads as 1.
+	SchemaVersion int `json:"schemaVersion"`
+
 	Status     string    `json:"status"`     // StatusRunning or StatusDone
 	Owner      string    `json:"owner"`      // token of the invocation that holds the claim
 	LeaseUntil time.Time `json:"leaseUntil"` // the claim is abandoned after this instant
@@ -128,6 +143,7 @@ func (c *claim) save(ctx context.Context, store objectStore) error {
 // write puts the claim's state with the conditions of in (If-None-Match or If-Match) and keeps
 // the new ETag. A write whose outcome is unknown is read back (landed).
 func (c *claim) write(ctx context.Context, store objectStore, in *s3.PutObjectInput) error {
+	c.state.SchemaVersion = StateSchemaVersion
 	b, err := json.Marshal(c.state)
 	if err != nil {
 		return fmt.Errorf("encode state %s: %w", c.obj.stateKey(), err)
@@ -155,7 +171,7 @@ func (c *claim) write(ctx context.Context, store objectStore, in *s3.PutObjectIn
 // state write whose outcome is unknown. It reads with a context detached from ctx's cancel and
 // ending BookkeepingReserve before ctx's deadline. A failed read says no.
 func (c *claim) landed(ctx context.Context, store objectStore, body []byte) (string, bool) {
-	ctx, cancel := bookkeeping(ctx, BookkeepingReserve)
+	ctx, cancel := detach.Context(ctx, BookkeepingReserve, 0)
 	defer cancel()
 	got, etag, err := getStateBytes(ctx, store, c.obj)
 	return etag, err == nil && bytes.Equal(got, body)
@@ -166,27 +182,33 @@ func (c *claim) landed(ctx context.Context, store objectStore, body []byte) (str
 // continuation) must end, so that the invocation returns before it is killed.
 const BookkeepingReserve = 100 * time.Millisecond
 
-// bookkeeping returns a context for S3 and SQS calls that must run even when ctx is cancelled:
-// detached from ctx's cancel, it ends reserve before ctx's deadline (10 s from now without one).
-func bookkeeping(ctx context.Context, reserve time.Duration) (context.Context, context.CancelFunc) {
-	d, ok := ctx.Deadline()
-	if !ok {
-		return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	}
-	return context.WithDeadline(context.WithoutCancel(ctx), d.Add(-reserve))
-}
-
-// getState reads the state object of obj and its ETag.
+// getState reads the state object of obj and its ETag. A state without a schema version is
+// read as version 1; one newer than StateSchemaVersion gives an error wrapping ErrStateSchema.
 func getState(ctx context.Context, store objectStore, obj object) (State, string, error) {
 	b, etag, err := getStateBytes(ctx, store, obj)
 	if err != nil {
 		return State{}, "", err
 	}
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
+	s, err := decodeState(b)
+	if err != nil {
 		return State{}, "", fmt.Errorf("decode state %s: %w", obj.stateKey(), err)
 	}
 	return s, etag, nil
+}
+
+// decodeState decodes a state object of any schema version up to StateSchemaVersion.
+func decodeState(b []byte) (State, error) {
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return State{}, err
+	}
+	switch {
+	case s.SchemaVersion == 0:
+		s.SchemaVersion = 1
+	case s.SchemaVersion < 0 || s.SchemaVersion > StateSchemaVersion:
+		return State{}, fmt.Errorf("%w: %d, this ingest knows up to %d", ErrStateSchema, s.SchemaVersion, StateSchemaVersion)
+	}
+	return s, nil
 }
 
 // getStateBytes reads the state object of obj as stored, and its ETag.

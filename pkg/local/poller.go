@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/internal/sqsscan"
 )
 
 // Handler is the shape of the ingest and dispatch handlers (docs/CONTRACTS.md): a batch in, the
@@ -229,17 +231,11 @@ const receiveMargin = 10 * time.Second
 // release makes messages received while stopping visible again at once.
 func (p *Poller) release(ctx context.Context, log *slog.Logger, msgs []sqstypes.Message) {
 	p.stats.released.Add(int64(len(msgs)))
-	entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(msgs))
-	for i, m := range msgs {
-		entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: m.MessageId, ReceiptHandle: m.ReceiptHandle}
+	handles := make(map[string]string, len(msgs))
+	for _, m := range msgs {
+		handles[aws.ToString(m.MessageId)] = aws.ToString(m.ReceiptHandle)
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
-	defer cancel()
-	out, err := p.Client.ChangeMessageVisibilityBatch(rctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &p.QueueURL, Entries: entries})
-	if err == nil && len(out.Failed) > 0 {
-		err = fmt.Errorf("%d failed, first: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
-	}
-	if err != nil {
+	if _, err := sqsscan.Release(ctx, p.Client, p.QueueURL, handles); err != nil {
 		log.WarnContext(ctx, "release messages received while stopping: they return after the visibility timeout", "queueURL", p.QueueURL, "messages", len(msgs), "error", err)
 	}
 }

@@ -17,12 +17,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/governor"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
 // UploadsPrefix is the key prefix whose ObjectCreated events start the pipeline (docs/CONTRACTS.md).
-const UploadsPrefix = "uploads/"
+const UploadsPrefix = pipeline.UploadsPrefix
 
 // Names are the names of the resources Provision creates or finds.
 type Names struct {
@@ -79,15 +81,22 @@ type Resources struct {
 	GovernorTable string // the governor's DynamoDB table
 }
 
-// Env returns the queue variables of docs/CONTRACTS.md for these resources, ready to merge into
-// the map a handler's LoadConfig reads.
-func (r Resources) Env() map[string]string {
-	return map[string]string{
-		"FILES_QUEUE_URL":  r.FilesQueueURL,
-		"ORDERS_QUEUE_URL": r.OrdersQueueURL,
-		"ORDERS_DLQ_URL":   r.OrdersDLQURL,
-		"GOVERNOR_TABLE":   r.GovernorTable,
-	}
+// IngestConfig is the ingest function's configuration on these resources: the defaults with
+// the orders and files queues.
+func (r Resources) IngestConfig() ingest.Config {
+	c := ingest.DefaultConfig()
+	c.OrdersQueueURL, c.FilesQueueURL = r.OrdersQueueURL, r.FilesQueueURL
+	return c
+}
+
+// DispatchConfig is the dispatch function's configuration on these resources for a deployment
+// of s with the order API at apiURL: the defaults with the orders queue and DLQ and what s
+// decides (API rate, instances, transient budget), and the governor's table.
+func (r Resources) DispatchConfig(s pipeline.Settings, apiURL string) dispatch.Config {
+	c := dispatch.DefaultConfig().WithSettings(s)
+	c.OrdersQueueURL, c.DLQURL, c.APIBaseURL = r.OrdersQueueURL, r.OrdersDLQURL, apiURL
+	c.GovernorTable = r.GovernorTable
+	return c
 }
 
 // Provision creates, with the real SDK, the pipeline's storage and messaging as the CDK app

@@ -163,8 +163,8 @@ func checkResources(t *testing.T, cfg aws.Config, r Resources, s pipeline.Settin
 		len(d.Table.KeySchema) != 1 || aws.ToString(d.Table.KeySchema[0].AttributeName) != governor.KeyAttribute {
 		t.Errorf("governor table %+v: want on-demand, partition key %s", d.Table, governor.KeyAttribute)
 	}
-	if got := r.Env()["GOVERNOR_TABLE"]; got != r.GovernorTable || got == "" {
-		t.Errorf("Env GOVERNOR_TABLE = %q, want %q", got, r.GovernorTable)
+	if got := r.DispatchConfig(pipeline.Defaults(), "http://api").GovernorTable; got != r.GovernorTable || got == "" {
+		t.Errorf("DispatchConfig GovernorTable = %q, want %q", got, r.GovernorTable)
 	}
 }
 

@@ -39,6 +39,7 @@
 // # Resuming
 //
 // A checkpoint keeps Reader.Offset, the Line of the last result and Reader.Header. To resume,
-// read the input from that offset (for a gzip file: decompress and discard that many bytes) and
-// call NewReader with Options{Header: header, StartLine: line}; its Offset counts from there.
+// read the input from that offset and call NewReader (or Open) with Options{Header: header,
+// StartLine: line}; a gzip file has no byte ranges: Open it from the start and call
+// Reader.Skip(offset) before the first Next. Offset then counts from the checkpoint.
 package order

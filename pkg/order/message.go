@@ -1,5 +1,7 @@
 package order
 
+import "slices"
+
 // Message attribute names of the order message on the orders queue (docs/CONTRACTS.md).
 const (
 	AttrOrderID       = "OrderId"       // String: the order id
@@ -16,6 +18,27 @@ const (
 	AttrAttempts      = "Attempts"      // Number: attempt number when parked (Retries + receive count)
 	AttrParkedAt      = "ParkedAt"      // String: RFC 3339 UTC
 )
+
+// ParkingAttributes are the attributes added when a message is parked, in the order above. Do
+// not modify it.
+var ParkingAttributes = []string{AttrFailureClass, AttrFailureDetail, AttrAttempts, AttrParkedAt}
+
+// StripParking returns a copy of attrs without the ParkingAttributes and Retries: the attributes
+// of an order going back to the orders queue (re-sent by dispatch or redriven from the DLQ),
+// which starts a fresh retry budget. It returns nil when nothing is left.
+func StripParking[M ~map[string]V, V any](attrs M) M {
+	var out M
+	for k, v := range attrs {
+		if k == AttrRetries || slices.Contains(ParkingAttributes, k) {
+			continue
+		}
+		if out == nil {
+			out = make(M, len(attrs))
+		}
+		out[k] = v
+	}
+	return out
+}
 
 // Failure classes of a parked message.
 const (

@@ -219,6 +219,25 @@ func Open(r io.Reader, key string, opts Options) (*Reader, error) {
 	return NewReader(r, f, opts), nil
 }
 
+// Skip discards the next n bytes of the (decompressed) input without reading them as lines:
+// the part of a file before a checkpoint, for an input that cannot start there (a gzip stream
+// has no byte ranges). Call it before the first Next; Offset does not count the bytes skipped.
+// An input shorter than n gives an error, which Next then keeps returning.
+func (r *Reader) Skip(n int64) error {
+	if r.err != nil {
+		return r.err
+	}
+	if n <= 0 {
+		return nil
+	}
+	r.bom = false
+	if _, err := io.CopyN(io.Discard, r.br, n); err != nil {
+		r.err = fmt.Errorf("skip %d bytes: %w", n, err)
+		return r.err
+	}
+	return nil
+}
+
 // Offset is the number of bytes of the (decompressed) input this Reader consumed through the
 // end of the last line Next returned, valid or rejected, including its line end (and the blank
 // lines before it); after Next returns io.EOF it is the length of the input. A Reader resumed at

@@ -499,3 +499,39 @@ func (r *repeater) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+func TestSkip(t *testing.T) {
+	const file = "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n"
+	first := int64(len("{\"id\":\"a\"}\n"))
+	t.Run("resumes a gzip stream after the skipped part", func(t *testing.T) {
+		r, err := Open(bytes.NewReader(gz(t, file)), "a.jsonl.gz", Options{StartLine: 1})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		if err := r.Skip(first); err != nil {
+			t.Fatalf("Skip: %v", err)
+		}
+		got, err := readAll(t, r)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		// Offsets count from the end of the skipped part.
+		want := []result{{Line: 2, ID: "b", Body: `{"id":"b"}`, Offset: 11}, {Line: 3, ID: "c", Body: `{"id":"c"}`, Offset: 22}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("results (-want +got):\n%s", diff)
+		}
+		if got, want := r.Offset(), int64(len(file))-first; got != want {
+			t.Errorf("Offset at the end: got %d, want %d (the skipped bytes not counted)", got, want)
+		}
+	})
+	t.Run("past the end", func(t *testing.T) {
+		r := NewReader(strings.NewReader(file), JSONLines, Options{StartLine: 3})
+		err := r.Skip(int64(len(file)) + 1)
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("Skip: got %v, want an error wrapping io.EOF", err)
+		}
+		if _, again := r.Next(); again != err {
+			t.Errorf("Next after a failed Skip: got %v, want %v", again, err)
+		}
+	})
+}

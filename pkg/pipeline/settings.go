@@ -48,6 +48,23 @@ func Defaults() Settings {
 	}
 }
 
+// Stack output keys: the CDK app exports the deployed resources under these names and the CLI's
+// --stack reads them (docs/CONTRACTS.md, "Stack outputs").
+const (
+	OutputBucket          = "BucketName"
+	OutputFilesQueue      = "FilesQueueUrl"
+	OutputFilesDLQ        = "FilesDlqUrl"
+	OutputOrdersQueue     = "OrdersQueueUrl"
+	OutputOrdersDLQ       = "OrdersDlqUrl"
+	OutputRedriveFunction = "RedriveFunctionName"
+	OutputAlarmTopic      = "AlarmTopicArn"
+	OutputGovernorTable   = "GovernorTableName"
+)
+
+// UploadsPrefix is the key prefix of the order files: only objects created under it notify the
+// files queue and are ingested (docs/CONTRACTS.md).
+const UploadsPrefix = "uploads/"
+
 // SQS limits.
 const (
 	MaxRetention  = 14 * 24 * time.Hour

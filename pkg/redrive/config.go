@@ -78,6 +78,18 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
+// Environ returns the environment LoadConfig reads c back from: every variable of the contract,
+// with zero fields at their defaults. The fields not read from the environment are left out.
+func (c Config) Environ() map[string]string {
+	c = c.withDefaults()
+	return map[string]string{
+		EnvQueueURL: c.QueueURL,
+		EnvDLQURL:   c.DLQURL,
+		EnvRate:     strconv.FormatFloat(c.Rate, 'g', -1, 64),
+		EnvLogLevel: c.LogLevel.String(),
+	}
+}
+
 func (c Config) withDefaults() Config {
 	if c.Rate == 0 {
 		c.Rate = DefaultRate
@@ -94,8 +106,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports every invalid field, joined.
+// Validate reports every invalid field, joined; zero fields count as their defaults.
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	var errs []error
 	if c.QueueURL == "" {
 		errs = append(errs, fmt.Errorf("%s is required", EnvQueueURL))

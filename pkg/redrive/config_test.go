@@ -1,6 +1,7 @@
 package redrive_test
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -48,5 +49,27 @@ func TestLoadConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEnviron: what Environ writes, LoadConfig reads back unchanged.
+func TestEnviron(t *testing.T) {
+	for _, c := range []redrive.Config{
+		{QueueURL: "q", DLQURL: "d"},
+		{QueueURL: "q", DLQURL: "d", Rate: 2.5, LogLevel: slog.LevelDebug},
+	} {
+		env := c.Environ()
+		got, err := redrive.LoadConfig(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatalf("LoadConfig(%v): %v", env, err)
+		}
+		want := c
+		if want.Rate == 0 {
+			want.Rate = redrive.DefaultRate
+		}
+		want.ScanVisibility, want.ReceiveWait, want.StopMargin = redrive.DefaultScanVisibility, redrive.DefaultReceiveWait, redrive.DefaultStopMargin
+		if got != want {
+			t.Errorf("LoadConfig(Environ) = %+v, want %+v", got, want)
+		}
 	}
 }

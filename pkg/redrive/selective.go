@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/internal/sqsscan"
 )
 
 // maxSendFailures consecutive failed sends stop a scan: the orders queue is likely unusable.
@@ -19,29 +21,24 @@ const maxSendFailures = 3
 // ApproximateNumberOfMessages at its start.
 const scanMargin = 100
 
-// releaseTimeout bounds the release of held messages, which runs even if ctx is cancelled.
-const releaseTimeout = 15 * time.Second
-
 // scan is the state of one selective run.
 type scan struct {
 	r   *Redriver
 	req Request
 	res Result
-	// held maps the id of each message received and still in the DLQ to its latest receipt
-	// handle; they are made visible again when the scan ends.
-	held map[string]string
-	seen map[string]bool
+	// dlq holds each message received and still in the DLQ; they are made visible again when
+	// the scan ends.
+	dlq *sqsscan.Scan
 	// sendFailures counts consecutive failed sends.
 	sendFailures int
 }
 
 func (r *Redriver) selective(ctx context.Context, req Request) (Result, error) {
 	s := &scan{
-		r:    r,
-		req:  req,
-		res:  Result{Mode: ModeSelective, DryRun: req.DryRun},
-		held: map[string]string{},
-		seen: map[string]bool{},
+		r:   r,
+		req: req,
+		res: Result{Mode: ModeSelective, DryRun: req.DryRun},
+		dlq: sqsscan.New(r.client, r.cfg.DLQURL),
 	}
 	err := s.run(ctx)
 	if err != nil {
@@ -77,26 +74,19 @@ func (s *scan) run(ctx context.Context) error {
 			s.res.Stop = StopDeadline
 			return nil
 		}
-		out, err := s.r.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl:                    aws.String(s.r.cfg.DLQURL),
-			MaxNumberOfMessages:         10,
-			VisibilityTimeout:           int32(visibility / time.Second),
-			WaitTimeSeconds:             int32(s.r.cfg.ReceiveWait / time.Second),
-			MessageAttributeNames:       []string{"All"},
-			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
-		})
+		fresh, received, err := s.dlq.Receive(ctx, 10, visibility, s.r.cfg.ReceiveWait)
 		if err != nil {
 			return fmt.Errorf("receive from the DLQ: %w", err)
 		}
-		if len(out.Messages) == 0 {
+		if received == 0 {
 			s.res.Stop = StopEmpty
 			return nil
 		}
-		selected, fresh := s.classify(ctx, out.Messages)
-		if fresh == 0 {
+		if len(fresh) == 0 {
 			s.res.Stop = StopSeen
 			return nil
 		}
+		selected := s.classify(ctx, fresh)
 		for _, m := range selected {
 			if err := s.move(ctx, m); err != nil {
 				return err
@@ -107,24 +97,13 @@ func (s *scan) run(ctx context.Context) error {
 
 func (s *scan) nearDeadline(ctx context.Context) bool {
 	d, ok := ctx.Deadline()
-	return ok && d.Sub(s.r.Now()) < s.r.cfg.StopMargin
+	return ok && d.Sub(s.r.now()) < s.r.cfg.StopMargin
 }
 
-// classify holds every message received, counts and audits the ones not seen before, and
-// returns those selected for a move (none in a dry run) and how many were not seen before.
-func (s *scan) classify(ctx context.Context, msgs []sqstypes.Message) (selected []sqstypes.Message, fresh int) {
-	for _, m := range msgs {
-		id := aws.ToString(m.MessageId)
-		if s.seen[id] {
-			// Its visibility ran out during the scan: keep the newest receipt handle to release it.
-			if _, ok := s.held[id]; ok {
-				s.held[id] = aws.ToString(m.ReceiptHandle)
-			}
-			continue
-		}
-		s.seen[id] = true
-		fresh++
-		s.held[id] = aws.ToString(m.ReceiptHandle)
+// classify counts and audits messages not seen before, and returns those selected for a move
+// (none in a dry run).
+func (s *scan) classify(ctx context.Context, fresh []sqstypes.Message) (selected []sqstypes.Message) {
+	for _, m := range fresh {
 		s.res.Scanned++
 		e := EntryOf(m)
 		s.res.count(e.Class, func(c *ClassCount) { c.Scanned++ })
@@ -146,14 +125,14 @@ func (s *scan) classify(ctx context.Context, msgs []sqstypes.Message) (selected 
 		}
 		selected = append(selected, m)
 	}
-	return selected, fresh
+	return selected
 }
 
 // move sends one selected message to the orders queue, then deletes it from the DLQ. A failed
 // send leaves it held (released at the end); an error stops the scan.
 func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
 	e := EntryOf(m)
-	if err := s.r.Limiter.Wait(ctx); err != nil {
+	if err := s.r.limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("wait to send message %s: %w", e.MessageID, err)
 	}
 	if _, err := s.r.client.SendMessage(ctx, s.r.requeueInput(m)); err != nil {
@@ -170,8 +149,7 @@ func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
 	s.res.Moved++
 	s.res.count(e.Class, func(c *ClassCount) { c.Moved++ })
 	// Sent: whatever happens next, releasing it would only invite a second redrive.
-	handle := s.held[e.MessageID]
-	delete(s.held, e.MessageID)
+	handle, _ := s.dlq.Take(e.MessageID)
 	_, err := s.r.client.DeleteMessage(context.WithoutCancel(ctx), &sqs.DeleteMessageInput{
 		QueueUrl:      aws.String(s.r.cfg.DLQURL),
 		ReceiptHandle: aws.String(handle),
@@ -186,48 +164,13 @@ func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
 	return nil
 }
 
-// release makes every held message visible again, ten at a time. It runs even when ctx is
-// done; what it cannot release becomes visible when its ScanVisibility ends.
+// release makes every held message visible again. It runs even when ctx is done; what it
+// cannot release becomes visible when its ScanVisibility ends.
 func (s *scan) release(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-	defer cancel()
-	var ids []string // batch entry i releases message ids[i]
-	var batch []sqstypes.ChangeMessageVisibilityBatchRequestEntry
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		out, err := s.r.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{
-			QueueUrl: aws.String(s.r.cfg.DLQURL),
-			Entries:  batch,
-		})
-		switch {
-		case err != nil:
-			s.r.Logger.WarnContext(ctx, "redrive release failed: messages reappear when their visibility ends",
-				"messages", len(batch), "visibility", s.r.cfg.ScanVisibility, "error", err)
-		default:
-			s.res.Released += len(out.Successful)
-			for _, f := range out.Failed {
-				messageID := aws.ToString(f.Id)
-				if i, err := strconv.Atoi(messageID); err == nil && i >= 0 && i < len(ids) {
-					messageID = ids[i]
-				}
-				s.r.Logger.WarnContext(ctx, "redrive release failed: message reappears when its visibility ends",
-					"messageID", messageID, "code", aws.ToString(f.Code), "visibility", s.r.cfg.ScanVisibility)
-			}
-		}
-		ids, batch = ids[:0], batch[:0]
+	released, err := s.dlq.Release(ctx)
+	s.res.Released += released
+	if err != nil {
+		s.r.log.WarnContext(ctx, "redrive release failed: messages reappear when their visibility ends",
+			"visibility", s.r.cfg.ScanVisibility, "error", err)
 	}
-	for id, handle := range s.held {
-		batch = append(batch, sqstypes.ChangeMessageVisibilityBatchRequestEntry{
-			Id:                aws.String(strconv.Itoa(len(batch))), // message ids need not fit the entry id rules
-			ReceiptHandle:     aws.String(handle),
-			VisibilityTimeout: 0,
-		})
-		ids = append(ids, id)
-		if len(batch) == 10 {
-			flush()
-		}
-	}
-	flush()
 }

@@ -1,4 +1,4 @@
-package s3event_test
+package test
 
 import (
 	"context"
@@ -17,7 +17,8 @@ import (
 )
 
 // TestMotoNotifications sends real notifications through moto by the three routes a files
-// queue can be fed and decodes what arrives. (testdata/moto-*.json were captured this way.)
+// queue can be fed and decodes what arrives with pkg/s3event (pkg/s3event/testdata/moto-*.json
+// were captured this way).
 func TestMotoNotifications(t *testing.T) {
 	ctx := context.Background()
 	cfg := awstest.Config(t)

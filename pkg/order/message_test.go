@@ -1,0 +1,34 @@
+package order_test
+
+import (
+	"maps"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
+)
+
+func TestStripParking(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   map[string]string
+		want map[string]string
+	}{
+		{"nil", nil, nil},
+		{"only parking", map[string]string{order.AttrFailureClass: "x", order.AttrFailureDetail: "x", order.AttrAttempts: "1", order.AttrParkedAt: "t", order.AttrRetries: "2"}, nil},
+		{"mixed", map[string]string{order.AttrOrderID: "o1", order.AttrLine: "3", "Custom": "c", order.AttrFailureClass: "exhausted", order.AttrRetries: "2"},
+			map[string]string{order.AttrOrderID: "o1", order.AttrLine: "3", "Custom": "c"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := maps.Clone(tc.in)
+			got := order.StripParking(tc.in)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("StripParking (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(before, tc.in); diff != "" {
+				t.Errorf("StripParking changed its input (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
