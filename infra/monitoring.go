@@ -118,9 +118,34 @@ func NewMonitoring(scope constructs.Construct, id string, props MonitoringProps)
 			fmt.Sprintf("The %s function's p99 duration is above %v (timeout %v).", f.name, limit, f.timeout))
 	}
 
+	// The governor (pkg/governor), from dispatch's EMF metrics (dimension Function = its name).
+	fn := props.Dispatch.Function.FunctionName()
+	governorMetric := func(name, statistic string, period time.Duration) awscloudwatch.IMetric {
+		return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+			Namespace: jsii.String(dispatch.MetricsNamespace), MetricName: jsii.String(name),
+			DimensionsMap: &map[string]*string{"Function": fn}, Statistic: jsii.String(statistic), Period: seconds(period),
+		})
+	}
+	open := awscloudwatch.NewAlarm(c, jsii.String("BreakerOpen"), &awscloudwatch.AlarmProps{
+		Metric:             governorMetric(dispatch.MetricBreakerOpen, "Maximum", time.Minute),
+		Threshold:          jsii.Number(1),
+		EvaluationPeriods:  jsii.Number(breakerAlarmMinutes),
+		DatapointsToAlarm:  jsii.Number(breakerAlarmMinutes),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		AlarmDescription: jsii.String(fmt.Sprintf("The order API's circuit breaker has been open %d minutes: the API keeps failing; orders wait on the queue (not parked). `orderpipe status` shows the breaker.",
+			breakerAlarmMinutes)),
+	})
+	m.notify(open)
+	m.alarm("GovernorErrors", governorMetric(dispatch.MetricGovernorErrors, "Sum", alarmPeriod), 0,
+		"Dispatch cannot reach the governor table: orders are given back unsent. Check DynamoDB and the dispatch role.")
+
 	m.Dashboard = newDashboard(c, props)
 	return m
 }
+
+// breakerAlarmMinutes is how long the breaker stays open before its alarm fires.
+const breakerAlarmMinutes = 15
 
 // alarm creates an alarm on metric > threshold over one period, notifying the topic on ALARM and
 // OK; missing data (an idle pipeline) is not breaching.
@@ -133,6 +158,11 @@ func (m *Monitoring) alarm(id string, metric awscloudwatch.IMetric, threshold fl
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 		AlarmDescription:   jsii.String(description),
 	})
+	m.notify(a)
+}
+
+// notify sends a's ALARM and OK to the topic and records it in Alarms.
+func (m *Monitoring) notify(a awscloudwatch.Alarm) {
 	action := awscloudwatchactions.NewSnsAction(m.Topic)
 	a.AddAlarmAction(action)
 	a.AddOkAction(action)

@@ -105,9 +105,10 @@ func DefaultConfig() Config {
 }
 
 // WithSettings returns c with the values a deployment's settings decide: the API's total rate,
-// the number of instances sharing it and the transient budget.
+// the number of instances sharing it, the transient budget and the breaker.
 func (c Config) WithSettings(s pipeline.Settings) Config {
 	c.APIRate, c.APIInstances, c.MaxAttempts = s.APIRate, s.Instances, s.MaxAttempts
+	c.BreakerThreshold, c.ProbeInterval = s.BreakerThreshold, s.ProbeInterval
 	return c
 }
 

@@ -71,9 +71,9 @@ const (
 	// maxVisibility keeps a margin under the 12 h a message may stay invisible in total since
 	// its receipt: the ESM received it moments before the invocation.
 	maxVisibility = pipeline.MaxVisibility - 5*time.Minute
-	maxDelay      = 15 * time.Minute // SendMessage DelaySeconds maximum
-	maxAttributes = 10               // message attributes per SQS message
-	sqsCallBudget = 5 * time.Second  // bookkeeping calls run detached from the invocation's cancel
+	maxDelay      = pipeline.MaxDelay
+	maxAttributes = 10              // message attributes per SQS message
+	sqsCallBudget = 5 * time.Second // bookkeeping calls run detached from the invocation's cancel
 	// responseReserve is left between the last bookkeeping call and the invocation's deadline,
 	// for the response to reach Lambda: a call still running at the deadline is a killed
 	// invocation, and then the whole batch comes back, copies already re-sent included.
