@@ -123,7 +123,7 @@ func NewMonitoring(scope constructs.Construct, id string, props MonitoringProps)
 	governorMetric := func(name, statistic string, period time.Duration) awscloudwatch.IMetric {
 		return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 			Namespace: jsii.String(dispatch.MetricsNamespace), MetricName: jsii.String(name),
-			DimensionsMap: &map[string]*string{"Function": fn}, Statistic: jsii.String(statistic), Period: seconds(period),
+			DimensionsMap: &map[string]*string{dispatch.MetricDimension: fn}, Statistic: jsii.String(statistic), Period: seconds(period),
 		})
 	}
 	open := awscloudwatch.NewAlarm(c, jsii.String("BreakerOpen"), &awscloudwatch.AlarmProps{
@@ -231,6 +231,9 @@ func newDashboard(scope constructs.Construct, props MonitoringProps) awscloudwat
 		graph("Dispatch outcomes (orderpipe EMF)", outcomes...),
 		graph("Order API latency and pacing wait (ms)",
 			emf(dispatch.MetricApiLatency, "p50"), emf(dispatch.MetricApiLatency, "p99"), emf(dispatch.MetricPacingWait, "p99")),
+		graph("Governor: shared rate (req/s), breaker open, held orders, store errors",
+			emf(dispatch.MetricApiRate, "Minimum"), emf(dispatch.MetricBreakerOpen, "Maximum"),
+			emf(dispatch.MetricHeld, "Sum"), emf(dispatch.MetricGovernorErrors, "Sum")),
 	)
 	return d
 }

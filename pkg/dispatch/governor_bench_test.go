@@ -178,6 +178,7 @@ type govResult struct {
 	q         *simQueue
 	storeGets atomic.Int64
 	storeSets atomic.Int64
+	handlerNs atomic.Int64 // wall time inside Handle: what Lambda bills
 }
 
 // countingDynamo counts the governor's DynamoDB calls.
@@ -249,7 +250,9 @@ func runGoverned(b *testing.B, c govCase) *govResult {
 					return
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				t0 := time.Now()
 				resp, _ := d.Handle(ctx, ev)
+				r.handlerNs.Add(time.Since(t0).Nanoseconds())
 				cancel()
 				r.q.done(ev.Records[0].MessageId, len(resp.BatchItemFailures) > 0)
 			}
@@ -274,6 +277,7 @@ func (r *govResult) report(b *testing.B, c govCase) {
 	b.ReportMetric(float64(r.storeGets.Load())/float64(c.orders), "GetItem/order")
 	b.ReportMetric(float64(r.storeSets.Load())/float64(c.orders), "UpdateItem/order")
 	b.ReportMetric(float64(r.q.resends)/float64(c.orders), "resends/order")
+	b.ReportMetric(float64(r.handlerNs.Load())/1e6/float64(c.orders), "billed-ms/order")
 	if st.Accepted+r.q.parked != c.orders {
 		b.Errorf("accepted %d + parked %d, want %d orders", st.Accepted, r.q.parked, c.orders)
 	}
