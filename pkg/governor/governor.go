@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -98,7 +99,8 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// Store holds the one shared State. Implementations: the DynamoDB store (NewDynamoStore) and
+// Store holds the one shared State. A Store that is also a sync.Locker is held across each
+// read-modify-write of the Governors sharing it (DynamoStore: the Governors of one process). Implementations: the DynamoDB store (NewDynamoStore) and
 // an in-process one (NewMemoryStore).
 type Store interface {
 	// Load returns the record. A missing record is the zero State and no error; a record that
@@ -183,6 +185,7 @@ func (g *Governor) Config() Config { return g.cfg }
 // where fits refuses it), a *StoreError (the store failed or kept changing under us: nothing
 // reserved), or ctx's error.
 func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot, error) {
+	defer g.turn()()
 	for range g.cfg.Conflicts {
 		st, err := g.load(ctx)
 		if err != nil {
@@ -222,6 +225,7 @@ var ErrSlotTaken = errors.New("a later slot is reserved: the late slot cannot mo
 // reckoned from the real send. Otherwise it returns ErrSlotTaken (the slot is lost; reserve
 // another), a *StoreError, or ctx's error.
 func (g *Governor) Retake(ctx context.Context, slot Slot) (Slot, error) {
+	defer g.turn()()
 	st, err := g.load(ctx)
 	if err != nil {
 		return Slot{}, err
@@ -243,6 +247,16 @@ func (g *Governor) Retake(ctx context.Context, slot Slot) (Slot, error) {
 	}
 	slot.At, slot.Late = now, now.Add(g.cfg.Margin)
 	return slot, nil
+}
+
+// turn takes the store's lock when it has one and returns its release.
+func (g *Governor) turn() func() {
+	l, ok := g.store.(sync.Locker)
+	if !ok {
+		return func() {}
+	}
+	l.Lock()
+	return l.Unlock
 }
 
 // next is the earliest start a new slot may have at now, and what bounds it.
@@ -272,6 +286,7 @@ func (g *Governor) next(st State, now time.Time) (time.Time, string) {
 // It writes only when the record changes. Errors: a *StoreError or ctx's error; the outcome is
 // then not recorded.
 func (g *Governor) Report(ctx context.Context, slot Slot, o Outcome) (State, error) {
+	defer g.turn()()
 	for range g.cfg.Conflicts {
 		st, err := g.load(ctx)
 		if err != nil {

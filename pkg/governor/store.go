@@ -71,16 +71,22 @@ const (
 // DynamoStore keeps the record as one item of a DynamoDB table, read with a strongly consistent
 // GetItem and written with an UpdateItem conditional on its version. Safe for concurrent use.
 //
-// Writes from one process go one at a time: the local stand-in checks a condition and writes
-// without a lock, so two concurrent UpdateItems on one item both succeeded there. DynamoDB
-// itself applies a conditional write atomically; in Lambda a process runs one invocation at a
-// time, so the lock costs nothing there.
+// Within one process the Governors sharing a DynamoStore take turns (it is a Locker): each
+// read-modify-write runs alone, so they never conflict with each other, and the local stand-in,
+// which checks a condition and writes without a lock (two concurrent conditional UpdateItems on
+// one item both succeeded there), sees one write at a time. Across processes the conditional
+// write keeps the guarantee, as DynamoDB applies it atomically; in Lambda a process runs one
+// invocation at a time, so the turns cost nothing there.
 type DynamoStore struct {
 	client DynamoAPI
 	table  string
 	key    string
-	mu     sync.Mutex // held during UpdateItem
+	mu     sync.Mutex // held by a Governor across its read-modify-write (Lock, Unlock)
 }
+
+// Lock and Unlock make the Governors of this process take turns (sync.Locker).
+func (d *DynamoStore) Lock()   { d.mu.Lock() }
+func (d *DynamoStore) Unlock() { d.mu.Unlock() }
 
 // NewDynamoStore returns a store of the item key ("" means DefaultKey) in table.
 func NewDynamoStore(client DynamoAPI, table, key string) *DynamoStore {
@@ -228,8 +234,6 @@ func (d *DynamoStore) Save(ctx context.Context, next State, prev int64) error {
 		cond = "#a0 = :prev"
 		values[":prev"] = n(strconv.FormatInt(prev, 10))
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	_, err := d.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(d.table),
 		Key:                       d.itemKey(),
