@@ -56,7 +56,7 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 		Governor: p.Governor,
 	})
 	p.Redrive = NewRedrive(stack, "Redrive", RedriveProps{
-		FunctionProps: fp, Settings: s, Schedule: cfg.RedriveSchedule, Orders: p.Orders,
+		FunctionProps: fp, Settings: s, Schedule: cfg.RedriveSchedule, Orders: p.Orders, Uploads: p.Uploads,
 	})
 	p.Monitoring = NewMonitoring(stack, "Monitoring", MonitoringProps{
 		Settings: s, AlarmEmail: cfg.AlarmEmail,

@@ -17,6 +17,14 @@ import (
 // rejected and flagged with duplicateIdsTruncated.
 const MaxListedDuplicates = 1000
 
+// Log messages of a file ingest did not read to the end, at warn level once its report is
+// written: refused whole (unknown extension, larger than MAX_FILE_BYTES) or stopped half-way
+// (bad CSV header, corrupt gzip). The stack counts them with log metric filters and alarms.
+const (
+	LogFileRefused = "file refused"
+	LogFileStopped = "file stopped"
+)
+
 // Report is the content of `reports/{key}.json`.
 type Report struct {
 	Bucket                string    `json:"bucket"`
@@ -80,6 +88,11 @@ func (r *fileRun) finish(ctx context.Context, refused, stopped string) (Outcome,
 		return 0, err
 	}
 	r.deleteSidecars(ctx, st)
+	for _, w := range []struct{ msg, why string }{{LogFileRefused, refused}, {LogFileStopped, stopped}} {
+		if w.why != "" {
+			r.svc.log.WarnContext(ctx, w.msg, "bucket", obj.Bucket, "key", obj.Key, "version", obj.Version, "reason", w.why, "report", obj.reportKey())
+		}
+	}
 	return Done, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/syncbuf"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/s3event"
 )
@@ -181,8 +183,9 @@ func TestIngestRefusesAndStops(t *testing.T) {
 			e := newEnv(t)
 			if tt.maxFile > 0 {
 				e.cfg.MaxFileBytes = tt.maxFile
-				e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{})
 			}
+			var logs syncbuf.Buffer
+			e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			e.put(t, tt.key, []byte(tt.body))
 			got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: tt.key}, "")
 			if err != nil || got != ingest.Done {
@@ -200,6 +203,14 @@ func TestIngestRefusesAndStops(t *testing.T) {
 			}
 			if n := len(receiveAll(t, e.sqs, e.ordersURL)); n != tt.wantSent || rep.Enqueued != int64(tt.wantSent) {
 				t.Errorf("%d orders sent, report enqueued %d; want %d", n, rep.Enqueued, tt.wantSent)
+			}
+			// The stack's log metric filters count these lines (infra, Monitoring).
+			want := fmt.Sprintf("level=WARN msg=%q", ingest.LogFileRefused)
+			if tt.wantStopped != "" {
+				want = fmt.Sprintf("level=WARN msg=%q", ingest.LogFileStopped)
+			}
+			if got := logs.String(); !strings.Contains(got, want) || !strings.Contains(got, "key="+tt.key) {
+				t.Errorf("logs %q: want a line with %s and key=%s", got, want, tt.key)
 			}
 		})
 	}
