@@ -44,7 +44,7 @@ func TestPipeline(t *testing.T) {
 	var tuned []string
 	p, err := local.NewPipeline(context.Background(), local.Options{
 		AWS: awstest.Config(t), Names: local.NamesFor(awstest.Name(t, "pipe")), Settings: pipelineSettings(), APIBaseURL: ts.URL,
-		Ingest:   func(c *ingest.Config) { c.CheckpointMargin = 2 * time.Second; tuned = append(tuned, "ingest") },
+		Ingest: func(c *ingest.Config) { c.CheckpointMargin = 2 * time.Second; tuned = append(tuned, "ingest") },
 		Dispatch: func(c *dispatch.Config) {
 			// Each instance paces alone: with a 4 s deadline, 2 s of it the client's margin, the
 			// shared stand-in's DynamoDB under the other packages' load leaves no slot that fits
