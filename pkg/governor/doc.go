@@ -31,6 +31,15 @@
 // other caller with a *WaitError ("breaker open") until the next probe; the caller gives its
 // order back without spending its retry budget. Any answer that is not a 5xx closes it.
 //
+// # Cost
+//
+// A reservation is one strongly consistent GetItem and one conditional UpdateItem (more when
+// another instance wrote in between). Report reads and writes only when the answer may change the
+// record: an ordinary answer to a slot reserved while all was well (no failures on record,
+// breaker closed, full rate, the same RateLimit-Policy) costs nothing, so at full rate an order
+// costs one read and one write. Such an answer does not reset a failure run recorded by another
+// instance after the slot was reserved; the next answer read with the record does.
+//
 // # Faults
 //
 // Store calls are bounded by StoreTimeout; a failure is a *StoreError and nothing was reserved

@@ -127,6 +127,11 @@ type Slot struct {
 	Late  time.Time // At + Margin: a sender awake after Late gives the slot up
 	Probe bool      // the breaker is open and this request is its probe
 	Rate  float64   // the rate in force when reserved, requests/s
+
+	// quiet: when reserved, the record had no failures, a closed breaker, the full rate and
+	// policy, the API's RateLimit-Policy rate then: an ordinary answer changes nothing.
+	quiet  bool
+	policy float64
 }
 
 // WaitError reasons.
@@ -212,7 +217,9 @@ func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot
 		if err != nil {
 			return Slot{}, err
 		}
-		return Slot{At: at, Late: at.Add(g.cfg.Margin), Probe: probe, Rate: st.rate(g.cfg.Rate)}, nil
+		rate := st.rate(g.cfg.Rate)
+		quiet := st.Failures == 0 && !st.Open() && (st.Rate <= 0 || st.Rate >= g.cfg.Rate)
+		return Slot{At: at, Late: at.Add(g.cfg.Margin), Probe: probe, Rate: rate, quiet: quiet, policy: st.Policy}, nil
 	}
 	return Slot{}, &StoreError{Err: fmt.Errorf("reserve: %d conflicting writes in a row", g.cfg.Conflicts)}
 }
@@ -283,9 +290,15 @@ func (g *Governor) next(st State, now time.Time) (time.Time, string) {
 
 // Report records the outcome of the request started in slot: throttles pause everyone and lower
 // the shared rate, successes raise it back after the hold, failures count towards the breaker.
-// It writes only when the record changes. Errors: a *StoreError or ctx's error; the outcome is
-// then not recorded.
+// It writes only when the record changes, and reads it only when the answer may change it (an
+// ordinary answer to a slot reserved while all was well needs neither: it returns the zero
+// State). Errors: a *StoreError or ctx's error; the outcome is then not recorded.
 func (g *Governor) Report(ctx context.Context, slot Slot, o Outcome) (State, error) {
+	if o.Kind == Answered && slot.quiet && o.PolicyRate == slot.policy && (!o.HasRemaining || o.Remaining > 0) {
+		// Nothing to record (the common case at full rate): no store call. The zero State
+		// says nothing was read.
+		return State{}, nil
+	}
 	defer g.turn()()
 	for range g.cfg.Conflicts {
 		st, err := g.load(ctx)

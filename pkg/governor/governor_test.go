@@ -353,3 +353,43 @@ func TestClockSkewMargin(t *testing.T) {
 		t.Logf("skew margin %v: shortest real gap %v", tc.skew, shortest)
 	}
 }
+
+// countingStore counts the calls that reach a MemoryStore.
+type countingStore struct {
+	MemoryStore
+	loads, saves int
+}
+
+func (c *countingStore) Load(ctx context.Context) (State, error) {
+	c.loads++
+	return c.MemoryStore.Load(ctx)
+}
+
+func (c *countingStore) Save(ctx context.Context, n State, prev int64) error {
+	c.saves++
+	return c.MemoryStore.Save(ctx, n, prev)
+}
+
+func TestOrdinaryAnswersCostNoStoreCall(t *testing.T) {
+	store := &countingStore{}
+	a, _, clk := newPair(t, Config{Rate: 1}, store)
+	ctx := context.Background()
+	s := reserve(t, a)
+	if store.loads != 1 || store.saves != 1 {
+		t.Fatalf("reserve: %d loads, %d saves, want 1 and 1", store.loads, store.saves)
+	}
+	clk.Set(s.At)
+	if _, err := a.Report(ctx, s, Outcome{Kind: Answered}); err != nil || store.loads != 1 || store.saves != 1 {
+		t.Errorf("an ordinary 200: %d loads, %d saves (err %v), want no store call", store.loads, store.saves, err)
+	}
+	// A failure, and an answer with RateLimit news, are recorded.
+	if _, err := a.Report(ctx, s, Outcome{Kind: Failed}); err != nil || store.saves != 2 {
+		t.Errorf("a failure: %d saves (err %v), want it written", store.saves, err)
+	}
+	s = reserve(t, a) // not quiet any more: a failure is on record
+	clk.Set(s.At)
+	st, _ := a.Report(ctx, s, Outcome{Kind: Answered})
+	if st.Failures != 0 || store.saves != 4 {
+		t.Errorf("a success after a failure: failures %d, %d saves; want the run reset and written", st.Failures, store.saves)
+	}
+}
