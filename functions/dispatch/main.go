@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/orderpipe/orderpipe/internal/lambdalog"
+	"github.com/orderpipe/orderpipe/pkg/delivery"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
@@ -48,6 +49,9 @@ func wire(ctx context.Context) (*dispatch.Dispatcher, error) {
 		return nil, fmt.Errorf("order API client: %w", err)
 	}
 	var opts dispatch.Options
+	if cfg.DeliveryTable != "" {
+		opts.Ledger = delivery.New(dynamodb.NewFromConfig(awsCfg), cfg.DeliveryTable, nil)
+	}
 	if cfg.GovernorTable != "" {
 		// One store per process: its writes go one at a time (governor.DynamoStore).
 		store := governor.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.GovernorTable, "")

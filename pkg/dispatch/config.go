@@ -26,7 +26,9 @@ const (
 	EnvMaxAttempts    = "MAX_ATTEMPTS"
 	EnvBackoffBase    = "BACKOFF_BASE"
 	EnvBackoffMax     = "BACKOFF_MAX"
+	EnvMaxThrottled   = "MAX_THROTTLED"
 	EnvLogLevel       = "LOG_LEVEL"
+	EnvDeliveryTable  = "DELIVERY_TABLE"
 	// The governor (pkg/governor): its table, margins and breaker.
 	EnvGovernorTable    = "GOVERNOR_TABLE"
 	EnvClockSkew        = "GOVERNOR_CLOCK_SKEW"
@@ -42,6 +44,7 @@ const (
 const (
 	DefaultBackoffBase  = 2 * time.Second
 	DefaultBackoffMax   = 15 * time.Minute
+	DefaultMaxThrottled = 24 * time.Hour
 	DefaultFunctionName = "dispatch"
 	DefaultMinRequest   = time.Second
 )
@@ -74,6 +77,15 @@ type Config struct {
 	MaxAttempts int           // MAX_ATTEMPTS, default 8: transient budget, by receive count
 	BackoffBase time.Duration // BACKOFF_BASE, default 2s
 	BackoffMax  time.Duration // BACKOFF_MAX, default 15m
+	// MaxThrottled is MAX_THROTTLED, default 24h: an order the API has throttled for this long
+	// in all (since the first throttle of its current budget) is parked as throttled. Zero in a
+	// hand-built Config means the default.
+	MaxThrottled time.Duration
+
+	// DeliveryTable (DELIVERY_TABLE) is the DynamoDB table of the delivery records
+	// (pkg/delivery); empty: no record is kept and every copy of an order is sent. The stack
+	// always sets it.
+	DeliveryTable string
 
 	LogLevel     slog.Level // LOG_LEVEL, default info
 	FunctionName string     // AWS_LAMBDA_FUNCTION_NAME, default "dispatch": the EMF Function dimension
@@ -95,6 +107,7 @@ func DefaultConfig() Config {
 		MaxAttempts:  d.MaxAttempts,
 		BackoffBase:  DefaultBackoffBase,
 		BackoffMax:   DefaultBackoffMax,
+		MaxThrottled: DefaultMaxThrottled,
 		LogLevel:     slog.LevelInfo,
 		FunctionName: DefaultFunctionName,
 		MinRequest:   DefaultMinRequest,
@@ -113,7 +126,8 @@ func (c Config) WithSettings(s pipeline.Settings) Config {
 }
 
 // Environ returns the environment LoadConfig reads c back from: every variable of the contract
-// except AWS_LAMBDA_FUNCTION_NAME (Lambda sets it), with ORDER_API_SECRET_ARN only when set.
+// except AWS_LAMBDA_FUNCTION_NAME (Lambda sets it), with ORDER_API_SECRET_ARN and DELIVERY_TABLE
+// only when set.
 // MinRequest is not part of the environment. For a valid c whose FunctionName and MinRequest are
 // the defaults, LoadConfig(Environ) returns c.
 func (c Config) Environ() map[string]string {
@@ -127,6 +141,7 @@ func (c Config) Environ() map[string]string {
 		EnvMaxAttempts:    strconv.Itoa(c.MaxAttempts),
 		EnvBackoffBase:    c.BackoffBase.String(),
 		EnvBackoffMax:     c.BackoffMax.String(),
+		EnvMaxThrottled:   c.MaxThrottled.String(),
 		EnvLogLevel:       c.LogLevel.String(),
 
 		EnvClockSkew:        c.ClockSkew.String(),
@@ -139,6 +154,9 @@ func (c Config) Environ() map[string]string {
 	}
 	if c.GovernorTable != "" {
 		env[EnvGovernorTable] = c.GovernorTable
+	}
+	if c.DeliveryTable != "" {
+		env[EnvDeliveryTable] = c.DeliveryTable
 	}
 	return env
 }
@@ -236,6 +254,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		MaxAttempts:    count(EnvMaxAttempts, d.MaxAttempts),
 		BackoffBase:    dur(EnvBackoffBase, d.BackoffBase),
 		BackoffMax:     dur(EnvBackoffMax, d.BackoffMax),
+		MaxThrottled:   dur(EnvMaxThrottled, d.MaxThrottled),
+		DeliveryTable:  str(EnvDeliveryTable, "", false),
 		FunctionName:   str(EnvFunctionName, d.FunctionName, false),
 		MinRequest:     d.MinRequest,
 
@@ -275,6 +295,9 @@ func (c Config) Validate() error {
 	}
 	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase || c.BackoffMax > pipeline.MaxVisibility {
 		bad("%s %v, %s %v: want 0 < base <= max <= %v", EnvBackoffBase, c.BackoffBase, EnvBackoffMax, c.BackoffMax, pipeline.MaxVisibility)
+	}
+	if c.MaxThrottled < 0 {
+		bad("%s %v: want > 0", EnvMaxThrottled, c.MaxThrottled)
 	}
 	if c.APITimeout <= 0 || c.MinRequest < 0 {
 		bad("%s %v must be > 0", EnvAPITimeout, c.APITimeout)

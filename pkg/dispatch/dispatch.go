@@ -64,6 +64,8 @@ type Options struct {
 	// Governor paces every request. Default: one of this Dispatcher's own (an in-process store)
 	// at PerInstanceRate: each instance alone, as without a GOVERNOR_TABLE.
 	Governor Governor
+	// Ledger keeps each order's delivery record; nil: none (every copy is sent).
+	Ledger Ledger
 }
 
 // Limits of SQS used when deciding visibility.
@@ -81,16 +83,17 @@ const (
 )
 
 // Dispatcher delivers order messages to the order API at the paced rate. One Dispatcher lives
-// for the whole process (a warm Lambda instance), so its limiter paces across invocations. It is
+// for the whole process (a warm Lambda instance). It is
 // safe for concurrent use.
 type Dispatcher struct {
-	cfg   Config
-	queue Queue
-	api   OrderAPI
-	clock Clock
-	rand  func() float64
-	log   *slog.Logger
-	gov   Governor
+	cfg    Config
+	queue  Queue
+	api    OrderAPI
+	clock  Clock
+	rand   func() float64
+	log    *slog.Logger
+	gov    Governor
+	ledger Ledger
 
 	mu         sync.Mutex
 	metricsOut io.Writer
@@ -100,7 +103,7 @@ type Dispatcher struct {
 // New returns a Dispatcher. cfg must be valid (LoadConfig or Config.Validate).
 func New(cfg Config, queue Queue, api OrderAPI, opts Options) *Dispatcher {
 	d := &Dispatcher{cfg: cfg, queue: queue, api: api, clock: opts.Clock, rand: opts.Rand,
-		log: opts.Logger, gov: opts.Governor, metricsOut: opts.Metrics}
+		log: opts.Logger, gov: opts.Governor, ledger: opts.Ledger, metricsOut: opts.Metrics}
 	if d.clock == nil {
 		d.clock = clock.System{}
 	}
@@ -116,6 +119,9 @@ func New(cfg Config, queue Queue, api OrderAPI, opts Options) *Dispatcher {
 	if d.gov == nil {
 		// PerInstanceRate is finite and > 0 in a valid Config: New cannot fail.
 		d.gov, _ = governor.New(cfg.Governor(cfg.PerInstanceRate()), &governor.MemoryStore{}, d.clock)
+	}
+	if d.cfg.MaxThrottled == 0 {
+		d.cfg.MaxThrottled = DefaultMaxThrottled
 	}
 	if d.cfg.MinRequest == 0 {
 		d.cfg.MinRequest = time.Second
@@ -163,6 +169,7 @@ type decision struct {
 	detail     string        // reason, secret-free
 	visibility time.Duration // for actRetry, actRequeue
 	retries    int           // for actRequeue: the fresh copy's Retries attribute
+	since      string        // for actRequeue: the fresh copy's ThrottledSince attribute ("" none)
 }
 
 // decide maps an API outcome and the attempt number of this try (Retries + receive count) to
@@ -190,6 +197,34 @@ func (d *Dispatcher) decide(res orderapi.Result, attempts int) decision {
 		}
 		return decision{act: actRetry, class: "transient", detail: detail, visibility: d.backoff(attempts)}
 	}
+}
+
+// boundThrottle parks an order the API has throttled for cfg.MaxThrottled in all, counted from
+// the ThrottledSince attribute of its copy; otherwise it carries that attribute to the copy a
+// requeue sends, stamped with now at the first throttle. Other outcomes keep it as it is.
+func (d *Dispatcher) boundThrottle(msg events.SQSMessage, dec decision) decision {
+	var raw string
+	if a, ok := msg.MessageAttributes[order.AttrThrottledSince]; ok && a.StringValue != nil {
+		raw = *a.StringValue
+	}
+	since, err := time.Parse(time.RFC3339, raw)
+	if dec.class != "throttled" {
+		if err == nil {
+			dec.since = raw
+		}
+		return dec
+	}
+	now := d.clock.Now()
+	if err != nil { // the first throttle (or an unreadable stamp: the count starts again)
+		dec.since = now.UTC().Format(time.RFC3339)
+		return dec
+	}
+	if throttled := now.Sub(since); throttled >= d.cfg.MaxThrottled {
+		return decision{act: actPark, class: dec.class, parkClass: order.ClassThrottled,
+			detail: fmt.Sprintf("throttled for %v since %s (%s %v): %s", throttled.Round(time.Second), raw, EnvMaxThrottled, d.cfg.MaxThrottled, dec.detail)}
+	}
+	dec.since = raw
+	return dec
 }
 
 // giveBack returns a message that was not attempted: visible again once the pacing wait it could
@@ -228,13 +263,19 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 		return d.apply(ctx, log, msg, attempts, decision{act: actPark, class: "undecodable", parkClass: order.ClassUndecodable, detail: reason})
 	}
 	log = log.With("orderID", id)
+	claim, fate, ok := d.claim(ctx, log, msg, id, attempts, m)
+	if !ok {
+		return d.apply(ctx, log, msg, attempts, fate)
+	}
 
 	slot, wait, why, ok := d.pace(ctx, m)
 	if !ok {
+		d.settle(ctx, log, claim, orderapi.Result{}, m)
 		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, wait, why))
 	}
 
 	res, _ := d.api.Put(ctx, id, []byte(msg.Body))
+	d.settle(ctx, log, claim, res, m)
 	if res.Sent {
 		m.latencyMs = append(m.latencyMs, ms(res.Latency))
 		d.report(ctx, log, slot, res, m)
@@ -242,7 +283,7 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 	if !res.Sent && res.Class == orderapi.Transient && ctx.Err() != nil {
 		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, 0, res.Detail))
 	}
-	dec := d.decide(res, attempts)
+	dec := d.boundThrottle(msg, d.decide(res, attempts))
 	if slot.Probe && outcome(res).Kind == governor.Failed {
 		// The breaker's probe failed: the API is down, which says nothing about this order, so
 		// it waits like the others without spending its budget.
@@ -288,7 +329,7 @@ func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.
 		var wait *governor.WaitError
 		switch {
 		case errors.As(err, &wait):
-			m.held++
+			m.govHeld++
 			delay := max(wait.Until.Sub(d.clock.Now()), 0)
 			if wait.Reason == governor.ReasonOpen {
 				m.breakerOpen = true
@@ -390,6 +431,10 @@ func (d *Dispatcher) apply(ctx context.Context, log *slog.Logger, msg events.SQS
 	}
 	switch dec.act {
 	case actDone:
+		if dec.class == classDuplicate {
+			log.InfoContext(ctx, "order delivered already; copy deleted unsent")
+			return true
+		}
 		log.InfoContext(ctx, "order delivered")
 		return true
 	case actPark:
@@ -400,7 +445,7 @@ func (d *Dispatcher) apply(ctx context.Context, log *slog.Logger, msg events.SQS
 		log.WarnContext(ctx, "order parked", "failureClass", dec.parkClass)
 		return true
 	case actRequeue:
-		err := d.requeue(sctx, msg, dec.retries, dec.visibility)
+		err := d.requeue(sctx, msg, dec.retries, dec.since, dec.visibility)
 		if err == nil {
 			log.WarnContext(ctx, "order re-sent as a fresh message", "delaySec", seconds(dec.visibility))
 			return true
@@ -449,12 +494,13 @@ func (d *Dispatcher) park(ctx context.Context, msg events.SQSMessage, attempts i
 	return nil
 }
 
-// requeue sends a fresh copy of the message to the orders queue, delayed, carrying Retries.
-func (d *Dispatcher) requeue(ctx context.Context, msg events.SQSMessage, retries int, delay time.Duration) error {
+// requeue sends a fresh copy of the message to the orders queue, delayed, carrying Retries and
+// ThrottledSince (when not empty).
+func (d *Dispatcher) requeue(ctx context.Context, msg events.SQSMessage, retries int, since string, delay time.Duration) error {
 	_, err := d.queue.SendMessage(ctx, &sqs.SendMessageInput{
 		QueueUrl:          aws.String(d.cfg.OrdersQueueURL),
 		MessageBody:       aws.String(msg.Body),
-		MessageAttributes: requeuedAttributes(msg.MessageAttributes, retries),
+		MessageAttributes: requeuedAttributes(msg.MessageAttributes, retries, since),
 		DelaySeconds:      int32(seconds(min(delay, maxDelay))),
 	})
 	if err != nil {

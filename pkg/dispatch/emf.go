@@ -24,6 +24,12 @@ const (
 	MetricBreakerOpen    = "BreakerOpen"    // 1 when the invocation met the open circuit breaker, else 0
 	MetricHeld           = "Held"           // orders given back unsent: schedule full, paused, breaker open
 	MetricGovernorErrors = "GovernorErrors" // governor store calls that failed
+
+	// Delivery record (pkg/delivery) counts.
+	MetricDuplicates      = "Duplicates"      // copies of delivered orders, deleted unsent
+	MetricHeldElsewhere   = "HeldElsewhere"   // copies given back: another instance was sending the order
+	MetricPossibleRepeats = "PossibleRepeats" // PUTs after an earlier try that ended without a record
+	MetricLedgerErrors    = "LedgerErrors"    // delivery record reads or writes that failed
 )
 
 // MetricDimension is the one dimension of every dispatch metric: its value is the function name.
@@ -41,11 +47,15 @@ const maxEMFValues = 100
 // metrics are the counts of one invocation.
 type metrics struct {
 	sent, throttled, transient, permanent, exhausted int
-	latencyMs, waitMs                                []float64
+	// the delivery record's counts, emitted when a record was used (recorded)
+	recorded                                bool
+	duplicates, held, repeats, ledgerErrors int
+	latencyMs, waitMs                       []float64
 
-	held, lateSlots, governorErrors int
-	breakerOpen                     bool
-	rate                            float64 // the shared rate of the last slot taken; 0: none
+	// the governor's
+	govHeld, lateSlots, governorErrors int
+	breakerOpen                        bool
+	rate                               float64 // the shared rate of the last slot taken; 0: none
 }
 
 type emfMetric struct {
@@ -78,7 +88,7 @@ func writeEMF(w io.Writer, now time.Time, function string, m metrics) error {
 	add(MetricTransient, "Count", m.transient)
 	add(MetricPermanent, "Count", m.permanent)
 	add(MetricExhausted, "Count", m.exhausted)
-	add(MetricHeld, "Count", m.held)
+	add(MetricHeld, "Count", m.govHeld)
 	add(MetricGovernorErrors, "Count", m.governorErrors)
 	open := 0
 	if m.breakerOpen {
@@ -87,6 +97,12 @@ func writeEMF(w io.Writer, now time.Time, function string, m metrics) error {
 	add(MetricBreakerOpen, "None", open)
 	if m.rate > 0 {
 		add(MetricApiRate, "Count/Second", m.rate)
+	}
+	if m.recorded {
+		add(MetricDuplicates, "Count", m.duplicates)
+		add(MetricHeldElsewhere, "Count", m.held)
+		add(MetricPossibleRepeats, "Count", m.repeats)
+		add(MetricLedgerErrors, "Count", m.ledgerErrors)
 	}
 	if len(m.latencyMs) > 0 {
 		add(MetricApiLatency, "Milliseconds", m.latencyMs[:min(len(m.latencyMs), maxEMFValues)])

@@ -67,6 +67,8 @@ const (
 	OutputRedriveFunction = "RedriveFunctionName"
 	OutputAlarmTopic      = "AlarmTopicArn"
 	OutputGovernorTable   = "GovernorTableName"
+	// OutputAPIRate is Settings.APIRate as deployed (a decimal number), for status's ETA.
+	OutputAPIRate = "ApiRate"
 )
 
 // UploadsPrefix is the key prefix of the order files: only objects created under it notify the
