@@ -66,6 +66,9 @@ func (p *e2ePipeline) shortDeadlineDispatch(t *testing.T, margin time.Duration) 
 	t.Cleanup(ts.Close) // after the pollers have stopped: start registers its cleanup later
 	cfg := p.res.DispatchConfig(p.settings, ts.URL)
 	cfg.APITimeout, cfg.BackoffBase, cfg.BackoffMax, cfg.MinRequest = 2*margin, time.Second, time.Second, margin
+	// The faults here are per order: a breaker opened by them would hold every order
+	// (pkg/governor; the breaker is tested there and in pkg/dispatch).
+	cfg.BreakerThreshold = 1000
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("dispatch config: %v", err)
 	}
