@@ -181,6 +181,7 @@ type DispatchProps struct {
 	APIBaseURL   string
 	APISecretARN string // empty: no Authorization header
 	Orders       *OrderQueue
+	Deliveries   *Deliveries // the delivery records: DELIVERY_TABLE, GetItem, UpdateItem, DeleteItem
 }
 
 // Dispatch is the function that PUTs each order to the API: it consumes the orders queue with
@@ -200,6 +201,7 @@ func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Di
 	cfg := dispatch.DefaultConfig().WithSettings(s)
 	cfg.OrdersQueueURL, cfg.DLQURL = *o.Queue.QueueUrl(), *o.DLQ.QueueUrl()
 	cfg.APIBaseURL, cfg.APISecretARN = props.APIBaseURL, props.APISecretARN
+	cfg.DeliveryTable = *props.Deliveries.Table.TableName()
 	f := newAppFunction(c, functionSpec{
 		FunctionProps: props.FunctionProps,
 		name:          "dispatch",
@@ -214,6 +216,9 @@ func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Di
 	// (pkg/dispatch requeue); without this grant every re-send is denied and falls back to a
 	// visibility change that spends the transient budget.
 	allow(f.Role, "ResendOrders", &[]*string{o.Queue.QueueArn()}, "sqs:SendMessage")
+	// The delivery records: claim and mark (UpdateItem), release (DeleteItem), read after a failed
+	// claim (GetItem). No scan, no query, no other function (pkg/delivery).
+	allow(f.Role, "DeliveryRecords", &[]*string{props.Deliveries.Table.TableArn()}, "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 	if props.APISecretARN != "" {
 		allow(f.Role, "ReadAPISecret", jsii.Strings(secretResource(props.APISecretARN)), "secretsmanager:GetSecretValue")
 	}

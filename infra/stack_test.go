@@ -269,7 +269,7 @@ func TestFunctions(t *testing.T) {
 		env     []string
 	}{
 		{"ingest", s.id(p.Ingest.Function), st.IngestTimeout.Seconds(), slices.Collect(maps.Keys(ingest.DefaultConfig().Environ()))},
-		{"dispatch", s.id(p.Dispatch.Function), st.DispatchTimeout.Seconds(), append(slices.Collect(maps.Keys(dispatch.DefaultConfig().Environ())), dispatch.EnvAPISecretARN)},
+		{"dispatch", s.id(p.Dispatch.Function), st.DispatchTimeout.Seconds(), append(slices.Collect(maps.Keys(dispatch.DefaultConfig().Environ())), dispatch.EnvAPISecretARN, dispatch.EnvDeliveryTable)},
 		{"redrive", s.id(p.Redrive.Function), st.RedriveTimeout.Seconds(), slices.Collect(maps.Keys(redrive.Config{}.Environ()))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -420,6 +420,7 @@ func TestLeastPrivilege(t *testing.T) {
 	att := func(id string) string { return "<" + id + ".Arn>" }
 	bucket := att(s.id(p.Uploads.Bucket))
 	files, orders, dlq := att(s.id(p.Uploads.FilesQueue)), att(s.id(p.Orders.Queue)), att(s.id(p.Orders.DLQ))
+	deliveries := att(s.id(p.Deliveries.Table))
 	consume := func(queue string) map[string][]string {
 		out := map[string][]string{}
 		for _, a := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"} {
@@ -458,6 +459,9 @@ func TestLeastPrivilege(t *testing.T) {
 		{"dispatch", s.id(p.Dispatch.Role), common(s.id(p.Dispatch.LogGroup), consume(orders), map[string][]string{
 			"sqs:SendMessage":               {dlq, orders}, // park, and re-send throttled orders (pkg/dispatch requeue)
 			"secretsmanager:GetSecretValue": {"arn:aws:secretsmanager:eu-west-1:123456789012:secret:orderpipe/api-AbCdEf"},
+			"dynamodb:GetItem":              {deliveries}, // the delivery records (pkg/delivery)
+			"dynamodb:UpdateItem":           {deliveries},
+			"dynamodb:DeleteItem":           {deliveries},
 		})},
 		{"redrive", s.id(p.Redrive.Role), common(s.id(p.Redrive.LogGroup), map[string][]string{
 			"sqs:ReceiveMessage":          {dlq},
@@ -631,7 +635,7 @@ func TestOutputs(t *testing.T) {
 		got = append(got, k)
 	}
 	sort.Strings(got)
-	want := []string{"AlarmTopicArn", "ApiRate", "BucketName", "FilesDlqUrl", "FilesQueueUrl", "OrdersDlqUrl", "OrdersQueueUrl", "RedriveFunctionName"}
+	want := []string{"AlarmTopicArn", "ApiRate", "BucketName", "DeliveryTable", "FilesDlqUrl", "FilesQueueUrl", "OrdersDlqUrl", "OrdersQueueUrl", "RedriveFunctionName"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outputs (-want +got):\n%s", diff)
 	}

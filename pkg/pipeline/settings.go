@@ -58,6 +58,7 @@ const (
 	OutputOrdersDLQ       = "OrdersDlqUrl"
 	OutputRedriveFunction = "RedriveFunctionName"
 	OutputAlarmTopic      = "AlarmTopicArn"
+	OutputDeliveryTable   = "DeliveryTable"
 	// OutputAPIRate is Settings.APIRate as deployed (a decimal number), for status's ETA.
 	OutputAPIRate = "ApiRate"
 )
