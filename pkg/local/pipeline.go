@@ -12,10 +12,12 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/pkg/delivery"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
@@ -45,8 +47,9 @@ type Options struct {
 	Dispatch func(*dispatch.Config)
 	// DispatchOptions returns the dispatch.Options of instance i (0 <= i < Settings.Instances)
 	// with cfg, the DispatchConfig; it is called once per instance by NewPipeline, and its error
-	// fails NewPipeline. In what it returns, a nil Logger is Logger and a nil Metrics discards
-	// the EMF lines. Nil: the defaults alone, so each instance paces on its own limiter.
+	// fails NewPipeline. In what it returns, a nil Logger is Logger, a nil Metrics discards
+	// the EMF lines and a nil Ledger is the one on the delivery table (DeliveryTable of the
+	// DispatchConfig; all instances share it, none without a table). Nil: the defaults alone, so each instance paces on its own limiter.
 	DispatchOptions func(i int, cfg dispatch.Config) (dispatch.Options, error)
 
 	// FunctionAWS, when set, returns the configuration function ("ingest" or "dispatch") signs
@@ -121,6 +124,7 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		SQS:       sqs.NewFromConfig(o.AWS),
 	}
 	p.IngestS3, p.IngestSQS, p.DispatchSQS = p.S3, p.SQS, p.SQS
+	dispatchAWS := o.AWS
 	if o.FunctionAWS != nil {
 		ic, err := o.FunctionAWS(ctx, "ingest", res)
 		if err != nil {
@@ -131,6 +135,7 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 			return nil, fmt.Errorf("local pipeline: dispatch credentials: %w", err)
 		}
 		p.IngestS3, p.IngestSQS, p.DispatchSQS = s3.NewFromConfig(ic, S3Options), sqs.NewFromConfig(ic), sqs.NewFromConfig(dc)
+		dispatchAWS = dc
 	}
 	p.IngestConfig = res.IngestConfig()
 	if o.Ingest != nil {
@@ -146,6 +151,11 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 	if err := p.DispatchConfig.Validate(); err != nil {
 		return nil, fmt.Errorf("local pipeline: %w", err)
 	}
+	// One Ledger for all instances: this process's writes go one at a time (pkg/delivery).
+	var ledger *delivery.Ledger
+	if t := p.DispatchConfig.DeliveryTable; t != "" {
+		ledger = delivery.New(dynamodb.NewFromConfig(dispatchAWS), t, nil)
+	}
 	instance := func(i int) (dispatch.Options, error) {
 		var do dispatch.Options
 		if o.DispatchOptions != nil {
@@ -159,6 +169,9 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		}
 		if do.Metrics == nil {
 			do.Metrics = io.Discard
+		}
+		if do.Ledger == nil && ledger != nil {
+			do.Ledger = ledger
 		}
 		return do, nil
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/delivery"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
@@ -151,6 +153,13 @@ func checkResources(t *testing.T, cfg aws.Config, r Resources, s pipeline.Settin
 	if tc.Filter == nil || tc.Filter.Key == nil || len(tc.Filter.Key.FilterRules) != 1 ||
 		aws.ToString(tc.Filter.Key.FilterRules[0].Value) != UploadsPrefix {
 		t.Errorf("notification filter: got %+v, want prefix %s", tc.Filter, UploadsPrefix)
+	}
+	ttl, err := dynamodb.NewFromConfig(cfg).DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: &r.DeliveryTable})
+	if err != nil {
+		t.Fatalf("delivery table: %v", err)
+	}
+	if d := ttl.TimeToLiveDescription; d == nil || aws.ToString(d.AttributeName) != delivery.ExpiresAttribute {
+		t.Errorf("delivery table TTL %+v: want it on %s", d, delivery.ExpiresAttribute)
 	}
 }
 
