@@ -145,7 +145,7 @@ func NewIngest(scope constructs.Construct, id string, props IngestProps) *Ingest
 		description:   "orderpipe: uploaded order file -> orders queue",
 		timeout:       props.Settings.IngestTimeout,
 		memoryMB:      512,
-		env:           ingestConfig(*o.Queue.QueueUrl(), *u.FilesQueue.QueueUrl()).Environ(),
+		env:           ingestConfig(*o.Queue.QueueUrl(), *u.FilesQueue.QueueUrl(), props.Settings.FilesVisibility).Environ(),
 	})
 	objects := func(prefixes ...string) *[]*string {
 		arns := make([]*string, len(prefixes))
@@ -170,7 +170,7 @@ func NewIngest(scope constructs.Construct, id string, props IngestProps) *Ingest
 		regexpAppliesTo(`Resource::<.*Bucket.*\.Arn>/(uploads|state|rejects|reports)/\*`)...))
 
 	esm := sqsSource(c, f.Function, u.FilesQueue, props.BatchSize, 0)
-	addConsumerRules(c, "ingest", f.Function, u.FilesQueue, u.FilesDLQ, esm)
+	addConsumerRules(c, "ingest", f.Function, u.FilesQueue, u.FilesDLQ, esm, ingest.EnvFilesVisibility)
 	return &Ingest{Construct: c, AppFunction: f, EventSource: esm}
 }
 
@@ -223,7 +223,7 @@ func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Di
 		allow(f.Role, "ReadAPISecret", jsii.Strings(secretResource(props.APISecretARN)), "secretsmanager:GetSecretValue")
 	}
 	esm := sqsSource(c, f.Function, o.Queue, 1, s.Instances)
-	addConsumerRules(c, "dispatch", f.Function, o.Queue, o.DLQ, esm)
+	addConsumerRules(c, "dispatch", f.Function, o.Queue, o.DLQ, esm, "")
 	return &Dispatch{Construct: c, AppFunction: f, EventSource: esm}
 }
 
@@ -305,9 +305,9 @@ var ScheduledRequest = redrive.Request{Class: redrive.Classes{order.ClassExhaust
 
 // ingestConfig is the ingest function's configuration in a deployment: the defaults with the
 // two queues.
-func ingestConfig(ordersQueueURL, filesQueueURL string) ingest.Config {
+func ingestConfig(ordersQueueURL, filesQueueURL string, filesVisibility time.Duration) ingest.Config {
 	c := ingest.DefaultConfig()
-	c.OrdersQueueURL, c.FilesQueueURL = ordersQueueURL, filesQueueURL
+	c.OrdersQueueURL, c.FilesQueueURL, c.FilesVisibility = ordersQueueURL, filesQueueURL, filesVisibility
 	return c
 }
 

@@ -545,7 +545,7 @@ func TestAlarms(t *testing.T) {
 		{"subscription DLQ not empty", []string{"ApproximateNumberOfMessagesVisible", s.id(p.Uploads.SubscriptionDLQ)}, 0},
 		{"orders near retention", []string{"ApproximateAgeOfOldestMessage", s.id(p.Orders.Queue)}, st.QueueRetention.Seconds() / 2},
 		{"orders backlog", []string{"ApproximateNumberOfMessagesVisible", s.id(p.Orders.Queue)}, float64(st.MaxBacklog()) / 2},
-		{"files age", []string{"ApproximateAgeOfOldestMessage", s.id(p.Uploads.FilesQueue)}, st.FilesVisibility.Seconds()},
+		{"files age", []string{"ApproximateAgeOfOldestMessage", s.id(p.Uploads.FilesQueue)}, (st.IngestTimeout + st.FilesVisibility).Seconds()},
 		{"dispatch errors", []string{"Errors", s.id(p.Dispatch.Function)}, 0},
 		{"ingest throttles", []string{"Throttles", s.id(p.Ingest.Function)}, 0},
 		{"ingest ERROR lines", []string{logs("Ingest" + MetricErrorLines)}, 0},

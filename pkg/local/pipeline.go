@@ -138,6 +138,7 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		dispatchAWS = dc
 	}
 	p.IngestConfig = res.IngestConfig()
+	p.IngestConfig.FilesVisibility = o.Settings.FilesVisibility
 	if o.Ingest != nil {
 		o.Ingest(&p.IngestConfig)
 	}
