@@ -383,7 +383,7 @@ func TestEventSources(t *testing.T) {
 			"ScheduleExpression": "rate(1 hour)",
 			"Targets": []any{map[string]any{
 				"Arn":   map[string]any{"Fn::GetAtt": []any{s.id(p.Redrive.Function), "Arn"}},
-				"Input": `{"class":["exhausted","unknown"]}`,
+				"Input": `{"class":["exhausted"],"maxRedrives":3}`,
 			}},
 		})
 	})

@@ -17,10 +17,17 @@ import (
 const maxDetail = 256
 
 // requeuedAttributes are the event's attributes in SendMessage form, without failure
-// attributes, plus Retries, within the SQS limit of 10.
-func requeuedAttributes(in map[string]events.SQSMessageAttribute, retries int) map[string]types.MessageAttributeValue {
-	out := convert(in, maxAttributes-1)
+// attributes, plus Retries and ThrottledSince (unless since is empty), within the SQS limit of
+// 10.
+func requeuedAttributes(in map[string]events.SQSMessageAttribute, retries int, since string) map[string]types.MessageAttributeValue {
+	if since == "" {
+		out := convert(in, maxAttributes-1)
+		out[order.AttrRetries] = number(retries)
+		return out
+	}
+	out := convert(in, maxAttributes-2)
 	out[order.AttrRetries] = number(retries)
+	out[order.AttrThrottledSince] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(since)}
 	return out
 }
 
@@ -33,7 +40,7 @@ func convert(in map[string]events.SQSMessageAttribute, limit int) map[string]typ
 	for n := range in {
 		names = append(names, n)
 	}
-	contract := []string{order.AttrOrderID, order.AttrSource, order.AttrSourceVersion, order.AttrLine}
+	contract := []string{order.AttrOrderID, order.AttrSource, order.AttrSourceVersion, order.AttrLine, order.AttrRedrives}
 	slices.SortFunc(names, func(a, b string) int {
 		ia, ib := slices.Index(contract, a), slices.Index(contract, b)
 		switch {

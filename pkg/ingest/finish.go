@@ -80,8 +80,11 @@ func (r *fileRun) finish(ctx context.Context, refused, stopped string) (Outcome,
 	if err != nil {
 		return 0, fmt.Errorf("encode report: %w", err)
 	}
-	if err := putFile(ctx, r.svc.objects, obj.Bucket, obj.reportKey(), bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
-		return 0, fmt.Errorf("write report: %w", err)
+	// The version's own report first: the current key's report is then never the only copy.
+	for _, key := range []string{obj.versionReportKey(), obj.reportKey()} {
+		if err := putFile(ctx, r.svc.objects, obj.Bucket, key, bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
+			return 0, fmt.Errorf("write report %s: %w", key, err)
+		}
 	}
 	st.Status, st.Refused, st.FinishedAt, st.LeaseUntil = StatusDone, refused+stopped, now, time.Time{}
 	if err := r.writeState(ctx, st); err != nil {
