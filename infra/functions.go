@@ -189,6 +189,7 @@ type DispatchProps struct {
 	APISecretARN string // empty: no Authorization header
 	Orders       *OrderQueue
 	Deliveries   *Deliveries // the delivery records: DELIVERY_TABLE, GetItem, UpdateItem, DeleteItem
+	Governor     *Governor   // the shared schedule: GOVERNOR_TABLE, GetItem and UpdateItem only
 }
 
 // Dispatch is the function that PUTs each order to the API: it consumes the orders queue with
@@ -209,6 +210,7 @@ func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Di
 	cfg.OrdersQueueURL, cfg.DLQURL = *o.Queue.QueueUrl(), *o.DLQ.QueueUrl()
 	cfg.APIBaseURL, cfg.APISecretARN = props.APIBaseURL, props.APISecretARN
 	cfg.DeliveryTable = *props.Deliveries.Table.TableName()
+	cfg.GovernorTable = *props.Governor.Table.TableName()
 	f := newAppFunction(c, functionSpec{
 		FunctionProps: props.FunctionProps,
 		name:          "dispatch",
@@ -226,6 +228,9 @@ func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Di
 	// The delivery records: claim and mark (UpdateItem), release (DeleteItem), read after a failed
 	// claim (GetItem). No scan, no query, no other function (pkg/delivery).
 	allow(f.Role, "DeliveryRecords", &[]*string{props.Deliveries.Table.TableArn()}, "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+	// The governor's one item: read it, and write it conditionally (pkg/governor). Nothing else
+	// of DynamoDB, and no other function.
+	allow(f.Role, "GovernorSchedule", &[]*string{props.Governor.Table.TableArn()}, "dynamodb:GetItem", "dynamodb:UpdateItem")
 	if props.APISecretARN != "" {
 		allow(f.Role, "ReadAPISecret", jsii.Strings(secretResource(props.APISecretARN)), "secretsmanager:GetSecretValue")
 	}

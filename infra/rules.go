@@ -28,8 +28,8 @@ type consumerWiring struct {
 	Heartbeat float64
 }
 
-// problems lists every AWS rule the wiring breaks (../shared/DESIGN.md), each saying what to
-// change; name says which consumer.
+// problems lists every AWS rule the wiring breaks (the rules pipeline.Settings.Validate checks),
+// each saying what to change; name says which consumer.
 func (w consumerWiring) problems(name string) []string {
 	var out []string
 	bad := func(format string, a ...any) { out = append(out, name+": "+fmt.Sprintf(format, a...)) }

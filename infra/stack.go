@@ -22,6 +22,7 @@ type OrderPipe struct {
 	Ingest     *Ingest
 	Dispatch   *Dispatch
 	Deliveries *Deliveries
+	Governor   *Governor
 	Redrive    *Redrive
 	Monitoring *Monitoring
 }
@@ -52,9 +53,10 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 		FunctionProps: fp, Settings: s, BatchSize: cfg.IngestBatchSize, Uploads: p.Uploads, Orders: p.Orders,
 	})
 	p.Deliveries = NewDeliveries(stack, "Deliveries")
+	p.Governor = NewGovernor(stack, "Governor", GovernorProps{PointInTimeRecovery: cfg.GovernorPITR})
 	p.Dispatch = NewDispatch(stack, "Dispatch", DispatchProps{
 		FunctionProps: fp, Settings: s, APIBaseURL: cfg.APIBaseURL, APISecretARN: cfg.APISecretARN, Orders: p.Orders,
-		Deliveries: p.Deliveries,
+		Governor: p.Governor, Deliveries: p.Deliveries,
 	})
 	p.Redrive = NewRedrive(stack, "Redrive", RedriveProps{
 		FunctionProps: fp, Settings: s, Schedule: cfg.RedriveSchedule, Orders: p.Orders, Uploads: p.Uploads,
@@ -80,6 +82,7 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 		pipeline.OutputRedriveFunction: p.Redrive.Function.FunctionName(),
 		pipeline.OutputAlarmTopic:      p.Monitoring.Topic.TopicArn(),
 		pipeline.OutputDeliveryTable:   p.Deliveries.Table.TableName(),
+		pipeline.OutputGovernorTable:   p.Governor.Table.TableName(),
 		pipeline.OutputAPIRate:         jsii.String(strconv.FormatFloat(s.APIRate, 'g', -1, 64)),
 	}
 	for name, v := range outputs {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/orderpipe/orderpipe/pkg/delivery"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
@@ -47,9 +48,11 @@ type Options struct {
 	Dispatch func(*dispatch.Config)
 	// DispatchOptions returns the dispatch.Options of instance i (0 <= i < Settings.Instances)
 	// with cfg, the DispatchConfig; it is called once per instance by NewPipeline, and its error
-	// fails NewPipeline. In what it returns, a nil Logger is Logger, a nil Metrics discards
-	// the EMF lines and a nil Ledger is the one on the delivery table (DeliveryTable of the
-	// DispatchConfig; all instances share it, none without a table). Nil: the defaults alone, so each instance paces on its own limiter.
+	// fails NewPipeline. In what it returns, a nil Logger is Logger and a nil Metrics discards
+	// the EMF lines, a nil Governor is one on the governor table (GovernorTable of the
+	// DispatchConfig; the instances share one store) or, with no table, the Dispatcher's own, and
+	// a nil Ledger is the one on the delivery table (DeliveryTable; all instances share it, none
+	// without a table).
 	DispatchOptions func(i int, cfg dispatch.Config) (dispatch.Options, error)
 
 	// FunctionAWS, when set, returns the configuration function ("ingest" or "dispatch") signs
@@ -157,6 +160,11 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 	if t := p.DispatchConfig.DeliveryTable; t != "" {
 		ledger = delivery.New(dynamodb.NewFromConfig(dispatchAWS), t, nil)
 	}
+	// One store for all instances: this process's writes go one at a time (governor.DynamoStore).
+	var store governor.Store
+	if t := p.DispatchConfig.GovernorTable; t != "" {
+		store = governor.NewDynamoStore(dynamodb.NewFromConfig(o.AWS), t, "")
+	}
 	instance := func(i int) (dispatch.Options, error) {
 		var do dispatch.Options
 		if o.DispatchOptions != nil {
@@ -173,6 +181,15 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		}
 		if do.Ledger == nil && ledger != nil {
 			do.Ledger = ledger
+		}
+		if do.Governor == nil && store != nil {
+			gc := p.DispatchConfig.Governor(p.DispatchConfig.APIRate)
+			gc.Instance = fmt.Sprintf("local-%d", i)
+			g, err := governor.New(gc, store, nil)
+			if err != nil {
+				return do, fmt.Errorf("dispatch instance %d: %w", i, err)
+			}
+			do.Governor = g
 		}
 		return do, nil
 	}
@@ -194,7 +211,7 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 }
 
 // dispatchPool is the dispatch function with n warm instances: each invocation takes a
-// Dispatcher (its own limiter and pause) from the pool and gives it back when done.
+// Dispatcher from the pool and gives it back when done.
 func dispatchPool(cfg dispatch.Config, client *sqs.Client, n int, options func(int) (dispatch.Options, error)) (Handler, error) {
 	pool := make(chan *dispatch.Dispatcher, n)
 	for i := range n {

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/pkg/delivery"
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
@@ -160,6 +162,20 @@ func checkResources(t *testing.T, cfg aws.Config, r Resources, s pipeline.Settin
 	}
 	if d := ttl.TimeToLiveDescription; d == nil || aws.ToString(d.AttributeName) != delivery.ExpiresAttribute {
 		t.Errorf("delivery table TTL %+v: want it on %s", d, delivery.ExpiresAttribute)
+	}
+	if got := r.DispatchConfig(pipeline.Defaults(), "http://api").DeliveryTable; got != r.DeliveryTable || got == "" {
+		t.Errorf("DispatchConfig DeliveryTable = %q, want %q", got, r.DeliveryTable)
+	}
+	d, err := dynamodb.NewFromConfig(cfg).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &r.GovernorTable})
+	if err != nil {
+		t.Fatalf("governor table: %v", err)
+	}
+	if d.Table.BillingModeSummary == nil || d.Table.BillingModeSummary.BillingMode != ddbtypes.BillingModePayPerRequest ||
+		len(d.Table.KeySchema) != 1 || aws.ToString(d.Table.KeySchema[0].AttributeName) != governor.KeyAttribute {
+		t.Errorf("governor table %+v: want on-demand, partition key %s", d.Table, governor.KeyAttribute)
+	}
+	if got := r.DispatchConfig(pipeline.Defaults(), "http://api").GovernorTable; got != r.GovernorTable || got == "" {
+		t.Errorf("DispatchConfig GovernorTable = %q, want %q", got, r.GovernorTable)
 	}
 }
 
