@@ -22,9 +22,10 @@ type Report struct {
 	Bucket                string    `json:"bucket"`
 	Key                   string    `json:"key"`
 	Version               string    `json:"version"`
-	Lines                 int64     `json:"lines"` // lines read, blank ones aside: enqueued + rejected
+	Lines                 int64     `json:"lines"` // lines of the file, blank ones aside: enqueued + rejected + unread
 	Enqueued              int64     `json:"enqueued"`
 	Rejected              int64     `json:"rejected"`
+	Unread                int64     `json:"unread"` // lines never read as orders: the file was refused or stopped
 	DuplicateIDs          []string  `json:"duplicateIds"`
 	DuplicateIDsTruncated bool      `json:"duplicateIdsTruncated,omitempty"`
 	DuplicateCheck        string    `json:"duplicateCheck"` // "complete", or "partial" past MaxTrackedIDs
@@ -54,10 +55,13 @@ func (r *fileRun) finish(ctx context.Context, refused, stopped string) (Outcome,
 	if err != nil {
 		return 0, err
 	}
+	if stopped != "" && st.FileLines > st.Lines {
+		st.Unread = st.FileLines - st.Lines // counted by the verifying pass, never read as orders
+	}
 	now := r.svc.now()
 	rep := Report{
 		Bucket: obj.Bucket, Key: obj.Key, Version: obj.Version,
-		Lines: st.Lines, Enqueued: st.Enqueued, Rejected: st.Rejected,
+		Lines: st.Lines + st.Unread, Enqueued: st.Enqueued, Rejected: st.Rejected, Unread: st.Unread,
 		DuplicateIDs: st.DuplicateIDs, DuplicateIDsTruncated: st.DuplicateIDsTruncated,
 		DuplicateCheck: "complete", Continuations: st.Continuations,
 		Refused: refused, Stopped: stopped, StartedAt: st.StartedAt, FinishedAt: now,
@@ -80,7 +84,22 @@ func (r *fileRun) finish(ctx context.Context, refused, stopped string) (Outcome,
 		return 0, err
 	}
 	r.deleteSidecars(ctx, st)
+	r.announce(ctx, rep)
 	return Done, nil
+}
+
+// announce makes a file that was refused or stopped loud: a WARN log and its metrics.
+func (r *fileRun) announce(ctx context.Context, rep Report) {
+	if rep.Refused == "" && rep.Stopped == "" {
+		return
+	}
+	msg, m := "file refused", fileMetrics{refused: 1, unread: rep.Unread}
+	if rep.Refused == "" {
+		msg, m = "file stopped", fileMetrics{stopped: 1, unread: rep.Unread}
+	}
+	r.svc.log.WarnContext(ctx, msg, "bucket", rep.Bucket, "key", rep.Key, "version", rep.Version,
+		"reason", rep.Refused+rep.Stopped, "lines", rep.Lines, "enqueued", rep.Enqueued, "unread", rep.Unread)
+	r.svc.emit(ctx, m)
 }
 
 // adoptReport finishes a run whose earlier owner wrote the report but not the done state (it
@@ -106,7 +125,7 @@ func (r *fileRun) adoptReport(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	st.Status, st.LeaseUntil, st.FinishedAt = StatusDone, time.Time{}, rep.FinishedAt
-	st.Lines, st.Enqueued, st.Rejected, st.Continuations = rep.Lines, rep.Enqueued, rep.Rejected, rep.Continuations
+	st.Lines, st.Enqueued, st.Rejected, st.Unread, st.Continuations = rep.Lines-rep.Unread, rep.Enqueued, rep.Rejected, rep.Unread, rep.Continuations
 	st.DuplicateIDs, st.DuplicateIDsTruncated = rep.DuplicateIDs, rep.DuplicateIDsTruncated
 	st.DuplicateCheckPartial = rep.DuplicateCheck == "partial"
 	st.Refused = rep.Refused + rep.Stopped

@@ -2,8 +2,6 @@ package ingest
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -116,6 +114,8 @@ type fileRun struct {
 	saved    State     // the state as last saved
 	prefetch *prefetch // GET of the whole object started with the claim, or nil
 
+	retriedChecksum bool // the verifying pass read the object again after a checksum mismatch
+
 	send          *Sender
 	rejects       rejectLog
 	ids           idSet
@@ -138,6 +138,12 @@ func (r *fileRun) openAndSend(ctx context.Context, eventSize int64) (Outcome, er
 	if err != nil {
 		return r.finish(ctx, "unsupported file name: want .jsonl, .ndjson or .csv, optionally .gz", "")
 	}
+	if !st.verified() {
+		out, ok, err := r.verify(ctx, gz)
+		if !ok {
+			return out, err
+		}
+	}
 	if st.Offset > 0 && !gz && st.Offset >= st.Size {
 		return r.finish(ctx, "", "")
 	}
@@ -151,6 +157,7 @@ func (r *fileRun) openAndSend(ctx context.Context, eventSize int64) (Outcome, er
 	}
 	rd, err := order.Open(body, r.claim.obj.Key, order.Options{
 		IDField: r.svc.cfg.IDField, MaxLineBytes: r.svc.cfg.MaxLineBytes, Header: st.Header, StartLine: st.Line,
+		YieldBytes: yieldBytes,
 	})
 	if err != nil {
 		return r.finish(ctx, "", err.Error()) // not a gzip stream: retrying cannot help
@@ -173,29 +180,16 @@ func (r *fileRun) open(ctx context.Context, gz bool) (io.ReadCloser, error) {
 	st := &r.claim.state
 	obj := r.claim.obj
 	in := &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key), VersionId: obj.versionID(), IfMatch: obj.firstReadIfMatch()}
-	if st.Offset > 0 {
-		if obj.Version == order.NullVersion && st.ETag != "" {
-			in.IfMatch = aws.String(st.ETag)
-		}
-		if !gz {
-			in.Range = aws.String(fmt.Sprintf("bytes=%d-", st.Offset))
-		}
+	if obj.Version == order.NullVersion && st.ETag != "" {
+		in.IfMatch = aws.String(st.ETag) // the bytes verified
 	}
-	var out *s3.GetObjectOutput
-	var err error
-	if st.Offset == 0 && r.prefetch.pending() {
-		out, err = r.prefetch.take() // the same request, started with the claim
-	} else {
-		r.prefetch.discard()
-		out, err = r.svc.objects.GetObject(ctx, in)
+	if st.Offset > 0 && !gz {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", st.Offset))
 	}
-	switch {
-	case isNotFound(err):
-		return nil, fmt.Errorf("get object: %w: %w", ErrObjectMissing, err)
-	case isPreconditionFailed(err):
-		return nil, fmt.Errorf("get object: changed since its event or the checkpoint (use a versioned bucket): %w", err)
-	case err != nil:
-		return nil, fmt.Errorf("get object: %w", err)
+	r.prefetch.discard() // verified earlier: a GET of the whole object is not wanted
+	out, err := r.svc.objects.GetObject(ctx, in)
+	if err := getError(err); err != nil {
+		return nil, err
 	}
 	if st.Offset == 0 {
 		st.Size = aws.ToInt64(out.ContentLength)
@@ -221,6 +215,9 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 		switch {
 		case err == io.EOF:
 			return r.finish(ctx, "", "")
+		case err == order.ErrYield:
+			// Only blank lines so far: nothing to count, but the clock is looked at.
+			r.line = rd.Line()
 		case errors.As(err, &le):
 			r.line = le.Line
 			if err := r.rejects.add(le.Line, le.Reason, le.Raw); err != nil {
@@ -256,7 +253,9 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 				return 0, err
 			}
 		}
-		r.lines++
+		if err != order.ErrYield {
+			r.lines++
+		}
 		now := r.svc.now()
 		switch {
 		case !stopAt.IsZero() && now.After(stopAt):
@@ -268,13 +267,6 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 			saveAt = now.Add(r.svc.cfg.CheckpointEvery)
 		}
 	}
-}
-
-// isFileFault reports whether a fatal reader error is the file's fault: retrying cannot help.
-func isFileFault(err error) bool {
-	var corrupt flate.CorruptInputError
-	return errors.Is(err, order.ErrBadHeader) || errors.Is(err, gzip.ErrChecksum) ||
-		errors.Is(err, gzip.ErrHeader) || errors.As(err, &corrupt)
 }
 
 // rejectRefused records an order the queue refused for a reason of its own as a rejected line.
