@@ -18,7 +18,7 @@ import (
 
 // S3 layout of the bucket (docs/CONTRACTS.md).
 const (
-	PrefixUploads = "uploads/"
+	PrefixUploads = pipeline.UploadsPrefix
 	PrefixRejects = "rejects/"
 	PrefixReports = "reports/"
 	PrefixState   = "state/"

@@ -14,12 +14,12 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/dispatch/dispatchtest"
+	"github.com/orderpipe/orderpipe/pkg/local"
 	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
@@ -193,18 +193,5 @@ func pollUntilEmpty(ctx context.Context, c *sqs.Client, queueURL, queueARN strin
 
 // queueDepth is the number of messages visible, in flight and delayed.
 func queueDepth(ctx context.Context, c *sqs.Client, queueURL string) (int, error) {
-	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(queueURL), AttributeNames: []sqstypes.QueueAttributeName{
-		sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
-	}})
-	if err != nil {
-		return 0, fmt.Errorf("queue depth: %w", err)
-	}
-	total := 0
-	for _, v := range out.Attributes {
-		n, _ := strconv.Atoi(v)
-		total += n
-	}
-	return total, nil
+	return local.QueueDepth(ctx, c, queueURL)
 }

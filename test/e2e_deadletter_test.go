@@ -52,7 +52,7 @@ func (p *e2ePipeline) retune(t *testing.T, s pipeline.Settings) {
 	if res != p.res {
 		t.Fatalf("provisioning again gave other resources:\n%s", cmp.Diff(p.res, res))
 	}
-	p.settings = s
+	p.settings, p.Settings = s, s
 	p.files.FunctionTimeout, p.orders.FunctionTimeout = s.IngestTimeout, s.DispatchTimeout
 }
 
@@ -156,7 +156,7 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 	if got := p.orders.Stats().Crashes; got != int64(s.MaxReceiveCount) {
 		t.Errorf("dispatch crashes = %d, want maxReceiveCount %d", got, s.MaxReceiveCount)
 	}
-	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs)
+	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs, redrive.Options{})
 	dry, err := r.Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassUnknown}, DryRun: true})
 	if err != nil {
 		t.Fatalf("dry run: %v", err)
@@ -195,7 +195,7 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 // margin (the pipeline's 2 s would leave nothing of a 1 s function timeout).
 func (p *e2ePipeline) ingestHandler(t *testing.T, margin time.Duration) local.Handler {
 	t.Helper()
-	cfg := p.res.IngestConfig()
+	cfg := p.IngestConfig
 	cfg.CheckpointMargin = margin
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("ingest config: %v", err)

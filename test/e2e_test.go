@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -37,11 +36,11 @@ import (
 	"github.com/orderpipe/orderpipe/pkg/local"
 	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
 	"github.com/orderpipe/orderpipe/pkg/order"
-	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
-// The end-to-end tests run the whole pipeline as it is deployed, on moto: Provision makes the
+// The end-to-end tests run the whole pipeline as it is deployed, on moto, through the
+// local.Pipeline that `orderpipe local` and `orderpipe demo` run: Provision makes the
 // versioned bucket, SNS topic, files and orders queues and their DLQs from a validated
 // pipeline.Settings; two local.Pollers play Lambda's event source mappings (files queue ->
 // ingest, orders queue -> dispatch with batch size 1 and MaximumConcurrency 2, one Dispatcher
@@ -108,8 +107,10 @@ type e2eOptions struct {
 	ingest, dispatch func(local.Handler) local.Handler
 }
 
-// e2ePipeline is one isolated pipeline: its own resources on moto, stand-in API and pollers.
+// e2ePipeline is one isolated pipeline: a local.Pipeline on its own resources, with its own
+// stand-in API. The short fields name the Pipeline's.
 type e2ePipeline struct {
+	*local.Pipeline
 	settings pipeline.Settings
 	res      local.Resources
 	s3       *s3.Client
@@ -124,107 +125,57 @@ type e2ePipeline struct {
 // newE2E provisions a pipeline and builds its handlers and pollers; start runs them.
 func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 	t.Helper()
-	ctx := context.Background()
-	cfg := awstest.ConfigAt(t, e2eEndpoint(t))
-	p := &e2ePipeline{settings: e2eSettings(), logs: &syncbuf.Buffer{}, sqs: awstest.SQS(cfg), s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.UsePathStyle = true
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired // moto sends none
-	})}
+	settings := e2eSettings()
 	if o.apiRate > 0 {
-		p.settings.APIRate = o.apiRate
+		settings.APIRate = o.apiRate
 	}
-	var err error
-	if p.res, err = local.Provision(ctx, cfg, p.settings, local.NamesFor(awstest.Name(t, "e2e"))); err != nil {
-		t.Fatalf("provision: %v", err)
-	}
-
 	plan := o.plan
 	if plan.RPS == 0 {
-		plan.RPS, plan.Burst = 2*p.settings.APIRate, 4 // never the limit: pacing is dispatch's job
+		plan.RPS, plan.Burst = 2*settings.APIRate, 4 // never the limit: pacing is dispatch's job
 	}
-	if p.api, err = apiserver.New(plan); err != nil {
+	api, err := apiserver.New(plan)
+	if err != nil {
 		t.Fatalf("stand-in API: %v", err)
 	}
-	p.hang = newHangSwitch(p.api, o.hangIDs)
+	p := &e2ePipeline{api: api, hang: newHangSwitch(api, o.hangIDs), logs: &syncbuf.Buffer{}}
 	ts := httptest.NewServer(p.hang)
 	t.Cleanup(func() {
 		p.hang.clear() // let hung requests go before Close waits for them
 		ts.Close()
 	})
-
-	icfg := p.res.IngestConfig()
-	icfg.CheckpointMargin = 2 * time.Second
-	if err := icfg.Validate(); err != nil {
-		t.Fatalf("ingest config: %v", err)
-	}
-	dcfg := p.res.DispatchConfig(p.settings, ts.URL)
-	dcfg.APITimeout, dcfg.BackoffBase, dcfg.BackoffMax = e2eAPITimeout, time.Second, time.Second
+	apiTimeout := e2eAPITimeout
 	if o.timeout > 0 {
-		dcfg.APITimeout = o.timeout
+		apiTimeout = o.timeout
 	}
-	if err := dcfg.Validate(); err != nil {
-		t.Fatalf("dispatch config: %v", err)
+	p.Pipeline, err = local.NewPipeline(context.Background(), local.Options{
+		AWS: awstest.ConfigAt(t, e2eEndpoint(t)), Names: local.NamesFor(awstest.Name(t, "e2e")), Settings: settings, APIBaseURL: ts.URL,
+		Ingest: func(c *ingest.Config) { c.CheckpointMargin = 2 * time.Second },
+		Dispatch: func(c *dispatch.Config) {
+			c.APITimeout, c.BackoffBase, c.BackoffMax = apiTimeout, time.Second, time.Second
+		},
+		Logger: slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		t.Fatalf("pipeline: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ingestH := local.Handler(ingest.New(icfg, p.s3, p.sqs, ingest.Options{}).Handle)
-	dispatchH := dispatchInstances(t, dcfg, p.sqs, p.settings.Instances, log)
+	p.settings, p.res, p.s3, p.sqs, p.files, p.orders = p.Settings, p.Resources, p.S3, p.SQS, p.Files, p.Orders
 	if o.ingest != nil {
-		ingestH = o.ingest(ingestH)
+		p.files.Handler = o.ingest(p.files.Handler)
 	}
 	if o.dispatch != nil {
-		dispatchH = o.dispatch(dispatchH)
-	}
-	p.files = &local.Poller{
-		Client: p.sqs, QueueURL: p.res.FilesQueueURL, QueueARN: p.res.FilesQueueARN, BatchSize: 1, MaxConcurrency: 2,
-		FunctionTimeout: p.settings.IngestTimeout, WaitTime: time.Second, FunctionName: "ingest", Handler: ingestH, Logger: log,
-	}
-	p.orders = &local.Poller{
-		Client: p.sqs, QueueURL: p.res.OrdersQueueURL, QueueARN: p.res.OrdersQueueARN, BatchSize: 1, MaxConcurrency: p.settings.Instances,
-		FunctionTimeout: p.settings.DispatchTimeout, WaitTime: time.Second, FunctionName: "dispatch", Handler: dispatchH, Logger: log,
+		p.orders.Handler = o.dispatch(p.orders.Handler)
 	}
 	return p
-}
-
-// dispatchInstances is the dispatch function with n warm instances: each invocation takes a
-// Dispatcher (its own limiter and pause) from the pool, as Lambda runs concurrent invocations
-// in separate instances.
-func dispatchInstances(t testing.TB, cfg dispatch.Config, client *sqs.Client, n int, log *slog.Logger) local.Handler {
-	t.Helper()
-	pool := make(chan *dispatch.Dispatcher, n)
-	for range n {
-		api, err := orderapi.New(cfg.OrderAPI(), nil, nil)
-		if err != nil {
-			t.Fatalf("order API client: %v", err)
-		}
-		pool <- dispatch.New(cfg, client, api, dispatch.Options{Logger: log, Metrics: io.Discard})
-	}
-	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-		var d *dispatch.Dispatcher
-		select {
-		case d = <-pool:
-		case <-ctx.Done():
-			return events.SQSEventResponse{}, fmt.Errorf("wait for a dispatch instance: %w", ctx.Err())
-		}
-		defer func() { pool <- d }()
-		return d.Handle(ctx, ev)
-	}
 }
 
 // start runs both pollers until the test ends; on failure the handlers' logs are printed.
 func (p *e2ePipeline) start(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, pl := range []*local.Poller{p.files, p.orders} {
-		wg.Go(func() {
-			if err := pl.Run(ctx); err != nil {
-				t.Errorf("poller: %v", err)
-			}
-		})
-	}
+	p.Start(context.Background())
 	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
+		if err := p.Stop(); err != nil {
+			t.Errorf("pipeline: %v", err)
+		}
 		if t.Failed() {
 			t.Logf("files poller %+v\norders poller %+v\nlast handler logs:\n%s", p.files.Stats(), p.orders.Stats(), p.logs.Tail(16<<10))
 		}

@@ -46,8 +46,7 @@ func TestRedriveParkedOrder(t *testing.T) {
 	}
 
 	// 2. Redrive the permanent failures: a dry run lists it, the run moves it.
-	r := redrive.New(redrive.Config{QueueURL: queueURL, DLQURL: dlqURL}, client)
-	r.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	r := redrive.New(redrive.Config{QueueURL: queueURL, DLQURL: dlqURL}, client, redrive.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	req := redrive.Request{Class: redrive.Classes{order.ClassPermanent}, DryRun: true}
 	dry, err := r.Run(ctx, req)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-cmp/cmp"
 
@@ -96,5 +97,24 @@ func TestLocal(t *testing.T) {
 	cancel()
 	if code := <-done; code != exitOK {
 		t.Errorf("local exited %d after Ctrl-C, want 0: %s", code, errb.String())
+	}
+	if want := "stand-in order API: 0 requests"; !strings.Contains(errb.String(), want) {
+		t.Errorf("got stderr %q after stop, want the stand-in's counts (%q)", errb.String(), want)
+	}
+}
+
+// TestLocalChecksFlagsFirst checks that a bad flag of local creates nothing.
+func TestLocalChecksFlagsFirst(t *testing.T) {
+	t.Parallel()
+	for _, api := range []string{"api.example.com", "ftp://api.example.com", "http://"} {
+		t.Run(api, func(t *testing.T) {
+			prefix := awstest.Name(t, "bad")
+			r := standIn(t, "local", "--api", api, "--name-prefix", prefix)
+			wantCode(t, r, exitUsage, "want the order API's base URL")
+			_, err := awstest.SQS(awstest.Config(t)).GetQueueUrl(context.Background(), &sqs.GetQueueUrlInput{QueueName: aws.String(prefix + "-orders")})
+			if err == nil {
+				t.Errorf("queue %s-orders exists after a bad --api, want nothing created", prefix)
+			}
+		})
 	}
 }

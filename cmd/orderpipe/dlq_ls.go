@@ -21,12 +21,17 @@ func runDLQList(ctx context.Context, c *cli, args []string) error {
 	if *maxList < 1 || *maxScan < 1 {
 		return usageErrorf("dlq ls: --max and --scan must be >= 1")
 	}
-	_, sc, err := c.openDLQ(ctx, o, *maxScan)
+	s, sc, err := c.openDLQ(ctx, o, *maxScan)
 	if err != nil {
 		return err
 	}
+	// The depth before the scan: the scan itself hides what it looks at.
+	depth, err := statusRun{s: s}.queue(ctx, "orders-dlq", sc.queueURL)
+	if err != nil {
+		return fmt.Errorf("dlq ls: %w", err)
+	}
 	list := []parked{}
-	_, err = sc.scan(ctx, func(m sqstypes.Message) verdict {
+	scanned, err := sc.scan(ctx, func(m sqstypes.Message) verdict {
 		if p := parkedFrom(m); f.match(p) {
 			list = append(list, p)
 		}
@@ -36,13 +41,32 @@ func runDLQList(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("dlq ls: %w", err)
 	}
 	if o.json {
-		return writeJSON(c.stdout, list)
-	}
-	if err := printParked(c.stdout, list); err != nil {
+		if err := writeJSON(c.stdout, list); err != nil {
+			return err
+		}
+	} else if err := printParked(c.stdout, list); err != nil {
 		return fmt.Errorf("dlq ls: %w", err)
 	}
-	fmt.Fprintf(c.stderr, "%d listed\n", len(list))
+	fmt.Fprintln(c.stderr, listedLine(len(list), scanned, depth.depth(), f.empty()))
 	return nil
+}
+
+// listedLine says how many were listed and how many parked orders the listing leaves out:
+// depth is the DLQ's approximate depth before the scan.
+func listedLine(listed, scanned int, depth int64, unfiltered bool) string {
+	more := depth - int64(listed)
+	if !unfiltered {
+		more = depth - int64(scanned)
+	}
+	line := fmt.Sprintf("%d listed of %d scanned; about %d parked in all (ApproximateNumberOfMessages)", listed, scanned, depth)
+	if more > 0 {
+		what := "more not listed: raise --max or --scan"
+		if !unfiltered {
+			what = "more not scanned: raise --scan"
+		}
+		line += fmt.Sprintf(", %d %s", more, what)
+	}
+	return line
 }
 
 // printParked writes parked orders as a table.

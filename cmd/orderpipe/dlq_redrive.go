@@ -103,8 +103,7 @@ func (s *session) redriveHere(ctx context.Context, c *cli, req redrive.Request, 
 	if err := cfg.Validate(); err != nil {
 		return redrive.Result{}, usageErrorf("dlq redrive: %v", err)
 	}
-	r := redrive.New(cfg, s.sqs)
-	r.Logger = slog.New(slog.NewTextHandler(c.stderr, nil))
+	r := redrive.New(cfg, s.sqs, redrive.Options{Logger: slog.New(slog.NewTextHandler(c.stderr, nil))})
 	return r.Run(ctx, req)
 }
 
@@ -157,10 +156,14 @@ func printRedrive(c *cli, res redrive.Result) error {
 	var byClass []string
 	for _, cl := range slices.Sorted(maps.Keys(res.ByClass)) {
 		n := res.ByClass[cl]
-		byClass = append(byClass, fmt.Sprintf("%s %d/%d", cl, n.Moved, n.Scanned))
+		moved := n.Moved
+		if res.DryRun {
+			moved = n.Selected
+		}
+		byClass = append(byClass, fmt.Sprintf("%s %d/%d", cl, moved, n.Scanned))
 	}
 	if len(byClass) > 0 {
-		fmt.Fprintf(w, "moved/scanned by class: %s\n", strings.Join(byClass, ", "))
+		fmt.Fprintf(w, "%s/scanned by class: %s\n", verb, strings.Join(byClass, ", "))
 	}
 	if !res.DryRun {
 		return nil

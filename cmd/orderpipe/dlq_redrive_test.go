@@ -82,7 +82,7 @@ func TestDLQRedrive(t *testing.T) {
 		client, dlq := parkedQueue(t)
 		orders, _ := awstest.NewQueue(t, awstest.Config(t), nil)
 		r := standIn(t, "dlq", "redrive", "--dry-run", "--class", "permanent", "--orders-queue", orders, "--orders-dlq", dlq)
-		for _, want := range []string{"would move 2 of 5 scanned", "HTTP 409: conflict", "HTTP 422: amount must be positive"} {
+		for _, want := range []string{"would move 2 of 5 scanned", "would move/scanned by class: ", "permanent 2/2", "HTTP 409: conflict", "HTTP 422: amount must be positive"} {
 			if r.code != exitOK || !strings.Contains(r.stdout, want) {
 				t.Errorf("got exit %d, stdout\n%s\nwant it to contain %q (stderr %s)", r.code, r.stdout, want, r.stderr)
 			}

@@ -22,14 +22,14 @@ type shownMessage struct {
 }
 
 func runDLQShow(ctx context.Context, c *cli, args []string) error {
-	fs, o := c.newFlags("dlq show", "MESSAGE-ID [--scan N]")
+	fs, o := c.newFlags("dlq show", "MESSAGE-ID|ORDER-ID [--scan N]")
 	maxScan := fs.Int("scan", 1000, "look at most at this many parked messages")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usageErrorf("dlq show: want one MESSAGE-ID, got %d arguments", len(pos))
+		return usageErrorf("dlq show: want one MESSAGE-ID or ORDER-ID, got %d arguments", len(pos))
 	}
 	id := pos[0]
 	_, sc, err := c.openDLQ(ctx, o, *maxScan)
@@ -38,10 +38,10 @@ func runDLQShow(ctx context.Context, c *cli, args []string) error {
 	}
 	var found *shownMessage
 	_, err = sc.scan(ctx, func(m sqstypes.Message) verdict {
-		if aws.ToString(m.MessageId) != id {
+		if aws.ToString(m.MessageId) != id && parkedFrom(m).OrderID != id {
 			return verdict{}
 		}
-		found = &shownMessage{MessageID: id, Body: aws.ToString(m.Body), Attributes: map[string]string{}, System: m.Attributes}
+		found = &shownMessage{MessageID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body), Attributes: map[string]string{}, System: m.Attributes}
 		for k, v := range m.MessageAttributes {
 			found.Attributes[k] = aws.ToString(v.StringValue)
 		}
@@ -51,7 +51,7 @@ func runDLQShow(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("dlq show %s: %w", id, err)
 	}
 	if found == nil {
-		return fmt.Errorf("dlq show %s: not among the first %d parked messages", id, *maxScan)
+		return fmt.Errorf("dlq show %s: no such message id or order id among the first %d parked messages", id, *maxScan)
 	}
 	if o.json {
 		return writeJSON(c.stdout, found)

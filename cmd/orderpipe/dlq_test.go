@@ -67,6 +67,12 @@ func TestDLQList(t *testing.T) {
 			t.Errorf("parked (-want +got):\n%s", diff)
 		}
 	})
+	t.Run("how many more", func(t *testing.T) {
+		r := standIn(t, "dlq", "ls", "--orders-dlq", dlq, "--max", "2")
+		if want := "2 listed of 2 scanned; about 5 parked in all (ApproximateNumberOfMessages), 3 more not listed"; r.code != exitOK || !strings.Contains(r.stderr, want) {
+			t.Errorf("got exit %d, stderr %q; want it to contain %q", r.code, r.stderr, want)
+		}
+	})
 	t.Run("text", func(t *testing.T) {
 		r := standIn(t, "dlq", "ls", "--orders-dlq", dlq, "--class", "permanent")
 		if r.code != exitOK {
@@ -106,7 +112,12 @@ func TestDLQShow(t *testing.T) {
 	if text.code != exitOK || !strings.Contains(text.stdout, "  OrderId: B1\n") || !strings.HasSuffix(text.stdout, "body:\n{\"id\":\"B1\",\"amount\":\"3.00\"}\n") {
 		t.Errorf("got exit %d, stdout\n%s\nwant the attributes and the body", text.code, text.stdout)
 	}
-	wantCode(t, standIn(t, "dlq", "show", "no-such-id", "--orders-dlq", dlq), exitFailure, "not among the first 1000")
+	var byOrder shownMessage
+	mustJSON(t, standIn(t, "dlq", "show", "B1", "--json", "--orders-dlq", dlq), &byOrder)
+	if byOrder.MessageID != id {
+		t.Errorf("dlq show B1: got message %s, want %s (order B1)", byOrder.MessageID, id)
+	}
+	wantCode(t, standIn(t, "dlq", "show", "no-such-id", "--orders-dlq", dlq), exitFailure, "no such message id or order id among the first 1000")
 	wantVisible(t, client, dlq, "5", "after show")
 }
 

@@ -5,9 +5,9 @@
 // Usage:
 //
 //	orderpipe upload FILE... [--key-prefix uploads/]
-//	orderpipe status [--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000] [--peek-queues]
+//	orderpipe status [--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000]
 //	orderpipe dlq ls [--class C] [--source S] [--max 100] [--scan 1000]
-//	orderpipe dlq show MESSAGE-ID [--scan 1000]
+//	orderpipe dlq show MESSAGE-ID|ORDER-ID [--scan 1000]
 //	orderpipe dlq redrive [--class C] [--source S] [--max N] [--dry-run] [--rate 10] [--native] [--here]
 //	orderpipe dlq purge [--class C] [--source S] --yes
 //	orderpipe local [--api URL | --standin-rps 1 ...] [--name-prefix orderpipe] [--rate R] [--instances 2]
@@ -26,19 +26,24 @@
 // by URL or by name.
 //
 // Exit codes: 0 success, 1 failure (the error is on stderr), 2 usage (bad flags or arguments,
-// or a resource the command needs is not configured).
+// or a resource the command needs is not configured). A bad flag prints the error, the
+// command's usage line and "run 'orderpipe help COMMAND' for every flag"; -h or
+// `orderpipe help COMMAND` prints every flag.
 //
 // # Parked orders
 //
 // --class takes one or more classes, comma-separated (permanent, exhausted, undecodable,
 // unknown: parked by the queue's own redrive policy); --source an exact s3://bucket/key or a
-// prefix ending in "*", as pkg/redrive selects.
+// prefix ending in "*", as pkg/redrive selects. dlq ls says on stderr how many it listed, how
+// many it scanned and how many are parked in all (ApproximateNumberOfMessages). dlq show takes
+// a message id or an order id (the first parked copy of that order).
 //
-// Reading a queue is a peek: messages are received with a 30 s visibility timeout and made
-// visible again as soon as the scan ends, never deleted (except by purge). Each peek counts as a
-// receive (ApproximateReceiveCount). The dead-letter queues have no redrive policy, so that is
-// harmless there; status never peeks the source queues unless asked (--peek-queues), because
-// there a receive counts against maxReceiveCount and dispatch's retry budget.
+// Reading a dead-letter queue is a peek: messages are received with a 30 s visibility timeout
+// and made visible again as soon as the scan ends, never deleted (except by purge and redrive).
+// Each peek counts as a receive (ApproximateReceiveCount). The dead-letter queues have no
+// redrive policy, so that is harmless there. No command receives from a source queue (files,
+// orders): there every receive counts toward maxReceiveCount, and enough of them park an order
+// as unknown without a delivery attempt.
 //
 // dlq redrive invokes the redrive function (synchronously, the Request as its payload) when one
 // is configured (--redrive-function, ORDERPIPE_REDRIVE_FUNCTION or the stack output
@@ -57,8 +62,9 @@
 // SQS has no API for a queue's oldest message. On AWS (--age-source cloudwatch, the default
 // without an endpoint) the age is CloudWatch's AWS/SQS ApproximateAgeOfOldestMessage, the latest
 // datapoint of the last five minutes. Against a stand-in (--age-source peek, the default with
-// an endpoint) it is estimated from the SentTimestamp of the peeked messages: the oldest among
-// them, so a lower bound when not every message was peeked. SentTimestamp is what retention
+// an endpoint) a dead-letter queue's age is estimated from the SentTimestamp of the peeked
+// messages: the oldest among them, so a lower bound when not every message was peeked; a source
+// queue's age is not known there. SentTimestamp is what retention
 // counts from; a message moved by a redrive policy keeps its original one.
 //
 // # Local and demo
@@ -71,7 +77,9 @@
 // concurrent instances, each a Dispatcher of its own (its own pacing at API_RATE/instances), as
 // Lambda instances are. The handlers are built from their LoadConfig with the environment a
 // deployment gives them. local prints the resources and the export line that points upload,
-// status and dlq at them. Ctrl-C lets invocations in flight finish; a second Ctrl-C kills.
+// status and dlq at them. Ctrl-C lets invocations in flight finish; a second Ctrl-C kills. It
+// checks its flags (--api must be an http(s) URL) before it starts or creates anything, and on
+// stop prints the stand-in API's counts (requests, accepted, duplicates, 429s, errors).
 //
 // demo is local with a generated file: N orders plus a malformed JSON line, a line without an
 // id, a duplicate id and a blank line, uploaded to uploads/demo-orders.jsonl, against the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
@@ -80,15 +81,21 @@ func (c *cli) newFlags(name, synopsis string) (*flag.FlagSet, *options) {
 }
 
 // parseArgs parses flags placed anywhere among the positional arguments and returns the
-// positional ones. Bad flags are usage errors.
+// positional ones. -h prints the command's full help. A bad flag is a usage error carrying the
+// command's usage line and a pointer to its help, not the whole flag list.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	out := fs.Output()
+	fs.SetOutput(io.Discard) // the flag package prints the error and the whole help itself
+	defer fs.SetOutput(out)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(out)
+				fs.Usage()
 				return nil, err
 			}
-			return nil, usageErrorf("%s: %v", fs.Name(), err)
+			return nil, usageErrorf("%s: %v\n%s\nrun 'orderpipe help %s' for every flag", fs.Name(), err, usageLine(fs), fs.Name())
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -97,6 +104,17 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// usageLine is the first line fs.Usage prints: "usage: orderpipe NAME SYNOPSIS".
+func usageLine(fs *flag.FlagSet) string {
+	out := fs.Output()
+	defer fs.SetOutput(out)
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.Usage()
+	line, _, _ := strings.Cut(b.String(), "\n")
+	return line
 }
 
 // noArgs parses args for a command without positional arguments.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"text/tabwriter"
+
+	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
 )
 
 // runLocal runs the pipeline on this machine until ctx is done (Ctrl-C): moto unless an
@@ -29,11 +31,21 @@ func runLocal(ctx context.Context, c *cli, args []string) error {
 	} else if err := printPipeline(c, p.info()); err != nil {
 		return err
 	}
-	if err := p.run(ctx); err != nil {
-		return fmt.Errorf("local: %w", err)
+	runErr := p.run(ctx)
+	if p.api != nil {
+		printAPIStats(c, p.api.Stats())
+	}
+	if runErr != nil {
+		return fmt.Errorf("local: %w", runErr)
 	}
 	fmt.Fprintln(c.stderr, "local: stopped")
 	return nil
+}
+
+// printAPIStats prints what the stand-in order API answered while local ran.
+func printAPIStats(c *cli, st apiserver.Stats) {
+	fmt.Fprintf(c.stderr, "stand-in order API: %d requests: %d orders accepted (%d deliveries, %d duplicates), %d throttled (429), %d server errors, %d rejected, %d resets, %d hangs\n",
+		st.Requests, st.Accepted, st.Deliveries, st.Duplicates, st.Throttled, st.ServerErrors, st.Rejected, st.Resets, st.Hangs)
 }
 
 // printPipeline prints the resources and the environment that points upload, status and dlq

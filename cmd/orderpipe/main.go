@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -103,6 +104,10 @@ func runCommand(ctx context.Context, c *cli, prefix string, cmds []command, args
 		printCommands(c.stderr, prefix, cmds)
 		return usageErrorf("%smissing command", sub(prefix))
 	}
+	if args[0] == "help" && len(args) > 1 {
+		// "orderpipe help dlq ls" is "orderpipe dlq ls -h".
+		return runCommand(ctx, c, prefix, cmds, append(slices.Clone(args[1:]), "-h"))
+	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printCommands(c.stdout, prefix, cmds)
 		return nil
@@ -125,7 +130,7 @@ func sub(prefix string) string {
 }
 
 func printCommands(w io.Writer, prefix string, cmds []command) {
-	fmt.Fprintf(w, "usage: %s COMMAND [flags]; %s COMMAND -h for its flags\n", prefix, prefix)
+	fmt.Fprintf(w, "usage: %s COMMAND [flags]; %s COMMAND -h (or orderpipe help %s) for its flags\n", prefix, prefix, strings.TrimSpace(strings.TrimPrefix(prefix, "orderpipe")+" COMMAND"))
 	for _, cmd := range cmds {
 		fmt.Fprintf(w, "  %-8s %s\n", cmd.name, cmd.summary)
 	}

@@ -20,7 +20,7 @@ func TestUsage(t *testing.T) {
 		{"no command", nil, exitUsage, "missing command"},
 		{"unknown command", []string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{"dlq without subcommand", []string{"dlq"}, exitUsage, "dlq: missing command"},
-		{"unknown flag", []string{"dlq", "ls", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
+		{"unknown flag", []string{"dlq", "ls", "--bogus"}, exitUsage, "flag provided but not defined: -bogus\nusage: orderpipe dlq ls [--class C]"},
 		{"upload without files", []string{"upload", "--bucket", "b"}, exitUsage, "no files"},
 		{"upload without bucket", []string{"upload", "testdata/orders.jsonl", "--endpoint", "http://127.0.0.1:1"}, exitUsage, "no bucket"},
 		{"purge without yes", []string{"dlq", "purge", "--orders-dlq", "q"}, exitUsage, "add --yes"},
@@ -32,7 +32,7 @@ func TestUsage(t *testing.T) {
 		{"purge with an empty source", []string{"dlq", "purge", "--yes", "--source", "", "--orders-dlq", "q"}, exitUsage, "empty source"},
 		{"redrive with an empty class", []string{"dlq", "redrive", "--class", "", "--orders-dlq", "q"}, exitUsage, "empty class list"},
 		{"bad rate", []string{"status", "--rate", "0"}, exitUsage, "--rate 0"},
-		{"show without id", []string{"dlq", "show"}, exitUsage, "want one MESSAGE-ID"},
+		{"show without id", []string{"dlq", "show"}, exitUsage, "want one MESSAGE-ID or ORDER-ID"},
 		{"stray argument", []string{"status", "extra"}, exitUsage, "unexpected arguments extra"},
 		{"no queue for ls", []string{"dlq", "ls", "--endpoint", "http://127.0.0.1:1"}, exitUsage, "no orders dead-letter queue"},
 		{"one dispatch instance", []string{"local", "--instances", "1"}, exitUsage, "SQS event sources need at least 2"},
@@ -40,11 +40,25 @@ func TestUsage(t *testing.T) {
 		{"demo with an external API", []string{"demo", "--api", "https://api.example.com"}, exitUsage, "runs its own stand-in order API"},
 		{"help", []string{"--help"}, exitOK, ""},
 		{"command help", []string{"status", "-h"}, exitOK, "usage: orderpipe status"},
+		{"help for a command", []string{"help", "dlq", "ls"}, exitOK, "-scan int"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runCLI(t, nil, tc.args...)
 			wantCode(t, r, tc.code, tc.errPart)
 		})
+	}
+}
+
+// TestBadFlag checks that a bad flag prints the error, the usage line and where the help is:
+// three lines, not the whole flag list.
+func TestBadFlag(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, nil, "status", "--rte", "2")
+	want := "orderpipe: status: flag provided but not defined: -rte\n" +
+		"usage: orderpipe status [--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000]\n" +
+		"run 'orderpipe help status' for every flag\n"
+	if r.code != exitUsage || r.stderr != want {
+		t.Errorf("got exit %d, stderr\n%s\nwant exit %d, stderr\n%s", r.code, r.stderr, exitUsage, want)
 	}
 }
 

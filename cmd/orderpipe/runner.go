@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
+	"net/url"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/logging"
@@ -21,7 +18,6 @@ import (
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/local"
 	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
-	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
@@ -55,16 +51,14 @@ func registerPipelineFlags(fs *flag.FlagSet, po *pipelineOptions, defaultPrefix 
 }
 
 // localPipeline is the pipeline running in this process: moto (unless given an endpoint), the
-// resources Provision made, the stand-in order API (unless given --api), and two pollers
-// feeding the ingest and dispatch handlers as Lambda's event source mappings would.
+// stand-in order API (unless given --api), and the local.Pipeline on them.
 type localPipeline struct {
 	session  *session
+	pipe     *local.Pipeline
 	res      local.Resources
 	settings pipeline.Settings
 	apiURL   string
 	api      *apiserver.Server // nil with an external API
-	files    *local.Poller
-	orders   *local.Poller
 	closers  []func()
 	standIn  bool // moto was started here
 }
@@ -102,6 +96,17 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	if err := p.settings.Validate(); err != nil {
 		return nil, usageErrorf("%v", err)
 	}
+	// Every flag is checked before anything is created: the API first, then moto and resources.
+	if po.apiURL == "" {
+		if err := p.startAPI(po); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := checkAPIURL(po.apiURL); err != nil {
+			return nil, err
+		}
+		p.apiURL = po.apiURL
+	}
 	if o.endpoint == "" && c.getenv("AWS_ENDPOINT_URL") == "" {
 		endpoint, stop, err := local.StartMoto(ctx)
 		if err != nil {
@@ -116,27 +121,36 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	p.session.cfg.Logger = logging.Nop{} // the SDK's notes on the stand-in's missing checksums
 	p.session.s3 = s3.NewFromConfig(p.session.cfg, func(so *s3.Options) { so.UsePathStyle = true })
 	p.session.sqs = sqs.NewFromConfig(p.session.cfg)
-	if po.apiURL == "" {
-		if err := p.startAPI(po); err != nil {
-			return nil, err
-		}
-	} else {
-		p.apiURL = po.apiURL
-	}
-	if p.res, err = local.Provision(ctx, p.session.cfg, p.settings, local.NamesFor(po.prefix)); err != nil {
-		return nil, err
-	}
-	p.session.names = resourceNames{
-		Bucket: p.res.Bucket, FilesQueue: p.res.FilesQueueURL, FilesDLQ: p.res.FilesDLQURL,
-		OrdersQueue: p.res.OrdersQueueURL, OrdersDLQ: p.res.OrdersDLQURL,
-	}
 	// The handlers log through slog.Default (as in Lambda): send it to stderr at the chosen level
 	// while the pipeline runs.
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: po.logLevel}))
 	prev := slog.Default()
 	slog.SetDefault(log)
 	p.closers = append(p.closers, func() { slog.SetDefault(prev) })
-	return p, p.buildPollers(po, log)
+	p.pipe, err = local.NewPipeline(ctx, local.Options{
+		AWS: p.session.cfg, Names: local.NamesFor(po.prefix), Settings: p.settings, APIBaseURL: p.apiURL,
+		Ingest:      func(c *ingest.Config) { c.LogLevel = po.logLevel },
+		Dispatch:    func(c *dispatch.Config) { c.LogLevel = po.logLevel },
+		ReceiveWait: 2 * time.Second, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.res = p.pipe.Resources
+	p.session.names = resourceNames{
+		Bucket: p.res.Bucket, FilesQueue: p.res.FilesQueueURL, FilesDLQ: p.res.FilesDLQURL,
+		OrdersQueue: p.res.OrdersQueueURL, OrdersDLQ: p.res.OrdersDLQURL,
+	}
+	return p, nil
+}
+
+// checkAPIURL is a usage error unless u is an absolute http(s) URL with a host.
+func checkAPIURL(u string) error {
+	parsed, err := url.Parse(u)
+	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+		return usageErrorf("--api %q: want the order API's base URL, http(s)://host[:port][/path]", u)
+	}
+	return nil
 }
 
 // startAPI serves the stand-in order API on po.standinAddr.
@@ -160,67 +174,8 @@ func (p *localPipeline) startAPI(po pipelineOptions) error {
 	return nil
 }
 
-// buildPollers makes the ingest and dispatch handlers with the configuration a deployment
-// would give them, and a poller for each.
-func (p *localPipeline) buildPollers(po pipelineOptions, log *slog.Logger) error {
-	s3c, sqsc := p.session.s3, p.session.sqs
-	icfg := p.res.IngestConfig()
-	icfg.LogLevel = po.logLevel
-	if err := icfg.Validate(); err != nil {
-		return fmt.Errorf("load ingest config: %w", err)
-	}
-	dcfg := p.res.DispatchConfig(p.settings, p.apiURL)
-	dcfg.LogLevel = po.logLevel
-	if err := dcfg.Validate(); err != nil {
-		return err
-	}
-	// One Dispatcher per instance, as each Lambda instance has its own pacing limiter.
-	instances := make(chan *dispatch.Dispatcher, p.settings.Instances)
-	for range p.settings.Instances {
-		api, err := orderapi.New(dcfg.OrderAPI(), nil, nil)
-		if err != nil {
-			return fmt.Errorf("order API client: %w", err)
-		}
-		instances <- dispatch.New(dcfg, sqsc, api, dispatch.Options{Logger: log, Metrics: io.Discard})
-	}
-	p.files = &local.Poller{
-		Client: sqsc, QueueURL: p.res.FilesQueueURL, QueueARN: p.res.FilesQueueARN, BatchSize: 1,
-		MaxConcurrency: 2, FunctionTimeout: p.settings.IngestTimeout, WaitTime: 2 * time.Second,
-		FunctionName: "ingest", Handler: ingest.New(icfg, s3c, sqsc, ingest.Options{}).Handle, Logger: log,
-	}
-	p.orders = &local.Poller{
-		Client: sqsc, QueueURL: p.res.OrdersQueueURL, QueueARN: p.res.OrdersQueueARN, BatchSize: 1,
-		MaxConcurrency: p.settings.Instances, FunctionTimeout: p.settings.DispatchTimeout, WaitTime: 2 * time.Second,
-		FunctionName: "dispatch", Handler: pooled(instances), Logger: log,
-	}
-	return nil
-}
-
-// pooled hands each invocation a Dispatcher of its own from the pool, as Lambda runs each
-// concurrent invocation in its own instance.
-func pooled(instances chan *dispatch.Dispatcher) local.Handler {
-	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-		var d *dispatch.Dispatcher
-		select {
-		case d = <-instances:
-		case <-ctx.Done():
-			return events.SQSEventResponse{}, fmt.Errorf("wait for a dispatch instance: %w", ctx.Err())
-		}
-		defer func() { instances <- d }()
-		return d.Handle(ctx, ev)
-	}
-}
-
-// run runs both pollers until ctx is done and the invocations in flight have finished.
-func (p *localPipeline) run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, pl := range []*local.Poller{p.files, p.orders} {
-		wg.Go(func() { errs[i] = pl.Run(ctx) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
+// run runs the pipeline until ctx is done and the invocations in flight have finished.
+func (p *localPipeline) run(ctx context.Context) error { return p.pipe.Run(ctx) }
 
 // close stops the stand-in API and moto if they were started here.
 func (p *localPipeline) close() {

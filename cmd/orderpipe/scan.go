@@ -25,6 +25,10 @@ const peekVisibility = 30 * time.Second
 // hidden for peekVisibility, hands each to a visitor, deletes the ones the visitor takes and
 // makes all others visible again before returning (even when ctx is cancelled). Each receive
 // increments the message's ApproximateReceiveCount.
+//
+// Use it on the dead-letter queues only: they have no redrive policy, so a receive there
+// changes nothing but that count. On a source queue (files, orders) each receive counts toward
+// maxReceiveCount and would park orders as unknown without a delivery attempt.
 type scanner struct {
 	sqs      *sqs.Client
 	queueURL string

@@ -27,7 +27,9 @@ const expiryWarning = 48 * time.Hour
 const (
 	ageAuto       = "auto"       // cloudwatch on AWS, peek with an endpoint
 	ageCloudWatch = "cloudwatch" // AWS/SQS ApproximateAgeOfOldestMessage, the last 5 minutes
-	agePeek       = "peek"       // the oldest SentTimestamp among peeked messages: an estimate
+	// agePeek is the oldest SentTimestamp among peeked messages of a dead-letter queue: an
+	// estimate. Source queues are never peeked (see peekPlan).
+	agePeek = "peek"
 )
 
 // queueStatus is the state of one queue.
@@ -58,11 +60,10 @@ type statusReport struct {
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) error {
-	fs, o := c.newFlags("status", "[--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000] [--peek-queues]")
+	fs, o := c.newFlags("status", "[--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000]")
 	rate := fs.Float64("rate", 1, "the order API's total rate, requests/s, for the ETA")
 	ageSource := fs.String("age-source", ageAuto, "how to find the oldest message's age: cloudwatch (AWS), peek (stand-in), auto")
-	peekMax := fs.Int("peek", 1000, "at most this many parked messages are peeked to count classes")
-	peekQueues := fs.Bool("peek-queues", false, "with peek ages, also peek the files and orders queues (each peek counts as a receive toward maxReceiveCount)")
+	peekMax := fs.Int("peek", 1000, "at most this many parked messages are peeked to count classes (dead-letter queues only)")
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
@@ -85,7 +86,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 			*ageSource = agePeek
 		}
 	}
-	st := statusRun{s: s, metrics: cloudwatch.NewFromConfig(s.cfg), now: c.now(), ageSource: *ageSource, peekMax: *peekMax, peekQueues: *peekQueues}
+	st := statusRun{s: s, metrics: cloudwatch.NewFromConfig(s.cfg), now: c.now(), ageSource: *ageSource, peekMax: *peekMax}
 	r, err := st.report(ctx, *rate)
 	if err != nil {
 		return err
@@ -103,12 +104,11 @@ type metricsAPI interface {
 
 // statusRun gathers one status report.
 type statusRun struct {
-	s          *session
-	metrics    metricsAPI
-	now        time.Time
-	ageSource  string
-	peekMax    int
-	peekQueues bool
+	s         *session
+	metrics   metricsAPI
+	now       time.Time
+	ageSource string
+	peekMax   int
 }
 
 func (st statusRun) report(ctx context.Context, rate float64) (statusReport, error) {
@@ -173,11 +173,13 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 }
 
 // peekPlan says whether status peeks the named queue to count parked orders by class (the
-// orders DLQ, always) and to estimate the oldest message's age (with peek ages: the DLQs, and
-// the source queues only with --peek-queues).
+// orders DLQ, always) and to estimate the oldest message's age (with peek ages, the DLQs).
+// A source queue is never peeked: there a receive counts toward maxReceiveCount, and enough
+// of them park an order as unknown without a delivery attempt. The dead-letter queues have no
+// redrive policy, so receiving from them changes nothing but ApproximateReceiveCount.
 func (st statusRun) peekPlan(queue string) (classes, age bool) {
 	isDLQ := strings.HasSuffix(queue, "-dlq")
-	return queue == "orders-dlq", st.ageSource == agePeek && (isDLQ || st.peekQueues)
+	return queue == "orders-dlq", st.ageSource == agePeek && isDLQ
 }
 
 // queue reads one queue's depths and retention.

@@ -65,11 +65,11 @@ func TestStatus(t *testing.T) {
 		wantBack   int64
 		wantETA    int64
 		wantWarn   []bool // orders, orders-dlq
-		ordersPeek bool
+		ordersPeek bool   // always false: a source queue is never peeked
 	}{
 		{"backlog outlives a short retention", short, []string{"--rate", "0.1"}, 20, 200, []bool{true, true}, false},
 		{"a faster API drains it in time", short, []string{"--rate", "1"}, 20, 20, []bool{false, true}, false},
-		{"long retention, peek the source queues too", long, []string{"--peek-queues"}, 5, 5, []bool{false, false}, true},
+		{"long retention", long, []string{"--age-source", "peek"}, 5, 5, []bool{false, false}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got statusReport
@@ -154,24 +154,67 @@ func TestCloudWatchAge(t *testing.T) {
 func TestPeekPlan(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		source     string
-		peekQueues bool
-		queue      string
-		classes    bool
-		age        bool
+		source  string
+		queue   string
+		classes bool
+		age     bool
 	}{
-		{agePeek, false, "orders-dlq", true, true},
-		{agePeek, false, "files-dlq", false, true},
-		{agePeek, false, "orders", false, false},
-		{agePeek, true, "orders", false, true},
-		{ageCloudWatch, false, "orders-dlq", true, false},
-		{ageCloudWatch, true, "orders", false, false},
+		{agePeek, "orders-dlq", true, true},
+		{agePeek, "files-dlq", false, true},
+		{agePeek, "orders", false, false},
+		{agePeek, "files", false, false},
+		{ageCloudWatch, "orders-dlq", true, false},
+		{ageCloudWatch, "orders", false, false},
 	} {
 		t.Run(tc.source+" "+tc.queue, func(t *testing.T) {
-			classes, age := statusRun{ageSource: tc.source, peekQueues: tc.peekQueues}.peekPlan(tc.queue)
+			classes, age := statusRun{ageSource: tc.source}.peekPlan(tc.queue)
 			if classes != tc.classes || age != tc.age {
 				t.Errorf("got classes %v age %v, want %v %v", classes, age, tc.classes, tc.age)
 			}
 		})
+	}
+}
+
+// TestStatusParksNothing runs status 20 times on a backlog whose queue parks a message after a
+// single receive: not one order may reach its dead-letter queue, and each message's first
+// receive after the runs must be its first ever.
+func TestStatusParksNothing(t *testing.T) {
+	t.Parallel()
+	cfg := awstest.Config(t)
+	client := awstest.SQS(cfg)
+	const backlog = 30
+	dead, deadARN := awstest.NewQueue(t, cfg, nil)
+	orders, _ := awstest.NewQueue(t, cfg, map[string]string{
+		"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"1"}`, deadARN),
+	})
+	for i := range backlog {
+		sendMessage(t, client, orders, fixtureMessage{Body: fmt.Sprintf(`{"id":"o-%d"}`, i)})
+	}
+	files, _ := awstest.NewQueue(t, cfg, nil)
+	sendMessage(t, client, files, fixtureMessage{Body: `{"Records":[]}`})
+	_, dlq := parkedQueue(t)
+	for i := range 20 {
+		args := []string{"status", "--json", "--orders-queue", orders, "--files-queue", files, "--orders-dlq", dlq, "--files-dlq", dead, "--peek", "1000"}
+		if i%2 == 1 {
+			args = append(args, "--age-source", "peek")
+		}
+		var got statusReport
+		mustJSON(t, standIn(t, args...), &got)
+	}
+	wantVisible(t, client, dead, "0", "dead-letter queue of the backlog after 20 status runs")
+	wantVisible(t, client, orders, fmt.Sprint(backlog), "backlog after 20 status runs")
+	for _, q := range []string{orders, files} {
+		out, err := client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
+			QueueUrl: &q, MaxNumberOfMessages: 10, VisibilityTimeout: 60,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range out.Messages {
+			if got := m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)]; got != "1" {
+				t.Errorf("%s: message %s received %s times, want 1 (this receive only)", queueName(q), aws.ToString(m.MessageId), got)
+			}
+		}
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
 // maxPutObject is the largest object one PutObject call takes.
@@ -26,14 +28,17 @@ type uploaded struct {
 }
 
 func runUpload(ctx context.Context, c *cli, args []string) error {
-	fs, o := c.newFlags("upload", "FILE... [--key-prefix uploads/]")
-	prefix := fs.String("key-prefix", "uploads/", "key prefix; the key is the prefix and the file's base name")
+	fs, o := c.newFlags("upload", "FILE... [--key-prefix "+pipeline.UploadsPrefix+"]")
+	prefix := fs.String("key-prefix", pipeline.UploadsPrefix, "key prefix under "+pipeline.UploadsPrefix+" (a trailing / is added); the key is the prefix and the file's base name")
 	files, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
 		return usageErrorf("upload: no files")
+	}
+	if *prefix, err = uploadPrefix(*prefix); err != nil {
+		return err
 	}
 	// Check every file before uploading any: a bad name half way through the list would leave
 	// the first files uploaded, and uploading them again makes new versions, ingested again.
@@ -79,6 +84,20 @@ func runUpload(ctx context.Context, c *cli, args []string) error {
 		return writeJSON(c.stdout, done)
 	}
 	return nil
+}
+
+// uploadPrefix normalises a --key-prefix: no leading "/", one trailing "/". It returns a usage
+// error for a prefix outside pipeline.UploadsPrefix: ingest never hears of such a key, and the
+// file would sit in the bucket unprocessed.
+func uploadPrefix(p string) (string, error) {
+	p = strings.TrimLeft(p, "/")
+	if !strings.HasSuffix(p, "/") {
+		p += "/"
+	}
+	if !strings.HasPrefix(p, pipeline.UploadsPrefix) {
+		return "", usageErrorf("upload: --key-prefix %q is outside %s: only files under %s are ingested", p, pipeline.UploadsPrefix, pipeline.UploadsPrefix)
+	}
+	return p, nil
 }
 
 // uploadSize returns the size of file, or why it cannot be uploaded with one PutObject.

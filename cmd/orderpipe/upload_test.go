@@ -30,6 +30,8 @@ func TestUpload(t *testing.T) {
 		{"unversioned bucket", false, nil, "uploads/orders.jsonl"},
 		{"versioned bucket", true, nil, "uploads/orders.jsonl"},
 		{"key prefix after the file", false, []string{"--key-prefix", "uploads/2026/"}, "uploads/2026/orders.jsonl"},
+		{"the trailing slash is added", false, []string{"--key-prefix", "uploads"}, "uploads/orders.jsonl"},
+		{"a leading slash is dropped", false, []string{"--key-prefix", "/uploads/2026"}, "uploads/2026/orders.jsonl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -110,6 +112,9 @@ func TestUploadRefusedWhole(t *testing.T) {
 	}{
 		{"unknown format after a good file", []string{"testdata/orders.jsonl", "testdata/parked.json"}, "unknown orders file format"},
 		{"two files to one key", []string{"testdata/orders.jsonl", "testdata/../testdata/orders.jsonl"}, "would both be written to key uploads/orders.jsonl"},
+		{"a prefix ingest never hears of", []string{"testdata/orders.jsonl", "--key-prefix", "foo/"}, `--key-prefix "foo/" is outside uploads/`},
+		{"a prefix that only starts like it", []string{"testdata/orders.jsonl", "--key-prefix", "uploads-old"}, `--key-prefix "uploads-old/" is outside uploads/`},
+		{"the bucket's root", []string{"testdata/orders.jsonl", "--key-prefix", ""}, "is outside uploads/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bucket := awstest.NewBucket(t, cfg)

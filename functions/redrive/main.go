@@ -36,5 +36,5 @@ func setup(ctx context.Context) (*redrive.Redriver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load AWS config: %w", err)
 	}
-	return redrive.New(cfg, sqs.NewFromConfig(awsCfg)), nil
+	return redrive.New(cfg, sqs.NewFromConfig(awsCfg), redrive.Options{}), nil
 }

@@ -12,6 +12,16 @@
 // values the CDK app deploys. Setting the notification makes the stand-in send an s3:TestEvent
 // to the files queue; the Poller delivers it like any message and the ingest handler skips it.
 //
+// # Pipeline
+//
+// Pipeline wires the whole pipeline on these parts, once for `orderpipe local`, `orderpipe demo`
+// and the end-to-end tests: NewPipeline provisions the resources, builds the ingest and
+// dispatch configurations a deployment would get (from the resources and Settings, adjustable
+// through Options) and their handlers (one dispatch.Dispatcher per dispatch instance), and a
+// Poller for each source queue; Start and Stop run and stop both pollers, and Pending says how
+// many messages the two queues still hold. The order API is the caller's (APIBaseURL), usually
+// the stand-in of pkg/local/apiserver.
+//
 // # Event source mapping
 //
 // Poller mirrors a Lambda SQS event source mapping with ReportBatchItemFailures:

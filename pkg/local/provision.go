@@ -22,7 +22,7 @@ import (
 )
 
 // UploadsPrefix is the key prefix whose ObjectCreated events start the pipeline (docs/CONTRACTS.md).
-const UploadsPrefix = "uploads/"
+const UploadsPrefix = pipeline.UploadsPrefix
 
 // Names are the names of the resources Provision creates or finds.
 type Names struct {

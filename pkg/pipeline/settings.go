@@ -60,6 +60,10 @@ const (
 	OutputAlarmTopic      = "AlarmTopicArn"
 )
 
+// UploadsPrefix is the key prefix of the order files: only objects created under it notify the
+// files queue and are ingested (docs/CONTRACTS.md).
+const UploadsPrefix = "uploads/"
+
 // SQS limits.
 const (
 	MaxRetention  = 14 * 24 * time.Hour

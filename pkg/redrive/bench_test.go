@@ -26,9 +26,9 @@ func BenchmarkSelectiveMove(b *testing.B) {
 	c := awstest.SQS(awsCfg)
 	q, _ := awstest.NewQueue(b, awsCfg, nil)
 	dlq, _ := awstest.NewQueue(b, awsCfg, nil)
-	r := redrive.New(redrive.Config{QueueURL: q, DLQURL: dlq}, c)
-	r.Limiter = rate.NewLimiter(rate.Inf, 1)
-	r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := redrive.New(redrive.Config{QueueURL: q, DLQURL: dlq}, c, redrive.Options{
+		Limiter: rate.NewLimiter(rate.Inf, 1), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
 	ctx := context.Background()
 	moved := 0
 	for b.Loop() {

@@ -31,6 +31,6 @@
 // messageID, orderID, class, source, line, dryRun, and error when one occurred). Actions: move,
 // would-move (dry run), send-failed and moved-not-deleted (warn), skip (debug).
 //
-// The core is usable outside Lambda: redrive.New(cfg, sqsClient).Run(ctx, req). Handle is the
-// Lambda handler shape (docs/CONTRACTS.md).
+// The core is usable outside Lambda: redrive.New(cfg, sqsClient, redrive.Options{}).Run(ctx,
+// req). Handle is the Lambda handler shape (docs/CONTRACTS.md).
 package redrive

@@ -157,9 +157,10 @@ func newEnv(t *testing.T) env {
 	}
 }
 
-// newRedriver returns a Redriver logging to the test's output.
-func newRedriver(t *testing.T, cfg redrive.Config, c redrive.SQS) *redrive.Redriver {
-	r := redrive.New(cfg, c)
-	r.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return r
+// newRedriver returns a Redriver with o, logging to the test's output unless o says otherwise.
+func newRedriver(t *testing.T, cfg redrive.Config, c redrive.SQS, o redrive.Options) *redrive.Redriver {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return redrive.New(cfg, c, o)
 }

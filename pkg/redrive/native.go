@@ -57,9 +57,9 @@ func (r *Redriver) native(ctx context.Context) (Result, error) {
 			}
 		}
 	} else {
-		r.Logger.WarnContext(ctx, "redrive: list message move tasks after start", "error", err)
+		r.log.WarnContext(ctx, "redrive: list message move tasks after start", "error", err)
 	}
-	r.Logger.InfoContext(ctx, "redrive", "action", "native-move-started", "taskHandle", res.Task.Handle,
+	r.log.InfoContext(ctx, "redrive", "action", "native-move-started", "taskHandle", res.Task.Handle,
 		"toMove", res.Task.ToMove, "rate", perSecond)
 	return res, nil
 }

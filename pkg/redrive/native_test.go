@@ -92,7 +92,7 @@ func TestNativeMoveWithLocalAWSSQS(t *testing.T) {
 	q, qARN := awstest.NewQueue(t, awsCfg, map[string]string{"RedrivePolicy": policy})
 	e := env{client: awstest.SQS(awsCfg), cfg: redrive.Config{QueueURL: q, DLQURL: dlq, Rate: 100}}
 	park(t, e.client, dlq, loadParked(t))
-	r := newRedriver(t, e.cfg, e.client)
+	r := newRedriver(t, e.cfg, e.client, redrive.Options{})
 
 	got, err := r.Run(context.Background(), redrive.Request{Native: true})
 	if err != nil {
@@ -133,7 +133,7 @@ func TestNativeFallsBackWhenNotImplemented(t *testing.T) {
 	e := newEnv(t) // moto: StartMessageMoveTask answers HTTP 500
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 
-	got, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), redrive.Request{Native: true})
+	got, err := newRedriver(t, e.cfg, e.client, redrive.Options{}).Run(context.Background(), redrive.Request{Native: true})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}

@@ -33,38 +33,45 @@ type Limiter interface {
 	Wait(ctx context.Context) error
 }
 
-// Redriver moves parked messages back. Build it with New; set the exported fields before the
-// first Run, not during one. A Redriver may run several Runs at once; they share the Limiter.
-type Redriver struct {
-	cfg    Config
-	client SQS
+// Options are a Redriver's dependencies; zero fields take the defaults noted.
+type Options struct {
+	Limiter Limiter          // paces sends; default rate.NewLimiter(Config.Rate, 1)
+	Logger  *slog.Logger     // receives the audit lines; default slog.Default()
+	Now     func() time.Time // the clock that stops a scan before the context deadline; default time.Now
+}
 
-	// Limiter paces sends; New sets rate.NewLimiter(Config.Rate, 1).
-	Limiter Limiter
-	// Logger receives the audit lines; New sets slog.Default().
-	Logger *slog.Logger
-	// Now is the clock used to stop before the context deadline; New sets time.Now.
-	Now func() time.Time
+// Redriver moves parked messages back. Build it with New. A Redriver may run several Runs at
+// once; they share the Limiter.
+type Redriver struct {
+	cfg     Config
+	client  SQS
+	limiter Limiter
+	log     *slog.Logger
+	now     func() time.Time
 }
 
 // New returns a Redriver for cfg (zero fields take their defaults) using client. An invalid cfg
 // makes every Run fail; LoadConfig reports it earlier.
-func New(cfg Config, client SQS) *Redriver {
+func New(cfg Config, client SQS, o Options) *Redriver {
 	cfg = cfg.withDefaults()
-	return &Redriver{
-		cfg:     cfg,
-		client:  client,
-		Limiter: rate.NewLimiter(rate.Limit(cfg.Rate), 1),
-		Logger:  slog.Default(),
-		Now:     time.Now,
+	r := &Redriver{cfg: cfg, client: client, limiter: o.Limiter, log: o.Logger, now: o.Now}
+	if r.limiter == nil {
+		r.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
 	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r
 }
 
 // Handle is the Lambda handler: Run, logging the error once.
 func (r *Redriver) Handle(ctx context.Context, req Request) (Result, error) {
 	res, err := r.Run(ctx, req)
 	if err != nil {
-		r.Logger.ErrorContext(ctx, "redrive failed", "error", err, "scanned", res.Scanned, "moved", res.Moved)
+		r.log.ErrorContext(ctx, "redrive failed", "error", err, "scanned", res.Scanned, "moved", res.Moved)
 	}
 	return res, err
 }
@@ -84,7 +91,7 @@ func (r *Redriver) Run(ctx context.Context, req Request) (Result, error) {
 		if !errors.Is(err, errNativeUnsupported) {
 			return res, err
 		}
-		r.Logger.WarnContext(ctx, "native message move not implemented by the service: falling back to the selective move", "error", err)
+		r.log.WarnContext(ctx, "native message move not implemented by the service: falling back to the selective move", "error", err)
 		res, err = r.selective(ctx, req)
 		res.Fallback = true
 		return res, err
@@ -140,7 +147,7 @@ func (r *Redriver) audit(ctx context.Context, level slog.Level, action string, e
 		"action", action, "messageID", e.MessageID, "orderID", e.OrderID, "class", e.Class,
 		"source", e.Source, "line", e.Line, "dryRun", dryRun,
 	}, extra...)
-	r.Logger.Log(ctx, level, "redrive", args...)
+	r.log.Log(ctx, level, "redrive", args...)
 }
 
 // queueAttr reads one queue attribute.

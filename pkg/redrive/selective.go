@@ -35,8 +35,8 @@ type scan struct {
 
 func (r *Redriver) selective(ctx context.Context, req Request) (Result, error) {
 	s := &scan{
-		r:    r,
-		req:  req,
+		r:   r,
+		req: req,
 		res: Result{Mode: ModeSelective, DryRun: req.DryRun},
 		dlq: sqsscan.New(r.client, r.cfg.DLQURL),
 	}
@@ -97,7 +97,7 @@ func (s *scan) run(ctx context.Context) error {
 
 func (s *scan) nearDeadline(ctx context.Context) bool {
 	d, ok := ctx.Deadline()
-	return ok && d.Sub(s.r.Now()) < s.r.cfg.StopMargin
+	return ok && d.Sub(s.r.now()) < s.r.cfg.StopMargin
 }
 
 // classify counts and audits messages not seen before, and returns those selected for a move
@@ -132,7 +132,7 @@ func (s *scan) classify(ctx context.Context, fresh []sqstypes.Message) (selected
 // send leaves it held (released at the end); an error stops the scan.
 func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
 	e := EntryOf(m)
-	if err := s.r.Limiter.Wait(ctx); err != nil {
+	if err := s.r.limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("wait to send message %s: %w", e.MessageID, err)
 	}
 	if _, err := s.r.client.SendMessage(ctx, s.r.requeueInput(m)); err != nil {
@@ -170,7 +170,7 @@ func (s *scan) release(ctx context.Context) {
 	released, err := s.dlq.Release(ctx)
 	s.res.Released += released
 	if err != nil {
-		s.r.Logger.WarnContext(ctx, "redrive release failed: messages reappear when their visibility ends",
+		s.r.log.WarnContext(ctx, "redrive release failed: messages reappear when their visibility ends",
 			"visibility", s.r.cfg.ScanVisibility, "error", err)
 	}
 }

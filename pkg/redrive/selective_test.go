@@ -91,7 +91,7 @@ func TestRunSelective(t *testing.T) {
 			e := newEnv(t)
 			park(t, e.client, e.cfg.DLQURL, loadParked(t))
 
-			got, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), tt.req)
+			got, err := newRedriver(t, e.cfg, e.client, redrive.Options{}).Run(context.Background(), tt.req)
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -134,7 +134,7 @@ func TestRunStripsParkingAttributes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
-	if _, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), redrive.Request{}); err != nil {
+	if _, err := newRedriver(t, e.cfg, e.client, redrive.Options{}).Run(context.Background(), redrive.Request{}); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	checkMoved(t, e, allOrders)
@@ -155,7 +155,7 @@ func TestRunResetsRetries(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("send: %v", err)
 	}
-	res, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassUnknown}})
+	res, err := newRedriver(t, e.cfg, e.client, redrive.Options{}).Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassUnknown}})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -172,7 +172,7 @@ func TestRunCountsByClass(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
-	got, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassExhausted, order.ClassUnknown}})
+	got, err := newRedriver(t, e.cfg, e.client, redrive.Options{}).Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassExhausted, order.ClassUnknown}})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -194,7 +194,7 @@ func TestRunDryRunChangesNothing(t *testing.T) {
 	park(t, e.client, e.cfg.DLQURL, fixture)
 
 	req := redrive.Request{Class: redrive.Classes{order.ClassPermanent, order.ClassUnknown}, DryRun: true}
-	got, err := newRedriver(t, e.cfg, e.client).Run(context.Background(), req)
+	got, err := newRedriver(t, e.cfg, e.client, redrive.Options{}).Run(context.Background(), req)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -311,7 +311,7 @@ func TestRunWithFailures(t *testing.T) {
 			c := tt.fail
 			c.SQS = e.client
 
-			res, err := newRedriver(t, e.cfg, c).Run(context.Background(), tt.req)
+			res, err := newRedriver(t, e.cfg, c, redrive.Options{}).Run(context.Background(), tt.req)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
@@ -372,9 +372,8 @@ func TestRunWaitsForTheLimiter(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
 			park(t, e.client, e.cfg.DLQURL, loadParked(t))
-			r := newRedriver(t, e.cfg, e.client)
 			lim := &countingLimiter{allow: tt.allow}
-			r.Limiter = lim
+			r := newRedriver(t, e.cfg, e.client, redrive.Options{Limiter: lim})
 
 			got, err := r.Run(context.Background(), redrive.Request{Source: "s3://in/uploads/2026/b.jsonl"})
 			if !errors.Is(err, tt.wantErr) {
@@ -400,8 +399,7 @@ func TestRunStopsBeforeTheDeadline(t *testing.T) {
 	deadline := time.Now().Add(time.Hour)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	r := newRedriver(t, e.cfg, e.client)
-	r.Now = func() time.Time { return deadline.Add(-redrive.DefaultStopMargin / 2) }
+	r := newRedriver(t, e.cfg, e.client, redrive.Options{Now: func() time.Time { return deadline.Add(-redrive.DefaultStopMargin / 2) }})
 
 	got, err := r.Run(ctx, redrive.Request{})
 	if err != nil {
@@ -433,7 +431,7 @@ func TestRunEndsWhenMessagesReappear(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
-	got, err := newRedriver(t, e.cfg, &replayingSQS{SQS: e.client}).Run(context.Background(), redrive.Request{DryRun: true})
+	got, err := newRedriver(t, e.cfg, &replayingSQS{SQS: e.client}, redrive.Options{}).Run(context.Background(), redrive.Request{DryRun: true})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -473,7 +471,7 @@ func (f *endlessSQS) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.Cha
 
 func TestRunEndsAtTheScanBound(t *testing.T) {
 	// 5 messages announced: the bound is 5 + 100 = 105, reached after the 11th receive.
-	got, err := newRedriver(t, redrive.Config{QueueURL: "q", DLQURL: "d"}, &endlessSQS{}).Run(context.Background(), redrive.Request{DryRun: true})
+	got, err := newRedriver(t, redrive.Config{QueueURL: "q", DLQURL: "d"}, &endlessSQS{}, redrive.Options{}).Run(context.Background(), redrive.Request{DryRun: true})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -487,8 +485,7 @@ func TestRunWritesAnAuditLinePerMessage(t *testing.T) {
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 	var buf bytes.Buffer
-	r := redrive.New(e.cfg, e.client)
-	r.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := redrive.New(e.cfg, e.client, redrive.Options{Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if _, err := r.Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassPermanent}}); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -525,12 +522,12 @@ func TestRunWritesAnAuditLinePerMessage(t *testing.T) {
 }
 
 func TestHandleRefusesBadRequests(t *testing.T) {
-	r := newRedriver(t, redrive.Config{QueueURL: "q", DLQURL: "d"}, &endlessSQS{})
+	r := newRedriver(t, redrive.Config{QueueURL: "q", DLQURL: "d"}, &endlessSQS{}, redrive.Options{})
 	_, err := r.Handle(context.Background(), redrive.Request{Class: redrive.Classes{"nope"}})
 	if !errors.Is(err, redrive.ErrBadRequest) {
 		t.Errorf("got %v, want ErrBadRequest", err)
 	}
-	r = newRedriver(t, redrive.Config{QueueURL: "q", DLQURL: "d", Rate: -1}, &endlessSQS{})
+	r = newRedriver(t, redrive.Config{QueueURL: "q", DLQURL: "d", Rate: -1}, &endlessSQS{}, redrive.Options{})
 	if res, err := r.Handle(context.Background(), redrive.Request{}); err == nil || res.Scanned != 0 {
 		t.Errorf("invalid config: got scanned %d, error %v; want 0 and an error", res.Scanned, err)
 	}

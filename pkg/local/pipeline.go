@@ -1,0 +1,263 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
+)
+
+// DefaultReceiveWait is the pollers' long poll when Options.ReceiveWait is zero.
+const DefaultReceiveWait = time.Second
+
+// Options shape a Pipeline. AWS, Names and APIBaseURL are required; the other zero values are
+// the defaults noted.
+type Options struct {
+	// AWS configures the SDK clients; its endpoint (BaseEndpoint or AWS_ENDPOINT_URL) is the
+	// stand-in. S3 is addressed path-style.
+	AWS aws.Config
+	// Names of the resources Provision creates or finds.
+	Names Names
+	// Settings of the deployment: the queues are provisioned with them and the handlers and
+	// pollers get their timeouts, API rate, instances and transient budget. Zero: the defaults.
+	Settings pipeline.Settings
+	// APIBaseURL is the order API's base URL, for example the stand-in's (pkg/local/apiserver).
+	APIBaseURL string
+
+	// Ingest and Dispatch, when set, adjust the configurations the pipeline builds from the
+	// resources and Settings (those of a deployment) before they are validated.
+	Ingest   func(*ingest.Config)
+	Dispatch func(*dispatch.Config)
+	// DispatchOptions returns the dispatch.Options of instance i (0 <= i < Settings.Instances)
+	// with cfg, the DispatchConfig; it is called once per instance by NewPipeline, and its error
+	// fails NewPipeline. In what it returns, a nil Logger is Logger and a nil Metrics discards
+	// the EMF lines. Nil: the defaults alone, so each instance paces on its own limiter.
+	DispatchOptions func(i int, cfg dispatch.Config) (dispatch.Options, error)
+
+	// ReceiveWait is the pollers' long poll, 1 s to 20 s; zero: DefaultReceiveWait.
+	ReceiveWait time.Duration
+	// Logger receives the pollers' logs and, unless DispatchOptions says otherwise, dispatch's.
+	// The ingest handler logs through slog.Default, as in Lambda. Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Pipeline is the whole pipeline on this machine: the resources Provision made, the ingest
+// handler behind a Poller of the files queue (batch size 1, two instances), and
+// Settings.Instances dispatch instances behind a Poller of the orders queue (batch size 1,
+// MaximumConcurrency Settings.Instances), each invocation taking a dispatch.Dispatcher of its
+// own as Lambda runs concurrent invocations in separate instances.
+//
+// Build it with NewPipeline, then Start it once and Stop it once (or Run it). The exported
+// fields may be read at any time; Files and Orders (their Handler, FunctionTimeout, ...) may be
+// changed between NewPipeline and Start, not after. Start, Stop and Pending are safe for
+// concurrent use.
+type Pipeline struct {
+	Resources Resources
+	Settings  pipeline.Settings
+	// IngestConfig and DispatchConfig are the configurations the handlers run with.
+	IngestConfig   ingest.Config
+	DispatchConfig dispatch.Config
+	// Files feeds the files queue to ingest; Orders feeds the orders queue to dispatch.
+	Files, Orders *Poller
+	// S3 and SQS are the clients the handlers use.
+	S3  *s3.Client
+	SQS *sqs.Client
+
+	mu      sync.Mutex
+	started bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error
+}
+
+// NewPipeline provisions the resources (see Provision) and builds the handlers and pollers
+// without starting them. Errors name what is missing or invalid, or the step that failed.
+func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
+	if o.APIBaseURL == "" {
+		return nil, errors.New("local pipeline: APIBaseURL is required")
+	}
+	if o.Settings == (pipeline.Settings{}) {
+		o.Settings = pipeline.Defaults()
+	}
+	if o.ReceiveWait == 0 {
+		o.ReceiveWait = DefaultReceiveWait
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	res, err := Provision(ctx, o.AWS, o.Settings, o.Names)
+	if err != nil {
+		return nil, fmt.Errorf("local pipeline: %w", err)
+	}
+	p := &Pipeline{
+		Resources: res,
+		Settings:  o.Settings,
+		S3: s3.NewFromConfig(o.AWS, func(so *s3.Options) {
+			so.UsePathStyle = true
+			so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired // the stand-in sends none
+		}),
+		SQS: sqs.NewFromConfig(o.AWS),
+	}
+	p.IngestConfig = res.IngestConfig()
+	if o.Ingest != nil {
+		o.Ingest(&p.IngestConfig)
+	}
+	if err := p.IngestConfig.Validate(); err != nil {
+		return nil, fmt.Errorf("local pipeline: ingest config: %w", err)
+	}
+	p.DispatchConfig = res.DispatchConfig(o.Settings, o.APIBaseURL)
+	if o.Dispatch != nil {
+		o.Dispatch(&p.DispatchConfig)
+	}
+	if err := p.DispatchConfig.Validate(); err != nil {
+		return nil, fmt.Errorf("local pipeline: %w", err)
+	}
+	instance := func(i int) (dispatch.Options, error) {
+		var do dispatch.Options
+		if o.DispatchOptions != nil {
+			var err error
+			if do, err = o.DispatchOptions(i, p.DispatchConfig); err != nil {
+				return do, fmt.Errorf("dispatch instance %d: %w", i, err)
+			}
+		}
+		if do.Logger == nil {
+			do.Logger = o.Logger
+		}
+		if do.Metrics == nil {
+			do.Metrics = io.Discard
+		}
+		return do, nil
+	}
+	dispatchH, err := dispatchPool(p.DispatchConfig, p.SQS, o.Settings.Instances, instance)
+	if err != nil {
+		return nil, fmt.Errorf("local pipeline: %w", err)
+	}
+	p.Files = &Poller{
+		Client: p.SQS, QueueURL: res.FilesQueueURL, QueueARN: res.FilesQueueARN, BatchSize: 1, MaxConcurrency: 2,
+		FunctionTimeout: o.Settings.IngestTimeout, WaitTime: o.ReceiveWait, FunctionName: "ingest",
+		Handler: ingest.New(p.IngestConfig, p.S3, p.SQS, ingest.Options{}).Handle, Logger: o.Logger,
+	}
+	p.Orders = &Poller{
+		Client: p.SQS, QueueURL: res.OrdersQueueURL, QueueARN: res.OrdersQueueARN, BatchSize: 1, MaxConcurrency: o.Settings.Instances,
+		FunctionTimeout: o.Settings.DispatchTimeout, WaitTime: o.ReceiveWait, FunctionName: "dispatch",
+		Handler: dispatchH, Logger: o.Logger,
+	}
+	return p, nil
+}
+
+// dispatchPool is the dispatch function with n warm instances: each invocation takes a
+// Dispatcher (its own limiter and pause) from the pool and gives it back when done.
+func dispatchPool(cfg dispatch.Config, client *sqs.Client, n int, options func(int) (dispatch.Options, error)) (Handler, error) {
+	pool := make(chan *dispatch.Dispatcher, n)
+	for i := range n {
+		api, err := orderapi.New(cfg.OrderAPI(), nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("order API client: %w", err)
+		}
+		o, err := options(i)
+		if err != nil {
+			return nil, err
+		}
+		pool <- dispatch.New(cfg, client, api, o)
+	}
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		var d *dispatch.Dispatcher
+		select {
+		case d = <-pool:
+		case <-ctx.Done():
+			return events.SQSEventResponse{}, fmt.Errorf("wait for a dispatch instance: %w", ctx.Err())
+		}
+		defer func() { pool <- d }()
+		return d.Handle(ctx, ev)
+	}, nil
+}
+
+// Start runs both pollers in the background until Stop is called or ctx is done. Calls after
+// the first do nothing.
+func (p *Pipeline) Start(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		return
+	}
+	p.started = true
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.done = make(chan struct{})
+	go func() {
+		defer close(p.done)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, pl := range []*Poller{p.Files, p.Orders} {
+			wg.Go(func() { errs[i] = pl.Run(ctx) })
+		}
+		wg.Wait()
+		p.err = errors.Join(errs...)
+	}()
+}
+
+// Stop stops both pollers and waits until the receives and invocations in flight have
+// finished (see Poller.Run). It returns the pollers' errors (a field out of range), the same on
+// every call; before Start it does nothing and returns nil.
+func (p *Pipeline) Stop() error {
+	p.mu.Lock()
+	started := p.started
+	p.mu.Unlock()
+	if !started {
+		return nil
+	}
+	p.cancel()
+	<-p.done
+	return p.err
+}
+
+// Run starts the pipeline, runs it until ctx is done and stops it; it returns Stop's error.
+func (p *Pipeline) Run(ctx context.Context) error {
+	p.Start(ctx)
+	<-ctx.Done()
+	return p.Stop()
+}
+
+// Pending is how many messages the files and the orders queue hold: visible, in flight or
+// delayed, as the queues approximate them. The pipeline is quiescent while both stay 0 (an
+// order given back with a delay counts while it waits).
+func (p *Pipeline) Pending(ctx context.Context) (files, orders int, err error) {
+	if files, err = QueueDepth(ctx, p.SQS, p.Resources.FilesQueueURL); err != nil {
+		return 0, 0, err
+	}
+	orders, err = QueueDepth(ctx, p.SQS, p.Resources.OrdersQueueURL)
+	return files, orders, err
+}
+
+// QueueDepth is how many messages the queue at url holds: visible, in flight or delayed, as the
+// queue approximates them.
+func QueueDepth(ctx context.Context, client *sqs.Client, url string) (int, error) {
+	out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+	}})
+	if err != nil {
+		return 0, fmt.Errorf("depth of %s: %w", url, err)
+	}
+	total := 0
+	for _, v := range out.Attributes {
+		n, _ := strconv.Atoi(v)
+		total += n
+	}
+	return total, nil
+}
