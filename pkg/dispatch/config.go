@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
@@ -26,6 +27,7 @@ const (
 	EnvBackoffBase    = "BACKOFF_BASE"
 	EnvBackoffMax     = "BACKOFF_MAX"
 	EnvLogLevel       = "LOG_LEVEL"
+	EnvIDField        = "ID_FIELD" // the same as ingest's: the body's order id field
 	// EnvFunctionName is set by Lambda, never by a deployment.
 	EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 )
@@ -57,8 +59,11 @@ type Config struct {
 	BackoffBase time.Duration // BACKOFF_BASE, default 2s
 	BackoffMax  time.Duration // BACKOFF_MAX, default 15m
 
-	LogLevel     slog.Level // LOG_LEVEL, default info
-	FunctionName string     // AWS_LAMBDA_FUNCTION_NAME, default "dispatch": the EMF Function dimension
+	LogLevel slog.Level // LOG_LEVEL, default info
+	// IDField is ID_FIELD, default "id" (also when empty): the body's top-level order id field,
+	// which must hold the OrderId attribute's id.
+	IDField      string
+	FunctionName string // AWS_LAMBDA_FUNCTION_NAME, default "dispatch": the EMF Function dimension
 
 	// MinRequest is the least time a request must have once pacing is done; with less left
 	// before the deadline the message is given back instead. Not from the environment; default 1s
@@ -80,6 +85,7 @@ func DefaultConfig() Config {
 		LogLevel:     slog.LevelInfo,
 		FunctionName: DefaultFunctionName,
 		MinRequest:   DefaultMinRequest,
+		IDField:      order.DefaultIDField,
 	}
 }
 
@@ -106,6 +112,7 @@ func (c Config) Environ() map[string]string {
 		EnvBackoffBase:    c.BackoffBase.String(),
 		EnvBackoffMax:     c.BackoffMax.String(),
 		EnvLogLevel:       c.LogLevel.String(),
+		EnvIDField:        c.IDField,
 	}
 	if c.APISecretARN != "" {
 		env[EnvAPISecretARN] = c.APISecretARN
@@ -183,6 +190,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		BackoffMax:     dur(EnvBackoffMax, d.BackoffMax),
 		FunctionName:   str(EnvFunctionName, d.FunctionName, false),
 		MinRequest:     d.MinRequest,
+		IDField:        str(EnvIDField, d.IDField, false),
 	}
 	if v := str(EnvLogLevel, d.LogLevel.String(), false); c.LogLevel.UnmarshalText([]byte(v)) != nil {
 		errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", EnvLogLevel, v))

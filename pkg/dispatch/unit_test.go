@@ -53,7 +53,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	defaults := Config{OrdersQueueURL: "http://q/orders", DLQURL: "http://q/orders-dlq", APIBaseURL: "https://api.example.com/v1",
 		APITimeout: 10 * time.Second, APIRate: 1, APIInstances: 2, MaxAttempts: 8, BackoffBase: 2 * time.Second,
-		BackoffMax: 15 * time.Minute, FunctionName: "dispatch", MinRequest: time.Second}
+		BackoffMax: 15 * time.Minute, FunctionName: "dispatch", MinRequest: time.Second, IDField: "id"}
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
@@ -63,7 +63,8 @@ func TestLoadConfig(t *testing.T) {
 		{"defaults", with(), func(*Config) {}, nil},
 		{"everything set", with("ORDER_API_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x", "ORDER_API_TIMEOUT", "3s",
 			"API_RATE", "20", "API_INSTANCES", "4", "MAX_ATTEMPTS", "5", "BACKOFF_BASE", "1s", "BACKOFF_MAX", "1m",
-			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch"), func(c *Config) {
+			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch", "ID_FIELD", "orderId"), func(c *Config) {
+			c.IDField = "orderId"
 			c.APISecretARN, c.APITimeout, c.APIRate, c.APIInstances, c.MaxAttempts = "arn:aws:secretsmanager:us-east-1:1:secret:x", 3*time.Second, 20, 4, 5
 			c.BackoffBase, c.BackoffMax, c.LogLevel, c.FunctionName = time.Second, time.Minute, -4, "orderpipe-dispatch"
 		}, nil},
@@ -216,9 +217,16 @@ func TestDecode(t *testing.T) {
 		{"invalid id", events.SQSMessage{Body: `{}`, MessageAttributes: id("../admin")}, "", "invalid OrderId attribute"},
 		{"array body", events.SQSMessage{Body: `[{"id":"A-1"}]`, MessageAttributes: id("A-1")}, "", "body is not a JSON object"},
 		{"broken JSON", events.SQSMessage{Body: `{"id":`, MessageAttributes: id("A-1")}, "", "body is not a JSON object"},
+		{"body of another order", events.SQSMessage{Body: `{"id":"B-2"}`, MessageAttributes: id("A-1")}, "", "body id differs from the OrderId attribute"},
+		{"body without id", events.SQSMessage{Body: `{"x":{"id":"A-1"}}`, MessageAttributes: id("A-1")}, "", "body: missing id"},
+		{"custom id field", events.SQSMessage{Body: `{"id":"B-2","orderId":"A-1"}`, MessageAttributes: id("A-1")}, "A-1", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			gotID, gotReason := decode(tc.msg)
+			field := ""
+			if tc.name == "custom id field" {
+				field = "orderId"
+			}
+			gotID, gotReason := decode(tc.msg, field)
 			if gotID != tc.wantID || gotReason != tc.wantReason {
 				t.Errorf("decode = %q, %q; want %q, %q", gotID, gotReason, tc.wantID, tc.wantReason)
 			}

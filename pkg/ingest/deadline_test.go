@@ -92,4 +92,3 @@ func TestIngestNewlineBombAtShortDeadline(t *testing.T) {
 		t.Errorf("report lines %d enqueued %d rejected %d unread %d; want 2, 2, 0, 0", rep.Lines, rep.Enqueued, rep.Rejected, rep.Unread)
 	}
 }
-

@@ -1,6 +1,13 @@
 package order
 
-import "slices"
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
 
 // Message attribute names of the order message on the orders queue (docs/CONTRACTS.md).
 const (
@@ -53,3 +60,30 @@ var Classes = []string{ClassPermanent, ClassExhausted, ClassUndecodable, ClassUn
 
 // NullVersion stands for the version of an object in an unversioned bucket.
 const NullVersion = "null"
+
+// IdempotencyKey is the order API's Idempotency-Key for the order id with body: the id, a colon
+// and the first 16 hex digits of the SHA-256 of the body as sent (docs/CONTRACTS.md). The same
+// order sent twice (a duplicate delivery, a redrive) has the same key and is absorbed; an order
+// whose content changed (the same id in a later file with another body) has a new key and is
+// applied.
+func IdempotencyKey(id string, body []byte) string {
+	sum := sha256.Sum256(body)
+	return id + ":" + hex.EncodeToString(sum[:8])
+}
+
+// BodyID returns the order id in body, a JSON object, under the top-level key field, with the
+// rules of a JSON Lines line (order.Reader.Next): or the reason there is none.
+func BodyID(body []byte, field string) (id, reason string) {
+	if !utf8.Valid(body) {
+		return "", ReasonInvalidUTF8
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "", ReasonInvalidJSON
+	}
+	r := &Reader{id: field}
+	if r.id == "" {
+		r.id = DefaultIDField
+	}
+	o, reason := r.parseJSON(body)
+	return strings.Clone(o.ID), reason
+}
