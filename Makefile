@@ -54,7 +54,10 @@ FORCE:
 demo: ## run the whole pipeline here: moto, stand-in API, sample file, live ledger
 	$(GO) run ./cmd/orderpipe demo
 
-synth: tools build ## cdk synth offline with the pinned CLI (extra context: CDK_ARGS="-c key=value ...")
+# cdk.json names no order API: a deploy must give apiBaseUrl. An offline synth without CDK_ARGS
+# uses a reserved name that never resolves.
+CDK_ARGS ?= -c apiBaseUrl=https://orders.invalid
+synth: tools build ## cdk synth offline with the pinned CLI (context: CDK_ARGS="-c apiBaseUrl=https://... -c key=value ...")
 	cdk synth --quiet $(CDK_ARGS)
 
 moto-start: ## start moto_server on 127.0.0.1:$(MOTO_PORT) (kept running)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -159,4 +161,26 @@ func TestSynthGuards(t *testing.T) {
 			t.Errorf("Build created the stack despite the error")
 		}
 	})
+}
+
+// TestCDKJSONNamesNoAPI: cdk.json ships no order API, so a deploy that does not give one fails at
+// synth, saying which context key is missing.
+func TestCDKJSONNamesNoAPI(t *testing.T) {
+	b, err := os.ReadFile("../cdk.json")
+	if err != nil {
+		t.Fatalf("read cdk.json: %v", err)
+	}
+	var file struct {
+		Context map[string]any `json:"context"`
+	}
+	if err := json.Unmarshal(b, &file); err != nil {
+		t.Fatalf("decode cdk.json: %v", err)
+	}
+	if v, ok := file.Context[CtxAPIBaseURL]; ok {
+		t.Errorf("cdk.json context %s = %v: a deploy must name its order API", CtxAPIBaseURL, v)
+	}
+	_, err = ParseContext(func(k string) any { return file.Context[k] })
+	if err == nil || !strings.Contains(err.Error(), "context apiBaseUrl is required") {
+		t.Errorf("ParseContext(cdk.json): got %v, want the error saying apiBaseUrl is required", err)
+	}
 }

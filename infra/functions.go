@@ -242,6 +242,8 @@ type RedriveProps struct {
 	// ScheduledRequest.
 	Schedule string
 	Orders   *OrderQueue
+	// Uploads' bucket keeps the move records under PrefixAudit.
+	Uploads *Uploads
 }
 
 // Redrive is the function the CLI invokes to move parked orders back: it reads and deletes from
@@ -262,8 +264,15 @@ func NewRedrive(scope constructs.Construct, id string, props RedriveProps) *Redr
 		description:   "orderpipe: orders DLQ -> orders queue",
 		timeout:       props.Settings.RedriveTimeout,
 		memoryMB:      256,
-		env:           redrive.Config{QueueURL: *o.Queue.QueueUrl(), DLQURL: *o.DLQ.QueueUrl()}.Environ(),
+		env:           redrive.Config{QueueURL: *o.Queue.QueueUrl(), DLQURL: *o.DLQ.QueueUrl(), AuditBucket: *props.Uploads.Bucket.BucketName()}.Environ(),
 	})
+	// Each move is recorded before it happens and read back when a crashed run's message comes
+	// round again. Without s3:ListBucket a missing record (the usual case) reads as 403.
+	allow(f.Role, "RecordMoves", &[]*string{props.Uploads.Bucket.ArnForObjects(jsii.String(PrefixAudit + "*"))}, "s3:GetObject", "s3:PutObject")
+	allow(f.Role, "MissingRecordsRead404", &[]*string{props.Uploads.Bucket.BucketArn()}, "s3:ListBucket")
+	suppress(f.Role, true, nag("AwsSolutions-IAM5",
+		"Object ARNs are scoped to the prefix of redrive's move records (audit/redrive/); keys are DLQ message ids, only known at run time.",
+		regexpAppliesTo(`Resource::<.*Bucket.*\.Arn>/audit/redrive/\*`)...))
 	allow(f.Role, "ReadParked", &[]*string{o.DLQ.QueueArn()},
 		"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
 		"sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks")

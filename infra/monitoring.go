@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
@@ -17,6 +18,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
@@ -34,10 +36,17 @@ type MonitoringProps struct {
 // Monitoring is the alarm topic (KMS-encrypted, TLS-only, optional email subscription), the
 // alarms, each notifying the topic on ALARM and OK, and the dashboard.
 //
-// Alarms: any message on either DLQ; orders older than half the queue retention, or a backlog
-// that takes more than half the retention to drain at the API rate (orders would expire); a file
-// message older than the files visibility timeout (ingest keeps failing); and for each function,
-// any error, any throttle, and p99 duration above 80% of its timeout (ingest: see durationAlarm).
+// Alarms, for every way a file or an order can be stuck or lost: any message on either DLQ, and
+// each time new ones arrive (orders: sent by dispatch, NumberOfMessagesSent, or moved by the
+// queue's redrive policy, a growing depth; files: a growing depth); a parked order older than
+// half the DLQ retention (it expires at the full one); orders older than half the queue
+// retention, or a backlog that takes more than half the retention to drain at the API rate; a
+// file message older than the files visibility timeout (ingest keeps failing); S3 events SNS
+// failed to deliver to the files queue, and any on the subscription's DLQ; files ingest refused
+// or stopped (its warn lines, ingest.LogFileRefused and LogFileStopped, counted by log metric
+// filters); and for each function, any ERROR log line (both consumers report partial batch
+// failures, which the Errors metric does not count), any error, any throttle, and p99 duration
+// above 80% of its timeout (ingest: see durationAlarm).
 type Monitoring struct {
 	constructs.Construct
 	Key       awskms.Key
@@ -47,6 +56,18 @@ type Monitoring struct {
 }
 
 const alarmPeriod = 5 * time.Minute
+
+// Log metrics (metric filters on the functions' log groups) in LogMetricsNamespace/<stack name>:
+// <Function>ErrorLines counts each function's ERROR lines (errorLevel, as the functions' text
+// log format writes it); the ingest ones count its warn lines about files it did not read to
+// the end.
+const (
+	LogMetricsNamespace = "orderpipe-logs"
+	MetricErrorLines    = "ErrorLines"
+	MetricFilesRefused  = "IngestFilesRefused"
+	MetricFilesStopped  = "IngestFilesStopped"
+	errorLevel          = "level=ERROR"
+)
 
 // NewMonitoring creates the topic, alarms and dashboard.
 func NewMonitoring(scope constructs.Construct, id string, props MonitoringProps) *Monitoring {
@@ -93,6 +114,21 @@ func NewMonitoring(scope constructs.Construct, id string, props MonitoringProps)
 		m.alarm(d.id, d.dlq.MetricApproximateNumberOfMessagesVisible(stat("Maximum")), 0,
 			"Messages are parked on the DLQ: inspect with `orderpipe dlq ls`, fix, then `orderpipe dlq redrive`.")
 	}
+	// NumberOfMessagesSent counts dispatch's parks but not the redrive policy's moves; a depth
+	// that grew over the period counts those.
+	m.alarm("OrdersParked", math("MAX([sent, DIFF(depth)])", "new parked orders", map[string]awscloudwatch.IMetric{
+		"sent": o.DLQ.MetricNumberOfMessagesSent(stat("Sum")), "depth": o.DLQ.MetricApproximateNumberOfMessagesVisible(stat("Maximum")),
+	}), 0, "New orders were parked on the orders DLQ in the last period (each new batch alarms again): `orderpipe dlq ls`.")
+	m.alarm("FilesParked", math("DIFF(depth)", "new parked files", map[string]awscloudwatch.IMetric{
+		"depth": u.FilesDLQ.MetricApproximateNumberOfMessagesVisible(stat("Maximum")),
+	}), 0, "New file messages were parked on the files DLQ in the last period: ingest failed them maxReceiveCount times.")
+	dlqHalf := s.DLQRetention / 2
+	m.alarm("OrdersDLQOldestNearRetention", o.DLQ.MetricApproximateAgeOfOldestMessage(stat("Maximum")), dlqHalf.Seconds(),
+		fmt.Sprintf("A parked order has waited more than half the orders DLQ retention (%v): SQS deletes it at %v. Redrive or record it now.", dlqHalf, s.DLQRetention))
+	m.alarm("UploadsNotificationsFailed", u.Topic.MetricNumberOfNotificationsFailed(stat("Sum")), 0,
+		"SNS failed to deliver S3 events to the files queue: see the subscription DLQ (those files are not ingested).")
+	m.alarm("SubscriptionDLQNotEmpty", u.SubscriptionDLQ.MetricApproximateNumberOfMessagesVisible(stat("Maximum")), 0,
+		"S3 events SNS could not deliver to the files queue are parked on the subscription DLQ: their files were never ingested.")
 	half := s.QueueRetention / 2
 	m.alarm("OrdersOldestNearRetention", o.Queue.MetricApproximateAgeOfOldestMessage(stat("Maximum")), half.Seconds(),
 		fmt.Sprintf("The oldest order has waited more than half the orders queue retention (%v): it expires at %v.", half, s.QueueRetention))
@@ -118,8 +154,60 @@ func NewMonitoring(scope constructs.Construct, id string, props MonitoringProps)
 			fmt.Sprintf("The %s function's p99 duration is above %v (timeout %v).", f.name, limit, f.timeout))
 	}
 
-	m.Dashboard = newDashboard(c, props)
+	logs := m.logMetrics(props)
+	for _, l := range logs {
+		m.alarm(l.id, l.metric, 0, l.description)
+	}
+
+	m.Dashboard = newDashboard(c, props, logs)
 	return m
+}
+
+// logMetric is a count of the log lines of one function that match a filter pattern.
+type logMetric struct {
+	id          string // alarm id and metric name
+	metric      awscloudwatch.IMetric
+	description string
+}
+
+// logMetrics adds the log metric filters: ERROR lines of each function, and the files ingest
+// refused or stopped. Their metrics are in the namespace LogMetricsNamespace/<stack name>, so
+// two stacks in one account do not add up.
+func (m *Monitoring) logMetrics(props MonitoringProps) []logMetric {
+	namespace := LogMetricsNamespace + "/" + *awscdk.Stack_Of(m.Construct).StackName()
+	var out []logMetric
+	add := func(id string, group awslogs.ILogGroup, pattern awslogs.IFilterPattern, description string) {
+		f := awslogs.NewMetricFilter(m.Construct, jsii.String(id+"Filter"), &awslogs.MetricFilterProps{
+			LogGroup:        group,
+			FilterPattern:   pattern,
+			MetricNamespace: jsii.String(namespace),
+			MetricName:      jsii.String(id),
+			MetricValue:     jsii.String("1"),
+		})
+		out = append(out, logMetric{id: id, metric: f.Metric(stat("Sum")), description: description})
+	}
+	for _, f := range []struct {
+		name  string
+		group awslogs.ILogGroup
+	}{{"Ingest", props.Ingest.LogGroup}, {"Dispatch", props.Dispatch.LogGroup}, {"Redrive", props.Redrive.LogGroup}} {
+		add(f.name+MetricErrorLines, f.group, awslogs.FilterPattern_AllTerms(jsii.String(errorLevel)),
+			fmt.Sprintf("The %s function logged ERROR lines (failed messages it reports back to the queue, which the Errors metric misses): search its log group for %q.", f.name, errorLevel))
+	}
+	add(MetricFilesRefused, props.Ingest.LogGroup, awslogs.FilterPattern_AllTerms(jsii.String(ingest.LogFileRefused)),
+		"Ingest refused a file whole (unknown file name, or larger than MAX_FILE_BYTES): none of its lines were read. See its report.")
+	add(MetricFilesStopped, props.Ingest.LogGroup, awslogs.FilterPattern_AllTerms(jsii.String(ingest.LogFileStopped)),
+		"Ingest stopped reading a file half-way (bad CSV header, corrupt gzip): the lines after that point were not read. See its report.")
+	return out
+}
+
+// math is a metric math expression over metrics (by id), with the alarm period.
+func math(expression, label string, metrics map[string]awscloudwatch.IMetric) awscloudwatch.IMetric {
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression:   jsii.String(expression),
+		UsingMetrics: &metrics,
+		Label:        jsii.String(label),
+		Period:       seconds(alarmPeriod),
+	})
 }
 
 // alarm creates an alarm on metric > threshold over one period, notifying the topic on ALARM and
@@ -154,18 +242,20 @@ func stat(statistic string) *awscloudwatch.MetricOptions {
 	return &awscloudwatch.MetricOptions{Statistic: jsii.String(statistic), Period: seconds(alarmPeriod)}
 }
 
-// emf is a SEARCH over dispatch's embedded metric format (EMF) namespace for one metric name, whatever its dimensions.
-func emf(name, statistic string) awscloudwatch.IMetric {
-	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
-		Expression: jsii.String(fmt.Sprintf(`SEARCH('Namespace="%s" MetricName="%s"', '%s', %d)`,
-			dispatch.MetricsNamespace, name, statistic, int(alarmPeriod.Seconds()))),
-		UsingMetrics: &map[string]awscloudwatch.IMetric{},
-		Label:        jsii.String(name + " " + statistic),
-		Period:       seconds(alarmPeriod),
+// emf is one of dispatch's embedded metric format (EMF) metrics of fn, this stack's dispatch
+// function (dimension dispatch.MetricDimension = its name).
+func emf(fn awslambda.Function, name, statistic string) awscloudwatch.IMetric {
+	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace:     jsii.String(dispatch.MetricsNamespace),
+		MetricName:    jsii.String(name),
+		DimensionsMap: &map[string]*string{dispatch.MetricDimension: fn.FunctionName()},
+		Statistic:     jsii.String(statistic),
+		Label:         jsii.String(name + " " + statistic),
+		Period:        seconds(alarmPeriod),
 	})
 }
 
-func newDashboard(scope constructs.Construct, props MonitoringProps) awscloudwatch.Dashboard {
+func newDashboard(scope constructs.Construct, props MonitoringProps, logs []logMetric) awscloudwatch.Dashboard {
 	u, o := props.Uploads, props.Orders
 	graph := func(title string, metrics ...awscloudwatch.IMetric) awscloudwatch.IWidget {
 		return awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
@@ -178,8 +268,13 @@ func newDashboard(scope constructs.Construct, props MonitoringProps) awscloudwat
 			fn.MetricDuration(stat("p99")))
 	}
 	outcomes := make([]awscloudwatch.IMetric, 0, 5)
+	fn := props.Dispatch.Function
 	for _, n := range dispatch.OutcomeMetrics() {
-		outcomes = append(outcomes, emf(n, "Sum"))
+		outcomes = append(outcomes, emf(fn, n, "Sum"))
+	}
+	logCounts := make([]awscloudwatch.IMetric, 0, len(logs))
+	for _, l := range logs {
+		logCounts = append(logCounts, l.metric)
 	}
 	max := stat("Maximum")
 	d := awscloudwatch.NewDashboard(scope, jsii.String("Dashboard"), nil)
@@ -200,7 +295,14 @@ func newDashboard(scope constructs.Construct, props MonitoringProps) awscloudwat
 	d.AddWidgets(
 		graph("Dispatch outcomes (orderpipe EMF)", outcomes...),
 		graph("Order API latency and pacing wait (ms)",
-			emf(dispatch.MetricApiLatency, "p50"), emf(dispatch.MetricApiLatency, "p99"), emf(dispatch.MetricPacingWait, "p99")),
+			emf(fn, dispatch.MetricApiLatency, "p50"), emf(fn, dispatch.MetricApiLatency, "p99"), emf(fn, dispatch.MetricPacingWait, "p99")),
+		graph("ERROR lines, refused and stopped files", logCounts...),
+	)
+	d.AddWidgets(
+		graph("Lost on the way in: SNS delivery failures, subscription DLQ",
+			u.Topic.MetricNumberOfNotificationsFailed(stat("Sum")), u.SubscriptionDLQ.MetricApproximateNumberOfMessagesVisible(max)),
+		graph("Parked orders sent (dispatch) and oldest parked (s)",
+			o.DLQ.MetricNumberOfMessagesSent(stat("Sum")), o.DLQ.MetricApproximateAgeOfOldestMessage(max)),
 	)
 	return d
 }

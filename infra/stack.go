@@ -53,7 +53,7 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 		FunctionProps: fp, Settings: s, APIBaseURL: cfg.APIBaseURL, APISecretARN: cfg.APISecretARN, Orders: p.Orders,
 	})
 	p.Redrive = NewRedrive(stack, "Redrive", RedriveProps{
-		FunctionProps: fp, Settings: s, Schedule: cfg.RedriveSchedule, Orders: p.Orders,
+		FunctionProps: fp, Settings: s, Schedule: cfg.RedriveSchedule, Orders: p.Orders, Uploads: p.Uploads,
 	})
 	p.Monitoring = NewMonitoring(stack, "Monitoring", MonitoringProps{
 		Settings: s, AlarmEmail: cfg.AlarmEmail,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/google/go-cmp/cmp"
 
@@ -92,7 +94,7 @@ func TestTLSOnly(t *testing.T) {
 	for _, typ := range []string{"AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"} {
 		t.Run(typ, func(t *testing.T) {
 			policies := s.ofType(typ)
-			want := map[string]int{"AWS::S3::BucketPolicy": 2, "AWS::SQS::QueuePolicy": 4, "AWS::SNS::TopicPolicy": 2}[typ]
+			want := map[string]int{"AWS::S3::BucketPolicy": 2, "AWS::SQS::QueuePolicy": 5, "AWS::SNS::TopicPolicy": 2}[typ]
 			if len(policies) != want {
 				t.Errorf("%s count: got %d, want %d", typ, len(policies), want)
 			}
@@ -203,8 +205,8 @@ func TestEncryption(t *testing.T) {
 	})
 	t.Run("queues SSE-SQS", func(t *testing.T) {
 		qs := s.ofType("AWS::SQS::Queue")
-		if len(qs) != 4 {
-			t.Errorf("queues: got %d, want 4", len(qs))
+		if len(qs) != 5 {
+			t.Errorf("queues: got %d, want 5", len(qs))
 		}
 		for id, q := range qs {
 			if props(q)["SqsManagedSseEnabled"] != true {
@@ -314,6 +316,27 @@ func TestFunctions(t *testing.T) {
 		} {
 			if got := vars[k]; got != want {
 				t.Errorf("%s: got %v, want %q", k, got, want)
+			}
+		}
+	})
+	// The queue URLs go through Config.Environ as CDK tokens: the template must resolve them to
+	// the queues, not carry the tokens' text.
+	t.Run("queue URLs resolve", func(t *testing.T) {
+		for _, c := range []struct {
+			fn       constructs.IConstruct
+			variable string
+			queue    constructs.IConstruct
+		}{
+			{p.Ingest.Function, "ORDERS_QUEUE_URL", p.Orders.Queue},
+			{p.Ingest.Function, "FILES_QUEUE_URL", p.Uploads.FilesQueue},
+			{p.Dispatch.Function, "ORDERS_QUEUE_URL", p.Orders.Queue},
+			{p.Dispatch.Function, "ORDERS_DLQ_URL", p.Orders.DLQ},
+			{p.Redrive.Function, "ORDERS_QUEUE_URL", p.Orders.Queue},
+			{p.Redrive.Function, "ORDERS_DLQ_URL", p.Orders.DLQ},
+		} {
+			vars := jsonPath(props(s.resources[s.id(c.fn)]), "Environment", "Variables").(map[string]any)
+			if diff := cmp.Diff(map[string]any{"Ref": s.id(c.queue)}, vars[c.variable]); diff != "" {
+				t.Errorf("%s of %s (-want +got):\n%s", c.variable, s.id(c.fn), diff)
 			}
 		}
 	})
@@ -444,6 +467,9 @@ func TestLeastPrivilege(t *testing.T) {
 			"sqs:StartMessageMoveTask":    {dlq},
 			"sqs:ListMessageMoveTasks":    {dlq},
 			"sqs:SendMessage":             {orders},
+			"s3:GetObject":                {bucket + "/audit/redrive/*"}, // move records: written before each send, read back after a crash
+			"s3:PutObject":                {bucket + "/audit/redrive/*"},
+			"s3:ListBucket":               {bucket},
 		})},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -471,49 +497,105 @@ func TestAlarms(t *testing.T) {
 	s := full(t)
 	p := s.pipe
 	alarms := s.ofType("AWS::CloudWatch::Alarm")
-	if got, want := len(alarms), 2+3+3*3; got != want {
+	if got, want := len(alarms), 2+2+1+3+2+3+2+3*3; got != want {
 		t.Errorf("alarms: got %d, want %d", got, want)
 	}
 	topic := jsonString([]any{map[string]any{"Ref": s.id(p.Monitoring.Topic)}})
-	byMetric := map[string][]map[string]any{}
+	// described renders an alarm as what it watches: "MetricName dimensions" for one metric,
+	// "math expression: each metric name and dimensions" for metric math.
+	var described []map[string]any
 	for id, a := range alarms {
 		ap := props(a)
 		if jsonString(ap["AlarmActions"]) != topic || jsonString(ap["OKActions"]) != topic {
 			t.Errorf("alarm %s: actions %s / %s, want the alarm topic", id, jsonString(ap["AlarmActions"]), jsonString(ap["OKActions"]))
 		}
-		byMetric[ap["MetricName"].(string)] = append(byMetric[ap["MetricName"].(string)], ap)
+		if ap["ComparisonOperator"] != "GreaterThanThreshold" {
+			t.Errorf("alarm %s comparison: got %v", id, ap["ComparisonOperator"])
+		}
+		d := fmt.Sprintf("%v %s", ap["MetricName"], jsonString(ap["Dimensions"]))
+		if ap["MetricName"] == nil {
+			d = "math"
+			for _, m := range list(ap["Metrics"]) {
+				mm := m.(map[string]any)
+				if e, ok := mm["Expression"].(string); ok {
+					d += " " + e + ":"
+				}
+				d += fmt.Sprintf(" %v %s", jsonPath(mm, "MetricStat", "Metric", "MetricName"), jsonString(jsonPath(mm, "MetricStat", "Metric", "Dimensions")))
+			}
+		}
+		described = append(described, map[string]any{"what": d, "threshold": ap["Threshold"]})
 	}
 	st := pipeline.Defaults()
+	logs := func(metric string) string { return metric + " null" } // a log metric has no dimension
 	for _, c := range []struct {
 		name      string
-		metric    string
-		dimension string // queue or function logical id
+		watches   []string // fragments of the alarm's description
 		threshold float64
 	}{
-		{"files DLQ not empty", "ApproximateNumberOfMessagesVisible", s.id(p.Uploads.FilesDLQ), 0},
-		{"orders DLQ not empty", "ApproximateNumberOfMessagesVisible", s.id(p.Orders.DLQ), 0},
-		{"orders near retention", "ApproximateAgeOfOldestMessage", s.id(p.Orders.Queue), st.QueueRetention.Seconds() / 2},
-		{"orders backlog", "ApproximateNumberOfMessagesVisible", s.id(p.Orders.Queue), float64(st.MaxBacklog()) / 2},
-		{"files age", "ApproximateAgeOfOldestMessage", s.id(p.Uploads.FilesQueue), st.FilesVisibility.Seconds()},
-		{"dispatch errors", "Errors", s.id(p.Dispatch.Function), 0},
-		{"ingest throttles", "Throttles", s.id(p.Ingest.Function), 0},
-		{"dispatch p99", "Duration", s.id(p.Dispatch.Function), 0.8 * float64(st.DispatchTimeout.Milliseconds())},
-		{"redrive p99", "Duration", s.id(p.Redrive.Function), 0.8 * float64(st.RedriveTimeout.Milliseconds())},
+		{"files DLQ not empty", []string{"ApproximateNumberOfMessagesVisible", s.id(p.Uploads.FilesDLQ)}, 0},
+		{"orders DLQ not empty", []string{"ApproximateNumberOfMessagesVisible", s.id(p.Orders.DLQ)}, 0},
+		{"new parked orders", []string{"math MAX([sent, DIFF(depth)]):", "NumberOfMessagesSent", s.id(p.Orders.DLQ)}, 0},
+		{"new parked files", []string{"math DIFF(depth):", "ApproximateNumberOfMessagesVisible", s.id(p.Uploads.FilesDLQ)}, 0},
+		{"parked order near DLQ retention", []string{"ApproximateAgeOfOldestMessage", s.id(p.Orders.DLQ)}, st.DLQRetention.Seconds() / 2},
+		{"SNS delivery failures", []string{"NumberOfNotificationsFailed", s.id(p.Uploads.Topic)}, 0},
+		{"subscription DLQ not empty", []string{"ApproximateNumberOfMessagesVisible", s.id(p.Uploads.SubscriptionDLQ)}, 0},
+		{"orders near retention", []string{"ApproximateAgeOfOldestMessage", s.id(p.Orders.Queue)}, st.QueueRetention.Seconds() / 2},
+		{"orders backlog", []string{"ApproximateNumberOfMessagesVisible", s.id(p.Orders.Queue)}, float64(st.MaxBacklog()) / 2},
+		{"files age", []string{"ApproximateAgeOfOldestMessage", s.id(p.Uploads.FilesQueue)}, st.FilesVisibility.Seconds()},
+		{"dispatch errors", []string{"Errors", s.id(p.Dispatch.Function)}, 0},
+		{"ingest throttles", []string{"Throttles", s.id(p.Ingest.Function)}, 0},
+		{"ingest ERROR lines", []string{logs("Ingest" + MetricErrorLines)}, 0},
+		{"dispatch ERROR lines", []string{logs("Dispatch" + MetricErrorLines)}, 0},
+		{"redrive ERROR lines", []string{logs("Redrive" + MetricErrorLines)}, 0},
+		{"files refused", []string{logs(MetricFilesRefused)}, 0},
+		{"files stopped", []string{logs(MetricFilesStopped)}, 0},
+		{"dispatch p99", []string{"Duration", s.id(p.Dispatch.Function)}, 0.8 * float64(st.DispatchTimeout.Milliseconds())},
+		{"redrive p99", []string{"Duration", s.id(p.Redrive.Function)}, 0.8 * float64(st.RedriveTimeout.Milliseconds())},
 		// ingest checkpoints CheckpointMargin before its deadline by design: alarm past that.
-		{"ingest p99", "Duration", s.id(p.Ingest.Function), float64((st.IngestTimeout - CheckpointMargin/2).Milliseconds())},
+		{"ingest p99", []string{"Duration", s.id(p.Ingest.Function)}, float64((st.IngestTimeout - CheckpointMargin/2).Milliseconds())},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			for _, a := range byMetric[c.metric] {
-				if strings.Contains(jsonString(a["Dimensions"]), `"`+c.dimension+`"`) && a["Threshold"] == c.threshold {
-					if a["ComparisonOperator"] != "GreaterThanThreshold" {
-						t.Errorf("comparison: got %v", a["ComparisonOperator"])
+		alarms:
+			for _, a := range described {
+				for _, w := range c.watches {
+					if !strings.Contains(a["what"].(string), w) {
+						continue alarms
 					}
+				}
+				if a["threshold"] == c.threshold {
 					return
 				}
 			}
-			t.Errorf("no %s alarm on %s with threshold %v", c.metric, c.dimension, c.threshold)
+			t.Errorf("no alarm on %q with threshold %v", c.watches, c.threshold)
 		})
 	}
+	t.Run("log metric filters", func(t *testing.T) {
+		for _, c := range []struct {
+			group   string
+			pattern string
+			metric  string
+		}{
+			{s.id(p.Ingest.LogGroup), `"level=ERROR"`, "Ingest" + MetricErrorLines},
+			{s.id(p.Dispatch.LogGroup), `"level=ERROR"`, "Dispatch" + MetricErrorLines},
+			{s.id(p.Redrive.LogGroup), `"level=ERROR"`, "Redrive" + MetricErrorLines},
+			{s.id(p.Ingest.LogGroup), `"` + ingest.LogFileRefused + `"`, MetricFilesRefused},
+			{s.id(p.Ingest.LogGroup), `"` + ingest.LogFileStopped + `"`, MetricFilesStopped},
+		} {
+			s.has(t, "AWS::Logs::MetricFilter", map[string]any{
+				"LogGroupName":  map[string]any{"Ref": c.group},
+				"FilterPattern": c.pattern,
+				"MetricTransformations": []any{map[string]any{
+					"MetricNamespace": LogMetricsNamespace + "/" + StackName, "MetricName": c.metric, "MetricValue": "1",
+				}},
+			})
+		}
+	})
+	t.Run("subscription DLQ", func(t *testing.T) {
+		s.has(t, "AWS::SNS::Subscription", map[string]any{
+			"Endpoint":      map[string]any{"Fn::GetAtt": []any{s.id(p.Uploads.FilesQueue), "Arn"}},
+			"RedrivePolicy": map[string]any{"deadLetterTargetArn": map[string]any{"Fn::GetAtt": []any{s.id(p.Uploads.SubscriptionDLQ), "Arn"}}},
+		})
+	})
 	t.Run("email subscription", func(t *testing.T) {
 		s.has(t, "AWS::SNS::Subscription", map[string]any{
 			"Protocol": "email", "Endpoint": "oncall@example.com", "TopicArn": map[string]any{"Ref": s.id(p.Monitoring.Topic)},
@@ -521,13 +603,15 @@ func TestAlarms(t *testing.T) {
 	})
 	t.Run("dashboard", func(t *testing.T) {
 		dash := jsonString(s.resource(t, p.Monitoring.Dashboard))
-		for _, want := range append([]string{dispatch.MetricApiLatency, dispatch.MetricPacingWait, "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesNotVisible"}, dispatch.OutcomeMetrics()...) {
+		for _, want := range append([]string{dispatch.MetricApiLatency, dispatch.MetricPacingWait, "ApproximateAgeOfOldestMessage",
+			"ApproximateNumberOfMessagesNotVisible", "NumberOfNotificationsFailed", MetricFilesRefused}, dispatch.OutcomeMetrics()...) {
 			if !strings.Contains(dash, want) {
 				t.Errorf("dashboard lacks %s", want)
 			}
 		}
-		if !strings.Contains(dash, `Namespace=\\\"orderpipe\\\"`) {
-			t.Errorf("dashboard does not search the orderpipe EMF namespace: %.300s", dash)
+		// The EMF metrics are this stack's dispatch function's, not a search of the namespace.
+		if strings.Contains(dash, "SEARCH(") || !strings.Contains(dash, `\"`+dispatch.MetricDimension+`\",\"",{"Ref":"`+s.id(p.Dispatch.Function)+`"}`) {
+			t.Errorf("dashboard EMF metrics not scoped to the dispatch function %s: %.600s", s.id(p.Dispatch.Function), dash)
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
+	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
 // S3 layout of the bucket (docs/CONTRACTS.md).
@@ -22,6 +23,8 @@ const (
 	PrefixRejects = "rejects/"
 	PrefixReports = "reports/"
 	PrefixState   = "state/"
+	// PrefixAudit holds redrive's move records (kept: no expiry).
+	PrefixAudit = redrive.DefaultJournalPrefix
 )
 
 // UploadsProps configures Uploads. Zero durations take the defaults noted.
@@ -53,6 +56,10 @@ type Uploads struct {
 	Topic      awssns.Topic
 	FilesQueue awssqs.Queue
 	FilesDLQ   awssqs.Queue
+	// SubscriptionDLQ holds the S3 events SNS could not deliver to the files queue (its
+	// retries exhausted, or the queue refused them): files that would otherwise never be
+	// ingested.
+	SubscriptionDLQ awssqs.Queue
 }
 
 // NewUploads creates the bucket, its access-log bucket, the topic and the files queue.
@@ -136,8 +143,17 @@ func NewUploads(scope constructs.Construct, id string, props UploadsProps) *Uplo
 
 	files := newQueuePair(c, "Files", queueSettings(props.Settings, props.Settings.FilesVisibility))
 	u.FilesQueue, u.FilesDLQ = files.Queue, files.DLQ
+	u.SubscriptionDLQ = awssqs.NewQueue(c, jsii.String("SubscriptionDLQ"), &awssqs.QueueProps{
+		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:      jsii.Bool(true),
+		RetentionPeriod: seconds(props.Settings.DLQRetention),
+		RemovalPolicy:   awscdk.RemovalPolicy_RETAIN,
+	})
+	suppress(u.SubscriptionDLQ, true, nag("AwsSolutions-SQS3",
+		"This queue is the dead-letter queue of the uploads topic's subscription (SNS RedrivePolicy), which cdk-nag does not recognise."))
 	u.Topic.AddSubscription(awssnssubscriptions.NewSqsSubscription(u.FilesQueue, &awssnssubscriptions.SqsSubscriptionProps{
 		RawMessageDelivery: jsii.Bool(true),
+		DeadLetterQueue:    u.SubscriptionDLQ,
 	}))
 	return u
 }

@@ -87,8 +87,8 @@ func (p *e2ePipeline) redrive(t *testing.T, classes ...string) redrive.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, p.sqs,
-		redrive.Options{Logger: slog.New(slog.NewTextHandler(p.logs, nil))})
+	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, e2eRedriveSQS(t, p.res),
+		redrive.Options{Journal: e2eRedriveJournal(t, p.res), Logger: slog.New(slog.NewTextHandler(p.logs, nil))})
 	res, err := r.Run(ctx, redrive.Request{Class: classes})
 	if err != nil {
 		t.Fatalf("redrive %v: %v", classes, err)

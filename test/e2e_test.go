@@ -48,13 +48,16 @@ import (
 // then checks the ledger of every line: delivered (accepted once by the API), rejected (rejects
 // object) or parked (orders DLQ, with its class), by exact order id and line number.
 
-// The end-to-end tests run on a moto_server of their own, started by local.StartMoto at the
+// The end-to-end tests run on a moto_server of their own, started by local.StartMotoIAM at the
 // first test that needs it and stopped by TestMain. The shared stand-in at AWS_ENDPOINT_URL
 // answers in 0.1 to 3 s a call while the other packages' tests load it, and a pipeline makes
-// hundreds of calls with timeouts of a few seconds: the tests would measure the neighbours.
+// hundreds of calls with timeouts of a few seconds: the tests would measure the neighbours. It
+// enforces IAM: the tests provision and observe as its administrator, and each function runs
+// with the credentials of its own role (e2e_iam_test.go).
 var e2eMoto struct {
 	once     sync.Once
 	endpoint string
+	admin    aws.Credentials
 	stop     func()
 	err      error
 }
@@ -64,12 +67,18 @@ func e2eEndpoint(t testing.TB) string {
 	e2eMoto.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		e2eMoto.endpoint, e2eMoto.stop, e2eMoto.err = local.StartMoto(ctx)
+		e2eMoto.endpoint, e2eMoto.admin, e2eMoto.stop, e2eMoto.err = local.StartMotoIAM(ctx)
 	})
 	if e2eMoto.err != nil {
 		t.Fatalf("end-to-end stand-in: %v", e2eMoto.err)
 	}
 	return e2eMoto.endpoint
+}
+
+// e2eAdmin is the configuration of the end-to-end stand-in's administrator.
+func e2eAdmin(t testing.TB) aws.Config {
+	t.Helper()
+	return local.ClientConfig(e2eEndpoint(t), e2eMoto.admin)
 }
 
 func TestMain(m *testing.M) {
@@ -148,7 +157,7 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 		apiTimeout = o.timeout
 	}
 	p.Pipeline, err = local.NewPipeline(context.Background(), local.Options{
-		AWS: awstest.ConfigAt(t, e2eEndpoint(t)), Names: local.NamesFor(awstest.Name(t, "e2e")), Settings: settings, APIBaseURL: ts.URL,
+		AWS: e2eAdmin(t), FunctionAWS: e2eFunctionAWS(t), Names: local.NamesFor(awstest.Name(t, "e2e")), Settings: settings, APIBaseURL: ts.URL,
 		Ingest: func(c *ingest.Config) { c.CheckpointMargin = 2 * time.Second },
 		Dispatch: func(c *dispatch.Config) {
 			c.APITimeout, c.BackoffBase, c.BackoffMax = apiTimeout, time.Second, time.Second

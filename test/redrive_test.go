@@ -46,7 +46,8 @@ func TestRedriveParkedOrder(t *testing.T) {
 	}
 
 	// 2. Redrive the permanent failures: a dry run lists it, the run moves it.
-	r := redrive.New(redrive.Config{QueueURL: queueURL, DLQURL: dlqURL}, client, redrive.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	journal := redrive.S3Journal{Client: awstest.S3(cfg), Bucket: awstest.NewBucket(t, cfg)}
+	r := redrive.New(redrive.Config{QueueURL: queueURL, DLQURL: dlqURL}, client, redrive.Options{Journal: journal, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	req := redrive.Request{Class: redrive.Classes{order.ClassPermanent}, DryRun: true}
 	dry, err := r.Run(ctx, req)
 	if err != nil {

@@ -29,13 +29,14 @@ func runDLQRedrive(ctx context.Context, c *cli, args []string) error {
 	rate := fs.Float64("rate", redrive.DefaultRate, "messages moved per second, when the redrive runs here")
 	native := fs.Bool("native", false, "SQS's own message move task: no selection, keeps the parking attributes; falls back to the selective move where the service lacks it")
 	here := fs.Bool("here", false, "run the redrive in this process even when a redrive function is configured")
+	operator := fs.String("operator", c.getenv("USER"), "who asks for the move, in every move record (default $USER)")
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
 	if *rate <= 0 {
 		return usageErrorf("dlq redrive: --rate %v: must be > 0", *rate)
 	}
-	req := redrive.Request{Class: redrive.Classes(f.classes), Source: f.source, Max: *maxMove, DryRun: *dryRun, Native: *native}
+	req := redrive.Request{Class: redrive.Classes(f.classes), Source: f.source, Max: *maxMove, DryRun: *dryRun, Native: *native, Operator: *operator}
 	if err := req.Validate(); err != nil {
 		return usageErrorf("dlq redrive: %v", err)
 	}
@@ -89,7 +90,8 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-// redriveHere runs req with pkg/redrive in this process.
+// redriveHere runs req with pkg/redrive in this process, recording the moves in the bucket as
+// the redrive function does.
 func (s *session) redriveHere(ctx context.Context, c *cli, req redrive.Request, rate float64) (redrive.Result, error) {
 	queue, err := s.queueURL(ctx, resOrdersQueue)
 	if err != nil {
@@ -103,7 +105,15 @@ func (s *session) redriveHere(ctx context.Context, c *cli, req redrive.Request, 
 	if err := cfg.Validate(); err != nil {
 		return redrive.Result{}, usageErrorf("dlq redrive: %v", err)
 	}
-	r := redrive.New(cfg, s.sqs, redrive.Options{Logger: slog.New(slog.NewTextHandler(c.stderr, nil))})
+	o := redrive.Options{Logger: slog.New(slog.NewTextHandler(c.stderr, nil))}
+	if !req.DryRun {
+		bucket, err := s.bucket()
+		if err != nil {
+			return redrive.Result{}, usageErrorf("dlq redrive: every move is recorded in the bucket first: %v", err)
+		}
+		o.Journal = redrive.S3Journal{Client: s.s3, Bucket: bucket}
+	}
+	r := redrive.New(cfg, s.sqs, o)
 	return r.Run(ctx, req)
 }
 
@@ -153,6 +163,9 @@ func printRedrive(c *cli, res redrive.Result) error {
 	}
 	fmt.Fprintf(w, "%s %d of %d scanned: selected %d, skipped %d, failed %d, released %d (stopped: %s)\n",
 		verb, n, res.Scanned, res.Selected, res.Skipped, res.Failed, res.Released, res.Stop)
+	if res.AlreadyMoved > 0 {
+		fmt.Fprintf(w, "deleted %d copies an earlier run had already moved (their move records say sent)\n", res.AlreadyMoved)
+	}
 	var byClass []string
 	for _, cl := range slices.Sorted(maps.Keys(res.ByClass)) {
 		n := res.ByClass[cl]

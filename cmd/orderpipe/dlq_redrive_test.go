@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-cmp/cmp"
 
@@ -59,9 +60,12 @@ func TestDLQRedrive(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client, dlq := parkedQueue(t)
-			orders, _ := awstest.NewQueue(t, awstest.Config(t), nil)
+			cfg := awstest.Config(t)
+			orders, _ := awstest.NewQueue(t, cfg, nil)
+			bucket := awstest.NewBucket(t, cfg)
 			var got redrive.Result
-			mustJSON(t, standIn(t, append([]string{"dlq", "redrive", "--json", "--rate", "200", "--orders-queue", orders, "--orders-dlq", dlq}, tc.args...)...), &got)
+			mustJSON(t, standIn(t, append([]string{"dlq", "redrive", "--json", "--rate", "200", "--orders-queue", orders, "--orders-dlq", dlq, "--bucket", bucket, "--operator", "carol"}, tc.args...)...), &got)
+			wantMoveRecords(t, cfg, bucket, "carol", got.Moved)
 			if got.Fallback != tc.fallback {
 				t.Errorf("got fallback %v, want %v", got.Fallback, tc.fallback)
 			}
@@ -98,6 +102,33 @@ func TestDLQRedrive(t *testing.T) {
 			wantCode(t, standIn(t, "dlq", "redrive", "--rate", rate, "--orders-queue", "http://x/q", "--orders-dlq", "http://x/d"), exitUsage, rate+": must be > 0")
 		})
 	}
+}
+
+// wantMoveRecords checks that the bucket holds n move records, all sent, by operator.
+func wantMoveRecords(t *testing.T, cfg aws.Config, bucket, operator string, n int) {
+	t.Helper()
+	journal := redrive.S3Journal{Client: awstest.S3(cfg), Bucket: bucket}
+	out, err := journal.Client.(*s3.Client).ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(redrive.DefaultJournalPrefix)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Contents) != n {
+		t.Errorf("got %d move records, want %d", len(out.Contents), n)
+	}
+	for _, o := range out.Contents {
+		id := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(o.Key), redrive.DefaultJournalPrefix), ".json")
+		m, ok, err := journal.Get(context.Background(), id)
+		if err != nil || !ok || m.State != redrive.MoveSent || m.Operator != operator {
+			t.Errorf("record %s: got %+v (found %v, error %v), want sent by %s", id, m, ok, err, operator)
+		}
+	}
+}
+
+func TestDLQRedriveNeedsTheBucket(t *testing.T) {
+	t.Parallel()
+	_, dlq := parkedQueue(t)
+	orders, _ := awstest.NewQueue(t, awstest.Config(t), nil)
+	wantCode(t, standIn(t, "dlq", "redrive", "--orders-queue", orders, "--orders-dlq", dlq), exitUsage, "every move is recorded in the bucket first")
 }
 
 // fakeInvoker serves Invoke from a function.
@@ -153,9 +184,10 @@ func TestDLQRedriveWhere(t *testing.T) {
 	t.Parallel()
 	t.Run("a stand-in runs it here even with a function configured", func(t *testing.T) {
 		_, dlq := parkedQueue(t)
-		orders, _ := awstest.NewQueue(t, awstest.Config(t), nil)
+		cfg := awstest.Config(t)
+		orders, _ := awstest.NewQueue(t, cfg, nil)
 		var got redrive.Result
-		mustJSON(t, standIn(t, "dlq", "redrive", "--json", "--class", "unknown", "--rate", "100", "--redrive-function", "orderpipe-redrive", "--orders-queue", orders, "--orders-dlq", dlq), &got)
+		mustJSON(t, standIn(t, "dlq", "redrive", "--json", "--class", "unknown", "--rate", "100", "--redrive-function", "orderpipe-redrive", "--orders-queue", orders, "--orders-dlq", dlq, "--bucket", awstest.NewBucket(t, cfg)), &got)
 		if got.Moved != 1 {
 			t.Errorf("got %d moved, want 1 (C1)", got.Moved)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/orderpipe/orderpipe/internal/lambdalog"
@@ -36,5 +37,9 @@ func setup(ctx context.Context) (*redrive.Redriver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load AWS config: %w", err)
 	}
-	return redrive.New(cfg, sqs.NewFromConfig(awsCfg), redrive.Options{}), nil
+	var journal redrive.Journal
+	if cfg.AuditBucket != "" {
+		journal = redrive.S3Journal{Client: s3.NewFromConfig(awsCfg), Bucket: cfg.AuditBucket}
+	}
+	return redrive.New(cfg, sqs.NewFromConfig(awsCfg), redrive.Options{Journal: journal}), nil
 }

@@ -17,6 +17,14 @@ import (
 // rejected and flagged with duplicateIdsTruncated.
 const MaxListedDuplicates = 1000
 
+// Log messages of a file ingest did not read to the end, at warn level once its report is
+// written: refused whole (it failed verification, or its name or size) or stopped after
+// verification. The stack counts them with log metric filters and alarms.
+const (
+	LogFileRefused = "file refused"
+	LogFileStopped = "file stopped"
+)
+
 // Report is the content of `reports/{key}.json`.
 type Report struct {
 	Bucket                string    `json:"bucket"`
@@ -93,12 +101,13 @@ func (r *fileRun) announce(ctx context.Context, rep Report) {
 	if rep.Refused == "" && rep.Stopped == "" {
 		return
 	}
-	msg, m := "file refused", fileMetrics{refused: 1, unread: rep.Unread}
+	msg, m := LogFileRefused, fileMetrics{refused: 1, unread: rep.Unread}
 	if rep.Refused == "" {
-		msg, m = "file stopped", fileMetrics{stopped: 1, unread: rep.Unread}
+		msg, m = LogFileStopped, fileMetrics{stopped: 1, unread: rep.Unread}
 	}
 	r.svc.log.WarnContext(ctx, msg, "bucket", rep.Bucket, "key", rep.Key, "version", rep.Version,
-		"reason", rep.Refused+rep.Stopped, "lines", rep.Lines, "enqueued", rep.Enqueued, "unread", rep.Unread)
+		"reason", rep.Refused+rep.Stopped, "lines", rep.Lines, "enqueued", rep.Enqueued, "unread", rep.Unread,
+		"report", r.claim.obj.reportKey())
 	r.svc.emit(ctx, m)
 }
 

@@ -22,6 +22,19 @@
 // many messages the two queues still hold. The order API is the caller's (APIBaseURL), usually
 // the stand-in of pkg/local/apiserver.
 //
+// # The deployed roles, enforced
+//
+// StartMotoIAM starts a stand-in that enforces IAM: its first three requests, unauthenticated,
+// create an administrator (AdminUser) whose credentials it returns; every later request must be
+// signed by an IAM user of the stand-in and is allowed only by that user's policies.
+// SynthTemplate synthesizes the CDK app (`go run ./infra`, cached by a hash of the sources) and
+// ReadTemplate reads a stack's template; Template.Bind maps its bucket and queues (found through
+// the stack outputs) to provisioned Resources, and Template.FunctionPolicies returns a function's
+// role policies with every reference resolved to them. CreatePrincipal makes an IAM user with
+// those policies (through MotoPolicy, which adds the SQS batch actions moto checks by their own
+// names) and returns its credentials; ClientConfig and S3Options build clients that sign as it.
+// What the stand-in does and does not check is in docs/DECISIONS.md.
+//
 // # Event source mapping
 //
 // Poller mirrors a Lambda SQS event source mapping with ReportBatchItemFailures:

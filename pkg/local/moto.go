@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -28,6 +29,12 @@ const motoReadyTimeout = 30 * time.Second
 // Errors: moto_server not on PATH (the message says how to install it), the server exiting or
 // not answering within 30 s (the message carries the end of its output), or ctx done.
 func StartMoto(ctx context.Context) (endpoint string, stop func(), err error) {
+	return startMoto(ctx, nil)
+}
+
+// startMoto is StartMoto with extra environment variables for the server (moto reads its
+// settings from them).
+func startMoto(ctx context.Context, env []string) (endpoint string, stop func(), err error) {
 	bin, err := exec.LookPath(MotoCommand)
 	if err != nil {
 		return "", nil, fmt.Errorf("start moto: %s not found on PATH: install Python moto 5.2.1 with its server extra (pip install 'moto[server]==5.2.1'), or set AWS_ENDPOINT_URL to a running stand-in: %w", MotoCommand, err)
@@ -39,6 +46,9 @@ func StartMoto(ctx context.Context) (endpoint string, stop func(), err error) {
 	var out tailBuffer
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = &out, &out
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("start moto: %w", err)

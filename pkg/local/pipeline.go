@@ -49,6 +49,12 @@ type Options struct {
 	// the EMF lines. Nil: the defaults alone, so each instance paces on its own limiter.
 	DispatchOptions func(i int, cfg dispatch.Config) (dispatch.Options, error)
 
+	// FunctionAWS, when set, returns the configuration function ("ingest" or "dispatch") signs
+	// with, given the provisioned resources: its handler and the poller feeding it use it, as
+	// Lambda polls a queue with the function's own role (see StartMotoIAM and CreatePrincipal).
+	// Nil: AWS for both.
+	FunctionAWS func(ctx context.Context, function string, res Resources) (aws.Config, error)
+
 	// ReceiveWait is the pollers' long poll, 1 s to 20 s; zero: DefaultReceiveWait.
 	ReceiveWait time.Duration
 	// Logger receives the pollers' logs and, unless DispatchOptions says otherwise, dispatch's.
@@ -74,9 +80,13 @@ type Pipeline struct {
 	DispatchConfig dispatch.Config
 	// Files feeds the files queue to ingest; Orders feeds the orders queue to dispatch.
 	Files, Orders *Poller
-	// S3 and SQS are the clients the handlers use.
+	// S3 and SQS are clients with Options.AWS, to observe the pipeline with.
 	S3  *s3.Client
 	SQS *sqs.Client
+	// IngestS3, IngestSQS and DispatchSQS are the clients the functions and their pollers use:
+	// with Options.FunctionAWS's configurations, or S3 and SQS.
+	IngestS3               *s3.Client
+	IngestSQS, DispatchSQS *sqs.Client
 
 	mu      sync.Mutex
 	started bool
@@ -107,11 +117,20 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 	p := &Pipeline{
 		Resources: res,
 		Settings:  o.Settings,
-		S3: s3.NewFromConfig(o.AWS, func(so *s3.Options) {
-			so.UsePathStyle = true
-			so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired // the stand-in sends none
-		}),
-		SQS: sqs.NewFromConfig(o.AWS),
+		S3:        s3.NewFromConfig(o.AWS, S3Options),
+		SQS:       sqs.NewFromConfig(o.AWS),
+	}
+	p.IngestS3, p.IngestSQS, p.DispatchSQS = p.S3, p.SQS, p.SQS
+	if o.FunctionAWS != nil {
+		ic, err := o.FunctionAWS(ctx, "ingest", res)
+		if err != nil {
+			return nil, fmt.Errorf("local pipeline: ingest credentials: %w", err)
+		}
+		dc, err := o.FunctionAWS(ctx, "dispatch", res)
+		if err != nil {
+			return nil, fmt.Errorf("local pipeline: dispatch credentials: %w", err)
+		}
+		p.IngestS3, p.IngestSQS, p.DispatchSQS = s3.NewFromConfig(ic, S3Options), sqs.NewFromConfig(ic), sqs.NewFromConfig(dc)
 	}
 	p.IngestConfig = res.IngestConfig()
 	if o.Ingest != nil {
@@ -143,17 +162,17 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		}
 		return do, nil
 	}
-	dispatchH, err := dispatchPool(p.DispatchConfig, p.SQS, o.Settings.Instances, instance)
+	dispatchH, err := dispatchPool(p.DispatchConfig, p.DispatchSQS, o.Settings.Instances, instance)
 	if err != nil {
 		return nil, fmt.Errorf("local pipeline: %w", err)
 	}
 	p.Files = &Poller{
-		Client: p.SQS, QueueURL: res.FilesQueueURL, QueueARN: res.FilesQueueARN, BatchSize: 1, MaxConcurrency: 2,
+		Client: p.IngestSQS, QueueURL: res.FilesQueueURL, QueueARN: res.FilesQueueARN, BatchSize: 1, MaxConcurrency: 2,
 		FunctionTimeout: o.Settings.IngestTimeout, WaitTime: o.ReceiveWait, FunctionName: "ingest",
-		Handler: ingest.New(p.IngestConfig, p.S3, p.SQS, ingest.Options{}).Handle, Logger: o.Logger,
+		Handler: ingest.New(p.IngestConfig, p.IngestS3, p.IngestSQS, ingest.Options{}).Handle, Logger: o.Logger,
 	}
 	p.Orders = &Poller{
-		Client: p.SQS, QueueURL: res.OrdersQueueURL, QueueARN: res.OrdersQueueARN, BatchSize: 1, MaxConcurrency: o.Settings.Instances,
+		Client: p.DispatchSQS, QueueURL: res.OrdersQueueURL, QueueARN: res.OrdersQueueARN, BatchSize: 1, MaxConcurrency: o.Settings.Instances,
 		FunctionTimeout: o.Settings.DispatchTimeout, WaitTime: o.ReceiveWait, FunctionName: "dispatch",
 		Handler: dispatchH, Logger: o.Logger,
 	}

@@ -13,7 +13,9 @@ const (
 	EnvQueueURL = "ORDERS_QUEUE_URL"
 	EnvDLQURL   = "ORDERS_DLQ_URL"
 	EnvRate     = "REDRIVE_RATE"
-	EnvLogLevel = "LOG_LEVEL"
+	// EnvAuditBucket names the bucket of the move records (S3Journal, DefaultJournalPrefix).
+	EnvAuditBucket = "REDRIVE_AUDIT_BUCKET"
+	EnvLogLevel    = "LOG_LEVEL"
 )
 
 // Defaults applied by LoadConfig and New to zero fields.
@@ -33,6 +35,10 @@ type Config struct {
 	QueueURL string  // ORDERS_QUEUE_URL: where messages go back to (required)
 	DLQURL   string  // ORDERS_DLQ_URL: where they are parked (required)
 	Rate     float64 // REDRIVE_RATE: messages moved per second, in (0, MaxRate]
+	// AuditBucket is REDRIVE_AUDIT_BUCKET: where the function's main keeps the move records
+	// (an S3Journal, Options.Journal). The Redriver does not read it; without it a deployed
+	// function refuses moves (ErrNoJournal).
+	AuditBucket string
 	// LogLevel is LOG_LEVEL (debug, info, warn, error; default info). The Redriver does not read
 	// it: the function's main builds its logger with it.
 	LogLevel slog.Level
@@ -52,8 +58,9 @@ type Config struct {
 // defaults and validates it. The error lists every problem.
 func LoadConfig(getenv func(string) string) (Config, error) {
 	c := Config{
-		QueueURL: getenv(EnvQueueURL),
-		DLQURL:   getenv(EnvDLQURL),
+		QueueURL:    getenv(EnvQueueURL),
+		DLQURL:      getenv(EnvDLQURL),
+		AuditBucket: getenv(EnvAuditBucket),
 	}
 	var errs []error
 	if v := getenv(EnvRate); v != "" {
@@ -83,10 +90,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 func (c Config) Environ() map[string]string {
 	c = c.withDefaults()
 	return map[string]string{
-		EnvQueueURL: c.QueueURL,
-		EnvDLQURL:   c.DLQURL,
-		EnvRate:     strconv.FormatFloat(c.Rate, 'g', -1, 64),
-		EnvLogLevel: c.LogLevel.String(),
+		EnvQueueURL:    c.QueueURL,
+		EnvDLQURL:      c.DLQURL,
+		EnvRate:        strconv.FormatFloat(c.Rate, 'g', -1, 64),
+		EnvAuditBucket: c.AuditBucket,
+		EnvLogLevel:    c.LogLevel.String(),
 	}
 }
 

@@ -8,10 +8,17 @@
 //     (exact s3://bucket/key, or a prefix ending in "*") and up to a maximum, then for each
 //     selected message SendMessage to the orders queue with the original body and attributes
 //     minus the four parking attributes (FailureClass, FailureDetail, Attempts, ParkedAt) and
-//     Retries (a redriven order starts a fresh transient budget), and DeleteMessage from the DLQ only after that send succeeded. Sends are paced by a Limiter
-//     (REDRIVE_RATE messages/second). A failed send leaves the message in the DLQ. A failed
-//     delete after a successful send leaves a duplicate on the orders queue; the order API's
-//     Idempotency-Key absorbs it, and it is counted (Result.DeleteFailed) and logged.
+//     Retries (a redriven order starts a fresh transient budget), and DeleteMessage from the DLQ
+//     only after that send succeeded. Sends are paced by a Limiter (REDRIVE_RATE
+//     messages/second). Every move is recorded in a Journal (S3Journal: one object per DLQ
+//     message under audit/redrive/ in REDRIVE_AUDIT_BUCKET) before it happens: state "sending"
+//     before the send, "sent" (with the new message id) before the delete. A run that ended
+//     between a send and its delete (killed, timed out, a failed delete) leaves the order in both
+//     queues; when a later run meets that DLQ message again, its "sent" record says so and it is
+//     deleted without a second send (Result.AlreadyMoved). Only a run that ends between the send
+//     and the "sent" record can cause a second send (logged as action=resend; the order API's
+//     Idempotency-Key absorbs it). A failed send or a failed record leaves the message in the
+//     DLQ. Without a Journal a selective move is refused (ErrNoJournal).
 //     Messages received but not moved (not selected, failed, or a dry run) are made visible again
 //     (ChangeMessageVisibility 0) when the scan ends. The scan ends at Max, at an empty receive,
 //     when a receive brings back only messages already seen, after ApproximateNumberOfMessages
@@ -27,9 +34,11 @@
 // invisible for the scan's duration (at most Config.ScanVisibility, normally until the scan
 // ends) and their ApproximateReceiveCount grows by one; nothing else changes.
 //
-// Every message scanned gets one audit log line (slog, message "redrive", keys action,
-// messageID, orderID, class, source, line, dryRun, and error when one occurred). Actions: move,
-// would-move (dry run), send-failed and moved-not-deleted (warn), skip (debug).
+// Every message scanned gets an audit log line (slog, message "redrive", keys action,
+// messageID, orderID, class, source, line, dryRun, and error when one occurred). Actions:
+// moving (before the send, with operator), then move or already-moved; would-move (dry run);
+// send-failed, record-failed, record-sent-failed, resend and moved-not-deleted (warn); skip
+// (debug). A native move task is not recorded per message: SQS moves them itself.
 //
 // The core is usable outside Lambda: redrive.New(cfg, sqsClient, redrive.Options{}).Run(ctx,
 // req). Handle is the Lambda handler shape (docs/CONTRACTS.md).

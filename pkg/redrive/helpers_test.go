@@ -157,8 +157,19 @@ func newEnv(t *testing.T) env {
 	}
 }
 
-// newRedriver returns a Redriver with o, logging to the test's output unless o says otherwise.
+// newJournal returns an S3Journal in a fresh bucket of the stand-in.
+func newJournal(t *testing.T) redrive.S3Journal {
+	t.Helper()
+	cfg := awstest.Config(t)
+	return redrive.S3Journal{Client: awstest.S3(cfg), Bucket: awstest.NewBucket(t, cfg)}
+}
+
+// newRedriver returns a Redriver with o, logging to the test's output and recording moves in a
+// fresh journal unless o says otherwise.
 func newRedriver(t *testing.T, cfg redrive.Config, c redrive.SQS, o redrive.Options) *redrive.Redriver {
+	if o.Journal == nil {
+		o.Journal = newJournal(t)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -38,7 +38,14 @@ type Options struct {
 	Limiter Limiter          // paces sends; default rate.NewLimiter(Config.Rate, 1)
 	Logger  *slog.Logger     // receives the audit lines; default slog.Default()
 	Now     func() time.Time // the clock that stops a scan before the context deadline; default time.Now
+	// Journal records every selective move before it happens; without one only dry runs and
+	// native moves run (ErrNoJournal).
+	Journal Journal
 }
+
+// ErrNoJournal is returned by a selective move without a Journal: a move must be recorded
+// before it happens.
+var ErrNoJournal = errors.New("redrive: no journal to record moves in (REDRIVE_AUDIT_BUCKET)")
 
 // Redriver moves parked messages back. Build it with New. A Redriver may run several Runs at
 // once; they share the Limiter.
@@ -48,13 +55,14 @@ type Redriver struct {
 	limiter Limiter
 	log     *slog.Logger
 	now     func() time.Time
+	journal Journal
 }
 
 // New returns a Redriver for cfg (zero fields take their defaults) using client. An invalid cfg
 // makes every Run fail; LoadConfig reports it earlier.
 func New(cfg Config, client SQS, o Options) *Redriver {
 	cfg = cfg.withDefaults()
-	r := &Redriver{cfg: cfg, client: client, limiter: o.Limiter, log: o.Logger, now: o.Now}
+	r := &Redriver{cfg: cfg, client: client, limiter: o.Limiter, log: o.Logger, now: o.Now, journal: o.Journal}
 	if r.limiter == nil {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
 	}

@@ -54,6 +54,18 @@ type Request struct {
 	// with Class, Source, Max or DryRun. It falls back to the selective move when the service
 	// does not implement it.
 	Native bool `json:"native,omitempty"`
+	// Operator names who asked for the run, in every Move record; empty is UnnamedOperator.
+	Operator string `json:"operator,omitempty"`
+}
+
+// UnnamedOperator is the Move.Operator of a Request without one (a scheduled redrive).
+const UnnamedOperator = "unnamed"
+
+func (r Request) operator() string {
+	if r.Operator == "" {
+		return UnnamedOperator
+	}
+	return r.Operator
 }
 
 // Validate returns an error wrapping ErrBadRequest when the request cannot be run.
@@ -127,7 +139,10 @@ type Result struct {
 	Skipped      int `json:"skipped"`                // not selected, left in the DLQ
 	Failed       int `json:"failed"`                 // selected, not sent: still in the DLQ
 	DeleteFailed int `json:"deleteFailed,omitempty"` // sent but not deleted: also still in the DLQ
-	Released     int `json:"released"`               // made visible again in the DLQ at the end
+	// AlreadyMoved counts messages an earlier run sent (their Move record says MoveSent) and
+	// did not delete: deleted now, not sent again.
+	AlreadyMoved int `json:"alreadyMoved,omitempty"`
+	Released     int `json:"released"` // made visible again in the DLQ at the end
 
 	ByClass map[string]ClassCount `json:"byClass,omitempty"`
 

@@ -34,6 +34,9 @@ type scan struct {
 }
 
 func (r *Redriver) selective(ctx context.Context, req Request) (Result, error) {
+	if r.journal == nil && !req.DryRun {
+		return Result{Mode: ModeSelective, Stop: StopError}, ErrNoJournal
+	}
 	s := &scan{
 		r:   r,
 		req: req,
@@ -128,26 +131,71 @@ func (s *scan) classify(ctx context.Context, fresh []sqstypes.Message) (selected
 	return selected
 }
 
-// move sends one selected message to the orders queue, then deletes it from the DLQ. A failed
-// send leaves it held (released at the end); an error stops the scan.
+// move sends one selected message to the orders queue, then deletes it from the DLQ, recording
+// the move in the journal before the send (MoveSending) and before the delete (MoveSent). A
+// message whose record says MoveSent was sent by an earlier run that ended before its delete:
+// it is deleted without a second send. A failed send leaves it held (released at the end); an
+// error stops the scan.
 func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
 	e := EntryOf(m)
+	rec, found, err := s.r.journal.Get(ctx, e.MessageID)
+	if err != nil {
+		return s.notSent(ctx, e, "record-failed", err)
+	}
+	if found && rec.State == MoveSent {
+		s.res.AlreadyMoved++
+		s.res.count(e.Class, func(c *ClassCount) { c.Moved++ })
+		s.delete(ctx, e, "already-moved", "sentMessageID", rec.SentMessageID, "sentAt", rec.SentAt)
+		return nil
+	}
 	if err := s.r.limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("wait to send message %s: %w", e.MessageID, err)
 	}
-	if _, err := s.r.client.SendMessage(ctx, s.r.requeueInput(m)); err != nil {
-		s.res.Failed++
-		s.res.count(e.Class, func(c *ClassCount) { c.Failed++ })
-		s.r.audit(ctx, slog.LevelWarn, "send-failed", e, false, "error", err)
-		s.sendFailures++
-		if ctx.Err() != nil || s.sendFailures >= maxSendFailures {
-			return fmt.Errorf("send message %s (order %s) to the orders queue: %d consecutive failures: %w", e.MessageID, e.OrderID, s.sendFailures, err)
-		}
-		return nil
+	if found {
+		// An earlier run wrote MoveSending and ended before MoveSent: it may have sent, or not.
+		// Sending again risks a duplicate (absorbed by the Idempotency-Key); not sending risks
+		// losing the order.
+		s.r.audit(ctx, slog.LevelWarn, "resend", e, false, "recordedAt", rec.At, "recordedBy", rec.Operator)
+	}
+	rec = Move{MessageID: e.MessageID, OrderID: e.OrderID, Class: e.Class, Source: e.Source, Line: e.Line,
+		Operator: s.req.operator(), State: MoveSending, At: s.r.now().UTC()}
+	if err := s.r.journal.Put(ctx, rec); err != nil {
+		return s.notSent(ctx, e, "record-failed", err)
+	}
+	s.r.audit(ctx, slog.LevelInfo, "moving", e, false, "operator", rec.Operator)
+	out, err := s.r.client.SendMessage(ctx, s.r.requeueInput(m))
+	if err != nil {
+		return s.notSent(ctx, e, "send-failed", err)
 	}
 	s.sendFailures = 0
 	s.res.Moved++
 	s.res.count(e.Class, func(c *ClassCount) { c.Moved++ })
+	rec.State, rec.SentMessageID, rec.SentAt = MoveSent, aws.ToString(out.MessageId), s.r.now().UTC()
+	if err := s.r.journal.Put(context.WithoutCancel(ctx), rec); err != nil {
+		// Deleting still ends the move; only a failed delete on top would let a later run send
+		// it again.
+		s.r.audit(ctx, slog.LevelWarn, "record-sent-failed", e, false, "error", err)
+	}
+	s.delete(ctx, e, "move", "sentMessageID", rec.SentMessageID)
+	return nil
+}
+
+// notSent counts a selected message that was not sent and returns an error once sends keep
+// failing (or ctx is done).
+func (s *scan) notSent(ctx context.Context, e Entry, action string, err error) error {
+	s.res.Failed++
+	s.res.count(e.Class, func(c *ClassCount) { c.Failed++ })
+	s.r.audit(ctx, slog.LevelWarn, action, e, false, "error", err)
+	s.sendFailures++
+	if ctx.Err() != nil || s.sendFailures >= maxSendFailures {
+		return fmt.Errorf("move message %s (order %s) to the orders queue: %d consecutive failures: %w", e.MessageID, e.OrderID, s.sendFailures, err)
+	}
+	return nil
+}
+
+// delete removes a sent message from the DLQ and writes its audit line (action, or
+// moved-not-deleted when the delete fails: the next run meets it again and deletes it then).
+func (s *scan) delete(ctx context.Context, e Entry, action string, extra ...any) {
 	// Sent: whatever happens next, releasing it would only invite a second redrive.
 	handle, _ := s.dlq.Take(e.MessageID)
 	_, err := s.r.client.DeleteMessage(context.WithoutCancel(ctx), &sqs.DeleteMessageInput{
@@ -156,12 +204,10 @@ func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
 	})
 	if err != nil {
 		s.res.DeleteFailed++
-		// On the orders queue and still in the DLQ: the Idempotency-Key absorbs a second delivery.
-		s.r.audit(ctx, slog.LevelWarn, "moved-not-deleted", e, false, "error", err)
-		return nil
+		s.r.audit(ctx, slog.LevelWarn, "moved-not-deleted", e, false, append(extra, "error", err)...)
+		return
 	}
-	s.r.audit(ctx, slog.LevelInfo, "move", e, false)
-	return nil
+	s.r.audit(ctx, slog.LevelInfo, action, e, false, extra...)
 }
 
 // release makes every held message visible again. It runs even when ctx is done; what it

@@ -485,7 +485,7 @@ func TestRunWritesAnAuditLinePerMessage(t *testing.T) {
 	e := newEnv(t)
 	park(t, e.client, e.cfg.DLQURL, loadParked(t))
 	var buf bytes.Buffer
-	r := redrive.New(e.cfg, e.client, redrive.Options{Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	r := redrive.New(e.cfg, e.client, redrive.Options{Journal: newJournal(t), Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if _, err := r.Run(context.Background(), redrive.Request{Class: redrive.Classes{order.ClassPermanent}}); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -505,12 +505,15 @@ func TestRunWritesAnAuditLinePerMessage(t *testing.T) {
 				t.Errorf("audit line %s has no messageID", l)
 			}
 			v.MessageID = ""
+			if prev, ok := got[v.OrderID]; ok {
+				v.Action = prev.Action + "," + v.Action
+			}
 			got[v.OrderID] = v
 		}
 	}
 	want := map[string]line{
-		"A1": {Msg: "redrive", Action: "move", OrderID: "A1", Class: "permanent", Source: "s3://in/uploads/2026/a.csv", Line: 2},
-		"A2": {Msg: "redrive", Action: "move", OrderID: "A2", Class: "permanent", Source: "s3://in/uploads/2026/a.csv", Line: 3},
+		"A1": {Msg: "redrive", Action: "moving,move", OrderID: "A1", Class: "permanent", Source: "s3://in/uploads/2026/a.csv", Line: 2},
+		"A2": {Msg: "redrive", Action: "moving,move", OrderID: "A2", Class: "permanent", Source: "s3://in/uploads/2026/a.csv", Line: 3},
 		"A3": {Msg: "redrive", Action: "skip", OrderID: "A3", Class: "exhausted", Source: "s3://in/uploads/2026/b.jsonl", Line: 1},
 		"A4": {Msg: "redrive", Action: "skip", OrderID: "A4", Class: "exhausted", Source: "s3://in/uploads/2027/c.jsonl", Line: 7},
 		"A5": {Msg: "redrive", Action: "skip", OrderID: "A5", Class: "undecodable", Source: "s3://in/uploads/2026/b.jsonl", Line: 2},

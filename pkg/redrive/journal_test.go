@@ -1,0 +1,124 @@
+package redrive_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/pkg/redrive"
+)
+
+// TestRunResumesACrashedMove injects a fault between every send and its delete, as a run killed
+// there would leave it: each order is on the orders queue and still in the DLQ. The next run
+// finds their MoveSent records and deletes them without a second send: no order lost, none
+// sent twice, every move recorded.
+func TestRunResumesACrashedMove(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.ScanVisibility = time.Second // the undeleted copies reappear a second after the crash
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	journal := newJournal(t)
+
+	first, err := newRedriver(t, e.cfg, failingSQS{SQS: e.client, deleteFails: true}, redrive.Options{Journal: journal}).
+		Run(context.Background(), redrive.Request{Operator: "alice"})
+	if err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	if first.Moved != 6 || first.DeleteFailed != 6 {
+		t.Fatalf("first run: got %d moved, %d not deleted; want 6 and 6", first.Moved, first.DeleteFailed)
+	}
+	waitVisible(t, e.client, e.cfg.DLQURL, 6)
+
+	second, err := newRedriver(t, e.cfg, e.client, redrive.Options{Journal: journal}).Run(context.Background(), redrive.Request{Operator: "bob"})
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if second.Moved != 0 || second.AlreadyMoved != 6 || second.DeleteFailed != 0 {
+		t.Errorf("second run: got %d moved, %d already moved, %d not deleted; want 0, 6, 0", second.Moved, second.AlreadyMoved, second.DeleteFailed)
+	}
+	checkMoved(t, e, allOrders) // each exactly once: receiveAll fails on a second copy
+	checkParked(t, e, nil)
+
+	list, err := journal.Client.(*s3.Client).ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &journal.Bucket, Prefix: aws.String(redrive.DefaultJournalPrefix)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byOrder := map[string]string{}
+	for _, o := range list.Contents {
+		id := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(o.Key), redrive.DefaultJournalPrefix), ".json")
+		m, ok, err := journal.Get(context.Background(), id)
+		if err != nil || !ok {
+			t.Fatalf("record of %s: ok %v, error %v", id, ok, err)
+		}
+		if m.State != redrive.MoveSent || m.SentMessageID == "" || m.At.IsZero() || m.SentAt.Before(m.At) {
+			t.Errorf("record of %s: got %+v, want sent, with the sent message id, recorded before it was sent", id, m)
+		}
+		byOrder[m.OrderID] = m.Operator
+	}
+	want := map[string]string{"A1": "alice", "A2": "alice", "A3": "alice", "A4": "alice", "A5": "alice", "A6": "alice"}
+	if diff := cmp.Diff(want, byOrder); diff != "" {
+		t.Errorf("operator by order (-want +got):\n%s", diff)
+	}
+}
+
+// failingJournal fails every Put.
+type failingJournal struct{ redrive.Journal }
+
+func (failingJournal) Put(context.Context, redrive.Move) error { return errInjected }
+
+// TestRunRecordsBeforeItSends checks that a move whose record cannot be written is not made.
+func TestRunRecordsBeforeItSends(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	res, err := newRedriver(t, e.cfg, e.client, redrive.Options{Journal: failingJournal{newJournal(t)}}).Run(context.Background(), redrive.Request{})
+	if !errors.Is(err, errInjected) || res.Moved != 0 || res.Failed != 3 {
+		t.Errorf("got error %v, %d moved, %d failed; want the injected error, 0 moved, 3 failed", err, res.Moved, res.Failed)
+	}
+	checkMoved(t, e, nil)
+	checkParked(t, e, allOrders)
+}
+
+func TestRunRefusesAMoveWithoutAJournal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := redrive.New(e.cfg, e.client, redrive.Options{})
+	if _, err := r.Run(context.Background(), redrive.Request{}); !errors.Is(err, redrive.ErrNoJournal) {
+		t.Errorf("got error %v, want ErrNoJournal", err)
+	}
+	if _, err := r.Run(context.Background(), redrive.Request{DryRun: true}); err != nil {
+		t.Errorf("dry run without a journal: %v", err)
+	}
+}
+
+// waitVisible waits until the queue shows n visible messages (a visibility timeout ending); the
+// wait is bounded generously for a loaded machine.
+func waitVisible(t *testing.T, c *sqs.Client, url string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, err := c.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+			QueueUrl:       aws.String(url),
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)] == strconv.Itoa(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue %s: %d messages never became visible", url, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

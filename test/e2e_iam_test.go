@@ -1,0 +1,115 @@
+package test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/local"
+	"github.com/orderpipe/orderpipe/pkg/redrive"
+)
+
+// The end-to-end tests run every function with the credentials of its own role, as deployed:
+// the CDK app is synthesized (local.SynthTemplate, cached until its sources change), each
+// function's role policies are read from the template with the resources bound to the
+// pipeline's own (local.Template.FunctionPolicies), and an IAM user with exactly those policies
+// is created on the stand-in, which enforces them (local.StartMotoIAM). Handlers and the pollers
+// that play their event source mappings sign as that user, so a grant missing from the CDK code
+// fails the test that needs it.
+
+// e2eStack is the stack the template is read from, and e2eContext the CDK context it is
+// synthesized with (no account: the deployed policies name the region and account through
+// pseudo parameters, bound to the stand-in's).
+const e2eStack = "OrderPipe"
+
+var e2eTemplate struct {
+	once sync.Once
+	t    *local.Template
+	err  error
+}
+
+// e2eStackTemplate synthesizes the CDK app once per test binary (seconds when the cached
+// assembly is current; a first build of the app takes minutes).
+func e2eStackTemplate(t testing.TB) *local.Template {
+	t.Helper()
+	e2eTemplate.once.Do(func() {
+		cache := filepath.Join(os.TempDir(), "orderpipe-synth")
+		assets := filepath.Join(cache, "assets")
+		for _, fn := range []string{"ingest", "dispatch", "redrive"} {
+			if e2eTemplate.err = os.MkdirAll(filepath.Join(assets, fn), 0o755); e2eTemplate.err == nil {
+				e2eTemplate.err = os.WriteFile(filepath.Join(assets, fn, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
+			}
+			if e2eTemplate.err != nil {
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+		defer cancel()
+		var path string
+		path, e2eTemplate.err = local.SynthTemplate(ctx, "..", cache, e2eStack, map[string]any{
+			"apiBaseUrl": "https://orders.invalid",
+			"assetDir":   assets,
+		})
+		if e2eTemplate.err == nil {
+			e2eTemplate.t, e2eTemplate.err = local.ReadTemplate(path)
+		}
+	})
+	if e2eTemplate.err != nil {
+		t.Fatalf("synthesized template: %v", e2eTemplate.err)
+	}
+	return e2eTemplate.t
+}
+
+// e2eFunctionAWS is local.Options.FunctionAWS for the end-to-end pipelines: the configuration
+// of an IAM user with the role policies of the function in the synthesized template.
+func e2eFunctionAWS(t testing.TB) func(context.Context, string, local.Resources) (aws.Config, error) {
+	t.Helper()
+	tpl := e2eStackTemplate(t)
+	admin := e2eAdmin(t)
+	return func(ctx context.Context, function string, res local.Resources) (aws.Config, error) {
+		b, err := tpl.Bind(res)
+		if err != nil {
+			return aws.Config{}, err
+		}
+		construct := strings.ToUpper(function[:1]) + function[1:] // ingest -> the Ingest construct
+		docs, err := tpl.FunctionPolicies("/"+construct+"/Function/Resource", b)
+		if err != nil {
+			return aws.Config{}, err
+		}
+		creds, err := local.CreatePrincipal(ctx, admin, awstest.Name(t, function), docs)
+		if err != nil {
+			return aws.Config{}, err
+		}
+		return local.ClientConfig(e2eEndpoint(t), creds), nil
+	}
+}
+
+// e2eRedriveSQS is the SQS client of the redrive function of the pipeline provisioned as res.
+func e2eRedriveSQS(t testing.TB, res local.Resources) *sqs.Client {
+	t.Helper()
+	cfg, err := e2eFunctionAWS(t)(context.Background(), "redrive", res)
+	if err != nil {
+		t.Fatalf("redrive credentials: %v", err)
+	}
+	return sqs.NewFromConfig(cfg)
+}
+
+// e2eRedriveJournal is the move journal of the redrive function of the pipeline provisioned as
+// res, in its bucket, signed as that function.
+func e2eRedriveJournal(t testing.TB, res local.Resources) redrive.Journal {
+	t.Helper()
+	cfg, err := e2eFunctionAWS(t)(context.Background(), "redrive", res)
+	if err != nil {
+		t.Fatalf("redrive credentials: %v", err)
+	}
+	return redrive.S3Journal{Client: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }), Bucket: res.Bucket}
+}
