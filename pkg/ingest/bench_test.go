@@ -161,6 +161,11 @@ func (discard) SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.
 	return &sqs.SendMessageOutput{}, nil
 }
 
+// GetQueueAttributes answers an empty queue: the room is never short.
+func (discard) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	return &sqs.GetQueueAttributesOutput{}, nil
+}
+
 // BenchmarkIngestPeakRSS ingests a generated file of 100 MB (1 GB with ORDERPIPE_BENCH_1GB=1)
 // streamed from moto's S3 and reports the process's peak resident set (VmHWM) during the
 // ingest. Orders go to a discard sink: pushing millions of messages into moto would take hours.

@@ -151,6 +151,12 @@
 // the EMF metrics FilesRefused, FilesStopped and LinesUnread (namespace orderpipe, no
 // dimensions), which infra alarms on. A report's lines = enqueued + rejected + unread.
 //
+// Backpressure (room.go): before sending, ingest reads the orders queue's backlog and enqueues
+// no more than Config.Room (what the API drains at API_RATE within ORDERS_RETENTION less a
+// quarter) minus that backlog. A file that does not fit sends what fits, then waits in S3: a
+// checkpoint, a waiting report (waiting, waitingSince), a WARN "file waiting" and a
+// continuation delayed by Config.WaitDelay, which looks again.
+//
 // Both passes look at the clock inside long runs of blank lines (order.Options.YieldBytes,
 // Reader.Count's budget), so a checkpoint is taken in time whatever the file holds. A missing object (ErrObjectMissing), a queue that keeps
 // failing (ErrSendFailed), a state of a newer schema (ErrStateSchema), S3 or SQS errors and
@@ -171,8 +177,9 @@
 //   - keys.go: the key layout (state, sidecars, rejects, report; long keys shortened);
 //   - state.go: State and its schema version, the claim (conditional create, compare-and-swap,
 //     read-back of a write of unknown outcome);
-//   - verify.go: the verifying pass and the refusal of a file that fails it; emf.go: the
-//     metrics of refused and stopped files;
+//   - verify.go: the verifying pass and the refusal of a file that fails it; room.go: the
+//     orders queue's room and waiting for it; emf.go: the metrics of refused, stopped and
+//     waiting files;
 //   - objects.go: S3 helpers and error predicates; sender.go, rejects.go, idset.go,
 //     prefetch.go: the batch sender, the rejects log, the id set, the GET started with the claim.
 package ingest

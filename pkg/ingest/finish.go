@@ -27,21 +27,25 @@ const (
 
 // Report is the content of `reports/{key}.json`.
 type Report struct {
-	Bucket                string    `json:"bucket"`
-	Key                   string    `json:"key"`
-	Version               string    `json:"version"`
-	Lines                 int64     `json:"lines"` // lines of the file, blank ones aside: enqueued + rejected + unread
-	Enqueued              int64     `json:"enqueued"`
-	Rejected              int64     `json:"rejected"`
-	Unread                int64     `json:"unread"` // lines never read as orders: the file was refused or stopped
-	DuplicateIDs          []string  `json:"duplicateIds"`
-	DuplicateIDsTruncated bool      `json:"duplicateIdsTruncated,omitempty"`
-	DuplicateCheck        string    `json:"duplicateCheck"` // "complete", or "partial" past MaxTrackedIDs
-	Continuations         int       `json:"continuations"`
-	Refused               string    `json:"refused,omitempty"` // why no line was read
-	Stopped               string    `json:"stopped,omitempty"` // why reading stopped before the end
-	StartedAt             time.Time `json:"startedAt"`
-	FinishedAt            time.Time `json:"finishedAt"`
+	Bucket                string   `json:"bucket"`
+	Key                   string   `json:"key"`
+	Version               string   `json:"version"`
+	Lines                 int64    `json:"lines"` // lines of the file, blank ones aside: enqueued + rejected + unread
+	Enqueued              int64    `json:"enqueued"`
+	Rejected              int64    `json:"rejected"`
+	Unread                int64    `json:"unread"` // lines never read as orders: the file was refused or stopped
+	DuplicateIDs          []string `json:"duplicateIds"`
+	DuplicateIDsTruncated bool     `json:"duplicateIdsTruncated,omitempty"`
+	DuplicateCheck        string   `json:"duplicateCheck"` // "complete", or "partial" past MaxTrackedIDs
+	Continuations         int      `json:"continuations"`
+	Refused               string   `json:"refused,omitempty"` // why no line was read
+	Stopped               string   `json:"stopped,omitempty"` // why reading stopped before the end
+	// Waiting, in a report written before the end, says why the file waits in S3 (the orders
+	// queue is full) and WaitingSince since when; a finished report has neither.
+	Waiting      string    `json:"waiting,omitempty"`
+	WaitingSince time.Time `json:"waitingSince,omitzero"`
+	StartedAt    time.Time `json:"startedAt"`
+	FinishedAt   time.Time `json:"finishedAt"`
 }
 
 // finish writes the rejects object, the report and the done state, in that order, then
@@ -111,6 +115,33 @@ func (r *fileRun) announce(ctx context.Context, rep Report) {
 	r.svc.emit(ctx, m)
 }
 
+// writeWaitingReport writes the report of a file that waits for room in the orders queue: the
+// counts so far, why it waits and since when. The finished report replaces it.
+func (r *fileRun) writeWaitingReport(ctx context.Context, why string) error {
+	st, err := r.flushProgress(ctx)
+	if err != nil {
+		return err
+	}
+	obj := r.claim.obj
+	rep := Report{
+		Bucket: obj.Bucket, Key: obj.Key, Version: obj.Version,
+		Lines: st.Lines, Enqueued: st.Enqueued, Rejected: st.Rejected, DuplicateIDs: st.DuplicateIDs,
+		DuplicateCheck: "complete", Continuations: st.Continuations, StartedAt: st.StartedAt,
+		Waiting: why, WaitingSince: st.WaitingSince,
+	}
+	if rep.DuplicateIDs == nil {
+		rep.DuplicateIDs = []string{}
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err == nil {
+		err = putFile(ctx, r.svc.objects, obj.Bucket, obj.reportKey(), bytes.NewReader(b), int64(len(b)), "application/json")
+	}
+	if err != nil {
+		return fmt.Errorf("write waiting report: %w", err)
+	}
+	return nil
+}
+
 // adoptReport finishes a run whose earlier owner wrote the report but not the done state (it
 // crashed, or the state write failed), and reports whether it did. finish writes the report
 // only once every order was accepted by the queue and the rejects object is written, so the
@@ -130,7 +161,8 @@ func (r *fileRun) adoptReport(ctx context.Context) (bool, error) {
 	}
 	var rep Report
 	st := r.claim.state
-	if json.Unmarshal(buf.Bytes(), &rep) != nil || rep.Version != obj.Version || st.StartedAt.IsZero() || !rep.StartedAt.Equal(st.StartedAt) {
+	if json.Unmarshal(buf.Bytes(), &rep) != nil || rep.Version != obj.Version || st.StartedAt.IsZero() || !rep.StartedAt.Equal(st.StartedAt) ||
+		rep.Waiting != "" {
 		return false, nil
 	}
 	st.Status, st.LeaseUntil, st.FinishedAt = StatusDone, time.Time{}, rep.FinishedAt

@@ -25,6 +25,8 @@ type ObjectStore interface {
 type Queue interface {
 	BatchSender
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	// GetQueueAttributes reads the orders queue's backlog before a file enqueues (Config.Room).
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
 
 // Clock is the Service's time: deadlines, leases, report times and the backoff between

@@ -124,6 +124,8 @@ type fileRun struct {
 	lines         int64    // lines read since the last save
 	sent          int64    // send.Sent() at the last save
 	line          int64    // number of the last line read
+	budget        int64    // orders this invocation may enqueue before the orders queue is full; 0: no limit
+	added         int64    // orders this invocation enqueued (or is enqueueing)
 }
 
 // openAndSend refuses a file that cannot be read (size, name), opens it at the checkpoint and
@@ -147,6 +149,11 @@ func (r *fileRun) openAndSend(ctx context.Context, eventSize int64) (Outcome, er
 	if st.Offset > 0 && !gz && st.Offset >= st.Size {
 		return r.finish(ctx, "", "")
 	}
+	budget, out, ok, err := r.makeRoom(ctx)
+	if !ok {
+		return out, err
+	}
+	r.budget = budget
 	body, err := r.open(ctx, gz)
 	if err != nil {
 		return 0, err
@@ -252,12 +259,15 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 			if err := r.send.Add(e); err != nil {
 				return 0, err
 			}
+			r.added++
 		}
 		if err != order.ErrYield {
 			r.lines++
 		}
 		now := r.svc.now()
 		switch {
+		case r.budget > 0 && r.added >= r.budget:
+			return r.wait(ctx, base+rd.Offset(), rd.Header(), fmt.Sprintf("%d orders of this file enqueued, the orders queue is full", r.added))
 		case !stopAt.IsZero() && now.After(stopAt):
 			return r.handoff(ctx, base+rd.Offset(), rd.Header())
 		case now.After(saveAt):
