@@ -295,11 +295,17 @@ func NewRedrive(scope constructs.Construct, id string, props RedriveProps) *Redr
 	return r
 }
 
-// ScheduledRequest is the redrive.Request a scheduled redrive sends: only the classes that may
-// succeed on a later try (transient failures past the budget, and messages the queue's redrive
-// policy parked). Permanent and undecodable orders need a person; redriving them on a timer
-// would only send them to the API again.
-var ScheduledRequest = redrive.Request{Class: redrive.Classes{order.ClassExhausted, order.ClassUnknown}}
+// ScheduledMaxRedrives is how many times a scheduled redrive moves one order back: after that it
+// stays parked for a person (redrive.Request.MaxRedrives, counted in the order's Redrives
+// attribute).
+const ScheduledMaxRedrives = 3
+
+// ScheduledRequest is the redrive.Request a scheduled redrive sends: only orders whose transient
+// failures ran past the budget (exhausted), which may succeed on a later try, and each at most
+// ScheduledMaxRedrives times. Permanent and undecodable orders need a person, and so do unknown
+// ones (parked by the queue's redrive policy after the function crashed or timed out on them
+// maxReceiveCount times: on a timer they would crash it again).
+var ScheduledRequest = redrive.Request{Class: redrive.Classes{order.ClassExhausted}, MaxRedrives: ScheduledMaxRedrives}
 
 // ingestConfig is the ingest function's configuration in a deployment: the defaults with the
 // two queues.

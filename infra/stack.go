@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/constructs-go/constructs/v10"
@@ -75,6 +76,7 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 		pipeline.OutputOrdersDLQ:       p.Orders.DLQ.QueueUrl(),
 		pipeline.OutputRedriveFunction: p.Redrive.Function.FunctionName(),
 		pipeline.OutputAlarmTopic:      p.Monitoring.Topic.TopicArn(),
+		pipeline.OutputAPIRate:         jsii.String(strconv.FormatFloat(s.APIRate, 'g', -1, 64)),
 	}
 	for name, v := range outputs {
 		awscdk.NewCfnOutput(stack, jsii.String(name), &awscdk.CfnOutputProps{Value: v})

@@ -383,7 +383,7 @@ func TestEventSources(t *testing.T) {
 			"ScheduleExpression": "rate(1 hour)",
 			"Targets": []any{map[string]any{
 				"Arn":   map[string]any{"Fn::GetAtt": []any{s.id(p.Redrive.Function), "Arn"}},
-				"Input": `{"class":["exhausted","unknown"]}`,
+				"Input": `{"class":["exhausted"],"maxRedrives":3}`,
 			}},
 		})
 	})
@@ -632,7 +632,7 @@ func TestOutputs(t *testing.T) {
 		got = append(got, k)
 	}
 	sort.Strings(got)
-	want := []string{"AlarmTopicArn", "BucketName", "FilesDlqUrl", "FilesQueueUrl", "OrdersDlqUrl", "OrdersQueueUrl", "RedriveFunctionName"}
+	want := []string{"AlarmTopicArn", "ApiRate", "BucketName", "FilesDlqUrl", "FilesQueueUrl", "OrdersDlqUrl", "OrdersQueueUrl", "RedriveFunctionName"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outputs (-want +got):\n%s", diff)
 	}

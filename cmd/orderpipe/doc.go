@@ -5,7 +5,7 @@
 // Usage:
 //
 //	orderpipe upload FILE... [--key-prefix uploads/]
-//	orderpipe status [--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000]
+//	orderpipe status [--watch 5s] [--rate R] [--files 10] [--age-source auto|cloudwatch|peek] [--peek 1000]
 //	orderpipe dlq ls [--class C] [--source S] [--max 100] [--scan 1000]
 //	orderpipe dlq show MESSAGE-ID|ORDER-ID [--scan 1000]
 //	orderpipe dlq redrive [--class C] [--source S] [--max N] [--dry-run] [--rate 10] [--native] [--here]
@@ -55,9 +55,19 @@
 //
 // status prints, for each queue, the messages visible, in flight and delayed, the retention and
 // the age of the oldest message; the parked orders by class (peeking up to --peek of them); the
-// orders backlog and the time to drain it at --rate (pipeline.Settings.DrainTime); and warnings:
-// the orders backlog cannot drain before the retention deletes it (age of the oldest + drain
-// time > retention), or a dead-letter queue's oldest message expires within 48 h.
+// orders backlog, the API rate as deployed (--rate, else ORDERPIPE_API_RATE, which local
+// exports, else the stack output ApiRate, else pipeline.Defaults; it says which), the drain
+// rate measured (CloudWatch's AWS/SQS NumberOfMessagesDeleted of the last 15 minutes on AWS;
+// the backlog's change between refreshes under --watch) and the ETA at the measured rate, or
+// at the API rate when none was measured; per file, from ingest's state objects of the last
+// 24 h (at most --files, in-flight ones first), a progress bar of the bytes read, the lines
+// read, enqueued, rejected and parked, since when it is in flight and whether its invocation
+// died (stalled: the claim's lease expired); and warnings at the stack's alarm thresholds:
+// the oldest order past half the retention, a backlog needing more than half the retention at
+// the API rate, a backlog that will not drain before the retention, a file message older than
+// the files visibility timeout, a stalled file, a parked message expiring within 48 h.
+// --watch refreshes the report in place at its interval until Ctrl-C (with --json, one
+// document per refresh).
 //
 // SQS has no API for a queue's oldest message. On AWS (--age-source cloudwatch, the default
 // without an endpoint) the age is CloudWatch's AWS/SQS ApproximateAgeOfOldestMessage, the latest

@@ -72,7 +72,7 @@ func printPipeline(c *cli, in pipelineInfo) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
-	fmt.Fprintf(w, "point the CLI at it:\n  export AWS_ENDPOINT_URL=%s ORDERPIPE_BUCKET=%s ORDERPIPE_FILES_QUEUE=%s ORDERPIPE_FILES_DLQ=%s ORDERPIPE_ORDERS_QUEUE=%s ORDERPIPE_ORDERS_DLQ=%s\n",
-		in.Endpoint, in.Resources.Bucket, in.Resources.FilesQueue, in.Resources.FilesDLQ, in.Resources.OrdersQueue, in.Resources.OrdersDLQ)
+	fmt.Fprintf(w, "point the CLI at it:\n  export AWS_ENDPOINT_URL=%s ORDERPIPE_BUCKET=%s ORDERPIPE_FILES_QUEUE=%s ORDERPIPE_FILES_DLQ=%s ORDERPIPE_ORDERS_QUEUE=%s ORDERPIPE_ORDERS_DLQ=%s %s=%g\n",
+		in.Endpoint, in.Resources.Bucket, in.Resources.FilesQueue, in.Resources.FilesDLQ, in.Resources.OrdersQueue, in.Resources.OrdersDLQ, envAPIRate, in.APIRate)
 	return nil
 }

@@ -53,10 +53,10 @@ func TestUsage(t *testing.T) {
 // three lines, not the whole flag list.
 func TestBadFlag(t *testing.T) {
 	t.Parallel()
-	r := runCLI(t, nil, "status", "--rte", "2")
-	want := "orderpipe: status: flag provided but not defined: -rte\n" +
-		"usage: orderpipe status [--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000]\n" +
-		"run 'orderpipe help status' for every flag\n"
+	r := runCLI(t, nil, "dlq", "purge", "--yse")
+	want := "orderpipe: dlq purge: flag provided but not defined: -yse\n" +
+		"usage: orderpipe dlq purge [--class C] [--source S] [--scan N] --yes\n" +
+		"run 'orderpipe help dlq purge' for every flag\n"
 	if r.code != exitUsage || r.stderr != want {
 		t.Errorf("got exit %d, stderr\n%s\nwant exit %d, stderr\n%s", r.code, r.stderr, exitUsage, want)
 	}

@@ -22,7 +22,8 @@ type session struct {
 	endpoint string // empty on AWS
 	s3       *s3.Client
 	sqs      *sqs.Client
-	names    resourceNames // queues are URLs once resolved by queueURL
+	names    resourceNames     // queues are URLs once resolved by queueURL
+	outputs  map[string]string // the stack's outputs; nil without --stack
 }
 
 // connect loads the AWS configuration and resolves the resource names: flags, then the
@@ -58,6 +59,7 @@ func (c *cli) connect(ctx context.Context, o *options) (*session, error) {
 				*p = outputs[r.output]
 			}
 		}
+		s.outputs = outputs
 	}
 	return s, nil
 }

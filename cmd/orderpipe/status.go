@@ -34,12 +34,13 @@ const (
 
 // queueStatus is the state of one queue.
 type queueStatus struct {
-	Queue            string `json:"queue"` // files, files-dlq, orders, orders-dlq
-	URL              string `json:"url"`
-	Visible          int64  `json:"visible"`
-	InFlight         int64  `json:"inFlight"`
-	Delayed          int64  `json:"delayed"`
-	RetentionSeconds int64  `json:"retentionSeconds"`
+	Queue             string `json:"queue"` // files, files-dlq, orders, orders-dlq
+	URL               string `json:"url"`
+	Visible           int64  `json:"visible"`
+	InFlight          int64  `json:"inFlight"`
+	Delayed           int64  `json:"delayed"`
+	RetentionSeconds  int64  `json:"retentionSeconds"`
+	VisibilitySeconds int64  `json:"visibilitySeconds"`
 	// OldestAgeSeconds is the age of the oldest message, when known; AgeSource says how it was
 	// found ("cloudwatch" or "peek", an estimate from the peeked messages' SentTimestamp).
 	OldestAgeSeconds *int64 `json:"oldestAgeSeconds,omitempty"`
@@ -50,25 +51,39 @@ func (q queueStatus) depth() int64 { return q.Visible + q.InFlight + q.Delayed }
 
 // statusReport is what status prints.
 type statusReport struct {
+	At            time.Time      `json:"at"` // when the report was taken
 	Queues        []queueStatus  `json:"queues"`
 	ParkedByClass map[string]int `json:"parkedByClass"`
 	ParkedPeeked  int            `json:"parkedPeeked"` // how many parked messages were looked at
 	Backlog       int64          `json:"backlog"`      // orders queue: visible + in flight + delayed
-	Rate          float64        `json:"rate"`         // API rate the ETA assumes, requests/s
-	ETASeconds    int64          `json:"etaSeconds"`   // time to drain Backlog at Rate
-	Warnings      []string       `json:"warnings"`
+	Rate          float64        `json:"rate"`         // the order API's rate as deployed, requests/s
+	RateSource    string         `json:"rateSource"`   // where Rate was read
+	// DrainRate is the orders queue's measured recent drain rate, orders/s, when DrainSource
+	// says how it was measured; empty DrainSource: not measured.
+	DrainRate   float64 `json:"drainRate"`
+	DrainSource string  `json:"drainSource,omitempty"`
+	ETASeconds  int64   `json:"etaSeconds"` // time to drain Backlog (ETASource says at which rate)
+	ETASource   string  `json:"etaSource"`
+	// Files are the order files ingest is reading or finished recently.
+	Files    []fileProgress `json:"files"`
+	Warnings []string       `json:"warnings"`
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) error {
-	fs, o := c.newFlags("status", "[--rate 1] [--age-source auto|cloudwatch|peek] [--peek 1000]")
-	rate := fs.Float64("rate", 1, "the order API's total rate, requests/s, for the ETA")
+	fs, o := c.newFlags("status", "[--watch 5s] [--rate R] [--files 10] [--age-source auto|cloudwatch|peek] [--peek 1000]")
+	rate := fs.Float64("rate", 0, "the order API's total rate, requests/s (default: the deployment's: $"+envAPIRate+", the stack output "+pipeline.OutputAPIRate+")")
+	watch := fs.Duration("watch", 0, "refresh in place at this interval until Ctrl-C (0: once)")
+	maxFiles := fs.Int("files", 10, "show at most this many files (ingest state of the last 24h, newest first)")
 	ageSource := fs.String("age-source", ageAuto, "how to find the oldest message's age: cloudwatch (AWS), peek (stand-in), auto")
 	peekMax := fs.Int("peek", 1000, "at most this many parked messages are peeked to count classes (dead-letter queues only)")
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
-	if *rate <= 0 {
+	if *rate < 0 || (flagSet(fs, "rate") && *rate == 0) {
 		return usageErrorf("status: --rate %v: must be > 0", *rate)
+	}
+	if *watch < 0 || (*watch > 0 && *watch < time.Second) {
+		return usageErrorf("status: --watch %v: at least 1s", *watch)
 	}
 	if !slices.Contains([]string{ageAuto, ageCloudWatch, agePeek}, *ageSource) {
 		return usageErrorf("status: --age-source %q: one of auto, cloudwatch, peek", *ageSource)
@@ -86,15 +101,36 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 			*ageSource = agePeek
 		}
 	}
-	st := statusRun{s: s, metrics: cloudwatch.NewFromConfig(s.cfg), now: c.now(), ageSource: *ageSource, peekMax: *peekMax}
-	r, err := st.report(ctx, *rate)
+	deployed, source, err := c.deployedRate(s, *rate)
 	if err != nil {
 		return err
 	}
-	if o.json {
-		return writeJSON(c.stdout, r)
+	st := statusRun{s: s, metrics: cloudwatch.NewFromConfig(s.cfg), ageSource: *ageSource, peekMax: *peekMax, rateSource: source, maxFiles: *maxFiles}
+	for {
+		st.now = c.now()
+		r, err := st.report(ctx, deployed)
+		if err != nil {
+			return err
+		}
+		if *watch > 0 && !o.json {
+			fmt.Fprint(c.stdout, "\033[H\033[2J") // home and clear: the report replaces the last one
+			fmt.Fprintf(c.stdout, "orderpipe status at %s, every %s (Ctrl-C stops)\n", st.now.Format(time.RFC3339), *watch)
+		}
+		if o.json {
+			err = writeJSON(c.stdout, r)
+		} else {
+			err = r.print(c.stdout)
+		}
+		if err != nil || *watch == 0 {
+			return err
+		}
+		st.prev = &drainSample{at: st.now, backlog: r.Backlog}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(*watch):
+		}
 	}
-	return r.print(c.stdout)
 }
 
 // metricsAPI is the part of CloudWatch that status uses.
@@ -109,10 +145,17 @@ type statusRun struct {
 	now       time.Time
 	ageSource string
 	peekMax   int
+	// rateSource says where the rate given to report was read; maxFiles bounds the files shown.
+	rateSource string
+	maxFiles   int
+	// prev is the previous sample of a --watch, for a drain rate measured between samples.
+	prev *drainSample
 }
 
 func (st statusRun) report(ctx context.Context, rate float64) (statusReport, error) {
-	r := statusReport{ParkedByClass: map[string]int{}, Rate: rate, Warnings: []string{}}
+	r := statusReport{At: st.now, ParkedByClass: map[string]int{}, Rate: rate, RateSource: st.rateSource, Files: []fileProgress{}, Warnings: []string{}}
+	parkedBySource := map[string]int{}
+	var ordersURL string
 	for _, q := range []struct {
 		name string
 		kind resourceKind
@@ -144,7 +187,9 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 					oldest = t
 				}
 				if classes {
-					r.ParkedByClass[parkedFrom(m).Class]++
+					p := parkedFrom(m)
+					r.ParkedByClass[p.Class]++
+					parkedBySource[p.Source]++
 				}
 				return verdict{}
 			})
@@ -160,14 +205,34 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 			}
 		}
 		r.Queues = append(r.Queues, qs)
-		r.Warnings = append(r.Warnings, st.retentionRisk(qs, rate)...)
 		if q.name == "orders" {
-			r.Backlog = qs.depth()
-			r.ETASeconds = int64(pipeline.Settings{APIRate: rate}.DrainTime(r.Backlog) / time.Second)
+			r.Backlog, ordersURL = qs.depth(), url
 		}
 	}
 	if len(r.Queues) == 0 {
 		return r, usageErrorf("status: no queue configured: set --orders-queue etc., the ORDERPIPE_* variables or --stack")
+	}
+	if err := st.measureDrain(ctx, &r, ordersURL); err != nil {
+		return r, err
+	}
+	for _, qs := range r.Queues {
+		r.Warnings = append(r.Warnings, st.retentionRisk(qs, r)...)
+	}
+	if st.s.names.Bucket == "" {
+		r.Warnings = append(r.Warnings, "bucket not configured (--bucket): no per-file progress")
+	} else if st.maxFiles > 0 {
+		files, err := st.files(ctx, st.s.names.Bucket, st.maxFiles)
+		if err != nil {
+			return r, err
+		}
+		for i := range files {
+			files[i].Parked = parkedBySource["s3://"+files[i].Bucket+"/"+files[i].Key]
+			if files[i].Stalled {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("files: s3://%s/%s stalled at line %d: its ingest invocation died (lease expired %s ago); it resumes when the files queue shows its message again",
+					files[i].Bucket, files[i].Key, files[i].Lines, fmtDuration(st.now.Sub(files[i].LeaseUntil))))
+			}
+		}
+		r.Files = files
 	}
 	return r, nil
 }
@@ -191,6 +256,7 @@ func (st statusRun) queue(ctx context.Context, name, url string) (queueStatus, e
 			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
 			sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
 			sqstypes.QueueAttributeNameMessageRetentionPeriod,
+			sqstypes.QueueAttributeNameVisibilityTimeout,
 		},
 	})
 	if err != nil {
@@ -201,12 +267,13 @@ func (st statusRun) queue(ctx context.Context, name, url string) (queueStatus, e
 		return n
 	}
 	return queueStatus{
-		Queue:            name,
-		URL:              url,
-		Visible:          num(sqstypes.QueueAttributeNameApproximateNumberOfMessages),
-		InFlight:         num(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible),
-		Delayed:          num(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed),
-		RetentionSeconds: num(sqstypes.QueueAttributeNameMessageRetentionPeriod),
+		Queue:             name,
+		URL:               url,
+		Visible:           num(sqstypes.QueueAttributeNameApproximateNumberOfMessages),
+		InFlight:          num(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible),
+		Delayed:           num(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed),
+		RetentionSeconds:  num(sqstypes.QueueAttributeNameMessageRetentionPeriod),
+		VisibilitySeconds: num(sqstypes.QueueAttributeNameVisibilityTimeout),
 	}, nil
 }
 
@@ -239,10 +306,13 @@ func (st statusRun) cloudWatchAge(ctx context.Context, q *queueStatus) error {
 	return nil
 }
 
-// retentionRisk warns when a queue's messages will expire: on a source queue when the backlog
-// cannot drain at rate before the oldest message reaches the retention period, on a dead-letter
-// queue when the oldest parked message expires within expiryWarning.
-func (st statusRun) retentionRisk(q queueStatus, rate float64) []string {
+// retentionRisk warns as the stack's alarms do: on the orders queue when the oldest order has
+// waited half the retention (OrdersOldestNearRetention) or the backlog needs more than half the
+// retention at the API rate (OrdersBacklogDrainTime), and when it will not drain before the
+// retention deletes it; on the files queue when a file message is older than the queue's
+// visibility timeout (FilesOldest); on a dead-letter queue when the oldest parked message
+// expires within expiryWarning.
+func (st statusRun) retentionRisk(q queueStatus, r statusReport) []string {
 	if q.depth() == 0 || q.RetentionSeconds == 0 {
 		return nil
 	}
@@ -258,19 +328,40 @@ func (st statusRun) retentionRisk(q queueStatus, rate float64) []string {
 		}
 		return nil
 	}
+	if q.Queue == "files" {
+		if visibility := time.Duration(q.VisibilitySeconds) * time.Second; q.OldestAgeSeconds != nil && visibility > 0 && age > visibility {
+			return []string{fmt.Sprintf("files: the oldest file message is %s old, older than the visibility timeout %s: ingest keeps failing on it or its invocation died",
+				fmtDuration(age), fmtDuration(visibility))}
+		}
+		return nil
+	}
 	if q.Queue != "orders" {
 		return nil
 	}
-	drain := pipeline.Settings{APIRate: rate}.DrainTime(q.depth())
-	if age+drain <= retention {
-		return nil
+	var out []string
+	half := retention / 2
+	if age >= half {
+		out = append(out, fmt.Sprintf("orders: the oldest order has waited %s, past half the retention (%s): it expires in %s",
+			fmtDuration(age), fmtDuration(half), fmtDuration(max(retention-age, 0))))
 	}
-	known := "age of the oldest unknown, counted as 0"
-	if q.OldestAgeSeconds != nil {
-		known = "oldest " + fmtDuration(age) + " old"
+	nominal := pipeline.Settings{APIRate: r.Rate}.DrainTime(q.depth())
+	if nominal > half {
+		out = append(out, fmt.Sprintf("orders: a backlog of %d orders needs %s at %g orders/s, more than half the retention (%s)",
+			q.depth(), fmtDuration(nominal), r.Rate, fmtDuration(half)))
 	}
-	return []string{fmt.Sprintf("orders: backlog of %d needs %s at %g rps but retention is %s (%s): orders will expire before delivery",
-		q.depth(), fmtDuration(drain), rate, fmtDuration(retention), known)}
+	drain, at := nominal, fmt.Sprintf("%g orders/s", r.Rate)
+	if r.DrainSource != "" && r.DrainRate > 0 {
+		drain, at = time.Duration(r.ETASeconds)*time.Second, fmt.Sprintf("the measured %.3g orders/s", r.DrainRate)
+	}
+	if age+drain > retention {
+		known := "age of the oldest unknown, counted as 0"
+		if q.OldestAgeSeconds != nil {
+			known = "oldest " + fmtDuration(age) + " old"
+		}
+		out = append(out, fmt.Sprintf("orders: a backlog of %d orders needs %s at %s but retention is %s (%s): orders will expire before delivery",
+			q.depth(), fmtDuration(drain), at, fmtDuration(retention), known))
+	}
+	return out
 }
 
 func (r statusReport) print(w io.Writer) error {
@@ -297,18 +388,29 @@ func (r statusReport) print(w io.Writer) error {
 		byClass = []string{"none"}
 	}
 	fmt.Fprintf(w, "parked by class (%d peeked): %s\n", r.ParkedPeeked, strings.Join(byClass, ", "))
-	fmt.Fprintf(w, "orders backlog: %d, ETA %s at %g rps\n", r.Backlog, fmtDuration(time.Duration(r.ETASeconds)*time.Second), r.Rate)
+	fmt.Fprintf(w, "orders backlog: %d orders, ETA %s (%s)\n", r.Backlog, fmtDuration(time.Duration(r.ETASeconds)*time.Second), r.ETASource)
+	drain := "not measured"
+	if r.DrainSource != "" {
+		drain = fmt.Sprintf("%.3g orders/s (%s)", r.DrainRate, r.DrainSource)
+	}
+	fmt.Fprintf(w, "API rate: %g orders/s (%s); drain: %s\n", r.Rate, r.RateSource, drain)
+	printFiles(w, r.Files, r.At)
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(w, "WARNING: %s\n", warn)
 	}
 	return nil
 }
 
-// fmtDuration prints whole days as "14d", anything else rounded to the second.
+// fmtDuration prints whole days as "14d", longer than a day as days plus the rest to the
+// minute ("8d2h27m"), anything else rounded to the second.
 func fmtDuration(d time.Duration) string {
 	const day = 24 * time.Hour
-	if d >= day && d%day == 0 {
+	switch {
+	case d >= day && d%day == 0:
 		return fmt.Sprintf("%dd", d/day)
+	case d >= day:
+		rest := strings.TrimSuffix((d % day).Round(time.Minute).String(), "0s")
+		return fmt.Sprintf("%dd%s", d/day, rest)
 	}
 	return d.Round(time.Second).String()
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,11 +12,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/syncbuf"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
 )
 
 // pipelineQueues creates the four queues; the orders queue holds backlog messages and the
@@ -99,7 +104,8 @@ func TestStatus(t *testing.T) {
 	t.Run("text", func(t *testing.T) {
 		r := standIn(t, append([]string{"status", "--rate", "0.1"}, short...)...)
 		for _, want := range []string{"QUEUE", "orders-dlq", "parked by class (5 peeked): permanent 2, exhausted 1, undecodable 1, unknown 1",
-			"orders backlog: 20, ETA 3m20s at 0.1 rps", "WARNING: orders: backlog of 20 needs 3m20s"} {
+			"orders backlog: 20 orders, ETA 3m20s (nominal: backlog at the API rate)", "API rate: 0.1 orders/s (--rate); drain: not measured",
+			"WARNING: orders: a backlog of 20 orders needs 3m20s at 0.1 orders/s, more than half the retention (30s)"} {
 			if r.code != exitOK || !strings.Contains(r.stdout, want) {
 				t.Errorf("got exit %d, stdout\n%s\nwant it to contain %q", r.code, r.stdout, want)
 			}
@@ -216,5 +222,227 @@ func TestStatusParksNothing(t *testing.T) {
 				t.Errorf("%s: message %s received %s times, want 1 (this receive only)", queueName(q), aws.ToString(m.MessageId), got)
 			}
 		}
+	}
+}
+
+func TestStatusRate(t *testing.T) {
+	t.Parallel()
+	queues := pipelineQueues(t, 10, 14*24*time.Hour)
+	for _, tc := range []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		wantRate   float64
+		wantSource string
+		wantETA    int64
+	}{
+		{"the local pipeline's", map[string]string{envAPIRate: "0.5"}, nil, 0.5, rateEnv, 20},
+		{"the flag first", map[string]string{envAPIRate: "0.5"}, []string{"--rate", "2"}, 2, rateFlag, 5},
+		{"the default, said so", nil, nil, 1, rateDefault, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got statusReport
+			args := append(append([]string{"status", "--json", "--endpoint", awstest.Endpoint()}, queues...), tc.args...)
+			mustJSON(t, runCLI(t, tc.env, args...), &got)
+			if got.Rate != tc.wantRate || got.RateSource != tc.wantSource || got.ETASeconds != tc.wantETA {
+				t.Errorf("got rate %g from %q, ETA %ds; want %g from %q, %ds", got.Rate, got.RateSource, got.ETASeconds, tc.wantRate, tc.wantSource, tc.wantETA)
+			}
+		})
+	}
+	wantCode(t, runCLI(t, map[string]string{envAPIRate: "fast"}, append([]string{"status", "--endpoint", awstest.Endpoint()}, queues...)...), exitUsage, `API rate "fast" from $ORDERPIPE_API_RATE`)
+}
+
+func TestMeasureDrain(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	sums := func(v ...float64) fakeMetrics {
+		return func(in *cloudwatch.GetMetricStatisticsInput) (*cloudwatch.GetMetricStatisticsOutput, error) {
+			if aws.ToString(in.MetricName) != "NumberOfMessagesDeleted" {
+				t.Errorf("asked for %s, want NumberOfMessagesDeleted", aws.ToString(in.MetricName))
+			}
+			var out cloudwatch.GetMetricStatisticsOutput
+			for _, s := range v {
+				out.Datapoints = append(out.Datapoints, cwtypes.Datapoint{Sum: aws.Float64(s)})
+			}
+			return &out, nil
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		st        statusRun
+		backlog   int64
+		wantRate  float64
+		wantETA   int64
+		wantETAOf string
+	}{
+		{"CloudWatch: 90 deleted a minute", statusRun{ageSource: ageCloudWatch, metrics: sums(60, 120)}, 300, 1.5, 200, "measured drain rate"},
+		{"CloudWatch without datapoints: nominal", statusRun{ageSource: ageCloudWatch, metrics: sums()}, 300, 0, 150, "nominal: backlog at the API rate"},
+		{"samples: 10 fewer in 5s", statusRun{ageSource: agePeek, prev: &drainSample{at: now.Add(-5 * time.Second), backlog: 310}}, 300, 2, 150, "measured drain rate"},
+		{"samples: growing, not draining", statusRun{ageSource: agePeek, prev: &drainSample{at: now.Add(-5 * time.Second), backlog: 290}}, 300, 0, 0, "measured drain rate: none, the backlog is not draining"},
+		{"one sample: nominal", statusRun{ageSource: agePeek}, 300, 0, 150, "nominal: backlog at the API rate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.st.now = now
+			r := statusReport{Backlog: tc.backlog, Rate: 2}
+			if err := tc.st.measureDrain(context.Background(), &r, "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"); err != nil {
+				t.Fatal(err)
+			}
+			if r.DrainRate != tc.wantRate || r.ETASeconds != tc.wantETA || r.ETASource != tc.wantETAOf {
+				t.Errorf("got drain %g, ETA %ds (%s); want %g, %ds (%s)", r.DrainRate, r.ETASeconds, r.ETASource, tc.wantRate, tc.wantETA, tc.wantETAOf)
+			}
+		})
+	}
+}
+
+func TestRetentionRisk(t *testing.T) {
+	t.Parallel()
+	age := func(d time.Duration) *int64 { s := int64(d / time.Second); return &s }
+	const day = 24 * time.Hour
+	fourteen := int64(14 * day / time.Second)
+	for _, tc := range []struct {
+		name string
+		q    queueStatus
+		r    statusReport
+		want []string // prefixes, in order
+	}{
+		{"orders young and small", queueStatus{Queue: "orders", Visible: 100, RetentionSeconds: fourteen, OldestAgeSeconds: age(day)}, statusReport{Rate: 1}, nil},
+		{"orders past half the retention", queueStatus{Queue: "orders", Visible: 100, RetentionSeconds: fourteen, OldestAgeSeconds: age(8 * day)}, statusReport{Rate: 1},
+			[]string{"orders: the oldest order has waited 8d, past half the retention (7d)"}},
+		{"orders backlog over half the retention at the API rate", queueStatus{Queue: "orders", Visible: 700_000, RetentionSeconds: fourteen}, statusReport{Rate: 1},
+			[]string{"orders: a backlog of 700000 orders needs 8d2h27m at 1 orders/s, more than half the retention (7d)"}},
+		{"orders that will expire", queueStatus{Queue: "orders", Visible: 1_300_000, RetentionSeconds: fourteen}, statusReport{Rate: 1},
+			[]string{"orders: a backlog of 1300000 orders needs 15d1h7m at 1 orders/s, more than half", "orders: a backlog of 1300000 orders needs 15d1h7m at 1 orders/s but retention is 14d"}},
+		{"orders draining slower than the API rate", queueStatus{Queue: "orders", Visible: 100_000, RetentionSeconds: fourteen, OldestAgeSeconds: age(13 * day)},
+			statusReport{Rate: 1, DrainSource: "samples", DrainRate: 0.5, ETASeconds: 200_000},
+			[]string{"orders: the oldest order has waited 13d", "orders: a backlog of 100000 orders needs 2d7h33m at the measured 0.5 orders/s"}},
+		{"a file message older than the visibility", queueStatus{Queue: "files", InFlight: 1, RetentionSeconds: fourteen, VisibilitySeconds: 5400, OldestAgeSeconds: age(2 * time.Hour)}, statusReport{},
+			[]string{"files: the oldest file message is 2h0m0s old, older than the visibility timeout 1h30m0s"}},
+		{"a parked order about to expire", queueStatus{Queue: "orders-dlq", Visible: 1, RetentionSeconds: fourteen, OldestAgeSeconds: age(13 * day)}, statusReport{},
+			[]string{"orders-dlq: 1 messages; the oldest (13d old) expires in 1d (retention 14d)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := statusRun{}.retentionRisk(tc.q, tc.r)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got warnings %q, want %d starting %q", got, len(tc.want), tc.want)
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("warning %d: got %q, want it to start %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// putState writes an ingest state object as ingest does.
+func putState(t *testing.T, client *s3.Client, bucket string, s ingest.State) {
+	t.Helper()
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "state/" + s.Key + "@" + s.Version + ".json"
+	if _, err := client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(b)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStatusFiles(t *testing.T) {
+	t.Parallel()
+	cfg := awstest.Config(t)
+	client := awstest.S3(cfg)
+	bucket := awstest.NewBucket(t, cfg)
+	now := time.Now().UTC()
+	putState(t, client, bucket, ingest.State{Status: ingest.StatusDone, Bucket: "in", Key: "uploads/a.jsonl", Version: "v1", Size: 1000, Offset: 1000,
+		Lines: 50, Enqueued: 48, Rejected: 2, StartedAt: now.Add(-time.Hour)})
+	putState(t, client, bucket, ingest.State{Status: ingest.StatusRunning, Bucket: "in", Key: "uploads/b.csv", Version: "v1", Size: 1000, Offset: 250,
+		Lines: 20, Enqueued: 20, StartedAt: now.Add(-10 * time.Minute), LeaseUntil: now.Add(10 * time.Minute)})
+	putState(t, client, bucket, ingest.State{Status: ingest.StatusRunning, Bucket: "in", Key: "uploads/c.jsonl", Version: "v1", Size: 1000, Offset: 500,
+		Lines: 40, Enqueued: 39, Rejected: 1, StartedAt: now.Add(-time.Hour), LeaseUntil: now.Add(-5 * time.Minute)})
+	queues := append(pipelineQueues(t, 0, 14*24*time.Hour), "--bucket", bucket)
+
+	var got statusReport
+	mustJSON(t, standIn(t, append([]string{"status", "--json"}, queues...)...), &got)
+	byKey := map[string]fileProgress{}
+	for _, f := range got.Files {
+		byKey[f.Key] = f
+	}
+	if len(got.Files) != 3 {
+		t.Fatalf("got %d files, want 3: %+v", len(got.Files), got.Files)
+	}
+	for _, tc := range []struct {
+		key     string
+		status  string
+		stalled bool
+		offset  int64
+		parked  int
+	}{
+		{"uploads/a.jsonl", "done", false, 1000, 2},
+		{"uploads/b.csv", "running", false, 250, 1},
+		{"uploads/c.jsonl", "running", true, 500, 1},
+	} {
+		f := byKey[tc.key]
+		if f.Status != tc.status || f.Stalled != tc.stalled || f.Offset != tc.offset || f.Parked != tc.parked || f.Size != 1000 {
+			t.Errorf("%s: got %+v; want status %s, stalled %v, offset %d of 1000, parked %d", tc.key, f, tc.status, tc.stalled, tc.offset, tc.parked)
+		}
+	}
+	if diff := cmp.Diff([]bool{true}, warningsAbout(got, "files: s3://in/uploads/c.jsonl stalled at line 40")); diff != "" {
+		t.Errorf("warnings %q (-want +got):\n%s", got.Warnings, diff)
+	}
+
+	text := standIn(t, append([]string{"status", "--files", "2"}, queues...)...)
+	for _, want := range []string{"[#####---------------]  25% s3://in/uploads/b.csv: read 20 lines (enqueued 20, rejected 0), parked 1; in flight since",
+		"[##########----------]  50% s3://in/uploads/c.jsonl: read 40 lines (enqueued 39, rejected 1), parked 1; STALLED: lease expired"} {
+		if text.code != exitOK || !strings.Contains(text.stdout, want) {
+			t.Errorf("got exit %d, stdout\n%s\nwant it to contain %q", text.code, text.stdout, want)
+		}
+	}
+	if strings.Contains(text.stdout, "uploads/a.jsonl") {
+		t.Errorf("--files 2 showed the oldest of three files:\n%s", text.stdout)
+	}
+}
+
+// cancelAfter cancels once the text it is written has contained "\"at\"" n times: a --watch
+// then stops after its n-th report.
+type cancelAfter struct {
+	syncbuf.Buffer
+	n      int
+	cancel context.CancelFunc
+}
+
+func (w *cancelAfter) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	if strings.Count(w.String(), `"etaSource"`) >= w.n {
+		w.cancel()
+	}
+	return n, err
+}
+
+func TestStatusWatch(t *testing.T) {
+	t.Parallel()
+	queues := pipelineQueues(t, 10, 14*24*time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &cancelAfter{n: 2, cancel: cancel}
+	var errb bytes.Buffer
+	c := &cli{stdout: out, stderr: &errb, getenv: func(string) string { return "" }}
+	if code := c.main(ctx, append([]string{"status", "--json", "--watch", "1s", "--endpoint", awstest.Endpoint()}, queues...)); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	dec := json.NewDecoder(strings.NewReader(out.String()))
+	var reports []statusReport
+	for dec.More() {
+		var r statusReport
+		if err := dec.Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		reports = append(reports, r)
+	}
+	if len(reports) != 2 {
+		t.Fatalf("got %d reports, want 2", len(reports))
+	}
+	if reports[0].DrainSource != "" || reports[1].DrainSource == "" || reports[1].ETASource != "measured drain rate: none, the backlog is not draining" {
+		t.Errorf("got drain sources %q then %q (ETA %q); want none, then measured between the samples, not draining",
+			reports[0].DrainSource, reports[1].DrainSource, reports[1].ETASource)
 	}
 }

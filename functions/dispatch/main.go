@@ -8,10 +8,12 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/orderpipe/orderpipe/internal/lambdalog"
+	"github.com/orderpipe/orderpipe/pkg/delivery"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 )
@@ -44,5 +46,9 @@ func wire(ctx context.Context) (*dispatch.Dispatcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("order API client: %w", err)
 	}
-	return dispatch.New(cfg, sqs.NewFromConfig(awsCfg), api, dispatch.Options{}), nil
+	var opts dispatch.Options
+	if cfg.DeliveryTable != "" {
+		opts.Ledger = delivery.New(dynamodb.NewFromConfig(awsCfg), cfg.DeliveryTable, nil)
+	}
+	return dispatch.New(cfg, sqs.NewFromConfig(awsCfg), api, opts), nil
 }

@@ -33,7 +33,7 @@ func convert(in map[string]events.SQSMessageAttribute, limit int) map[string]typ
 	for n := range in {
 		names = append(names, n)
 	}
-	contract := []string{order.AttrOrderID, order.AttrSource, order.AttrSourceVersion, order.AttrLine}
+	contract := []string{order.AttrOrderID, order.AttrSource, order.AttrSourceVersion, order.AttrLine, order.AttrRedrives}
 	slices.SortFunc(names, func(a, b string) int {
 		ia, ib := slices.Index(contract, a), slices.Index(contract, b)
 		switch {

@@ -27,6 +27,7 @@ const (
 	EnvBackoffBase    = "BACKOFF_BASE"
 	EnvBackoffMax     = "BACKOFF_MAX"
 	EnvLogLevel       = "LOG_LEVEL"
+	EnvDeliveryTable  = "DELIVERY_TABLE"
 	EnvIDField        = "ID_FIELD" // the same as ingest's: the body's order id field
 	// EnvFunctionName is set by Lambda, never by a deployment.
 	EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
@@ -58,6 +59,11 @@ type Config struct {
 	MaxAttempts int           // MAX_ATTEMPTS, default 8: transient budget, by receive count
 	BackoffBase time.Duration // BACKOFF_BASE, default 2s
 	BackoffMax  time.Duration // BACKOFF_MAX, default 15m
+
+	// DeliveryTable (DELIVERY_TABLE) is the DynamoDB table of the delivery records
+	// (pkg/delivery); empty: no record is kept and every copy of an order is sent. The stack
+	// always sets it.
+	DeliveryTable string
 
 	LogLevel slog.Level // LOG_LEVEL, default info
 	// IDField is ID_FIELD, default "id" (also when empty): the body's top-level order id field,
@@ -97,7 +103,8 @@ func (c Config) WithSettings(s pipeline.Settings) Config {
 }
 
 // Environ returns the environment LoadConfig reads c back from: every variable of the contract
-// except AWS_LAMBDA_FUNCTION_NAME (Lambda sets it), with ORDER_API_SECRET_ARN only when set.
+// except AWS_LAMBDA_FUNCTION_NAME (Lambda sets it), with ORDER_API_SECRET_ARN and DELIVERY_TABLE
+// only when set.
 // MinRequest is not part of the environment. For a valid c whose FunctionName and MinRequest are
 // the defaults, LoadConfig(Environ) returns c.
 func (c Config) Environ() map[string]string {
@@ -116,6 +123,9 @@ func (c Config) Environ() map[string]string {
 	}
 	if c.APISecretARN != "" {
 		env[EnvAPISecretARN] = c.APISecretARN
+	}
+	if c.DeliveryTable != "" {
+		env[EnvDeliveryTable] = c.DeliveryTable
 	}
 	return env
 }
@@ -188,6 +198,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		MaxAttempts:    count(EnvMaxAttempts, d.MaxAttempts),
 		BackoffBase:    dur(EnvBackoffBase, d.BackoffBase),
 		BackoffMax:     dur(EnvBackoffMax, d.BackoffMax),
+		DeliveryTable:  str(EnvDeliveryTable, "", false),
 		FunctionName:   str(EnvFunctionName, d.FunctionName, false),
 		MinRequest:     d.MinRequest,
 		IDField:        str(EnvIDField, d.IDField, false),

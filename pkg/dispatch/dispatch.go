@@ -52,6 +52,8 @@ type Options struct {
 	Logger  *slog.Logger   // default slog.Default()
 	Metrics io.Writer      // EMF lines; default os.Stdout
 	Limiter *rate.Limiter  // default: PerInstanceRate, burst 1
+	// Ledger keeps each order's delivery record; nil: none (every copy is sent).
+	Ledger Ledger
 }
 
 // Limits of SQS used when deciding visibility.
@@ -79,6 +81,7 @@ type Dispatcher struct {
 	rand    func() float64
 	log     *slog.Logger
 	limiter *rate.Limiter
+	ledger  Ledger
 
 	mu             sync.Mutex
 	pausedUntil    time.Time // no request before then (after throttles)
@@ -89,7 +92,7 @@ type Dispatcher struct {
 // New returns a Dispatcher. cfg must be valid (LoadConfig or Config.Validate).
 func New(cfg Config, queue Queue, api OrderAPI, opts Options) *Dispatcher {
 	d := &Dispatcher{cfg: cfg, queue: queue, api: api, clock: opts.Clock, rand: opts.Rand,
-		log: opts.Logger, limiter: opts.Limiter, metricsOut: opts.Metrics}
+		log: opts.Logger, limiter: opts.Limiter, ledger: opts.Ledger, metricsOut: opts.Metrics}
 	if d.clock == nil {
 		d.clock = clock.System{}
 	}
@@ -216,14 +219,20 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 		return d.apply(ctx, log, msg, attempts, decision{act: actPark, class: "undecodable", parkClass: order.ClassUndecodable, detail: reason})
 	}
 	log = log.With("orderID", id)
+	claim, fate, ok := d.claim(ctx, log, msg, id, attempts, m)
+	if !ok {
+		return d.apply(ctx, log, msg, attempts, fate)
+	}
 
 	wait, ok := d.pace(ctx)
 	if !ok {
+		d.settle(ctx, log, claim, orderapi.Result{}, m)
 		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, wait, "too little time left before the deadline"))
 	}
 	m.waitMs = append(m.waitMs, ms(wait))
 
 	res, _ := d.api.Put(ctx, id, []byte(msg.Body))
+	d.settle(ctx, log, claim, res, m)
 	if res.Sent {
 		m.latencyMs = append(m.latencyMs, ms(res.Latency))
 	}
@@ -330,6 +339,10 @@ func (d *Dispatcher) apply(ctx context.Context, log *slog.Logger, msg events.SQS
 	}
 	switch dec.act {
 	case actDone:
+		if dec.class == classDuplicate {
+			log.InfoContext(ctx, "order delivered already; copy deleted unsent")
+			return true
+		}
 		log.InfoContext(ctx, "order delivered")
 		return true
 	case actPark:

@@ -39,6 +39,10 @@ type env struct {
 	apiURL             string
 	logs, metrics      *syncbuf.Buffer
 	d                  *dispatch.Dispatcher
+	// what d was built from, for another instance
+	cfg    dispatch.Config
+	client *orderapi.Client
+	opts   dispatch.Options
 }
 
 type setup struct {
@@ -47,6 +51,7 @@ type setup struct {
 	config  func(*dispatch.Config)
 	client  func(*orderapi.Config)
 	secrets orderapi.SecretsAPI
+	ledger  dispatch.Ledger // the delivery record; nil: none
 }
 
 func newEnv(t *testing.T, s setup) *env {
@@ -83,11 +88,13 @@ func newEnv(t *testing.T, s setup) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.d = dispatch.New(dc, e.sqs, client, dispatch.Options{
+	e.cfg, e.client, e.opts = dc, client, dispatch.Options{
 		Rand:    func() float64 { return 0 }, // backoff = 1 s
 		Logger:  slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: e.metrics,
-	})
+		Ledger:  s.ledger,
+	}
+	e.d = dispatch.New(e.cfg, e.sqs, e.client, e.opts)
 	return e
 }
 

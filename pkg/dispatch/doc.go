@@ -56,12 +56,38 @@
 // (pipeline.Settings: MaxAttempts < MaxReceiveCount) still leaves room before its redrive policy
 // moves such a message. Parking never carries Retries to the DLQ, so a redriven order starts a
 // fresh budget. A re-sent copy could be delivered twice if the old copy's delete failed; the
-// API's Idempotency-Key makes that harmless.
+// delivery record (below) deletes it unsent.
+//
+// # Exactly once
+//
+// With a Ledger (Options.Ledger; DELIVERY_TABLE in the function), every order has a delivery
+// record keyed by order.IdempotencyKey (id and body digest) in a DynamoDB table all instances
+// share (pkg/delivery has the protocol). Before pacing, the Dispatcher claims the key with a lease
+// until the invocation's deadline plus 30 s:
+//   - a copy whose record says delivered is deleted without a PUT (log "copy deleted unsent",
+//     metric Duplicates): ingest re-sends after a crash, SQS redelivery, redrive re-sends and
+//     re-published events cost no request;
+//   - a copy whose key another instance holds by a live lease is given back until that lease
+//     ends, as a fresh copy, spending no budget (metric HeldElsewhere): two copies in flight
+//     never both send;
+//   - a record that cannot be read or written sends nothing: the copy is given back for 30 s
+//     (metric LedgerErrors, logged at error).
+//
+// After a 2xx the record is marked delivered (three tries; a mark that fails is logged and
+// counted, and the message is still deleted: the order is delivered). After any other answer,
+// or when no request went out, the claim is released so the next copy claims at once. A request
+// that got no answer (timeout, broken connection) may have reached the API: its claim's lease is
+// ended instead, and so is a claim that was a possible repeat. A claim that takes over a lease
+// that ended without a mark (a sender killed mid-PUT, or an API that committed and hung) is a
+// possible repeat: its PUT is logged ("possible repeat") and counted (metric PossibleRepeats).
+// That is the only way an order reaches the API twice from this side; its Idempotency-Key header
+// is the API's own guard.
 //
 // # Observability
 //
 // One slog line per message with stable keys: messageID, orderID, attempts, class, status,
 // latencyMs, detail, visibilitySec. Never the order body or the Authorization value. One EMF
 // line per invocation (namespace "orderpipe", dimension Function, metrics Sent, Throttled,
-// Transient, Permanent, Exhausted, ApiLatency and PacingWait in ms).
+// Transient, Permanent, Exhausted, ApiLatency and PacingWait in ms; with a Ledger also
+// Duplicates, HeldElsewhere, PossibleRepeats and LedgerErrors).
 package dispatch

@@ -19,6 +19,12 @@ const (
 	MetricExhausted  = "Exhausted"  // orders parked after the transient budget
 	MetricApiLatency = "ApiLatency" // milliseconds per PUT, one value per request
 	MetricPacingWait = "PacingWait" // milliseconds spent waiting on the limiter, per order
+
+	// Delivery record (pkg/delivery) counts.
+	MetricDuplicates      = "Duplicates"      // copies of delivered orders, deleted unsent
+	MetricHeldElsewhere   = "HeldElsewhere"   // copies given back: another instance was sending the order
+	MetricPossibleRepeats = "PossibleRepeats" // PUTs after an earlier try that ended without a record
+	MetricLedgerErrors    = "LedgerErrors"    // delivery record reads or writes that failed
 )
 
 // MetricDimension is the one dimension of every dispatch metric: its value is the function name.
@@ -36,7 +42,10 @@ const maxEMFValues = 100
 // metrics are the counts of one invocation.
 type metrics struct {
 	sent, throttled, transient, permanent, exhausted int
-	latencyMs, waitMs                                []float64
+	// the delivery record's counts, emitted when a record was used (recorded)
+	recorded                                bool
+	duplicates, held, repeats, ledgerErrors int
+	latencyMs, waitMs                       []float64
 }
 
 type emfMetric struct {
@@ -69,6 +78,12 @@ func writeEMF(w io.Writer, now time.Time, function string, m metrics) error {
 	add(MetricTransient, "Count", m.transient)
 	add(MetricPermanent, "Count", m.permanent)
 	add(MetricExhausted, "Count", m.exhausted)
+	if m.recorded {
+		add(MetricDuplicates, "Count", m.duplicates)
+		add(MetricHeldElsewhere, "Count", m.held)
+		add(MetricPossibleRepeats, "Count", m.repeats)
+		add(MetricLedgerErrors, "Count", m.ledgerErrors)
+	}
 	if len(m.latencyMs) > 0 {
 		add(MetricApiLatency, "Milliseconds", m.latencyMs[:min(len(m.latencyMs), maxEMFValues)])
 	}

@@ -499,6 +499,11 @@ func TestRequeuedAttributes(t *testing.T) {
 			"a": str("a"), "b": str("b"), "c": str("c"), "d": str("d"), "e": str("e"), order.AttrRetries: str("1"),
 		}, 1, map[string]string{order.AttrOrderID: "R-3", order.AttrSource: "s3://b/k", order.AttrSourceVersion: "null", order.AttrLine: "4",
 			"a": "a", "b": "b", "c": "c", "d": "d", "e": "e", order.AttrRetries: "1"}},
+		{"over the limit: Redrives kept before other extras", map[string]events.SQSMessageAttribute{
+			order.AttrOrderID: str("R-5"), order.AttrSource: str("s3://b/k"), order.AttrSourceVersion: str("null"), order.AttrLine: str("4"),
+			"a": str("a"), "b": str("b"), "c": str("c"), "d": str("d"), "e": str("e"), order.AttrRedrives: str("2"),
+		}, 0, map[string]string{order.AttrOrderID: "R-5", order.AttrSource: "s3://b/k", order.AttrSourceVersion: "null", order.AttrLine: "4",
+			order.AttrRedrives: "2", "a": "a", "b": "b", "c": "c", "d": "d", order.AttrRetries: "0"}},
 		{"over the limit: the extra attribute beyond the contract goes", map[string]events.SQSMessageAttribute{
 			order.AttrOrderID: str("R-4"), order.AttrSource: str("s3://b/k"), order.AttrSourceVersion: str("null"), order.AttrLine: str("4"),
 			"a": str("a"), "b": str("b"), "c": str("c"), "d": str("d"), "e": str("e"), "f": str("f"),
@@ -514,6 +519,20 @@ func TestRequeuedAttributes(t *testing.T) {
 				t.Errorf("requeued attributes (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestParkedAttributesKeepRedrives: an order parked again keeps how often it was redriven, so a
+// scheduled redrive's MaxRedrives sees it.
+func TestParkedAttributesKeepRedrives(t *testing.T) {
+	id, redrives := "P-1", "3"
+	in := map[string]events.SQSMessageAttribute{
+		order.AttrOrderID:  {DataType: "String", StringValue: &id},
+		order.AttrRedrives: {DataType: "Number", StringValue: &redrives},
+	}
+	got := parkedAttributes(in, order.ClassExhausted, "timeout", 8, time.Unix(0, 0))
+	if v := got[order.AttrRedrives]; v.StringValue == nil || *v.StringValue != "3" || v.DataType == nil || *v.DataType != "Number" {
+		t.Errorf("Redrives of the parked order: got %+v, want Number 3", v)
 	}
 }
 

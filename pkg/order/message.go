@@ -2,8 +2,6 @@ package order
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -16,6 +14,7 @@ const (
 	AttrSourceVersion = "SourceVersion" // String: S3 version id, or NullVersion
 	AttrLine          = "Line"          // Number: 1-based line number in the file
 	AttrRetries       = "Retries"       // Number, optional (absent = 0): transient attempts spent by earlier copies (set by dispatch)
+	AttrRedrives      = "Redrives"      // Number, optional (absent = 0): times redrive moved the order back from the DLQ (set by redrive, kept by dispatch when it parks)
 )
 
 // Attribute names added when a message is parked on the orders dead-letter queue.
@@ -60,16 +59,6 @@ var Classes = []string{ClassPermanent, ClassExhausted, ClassUndecodable, ClassUn
 
 // NullVersion stands for the version of an object in an unversioned bucket.
 const NullVersion = "null"
-
-// IdempotencyKey is the order API's Idempotency-Key for the order id with body: the id, a colon
-// and the first 16 hex digits of the SHA-256 of the body as sent (docs/CONTRACTS.md). The same
-// order sent twice (a duplicate delivery, a redrive) has the same key and is absorbed; an order
-// whose content changed (the same id in a later file with another body) has a new key and is
-// applied.
-func IdempotencyKey(id string, body []byte) string {
-	sum := sha256.Sum256(body)
-	return id + ":" + hex.EncodeToString(sum[:8])
-}
 
 // BodyID returns the order id in body, a JSON object, under the top-level key field, with the
 // rules of a JSON Lines line (order.Reader.Next): or the reason there is none.

@@ -33,19 +33,6 @@ func TestStripParking(t *testing.T) {
 	}
 }
 
-func TestIdempotencyKey(t *testing.T) {
-	a := order.IdempotencyKey("A-1", []byte(`{"id":"A-1","amount":"1.00"}`))
-	if want := "A-1:"; len(a) != len(want)+16 || a[:len(want)] != want {
-		t.Errorf("key %q, want A-1: and 16 hex digits", a)
-	}
-	if b := order.IdempotencyKey("A-1", []byte(`{"id":"A-1","amount":"1.00"}`)); b != a {
-		t.Errorf("same order: keys %q and %q, want equal", a, b)
-	}
-	if b := order.IdempotencyKey("A-1", []byte(`{"id":"A-1","amount":"9.00"}`)); b == a {
-		t.Errorf("changed body: key %q unchanged", b)
-	}
-}
-
 func TestBodyID(t *testing.T) {
 	for _, tc := range []struct {
 		body, field, wantID, wantReason string

@@ -58,6 +58,8 @@ const (
 	OutputOrdersDLQ       = "OrdersDlqUrl"
 	OutputRedriveFunction = "RedriveFunctionName"
 	OutputAlarmTopic      = "AlarmTopicArn"
+	// OutputAPIRate is Settings.APIRate as deployed (a decimal number), for status's ETA.
+	OutputAPIRate = "ApiRate"
 )
 
 // UploadsPrefix is the key prefix of the order files: only objects created under it notify the

@@ -129,6 +129,7 @@ func EntryOf(m sqstypes.Message) Entry {
 		Line:          num(order.AttrLine),
 		Attempts:      num(order.AttrAttempts),
 		ParkedAt:      str(order.AttrParkedAt),
+		Redrives:      num(order.AttrRedrives),
 	}
 	if e.Class == "" {
 		e.Class = order.ClassUnknown
@@ -137,15 +138,23 @@ func EntryOf(m sqstypes.Message) Entry {
 }
 
 // requeueInput builds the SendMessage of a parked message back to the orders queue: the same
-// body, every attribute but the parking ones and Retries (order.StripParking). Retries goes
-// too: a message the queue's redrive policy parked (class unknown) still carries the transient
-// attempts of its earlier copies, and a redriven order starts a fresh budget, as one parked by
-// dispatch does (dispatch never parks Retries).
+// body, every attribute but the parking ones and Retries (order.StripParking), and Redrives one
+// higher (order.AttrRedrives; Request.MaxRedrives caps it). Retries goes: a message the queue's
+// redrive policy parked (class unknown) still carries the transient attempts of its earlier
+// copies, and a redriven order starts a fresh budget, as one parked by dispatch does (dispatch
+// never parks Retries).
 func (r *Redriver) requeueInput(m sqstypes.Message) *sqs.SendMessageInput {
+	attrs := order.StripParking(m.MessageAttributes)
+	if attrs == nil {
+		attrs = map[string]sqstypes.MessageAttributeValue{}
+	}
+	attrs[order.AttrRedrives] = sqstypes.MessageAttributeValue{
+		DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(EntryOf(m).Redrives + 1)),
+	}
 	return &sqs.SendMessageInput{
 		QueueUrl:          aws.String(r.cfg.QueueURL),
 		MessageBody:       m.Body,
-		MessageAttributes: order.StripParking(m.MessageAttributes),
+		MessageAttributes: attrs,
 	}
 }
 

@@ -54,6 +54,10 @@ type Request struct {
 	// with Class, Source, Max or DryRun. It falls back to the selective move when the service
 	// does not implement it.
 	Native bool `json:"native,omitempty"`
+	// MaxRedrives, when > 0, selects only orders redriven fewer times than this (their Redrives
+	// attribute): an order that keeps failing stays parked for a person instead of going round
+	// for ever. 0 means no cap.
+	MaxRedrives int `json:"maxRedrives,omitempty"`
 	// Operator names who asked for the run, in every Move record; empty is UnnamedOperator.
 	Operator string `json:"operator,omitempty"`
 }
@@ -79,8 +83,11 @@ func (r Request) Validate() error {
 	if r.Max < 0 {
 		errs = append(errs, fmt.Errorf("max %d: must be >= 0", r.Max))
 	}
+	if r.MaxRedrives < 0 {
+		errs = append(errs, fmt.Errorf("maxRedrives %d: must be >= 0", r.MaxRedrives))
+	}
 	if r.Native && r.selects() {
-		errs = append(errs, errors.New("native move cannot select: drop class, source, max and dryRun, or drop native"))
+		errs = append(errs, errors.New("native move cannot select: drop class, source, max, maxRedrives and dryRun, or drop native"))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrBadRequest, errors.Join(errs...))
@@ -89,13 +96,16 @@ func (r Request) Validate() error {
 }
 
 func (r Request) selects() bool {
-	return len(r.Class) > 0 || r.Source != "" || r.Max > 0 || r.DryRun
+	return len(r.Class) > 0 || r.Source != "" || r.Max > 0 || r.MaxRedrives > 0 || r.DryRun
 }
 
-// Matches reports whether a parked message is selected by the class and source filters (Max
-// and DryRun aside).
+// Matches reports whether a parked message is selected by the class, source and MaxRedrives
+// filters (Max and DryRun aside).
 func (r Request) Matches(e Entry) bool {
 	if len(r.Class) > 0 && !slices.Contains(r.Class, e.Class) {
+		return false
+	}
+	if r.MaxRedrives > 0 && e.Redrives >= r.MaxRedrives {
 		return false
 	}
 	if r.Source == "" {
@@ -181,6 +191,7 @@ type Entry struct {
 	Line          int    `json:"line,omitempty"`
 	Attempts      int    `json:"attempts,omitempty"`
 	ParkedAt      string `json:"parkedAt,omitempty"`
+	Redrives      int    `json:"redrives,omitempty"` // times redriven before (order.AttrRedrives)
 }
 
 // Task is the state of a native message move task.

@@ -60,6 +60,7 @@ func checkQueue(t *testing.T, c *sqs.Client, url, what string, want []string, st
 			for _, k := range []string{order.AttrFailureClass, order.AttrFailureDetail, order.AttrAttempts, order.AttrParkedAt} {
 				delete(wantAttrs, k)
 			}
+			wantAttrs[order.AttrRedrives] = "Number:1" // the fixtures were never redriven
 		}
 		if diff := cmp.Diff(wantAttrs, plainAttrs(m)); diff != "" {
 			t.Errorf("order %s attributes on %s (-want +got):\n%s", id, what, diff)
@@ -163,8 +164,47 @@ func TestRunResetsRetries(t *testing.T) {
 		t.Fatalf("got %d moved, want 1", res.Moved)
 	}
 	got := receiveAll(t, e.client, e.cfg.QueueURL)
-	if diff := cmp.Diff(typedAttrs(attrs), plainAttrs(got["R1"])); diff != "" {
+	want := typedAttrs(attrs)
+	want[order.AttrRedrives] = "Number:1"
+	if diff := cmp.Diff(want, plainAttrs(got["R1"])); diff != "" {
 		t.Errorf("attributes of the moved order (-want +got):\n%s", diff)
+	}
+}
+
+// TestRunCapsRedrives: each move raises the order's Redrives attribute; with MaxRedrives, an
+// order redriven that many times stays parked (a scheduled redrive leaves it to a person), and
+// the others move with their count one higher.
+func TestRunCapsRedrives(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for id, redrives := range map[string]string{"N0": "", "N1": "1", "N2": "2", "N5": "5"} {
+		attrs := sqsAttrs(map[string]string{order.AttrOrderID: id, order.AttrFailureClass: order.ClassExhausted})
+		if redrives != "" {
+			attrs[order.AttrRedrives] = sqstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(redrives)}
+		}
+		if _, err := e.client.SendMessage(context.Background(), &sqs.SendMessageInput{
+			QueueUrl: aws.String(e.cfg.DLQURL), MessageBody: aws.String(`{"id":"` + id + `"}`), MessageAttributes: attrs,
+		}); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	}
+	res, err := newRedriver(t, e.cfg, e.client, redrive.Options{}).Run(context.Background(),
+		redrive.Request{Class: redrive.Classes{order.ClassExhausted}, MaxRedrives: 2})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if res.Moved != 2 || res.Skipped != 2 {
+		t.Errorf("moved %d, skipped %d; want 2 (N0, N1) and 2 (N2, N5)", res.Moved, res.Skipped)
+	}
+	moved := map[string]string{}
+	for id, m := range receiveAll(t, e.client, e.cfg.QueueURL) {
+		moved[id] = plainAttrs(m)[order.AttrRedrives]
+	}
+	if diff := cmp.Diff(map[string]string{"N0": "Number:1", "N1": "Number:2"}, moved); diff != "" {
+		t.Errorf("Redrives of the moved orders (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"N2", "N5"}, keys(receiveAll(t, e.client, e.cfg.DLQURL))); diff != "" {
+		t.Errorf("orders left parked (-want +got):\n%s", diff)
 	}
 }
 

@@ -7,7 +7,7 @@
 //  1. Rate limit: a token bucket (Config.RPS, Config.Burst). Beyond it: 429 with Retry-After in
 //     whole seconds (at least 1). Every request spends a token, as a real API's limit does.
 //  2. Checks: method PUT and path /orders/{id} (else 404/405), `Content-Type: application/json`
-//     (else 415), `Idempotency-Key` of the form `{id}:{digest}` (else 400; the client sends
+//     (else 415), `Idempotency-Key` of the form `{id}~{digest}` (else 400; the client sends
 //     order.IdempotencyKey), the same key again only with the same body (else 422), and the Authorization value when
 //     Config.Authorization is set (else 401). A body that is not a JSON object gives 400.
 //  3. Latency: Config.Latency plus a uniform jitter in [0, Config.Jitter).

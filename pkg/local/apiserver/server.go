@@ -266,8 +266,8 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request, id string) (body 
 		return nil, http.StatusUnsupportedMediaType, "want Content-Type application/json"
 	}
 	key := r.Header.Get("Idempotency-Key")
-	if !strings.HasPrefix(key, id+":") || len(key) == len(id)+1 {
-		return nil, http.StatusBadRequest, "Idempotency-Key must be {id}:{digest of the body}"
+	if !strings.HasPrefix(key, id+"~") || len(key) == len(id)+1 {
+		return nil, http.StatusBadRequest, "Idempotency-Key must be {id}~{digest of the body}"
 	}
 	if s.cfg.Authorization != "" && r.Header.Get("Authorization") != s.cfg.Authorization {
 		return nil, http.StatusUnauthorized, "bad or missing Authorization"

@@ -110,7 +110,7 @@ func TestChecks(t *testing.T) {
 		{"wrong method", func(r *req) { r.method = http.MethodPost }, http.StatusMethodNotAllowed},
 		{"wrong path", func(r *req) { r.path = "/order/A-1" }, http.StatusNotFound},
 		{"wrong content type", func(r *req) { r.contentType = "text/plain" }, http.StatusUnsupportedMediaType},
-		{"key of another id", func(r *req) { r.key = "A-2:" + r.key[len("A-1:"):] }, http.StatusBadRequest},
+		{"key of another id", func(r *req) { r.key = "A-2~" + r.key[len("A-1~"):] }, http.StatusBadRequest},
 		{"key is the id alone", func(r *req) { r.key = "A-1" }, http.StatusBadRequest},
 		{"missing key", func(r *req) { r.key = "" }, http.StatusBadRequest},
 		{"key reused with another body", func(r *req) { r.body = []byte(`{"id":"A-1","amount":"9.00"}`) }, http.StatusUnprocessableEntity},
