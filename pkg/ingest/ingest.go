@@ -61,6 +61,8 @@ type Service struct {
 	log     *slog.Logger
 	metrics io.Writer
 	retry   SenderOptions // MaxAttempts and Backoff of every Sender
+
+	skipVerify bool // benchmarks only (export_test.go): send without the verifying pass
 }
 
 // New returns a Service for cfg (validated by LoadConfig or Config.Validate) using objects and
