@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"strings"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
 )
 
 // dlqCommands are the subcommands of dlq; each works on the orders dead-letter queue.
@@ -23,7 +25,7 @@ func runDLQ(ctx context.Context, c *cli, args []string) error {
 
 // addFilter registers --class and --source on fs.
 func addFilter(fs *flag.FlagSet, f *filter) {
-	fs.Var((*classList)(&f.classes), "class", "only these failure classes, comma-separated: permanent, exhausted, undecodable, unknown")
+	fs.Var((*classList)(&f.classes), "class", "only these failure classes, comma-separated: "+strings.Join(order.Classes, ", "))
 	fs.Func("source", `only orders from this source: s3://bucket/key, or a prefix ending in "*"`, func(v string) error {
 		// An empty value would select every source (with dlq purge: delete everything).
 		if strings.TrimSpace(v) == "" {

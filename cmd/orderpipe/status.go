@@ -136,6 +136,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 // metricsAPI is the part of CloudWatch that status uses.
 type metricsAPI interface {
 	GetMetricStatistics(ctx context.Context, in *cloudwatch.GetMetricStatisticsInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricStatisticsOutput, error)
+	GetMetricData(ctx context.Context, in *cloudwatch.GetMetricDataInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricDataOutput, error)
 }
 
 // statusRun gathers one status report.
@@ -214,6 +215,11 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 	}
 	if err := st.measureDrain(ctx, &r, ordersURL); err != nil {
 		return r, err
+	}
+	if st.ageSource == ageCloudWatch {
+		if err := st.throttleWarning(ctx, &r); err != nil {
+			return r, err
+		}
 	}
 	for _, qs := range r.Queues {
 		r.Warnings = append(r.Warnings, st.retentionRisk(qs, r)...)

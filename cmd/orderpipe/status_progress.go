@@ -16,7 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
+	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
@@ -116,6 +118,32 @@ func (st statusRun) measureDrain(ctx context.Context, r *statusReport, ordersURL
 		}
 	}
 	r.ETASeconds = int64(eta / time.Second)
+	return nil
+}
+
+// throttleWarning warns when dispatch saw throttles in the last drainWindow (the Throttled
+// metric summed over every dispatch function): an order throttled for MAX_THROTTLED in all is
+// parked as throttled.
+func (st statusRun) throttleWarning(ctx context.Context, r *statusReport) error {
+	expr := fmt.Sprintf(`SUM(SEARCH('{%s,%s} MetricName="%s"', 'Sum', 60))`, dispatch.MetricsNamespace, dispatch.MetricDimension, dispatch.MetricThrottled)
+	out, err := st.metrics.GetMetricData(ctx, &cloudwatch.GetMetricDataInput{
+		StartTime:         aws.Time(st.now.Add(-drainWindow)),
+		EndTime:           aws.Time(st.now),
+		MetricDataQueries: []cwtypes.MetricDataQuery{{Id: aws.String("throttled"), Expression: aws.String(expr), ReturnData: aws.Bool(true)}},
+	})
+	if err != nil {
+		return fmt.Errorf("get dispatch's throttles: %w", err)
+	}
+	var n float64
+	for _, res := range out.MetricDataResults {
+		for _, v := range res.Values {
+			n += v
+		}
+	}
+	if n > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("orders: the order API throttled %.0f requests in the last %s; an order throttled for %s in all (dispatch's setting, default %s) is parked as %s",
+			n, fmtDuration(drainWindow), dispatch.EnvMaxThrottled, fmtDuration(dispatch.DefaultMaxThrottled), order.ClassThrottled))
+	}
 	return nil
 }
 

@@ -117,6 +117,11 @@ func TestStatus(t *testing.T) {
 // current protocol, so this part is tested at the consumer-side interface).
 type fakeMetrics func(*cloudwatch.GetMetricStatisticsInput) (*cloudwatch.GetMetricStatisticsOutput, error)
 
+// GetMetricData answers with no data; throttleMetrics answers it.
+func (f fakeMetrics) GetMetricData(context.Context, *cloudwatch.GetMetricDataInput, ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricDataOutput, error) {
+	return &cloudwatch.GetMetricDataOutput{}, nil
+}
+
 func (f fakeMetrics) GetMetricStatistics(_ context.Context, in *cloudwatch.GetMetricStatisticsInput, _ ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricStatisticsOutput, error) {
 	return f(in)
 }
@@ -444,5 +449,41 @@ func TestStatusWatch(t *testing.T) {
 	if reports[0].DrainSource != "" || reports[1].DrainSource == "" || reports[1].ETASource != "measured drain rate: none, the backlog is not draining" {
 		t.Errorf("got drain sources %q then %q (ETA %q); want none, then measured between the samples, not draining",
 			reports[0].DrainSource, reports[1].DrainSource, reports[1].ETASource)
+	}
+}
+
+// throttleMetrics answers GetMetricData with values and records the query.
+type throttleMetrics struct {
+	fakeMetrics
+	values []float64
+	asked  *cloudwatch.GetMetricDataInput
+}
+
+func (m *throttleMetrics) GetMetricData(_ context.Context, in *cloudwatch.GetMetricDataInput, _ ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricDataOutput, error) {
+	m.asked = in
+	return &cloudwatch.GetMetricDataOutput{MetricDataResults: []cwtypes.MetricDataResult{{Values: m.values}}}, nil
+}
+
+func TestThrottleWarning(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		values []float64
+		want   []string
+	}{
+		{nil, []string{}},
+		{[]float64{0, 0}, []string{}},
+		{[]float64{3, 4}, []string{"orders: the order API throttled 7 requests in the last 15m0s; an order throttled for MAX_THROTTLED in all (dispatch's setting, default 1d) is parked as throttled"}},
+	} {
+		m := &throttleMetrics{values: tc.values}
+		r := statusReport{Warnings: []string{}}
+		if err := (statusRun{metrics: m, now: time.Now()}).throttleWarning(context.Background(), &r); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, r.Warnings); diff != "" {
+			t.Errorf("values %v: warnings (-want +got):\n%s", tc.values, diff)
+		}
+		if got := aws.ToString(m.asked.MetricDataQueries[0].Expression); got != `SUM(SEARCH('{orderpipe,Function} MetricName="Throttled"', 'Sum', 60))` {
+			t.Errorf("got expression %s", got)
+		}
 	}
 }

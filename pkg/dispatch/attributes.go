@@ -17,10 +17,17 @@ import (
 const maxDetail = 256
 
 // requeuedAttributes are the event's attributes in SendMessage form, without failure
-// attributes, plus Retries, within the SQS limit of 10.
-func requeuedAttributes(in map[string]events.SQSMessageAttribute, retries int) map[string]types.MessageAttributeValue {
-	out := convert(in, maxAttributes-1)
+// attributes, plus Retries and ThrottledSince (unless since is empty), within the SQS limit of
+// 10.
+func requeuedAttributes(in map[string]events.SQSMessageAttribute, retries int, since string) map[string]types.MessageAttributeValue {
+	if since == "" {
+		out := convert(in, maxAttributes-1)
+		out[order.AttrRetries] = number(retries)
+		return out
+	}
+	out := convert(in, maxAttributes-2)
 	out[order.AttrRetries] = number(retries)
+	out[order.AttrThrottledSince] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(since)}
 	return out
 }
 

@@ -26,6 +26,7 @@ const (
 	EnvMaxAttempts    = "MAX_ATTEMPTS"
 	EnvBackoffBase    = "BACKOFF_BASE"
 	EnvBackoffMax     = "BACKOFF_MAX"
+	EnvMaxThrottled   = "MAX_THROTTLED"
 	EnvLogLevel       = "LOG_LEVEL"
 	EnvDeliveryTable  = "DELIVERY_TABLE"
 	EnvIDField        = "ID_FIELD" // the same as ingest's: the body's order id field
@@ -38,6 +39,7 @@ const (
 const (
 	DefaultBackoffBase  = 2 * time.Second
 	DefaultBackoffMax   = 15 * time.Minute
+	DefaultMaxThrottled = 24 * time.Hour
 	DefaultFunctionName = "dispatch"
 	DefaultMinRequest   = time.Second
 )
@@ -59,6 +61,10 @@ type Config struct {
 	MaxAttempts int           // MAX_ATTEMPTS, default 8: transient budget, by receive count
 	BackoffBase time.Duration // BACKOFF_BASE, default 2s
 	BackoffMax  time.Duration // BACKOFF_MAX, default 15m
+	// MaxThrottled is MAX_THROTTLED, default 24h: an order the API has throttled for this long
+	// in all (since the first throttle of its current budget) is parked as throttled. Zero in a
+	// hand-built Config means the default.
+	MaxThrottled time.Duration
 
 	// DeliveryTable (DELIVERY_TABLE) is the DynamoDB table of the delivery records
 	// (pkg/delivery); empty: no record is kept and every copy of an order is sent. The stack
@@ -88,6 +94,7 @@ func DefaultConfig() Config {
 		MaxAttempts:  d.MaxAttempts,
 		BackoffBase:  DefaultBackoffBase,
 		BackoffMax:   DefaultBackoffMax,
+		MaxThrottled: DefaultMaxThrottled,
 		LogLevel:     slog.LevelInfo,
 		FunctionName: DefaultFunctionName,
 		MinRequest:   DefaultMinRequest,
@@ -118,6 +125,7 @@ func (c Config) Environ() map[string]string {
 		EnvMaxAttempts:    strconv.Itoa(c.MaxAttempts),
 		EnvBackoffBase:    c.BackoffBase.String(),
 		EnvBackoffMax:     c.BackoffMax.String(),
+		EnvMaxThrottled:   c.MaxThrottled.String(),
 		EnvLogLevel:       c.LogLevel.String(),
 		EnvIDField:        c.IDField,
 	}
@@ -198,6 +206,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		MaxAttempts:    count(EnvMaxAttempts, d.MaxAttempts),
 		BackoffBase:    dur(EnvBackoffBase, d.BackoffBase),
 		BackoffMax:     dur(EnvBackoffMax, d.BackoffMax),
+		MaxThrottled:   dur(EnvMaxThrottled, d.MaxThrottled),
 		DeliveryTable:  str(EnvDeliveryTable, "", false),
 		FunctionName:   str(EnvFunctionName, d.FunctionName, false),
 		MinRequest:     d.MinRequest,
@@ -233,6 +242,9 @@ func (c Config) Validate() error {
 	}
 	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase || c.BackoffMax > pipeline.MaxVisibility {
 		bad("%s %v, %s %v: want 0 < base <= max <= %v", EnvBackoffBase, c.BackoffBase, EnvBackoffMax, c.BackoffMax, pipeline.MaxVisibility)
+	}
+	if c.MaxThrottled < 0 {
+		bad("%s %v: want > 0", EnvMaxThrottled, c.MaxThrottled)
 	}
 	if c.APITimeout <= 0 || c.MinRequest < 0 {
 		bad("%s %v must be > 0", EnvAPITimeout, c.APITimeout)

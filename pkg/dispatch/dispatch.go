@@ -108,6 +108,9 @@ func New(cfg Config, queue Queue, api OrderAPI, opts Options) *Dispatcher {
 	if d.limiter == nil {
 		d.limiter = rate.NewLimiter(rate.Limit(cfg.PerInstanceRate()), 1)
 	}
+	if d.cfg.MaxThrottled == 0 {
+		d.cfg.MaxThrottled = DefaultMaxThrottled
+	}
 	if d.cfg.MinRequest == 0 {
 		d.cfg.MinRequest = time.Second
 	}
@@ -154,6 +157,7 @@ type decision struct {
 	detail     string        // reason, secret-free
 	visibility time.Duration // for actRetry, actRequeue
 	retries    int           // for actRequeue: the fresh copy's Retries attribute
+	since      string        // for actRequeue: the fresh copy's ThrottledSince attribute ("" none)
 }
 
 // decide maps an API outcome and the attempt number of this try (Retries + receive count) to
@@ -181,6 +185,34 @@ func (d *Dispatcher) decide(res orderapi.Result, attempts int) decision {
 		}
 		return decision{act: actRetry, class: "transient", detail: detail, visibility: d.backoff(attempts)}
 	}
+}
+
+// boundThrottle parks an order the API has throttled for cfg.MaxThrottled in all, counted from
+// the ThrottledSince attribute of its copy; otherwise it carries that attribute to the copy a
+// requeue sends, stamped with now at the first throttle. Other outcomes keep it as it is.
+func (d *Dispatcher) boundThrottle(msg events.SQSMessage, dec decision) decision {
+	var raw string
+	if a, ok := msg.MessageAttributes[order.AttrThrottledSince]; ok && a.StringValue != nil {
+		raw = *a.StringValue
+	}
+	since, err := time.Parse(time.RFC3339, raw)
+	if dec.class != "throttled" {
+		if err == nil {
+			dec.since = raw
+		}
+		return dec
+	}
+	now := d.clock.Now()
+	if err != nil { // the first throttle (or an unreadable stamp: the count starts again)
+		dec.since = now.UTC().Format(time.RFC3339)
+		return dec
+	}
+	if throttled := now.Sub(since); throttled >= d.cfg.MaxThrottled {
+		return decision{act: actPark, class: dec.class, parkClass: order.ClassThrottled,
+			detail: fmt.Sprintf("throttled for %v since %s (%s %v): %s", throttled.Round(time.Second), raw, EnvMaxThrottled, d.cfg.MaxThrottled, dec.detail)}
+	}
+	dec.since = raw
+	return dec
 }
 
 // giveBack returns a message that was not attempted: visible again once the pacing wait it could
@@ -239,7 +271,7 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 	if !res.Sent && res.Class == orderapi.Transient && ctx.Err() != nil {
 		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, 0, res.Detail))
 	}
-	dec := d.decide(res, attempts)
+	dec := d.boundThrottle(msg, d.decide(res, attempts))
 	if res.Sent && res.Class != orderapi.Throttled {
 		d.answered()
 	}
@@ -353,7 +385,7 @@ func (d *Dispatcher) apply(ctx context.Context, log *slog.Logger, msg events.SQS
 		log.WarnContext(ctx, "order parked", "failureClass", dec.parkClass)
 		return true
 	case actRequeue:
-		err := d.requeue(sctx, msg, dec.retries, dec.visibility)
+		err := d.requeue(sctx, msg, dec.retries, dec.since, dec.visibility)
 		if err == nil {
 			log.WarnContext(ctx, "order re-sent as a fresh message", "delaySec", seconds(dec.visibility))
 			return true
@@ -402,12 +434,13 @@ func (d *Dispatcher) park(ctx context.Context, msg events.SQSMessage, attempts i
 	return nil
 }
 
-// requeue sends a fresh copy of the message to the orders queue, delayed, carrying Retries.
-func (d *Dispatcher) requeue(ctx context.Context, msg events.SQSMessage, retries int, delay time.Duration) error {
+// requeue sends a fresh copy of the message to the orders queue, delayed, carrying Retries and
+// ThrottledSince (when not empty).
+func (d *Dispatcher) requeue(ctx context.Context, msg events.SQSMessage, retries int, since string, delay time.Duration) error {
 	_, err := d.queue.SendMessage(ctx, &sqs.SendMessageInput{
 		QueueUrl:          aws.String(d.cfg.OrdersQueueURL),
 		MessageBody:       aws.String(msg.Body),
-		MessageAttributes: requeuedAttributes(msg.MessageAttributes, retries),
+		MessageAttributes: requeuedAttributes(msg.MessageAttributes, retries, since),
 		DelaySeconds:      int32(seconds(min(delay, maxDelay))),
 	})
 	if err != nil {

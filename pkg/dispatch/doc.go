@@ -22,6 +22,9 @@
 //   - delivered (2xx): success; the event source mapping deletes the message.
 //   - throttled (429/503): a fresh copy delayed by Retry-After (or the backoff when absent), at
 //     least 1 s, and success so the old copy is deleted (see "Throttles and the retry budget").
+//     The first throttle stamps the copy's ThrottledSince; later copies carry it. An order
+//     throttled for MAX_THROTTLED (default 24h) in all is parked, class throttled, its detail
+//     saying since when and the last answer: a throttle that never ends is bounded.
 //   - transient (5xx, 401, 408, 409, 425, timeout, connection error; orderapi.ClassifyStatus): ChangeMessageVisibility to an
 //     exponential backoff with full jitter, uniform in [0, min(BACKOFF_MAX,
 //     BACKOFF_BASE*2^(n-1))) (at least 1 s) where n is the attempt number (below), and

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-cmp/cmp"
 
@@ -30,6 +31,7 @@ func testConfig() Config {
 		MaxAttempts:    8,
 		BackoffBase:    2 * time.Second,
 		BackoffMax:     15 * time.Minute,
+		MaxThrottled:   24 * time.Hour,
 		FunctionName:   "dispatch",
 		MinRequest:     time.Second,
 	}
@@ -53,7 +55,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	defaults := Config{OrdersQueueURL: "http://q/orders", DLQURL: "http://q/orders-dlq", APIBaseURL: "https://api.example.com/v1",
 		APITimeout: 10 * time.Second, APIRate: 1, APIInstances: 2, MaxAttempts: 8, BackoffBase: 2 * time.Second,
-		BackoffMax: 15 * time.Minute, FunctionName: "dispatch", MinRequest: time.Second, IDField: "id"}
+		BackoffMax: 15 * time.Minute, MaxThrottled: 24 * time.Hour, FunctionName: "dispatch", MinRequest: time.Second, IDField: "id"}
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
@@ -63,16 +65,18 @@ func TestLoadConfig(t *testing.T) {
 		{"defaults", with(), func(*Config) {}, nil},
 		{"everything set", with("ORDER_API_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x", "ORDER_API_TIMEOUT", "3s",
 			"API_RATE", "20", "API_INSTANCES", "4", "MAX_ATTEMPTS", "5", "BACKOFF_BASE", "1s", "BACKOFF_MAX", "1m",
-			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch", "ID_FIELD", "orderId"), func(c *Config) {
+			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch", "MAX_THROTTLED", "6h", "ID_FIELD", "orderId"), func(c *Config) {
 			c.IDField = "orderId"
 			c.APISecretARN, c.APITimeout, c.APIRate, c.APIInstances, c.MaxAttempts = "arn:aws:secretsmanager:us-east-1:1:secret:x", 3*time.Second, 20, 4, 5
 			c.BackoffBase, c.BackoffMax, c.LogLevel, c.FunctionName = time.Second, time.Minute, -4, "orderpipe-dispatch"
+			c.MaxThrottled = 6 * time.Hour
 		}, nil},
 		{"missing required", map[string]string{}, nil, []string{"ORDERS_QUEUE_URL is required", "ORDERS_DLQ_URL is required", "ORDER_API_BASE_URL is required"}},
 		{"bad values", with("ORDER_API_TIMEOUT", "10", "API_RATE", "-1", "LOG_LEVEL", "loud"), nil, []string{"ORDER_API_TIMEOUT", "API_RATE", "LOG_LEVEL"}},
 		{"bad base URL", with("ORDER_API_BASE_URL", "api.example.com"), nil, []string{"ORDER_API_BASE_URL"}},
 		{"backoff max below base", with("BACKOFF_BASE", "1m", "BACKOFF_MAX", "1s"), nil, []string{"BACKOFF_BASE"}},
 		{"one attempt", with("MAX_ATTEMPTS", "1"), nil, []string{"MAX_ATTEMPTS"}},
+		{"negative throttle bound", with("MAX_THROTTLED", "-1h"), nil, []string{"MAX_THROTTLED"}},
 		// Regressions: ParseFloat takes "Inf" (an unlimited limiter: no pacing at all) and "NaN"
 		// (every comparison false), and counts went through a float (2.5 became 2, 1e30 garbage).
 		{"infinite rate", with("API_RATE", "Inf"), nil, []string{`API_RATE="Inf"`}},
@@ -113,6 +117,7 @@ func TestEnviron(t *testing.T) {
 	everything := required
 	everything.APISecretARN, everything.APITimeout, everything.APIRate, everything.APIInstances = "arn:aws:secretsmanager:us-east-1:1:secret:x", 3*time.Second, 0.35, 4
 	everything.MaxAttempts, everything.BackoffBase, everything.BackoffMax, everything.LogLevel = 5, 1500*time.Millisecond, 90*time.Minute, slog.LevelDebug
+	everything.MaxThrottled = 2 * time.Hour
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -512,7 +517,7 @@ func TestRequeuedAttributes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := map[string]string{}
-			for k, v := range requeuedAttributes(tc.in, tc.retries) {
+			for k, v := range requeuedAttributes(tc.in, tc.retries, "") {
 				got[k] = *v.StringValue
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
@@ -659,5 +664,67 @@ func TestLongThrottleStreakKeepsPausing(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, gaps); diff != "" {
 		t.Errorf("gaps between PUTs (-want +got):\n%s", diff)
+	}
+}
+
+// TestThrottleIsBounded throttles one order again and again on an injected clock: each re-sent
+// copy carries when its throttling began, and once MaxThrottled has passed the order is parked
+// as throttled with the detail.
+func TestThrottleIsBounded(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := &testClock{t: start}
+	throttle := orderapi.Result{Class: orderapi.Throttled, Status: 503, Sent: true, Detail: "HTTP 503"}
+	queue := &recordingQueue{}
+	cfg := testConfig()
+	cfg.MaxThrottled = 2 * time.Hour
+	d := New(cfg, queue, &fakeAPI{clock: clk, budget: 1000 * time.Hour, start: start,
+		results: []orderapi.Result{throttle, throttle, throttle, {Class: orderapi.Delivered, Status: 200, Sent: true}}},
+		Options{Clock: clk, Metrics: &bytes.Buffer{}, Rand: func() float64 { return 0.5 }})
+	attr := func(in *sqs.SendMessageInput, name string) string {
+		if v, ok := in.MessageAttributes[name]; ok {
+			return aws.ToString(v.StringValue)
+		}
+		return ""
+	}
+	msg := batch("T-1")
+	send := func() *sqs.SendMessageInput {
+		t.Helper()
+		n := len(queue.sent)
+		d.Handle(context.Background(), msg)
+		if len(queue.sent) != n+1 {
+			t.Fatalf("got %d messages sent, want one more than %d", len(queue.sent), n)
+		}
+		in := queue.sent[n]
+		// The next receive is that copy.
+		attrs := map[string]events.SQSMessageAttribute{}
+		for k, v := range in.MessageAttributes {
+			attrs[k] = events.SQSMessageAttribute{DataType: aws.ToString(v.DataType), StringValue: v.StringValue}
+		}
+		msg = events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m-next", Body: aws.ToString(in.MessageBody), MessageAttributes: attrs}}}
+		return in
+	}
+	stamp := start.Format(time.RFC3339)
+
+	first := send()
+	if got := attr(first, order.AttrThrottledSince); aws.ToString(first.QueueUrl) != cfg.OrdersQueueURL || got != stamp {
+		t.Fatalf("first throttle: sent to %s with ThrottledSince %q; want the orders queue, %q", aws.ToString(first.QueueUrl), got, stamp)
+	}
+	clk.t = start.Add(time.Hour)
+	second := send()
+	if got := attr(second, order.AttrThrottledSince); aws.ToString(second.QueueUrl) != cfg.OrdersQueueURL || got != stamp {
+		t.Fatalf("just under the bound: sent to %s with ThrottledSince %q; want the orders queue, %q", aws.ToString(second.QueueUrl), got, stamp)
+	}
+	clk.t = start.Add(2 * time.Hour)
+	parked := send()
+	// The pacing pause after the earlier throttles advances the clock by a few seconds more.
+	wantDetail := "throttled for 2h0m* since " + stamp + " (MAX_THROTTLED 2h0m0s): HTTP 503"
+	prefix, suffix, _ := strings.Cut(wantDetail, "*")
+	if detail := attr(parked, order.AttrFailureDetail); aws.ToString(parked.QueueUrl) != cfg.DLQURL || attr(parked, order.AttrFailureClass) != order.ClassThrottled ||
+		!strings.HasPrefix(detail, prefix) || !strings.HasSuffix(detail, suffix) {
+		t.Errorf("at the bound: sent to %s, class %q, detail %q; want the DLQ, %q, %q", aws.ToString(parked.QueueUrl),
+			attr(parked, order.AttrFailureClass), attr(parked, order.AttrFailureDetail), order.ClassThrottled, wantDetail)
+	}
+	if got := attr(parked, order.AttrThrottledSince); got != "" {
+		t.Errorf("parked copy carries ThrottledSince %q; a redrive must start a fresh throttle budget", got)
 	}
 }

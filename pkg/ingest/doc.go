@@ -5,7 +5,10 @@
 //   - rejects/{key}.jsonl: one {"line","reason","raw"} line per rejected line, written when there
 //     is at least one and deleted otherwise (so that an earlier version's rejects never stand
 //     beside a later version's report);
-//   - reports/{key}.json: the Report (lines, enqueued, rejected, duplicate ids, ...);
+//   - reports/{key}.json: the Report (lines, enqueued, rejected, duplicate ids, ...) of the
+//     latest version of the key, and reports/{key}.json@{version} (version as in the state
+//     key) the report of each version, written first and kept when a later version replaces
+//     the current one;
 //   - state/{key}@{version}.json: the claim and checkpoint (State), with two sidecars while the
 //     file is in progress, state/{key}@{version}.ids (the id set) and
 //     state/{key}@{version}.rejects-N.jsonl (rejects of earlier invocations), deleted at the end.

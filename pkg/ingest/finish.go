@@ -88,8 +88,8 @@ func (r *fileRun) finish(ctx context.Context, refused, stopped string) (Outcome,
 	if err != nil {
 		return 0, fmt.Errorf("encode report: %w", err)
 	}
-	if err := putFile(ctx, r.svc.objects, obj.Bucket, obj.reportKey(), bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
-		return 0, fmt.Errorf("write report: %w", err)
+	if err := r.putReports(ctx, b); err != nil {
+		return 0, err
 	}
 	st.Status, st.Refused, st.FinishedAt, st.LeaseUntil = StatusDone, refused+stopped, now, time.Time{}
 	if err := r.writeState(ctx, st); err != nil {
@@ -115,6 +115,18 @@ func (r *fileRun) announce(ctx context.Context, rep Report) {
 	r.svc.emit(ctx, m)
 }
 
+// putReports writes the report b as the version's own and then as the key's: the version's first,
+// so the key's report is never the only copy.
+func (r *fileRun) putReports(ctx context.Context, b []byte) error {
+	obj := r.claim.obj
+	for _, key := range []string{obj.versionReportKey(), obj.reportKey()} {
+		if err := putFile(ctx, r.svc.objects, obj.Bucket, key, bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
+			return fmt.Errorf("write report %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
 // writeWaitingReport writes the report of a file that waits for room in the orders queue: the
 // counts so far, why it waits and since when. The finished report replaces it.
 func (r *fileRun) writeWaitingReport(ctx context.Context, why string) error {
@@ -133,13 +145,10 @@ func (r *fileRun) writeWaitingReport(ctx context.Context, why string) error {
 		rep.DuplicateIDs = []string{}
 	}
 	b, err := json.MarshalIndent(rep, "", "  ")
-	if err == nil {
-		err = putFile(ctx, r.svc.objects, obj.Bucket, obj.reportKey(), bytes.NewReader(b), int64(len(b)), "application/json")
-	}
 	if err != nil {
-		return fmt.Errorf("write waiting report: %w", err)
+		return fmt.Errorf("encode waiting report: %w", err)
 	}
-	return nil
+	return r.putReports(ctx, b)
 }
 
 // adoptReport finishes a run whose earlier owner wrote the report but not the done state (it

@@ -300,7 +300,7 @@ func TestIngestPinsVersion(t *testing.T) {
 	}
 	const key = "uploads/versioned.jsonl"
 	v1 := e.put(t, key, []byte(threeOrders))
-	e.put(t, key, []byte(`{"id":"z"}`+"\n"))
+	v2 := e.put(t, key, []byte(`{"id":"z"}`+"\n"))
 	if v1 == "" {
 		t.Fatal("no version id")
 	}
@@ -324,6 +324,26 @@ func TestIngestPinsVersion(t *testing.T) {
 	var st ingest.State
 	if !e.get(t, "state/"+key+"@"+v1+".json", &st) || st.Status != ingest.StatusDone {
 		t.Errorf("state of version %s: %+v, want done", v1, st)
+	}
+
+	// The second version: the current key's report becomes its, each version keeps its own.
+	ev = events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m2", Body: s3Event(e.bucket, key, v2)}}}
+	if resp, err := e.svc.Handle(ctx(t), ev); err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("Handle version %s = %v, %v", v2, resp, err)
+	}
+	for _, tc := range []struct {
+		report  string
+		version string
+		lines   int64
+	}{
+		{"reports/" + key + ".json", v2, 1},
+		{"reports/" + key + ".json@" + v1, v1, 3},
+		{"reports/" + key + ".json@" + v2, v2, 1},
+	} {
+		var rep ingest.Report
+		if !e.get(t, tc.report, &rep) || rep.Version != tc.version || rep.Lines != tc.lines {
+			t.Errorf("%s: got version %q, %d lines; want %q, %d", tc.report, rep.Version, rep.Lines, tc.version, tc.lines)
+		}
 	}
 }
 

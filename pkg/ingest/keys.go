@@ -118,3 +118,14 @@ func (o object) rejectPartKey(n int) string {
 
 func (o object) rejectsKey() string { return RejectsKey(o.Key) }
 func (o object) reportKey() string  { return ReportKey(o.Key) }
+
+// versionReportKey is the report of this object version, kept when a later version of the key
+// replaces reportKey: `reports/{key}.json@{version}` (version as in the state key: the version
+// id, or null-{eTag}), with key shortened (keyPart) to fit.
+func (o object) versionReportKey() string {
+	v := o.Version
+	if o.Version == order.NullVersion && o.ETag != "" {
+		v = order.NullVersion + "-" + o.ETag
+	}
+	return "reports/" + keyPart(o.Key, len("reports/.json@")+len(v)) + ".json@" + v
+}

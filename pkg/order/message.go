@@ -15,6 +15,9 @@ const (
 	AttrLine          = "Line"          // Number: 1-based line number in the file
 	AttrRetries       = "Retries"       // Number, optional (absent = 0): transient attempts spent by earlier copies (set by dispatch)
 	AttrRedrives      = "Redrives"      // Number, optional (absent = 0): times redrive moved the order back from the DLQ (set by redrive, kept by dispatch when it parks)
+	// AttrThrottledSince is String, optional: RFC 3339 UTC, when the API first throttled this
+	// order (set by dispatch on the copies it re-sends after a throttle).
+	AttrThrottledSince = "ThrottledSince"
 )
 
 // Attribute names added when a message is parked on the orders dead-letter queue.
@@ -29,13 +32,14 @@ const (
 // not modify it.
 var ParkingAttributes = []string{AttrFailureClass, AttrFailureDetail, AttrAttempts, AttrParkedAt}
 
-// StripParking returns a copy of attrs without the ParkingAttributes and Retries: the attributes
-// of an order going back to the orders queue (re-sent by dispatch or redriven from the DLQ),
-// which starts a fresh retry budget. It returns nil when nothing is left.
+// StripParking returns a copy of attrs without the ParkingAttributes, Retries and
+// ThrottledSince: the attributes of an order going back to the orders queue (re-sent by
+// dispatch or redriven from the DLQ), which starts a fresh retry and throttle budget. It
+// returns nil when nothing is left.
 func StripParking[M ~map[string]V, V any](attrs M) M {
 	var out M
 	for k, v := range attrs {
-		if k == AttrRetries || slices.Contains(ParkingAttributes, k) {
+		if k == AttrRetries || k == AttrThrottledSince || slices.Contains(ParkingAttributes, k) {
 			continue
 		}
 		if out == nil {
@@ -52,10 +56,11 @@ const (
 	ClassExhausted   = "exhausted"   // transient failures past the retry budget
 	ClassUndecodable = "undecodable" // the message itself is unusable
 	ClassUnknown     = "unknown"     // parked by the queue's redrive policy, not by dispatch
+	ClassThrottled   = "throttled"   // throttled by the API for longer than dispatch's MAX_THROTTLED in all
 )
 
 // Classes lists every failure class, in the order above. Do not modify it.
-var Classes = []string{ClassPermanent, ClassExhausted, ClassUndecodable, ClassUnknown}
+var Classes = []string{ClassPermanent, ClassExhausted, ClassUndecodable, ClassUnknown, ClassThrottled}
 
 // NullVersion stands for the version of an object in an unversioned bucket.
 const NullVersion = "null"

@@ -19,6 +19,8 @@ func TestStripParking(t *testing.T) {
 		{"only parking", map[string]string{order.AttrFailureClass: "x", order.AttrFailureDetail: "x", order.AttrAttempts: "1", order.AttrParkedAt: "t", order.AttrRetries: "2"}, nil},
 		{"mixed", map[string]string{order.AttrOrderID: "o1", order.AttrLine: "3", "Custom": "c", order.AttrFailureClass: "exhausted", order.AttrRetries: "2"},
 			map[string]string{order.AttrOrderID: "o1", order.AttrLine: "3", "Custom": "c"}},
+		{"a fresh throttle budget too", map[string]string{order.AttrOrderID: "o2", order.AttrThrottledSince: "2026-01-01T00:00:00Z", order.AttrFailureClass: "throttled"},
+			map[string]string{order.AttrOrderID: "o2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := maps.Clone(tc.in)
