@@ -21,6 +21,7 @@ const (
 	EnvMaxFileBytes     = "MAX_FILE_BYTES"
 	EnvSendConcurrency  = "SEND_CONCURRENCY"
 	EnvCheckpointMargin = "CHECKPOINT_MARGIN"
+	EnvFilesVisibility  = "FILES_VISIBILITY"
 	EnvLogLevel         = "LOG_LEVEL"
 	EnvAPIRate          = "API_RATE"         // the same as dispatch's: what drains the orders queue
 	EnvOrdersRetention  = "ORDERS_RETENTION" // the orders queue's message retention
@@ -37,6 +38,10 @@ type Config struct {
 	MaxFileBytes     int64         // MAX_FILE_BYTES: larger objects are refused whole
 	SendConcurrency  int           // SEND_CONCURRENCY: SendMessageBatch calls in flight
 	CheckpointMargin time.Duration // CHECKPOINT_MARGIN: stop this long before the deadline
+	// FilesVisibility (FILES_VISIBILITY) is the files queue's visibility timeout: the handler
+	// sets each message of its batch invisible for this long again every third of it while it
+	// works (the heartbeat), so a crashed invocation's message is back within it.
+	FilesVisibility time.Duration
 	// CheckpointEvery is how often a long run saves its progress without stopping, so that a
 	// crash re-sends at most this much work. Not read from the environment.
 	CheckpointEvery time.Duration
@@ -60,6 +65,10 @@ const (
 	DefaultCheckpointMargin = 60 * time.Second
 	DefaultCheckpointEvery  = time.Minute
 	DefaultWaitDelay        = 15 * time.Minute // SQS's longest DelaySeconds
+	DefaultFilesVisibility  = 3 * time.Minute  // pipeline.Defaults().FilesVisibility
+	// MinFilesVisibility keeps the heartbeat (a third of it) at a second or more
+	// (pipeline.MinFilesVisibility).
+	MinFilesVisibility = 3 * time.Second
 )
 
 // RetentionMargin is the part of the orders queue's retention the room keeps free: an order
@@ -76,6 +85,7 @@ func DefaultConfig() Config {
 		SendConcurrency:  DefaultSendConcurrency,
 		CheckpointMargin: DefaultCheckpointMargin,
 		CheckpointEvery:  DefaultCheckpointEvery,
+		FilesVisibility:  DefaultFilesVisibility,
 		LogLevel:         slog.LevelInfo,
 		APIRate:          pipeline.Defaults().APIRate,
 		OrdersRetention:  pipeline.Defaults().QueueRetention,
@@ -108,6 +118,7 @@ func (c Config) Environ() map[string]string {
 		EnvMaxFileBytes:     strconv.FormatInt(c.MaxFileBytes, 10),
 		EnvSendConcurrency:  strconv.Itoa(c.SendConcurrency),
 		EnvCheckpointMargin: c.CheckpointMargin.String(),
+		EnvFilesVisibility:  c.FilesVisibility.String(),
 		EnvLogLevel:         c.LogLevel.String(),
 		EnvAPIRate:          strconv.FormatFloat(c.APIRate, 'g', -1, 64),
 		EnvOrdersRetention:  c.OrdersRetention.String(),
@@ -138,26 +149,24 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	intVar(EnvMaxFileBytes, &c.MaxFileBytes)
 	intVar(EnvSendConcurrency, &conc)
 	c.MaxLineBytes, c.SendConcurrency = int(maxLine), int(conc)
-	if v := getenv(EnvCheckpointMargin); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a duration like 60s", EnvCheckpointMargin, v))
+	durVar := func(name, example string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: not a duration like %s", name, v, example))
+			}
+			*dst = d
 		}
-		c.CheckpointMargin = d
 	}
+	durVar(EnvCheckpointMargin, "60s", &c.CheckpointMargin)
+	durVar(EnvOrdersRetention, "336h", &c.OrdersRetention)
+	durVar(EnvFilesVisibility, "3m", &c.FilesVisibility)
 	if v := getenv(EnvAPIRate); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: not a number", EnvAPIRate, v))
 		}
 		c.APIRate = f
-	}
-	if v := getenv(EnvOrdersRetention); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a duration like 336h", EnvOrdersRetention, v))
-		}
-		c.OrdersRetention = d
 	}
 	if v := getenv(EnvLogLevel); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(strings.ToUpper(v))); err != nil {
@@ -197,6 +206,9 @@ func (c Config) Validate() error {
 	}
 	if c.CheckpointMargin < 0 {
 		bad("%s %v: want >= 0", EnvCheckpointMargin, c.CheckpointMargin)
+	}
+	if c.FilesVisibility < MinFilesVisibility || c.FilesVisibility > 12*time.Hour {
+		bad("%s %v: want %v..12h", EnvFilesVisibility, c.FilesVisibility, MinFilesVisibility)
 	}
 	if c.CheckpointEvery <= 0 {
 		bad("CheckpointEvery %v: want > 0", c.CheckpointEvery)
