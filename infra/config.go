@@ -25,6 +25,7 @@ const (
 	CtxIngestBatchSize     = "ingestBatchSize"     // files queue ESM batch size 1..10 (default 1)
 	CtxAlarmEmail          = "alarmEmail"          // optional: email subscribed to the alarm topic
 	CtxTracing             = "tracing"             // X-Ray active tracing on the functions (default false)
+	CtxGovernorPITR        = "governorPitr"        // point-in-time recovery of the governor table (default false)
 	CtxRedriveSchedule     = "redriveSchedule"     // optional EventBridge schedule for redrive: rate(...) or cron(...)
 	CtxAssetDir            = "assetDir"            // directory holding <function>/bootstrap (default build)
 	CtxPipeline            = "pipeline"            // true: synthesize the CI/CD pipeline stack instead
@@ -66,6 +67,7 @@ type Config struct {
 	APISecretARN    string // empty: no Authorization header
 	AlarmEmail      string // empty: no subscription (subscribe later)
 	Tracing         bool
+	GovernorPITR    bool
 	RedriveSchedule string // empty: redrive runs only when invoked
 	IngestBatchSize int
 	AssetDir        string
@@ -148,6 +150,7 @@ func ParseContext(get func(key string) any) (Config, error) {
 	str(CtxRedriveSchedule, &c.RedriveSchedule)
 	str(CtxAssetDir, &c.AssetDir)
 	boolean(CtxTracing, &c.Tracing)
+	boolean(CtxGovernorPITR, &c.GovernorPITR)
 	integer(CtxIngestBatchSize, &c.IngestBatchSize)
 	num(CtxAPIRate, &c.Settings.APIRate)
 	integer(CtxInstances, &c.Settings.Instances)

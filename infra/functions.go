@@ -181,6 +181,7 @@ type DispatchProps struct {
 	APIBaseURL   string
 	APISecretARN string // empty: no Authorization header
 	Orders       *OrderQueue
+	Governor     *Governor // the shared schedule: GOVERNOR_TABLE, GetItem and UpdateItem only
 }
 
 // Dispatch is the function that PUTs each order to the API: it consumes the orders queue with
@@ -200,6 +201,7 @@ func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Di
 	cfg := dispatch.DefaultConfig().WithSettings(s)
 	cfg.OrdersQueueURL, cfg.DLQURL = *o.Queue.QueueUrl(), *o.DLQ.QueueUrl()
 	cfg.APIBaseURL, cfg.APISecretARN = props.APIBaseURL, props.APISecretARN
+	cfg.GovernorTable = *props.Governor.Table.TableName()
 	f := newAppFunction(c, functionSpec{
 		FunctionProps: props.FunctionProps,
 		name:          "dispatch",
@@ -214,6 +216,9 @@ func NewDispatch(scope constructs.Construct, id string, props DispatchProps) *Di
 	// (pkg/dispatch requeue); without this grant every re-send is denied and falls back to a
 	// visibility change that spends the transient budget.
 	allow(f.Role, "ResendOrders", &[]*string{o.Queue.QueueArn()}, "sqs:SendMessage")
+	// The governor's one item: read it, and write it conditionally (pkg/governor). Nothing else
+	// of DynamoDB, and no other function.
+	allow(f.Role, "GovernorSchedule", &[]*string{props.Governor.Table.TableArn()}, "dynamodb:GetItem", "dynamodb:UpdateItem")
 	if props.APISecretARN != "" {
 		allow(f.Role, "ReadAPISecret", jsii.Strings(secretResource(props.APISecretARN)), "secretsmanager:GetSecretValue")
 	}

@@ -154,6 +154,28 @@ func NewMonitoring(scope constructs.Construct, id string, props MonitoringProps)
 			fmt.Sprintf("The %s function's p99 duration is above %v (timeout %v).", f.name, limit, f.timeout))
 	}
 
+	// The governor (pkg/governor), from dispatch's EMF metrics (dimension Function = its name).
+	fn := props.Dispatch.Function.FunctionName()
+	governorMetric := func(name, statistic string, period time.Duration) awscloudwatch.IMetric {
+		return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+			Namespace: jsii.String(dispatch.MetricsNamespace), MetricName: jsii.String(name),
+			DimensionsMap: &map[string]*string{dispatch.MetricDimension: fn}, Statistic: jsii.String(statistic), Period: seconds(period),
+		})
+	}
+	open := awscloudwatch.NewAlarm(c, jsii.String("BreakerOpen"), &awscloudwatch.AlarmProps{
+		Metric:             governorMetric(dispatch.MetricBreakerOpen, "Maximum", time.Minute),
+		Threshold:          jsii.Number(0),
+		EvaluationPeriods:  jsii.Number(breakerAlarmMinutes),
+		DatapointsToAlarm:  jsii.Number(breakerAlarmMinutes),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		AlarmDescription: jsii.String(fmt.Sprintf("The order API's circuit breaker has been open %d minutes: the API keeps failing; orders wait on the queue (not parked). `orderpipe status` shows the breaker.",
+			breakerAlarmMinutes)),
+	})
+	m.notify(open)
+	m.alarm("GovernorErrors", governorMetric(dispatch.MetricGovernorErrors, "Sum", alarmPeriod), 0,
+		"Dispatch cannot reach the governor table: orders are given back unsent. Check DynamoDB and the dispatch role.")
+
 	logs := m.logMetrics(props)
 	for _, l := range logs {
 		m.alarm(l.id, l.metric, 0, l.description)
@@ -210,6 +232,9 @@ func math(expression, label string, metrics map[string]awscloudwatch.IMetric) aw
 	})
 }
 
+// breakerAlarmMinutes is how long the breaker stays open before its alarm fires.
+const breakerAlarmMinutes = 15
+
 // alarm creates an alarm on metric > threshold over one period, notifying the topic on ALARM and
 // OK; missing data (an idle pipeline) is not breaching.
 func (m *Monitoring) alarm(id string, metric awscloudwatch.IMetric, threshold float64, description string) {
@@ -221,6 +246,11 @@ func (m *Monitoring) alarm(id string, metric awscloudwatch.IMetric, threshold fl
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 		AlarmDescription:   jsii.String(description),
 	})
+	m.notify(a)
+}
+
+// notify sends a's ALARM and OK to the topic and records it in Alarms.
+func (m *Monitoring) notify(a awscloudwatch.Alarm) {
 	action := awscloudwatchactions.NewSnsAction(m.Topic)
 	a.AddAlarmAction(action)
 	a.AddOkAction(action)
@@ -297,6 +327,11 @@ func newDashboard(scope constructs.Construct, props MonitoringProps, logs []logM
 		graph("Order API latency and pacing wait (ms)",
 			emf(fn, dispatch.MetricApiLatency, "p50"), emf(fn, dispatch.MetricApiLatency, "p99"), emf(fn, dispatch.MetricPacingWait, "p99")),
 		graph("ERROR lines, refused and stopped files", logCounts...),
+	)
+	d.AddWidgets(
+		graph("Governor: shared rate (req/s), breaker open, held orders, store errors",
+			emf(fn, dispatch.MetricApiRate, "Minimum"), emf(fn, dispatch.MetricBreakerOpen, "Maximum"),
+			emf(fn, dispatch.MetricHeld, "Sum"), emf(fn, dispatch.MetricGovernorErrors, "Sum")),
 	)
 	d.AddWidgets(
 		graph("Lost on the way in: SNS delivery failures, subscription DLQ",

@@ -59,6 +59,12 @@ func TestPipelineStack(t *testing.T) {
 			t.Fatal("no CodeBuild project runs make synth")
 		}
 		spec := jsonString(jsonPath(props(synth), "Source", "BuildSpec"))
+		for _, want := range []string{`runtime-versions`, `\"nodejs\": \"20\"`, `\"golang\": \"1.23\"`,
+			`moto[server]==` + MotoVersion, `cfn-lint==` + CfnLintVersion, `make tools`} {
+			if !strings.Contains(spec, want) {
+				t.Errorf("buildspec lacks %s: %s", want, spec)
+			}
+		}
 		test, build := strings.Index(spec, "make test"), strings.Index(spec, "make synth")
 		if test < 0 || build < test {
 			t.Errorf("buildspec: want make test then make synth, got %s", spec)

@@ -22,8 +22,8 @@ type consumerWiring struct {
 	MaxConcurrency  float64 // event source mapping MaximumConcurrency
 }
 
-// problems lists every AWS rule the wiring breaks (../shared/DESIGN.md), each saying what to
-// change; name says which consumer.
+// problems lists every AWS rule the wiring breaks (the rules pipeline.Settings.Validate checks),
+// each saying what to change; name says which consumer.
 func (w consumerWiring) problems(name string) []string {
 	var out []string
 	bad := func(format string, a ...any) { out = append(out, name+": "+fmt.Sprintf(format, a...)) }

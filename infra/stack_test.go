@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 	"github.com/orderpipe/orderpipe/pkg/redrive"
@@ -269,7 +270,7 @@ func TestFunctions(t *testing.T) {
 		env     []string
 	}{
 		{"ingest", s.id(p.Ingest.Function), st.IngestTimeout.Seconds(), slices.Collect(maps.Keys(ingest.DefaultConfig().Environ()))},
-		{"dispatch", s.id(p.Dispatch.Function), st.DispatchTimeout.Seconds(), append(slices.Collect(maps.Keys(dispatch.DefaultConfig().Environ())), dispatch.EnvAPISecretARN)},
+		{"dispatch", s.id(p.Dispatch.Function), st.DispatchTimeout.Seconds(), append(slices.Collect(maps.Keys(dispatch.DefaultConfig().Environ())), dispatch.EnvAPISecretARN, dispatch.EnvGovernorTable)},
 		{"redrive", s.id(p.Redrive.Function), st.RedriveTimeout.Seconds(), slices.Collect(maps.Keys(redrive.Config{}.Environ()))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -458,6 +459,9 @@ func TestLeastPrivilege(t *testing.T) {
 		{"dispatch", s.id(p.Dispatch.Role), common(s.id(p.Dispatch.LogGroup), consume(orders), map[string][]string{
 			"sqs:SendMessage":               {dlq, orders}, // park, and re-send throttled orders (pkg/dispatch requeue)
 			"secretsmanager:GetSecretValue": {"arn:aws:secretsmanager:eu-west-1:123456789012:secret:orderpipe/api-AbCdEf"},
+			// The governor's one item (pkg/governor): read, and conditional write.
+			"dynamodb:GetItem":    {"<" + s.id(p.Governor.Table) + ".Arn>"},
+			"dynamodb:UpdateItem": {"<" + s.id(p.Governor.Table) + ".Arn>"},
 		})},
 		{"redrive", s.id(p.Redrive.Role), common(s.id(p.Redrive.LogGroup), map[string][]string{
 			"sqs:ReceiveMessage":          {dlq},
@@ -497,7 +501,7 @@ func TestAlarms(t *testing.T) {
 	s := full(t)
 	p := s.pipe
 	alarms := s.ofType("AWS::CloudWatch::Alarm")
-	if got, want := len(alarms), 2+2+1+3+2+3+2+3*3; got != want {
+	if got, want := len(alarms), 2+2+1+3+2+3+2+3*3+2; got != want { // +2: BreakerOpen, GovernorErrors
 		t.Errorf("alarms: got %d, want %d", got, want)
 	}
 	topic := jsonString([]any{map[string]any{"Ref": s.id(p.Monitoring.Topic)}})
@@ -616,6 +620,48 @@ func TestAlarms(t *testing.T) {
 	})
 }
 
+func TestGovernor(t *testing.T) {
+	s := full(t)
+	p := s.pipe
+	table, ok := s.ofType("AWS::DynamoDB::Table")[s.id(p.Governor.Table)]
+	if !ok {
+		t.Fatalf("no governor table")
+	}
+	tp := props(table)
+	for k, want := range map[string]any{
+		"BillingMode":      "PAY_PER_REQUEST",
+		"KeySchema":        []any{map[string]any{"AttributeName": governor.KeyAttribute, "KeyType": "HASH"}},
+		"SSESpecification": map[string]any{"SSEEnabled": true},
+	} {
+		if diff := cmp.Diff(want, tp[k]); diff != "" {
+			t.Errorf("governor table %s (-want +got):\n%s", k, diff)
+		}
+	}
+	// Only dispatch may touch it.
+	for _, role := range []string{s.id(p.Ingest.Role), s.id(p.Redrive.Role)} {
+		for action := range s.grants(t, role) {
+			if strings.HasPrefix(action, "dynamodb:") {
+				t.Errorf("role %s is granted %s", role, action)
+			}
+		}
+	}
+	// The breaker alarm: open (BreakerOpen > 0) in each of 15 one-minute periods.
+	var found bool
+	for _, a := range s.ofType("AWS::CloudWatch::Alarm") {
+		ap := props(a)
+		if ap["MetricName"] == dispatch.MetricBreakerOpen {
+			found = true
+			if ap["Period"] != 60.0 || ap["EvaluationPeriods"] != 15.0 || ap["DatapointsToAlarm"] != 15.0 || ap["Threshold"] != 0.0 ||
+				ap["ComparisonOperator"] != "GreaterThanThreshold" || ap["Namespace"] != dispatch.MetricsNamespace {
+				t.Errorf("breaker alarm %s: want BreakerOpen > 0 in 15 of 15 one-minute periods", jsonString(ap))
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no alarm on %s", dispatch.MetricBreakerOpen)
+	}
+}
+
 func TestNagClean(t *testing.T) {
 	s := full(t)
 	if got := messages(t, s.stack); len(got) != 0 {
@@ -631,7 +677,7 @@ func TestOutputs(t *testing.T) {
 		got = append(got, k)
 	}
 	sort.Strings(got)
-	want := []string{"AlarmTopicArn", "ApiRate", "BucketName", "FilesDlqUrl", "FilesQueueUrl", "OrdersDlqUrl", "OrdersQueueUrl", "RedriveFunctionName"}
+	want := []string{"AlarmTopicArn", "ApiRate", "BucketName", "FilesDlqUrl", "FilesQueueUrl", "GovernorTableName", "OrdersDlqUrl", "OrdersQueueUrl", "RedriveFunctionName"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outputs (-want +got):\n%s", diff)
 	}

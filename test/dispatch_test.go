@@ -101,7 +101,7 @@ func TestDispatchLedger(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), awstest.Scale(t, client, 50*time.Second))
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)

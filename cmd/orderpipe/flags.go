@@ -28,6 +28,7 @@ type resourceNames struct {
 	OrdersDLQ       string `json:"ordersDlq"`
 	AlarmTopic      string `json:"alarmTopic,omitempty"`
 	RedriveFunction string `json:"redriveFunction,omitempty"`
+	GovernorTable   string `json:"governorTable,omitempty"`
 }
 
 // resourceSpec ties one resource to its flag, environment variable and stack output
@@ -48,6 +49,7 @@ const (
 	resOrdersDLQ
 	resAlarmTopic
 	resRedriveFunction
+	resGovernorTable
 )
 
 var resourceSpecs = [...]resourceSpec{
@@ -58,6 +60,7 @@ var resourceSpecs = [...]resourceSpec{
 	resOrdersDLQ:       {"orders-dlq", "ORDERPIPE_ORDERS_DLQ", pipeline.OutputOrdersDLQ, "orders dead-letter queue URL or name", func(r *resourceNames) *string { return &r.OrdersDLQ }},
 	resAlarmTopic:      {"alarm-topic", "ORDERPIPE_ALARM_TOPIC", pipeline.OutputAlarmTopic, "alarm topic ARN", func(r *resourceNames) *string { return &r.AlarmTopic }},
 	resRedriveFunction: {"redrive-function", "ORDERPIPE_REDRIVE_FUNCTION", pipeline.OutputRedriveFunction, "redrive Lambda function name", func(r *resourceNames) *string { return &r.RedriveFunction }},
+	resGovernorTable:   {"governor-table", "ORDERPIPE_GOVERNOR_TABLE", pipeline.OutputGovernorTable, "governor DynamoDB table name", func(r *resourceNames) *string { return &r.GovernorTable }},
 }
 
 // newFlags returns a flag set for command name (usage line "orderpipe name synopsis") with the

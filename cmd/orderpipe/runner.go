@@ -40,12 +40,10 @@ func registerPipelineFlags(fs *flag.FlagSet, po *pipelineOptions, defaultPrefix 
 	fs.Float64Var(&po.rate, "rate", 0, "API_RATE the dispatchers pace at, requests/s (default: the stand-in's rate, or 1 with --api)")
 	fs.IntVar(&po.instances, "instances", 2, "API_INSTANCES: concurrent dispatch instances (ESM MaximumConcurrency, at least 2)")
 	fs.TextVar(&po.logLevel, "log-level", defaultLevel, "log level of the handlers and pollers on stderr")
+	// The real API's shape: a token bucket of 1 request. The dispatch instances share one
+	// governor, so they never send two requests closer than 1/rate.
 	po.standin = apiserver.DefaultConfig()
 	po.standin.RPS = defaultRPS
-	// A token bucket that holds one request per dispatch instance: the instances pace
-	// independently, so with a bucket of 1 two of them landing close together draw a 429
-	// (docs/BENCHMARKS.md, Dispatch). --api-burst 1 shows that case.
-	po.standin.Burst = 2
 	po.standin.RegisterFlags(fs)
 	fs.Float64Var(&po.standin.RPS, "standin-rps", defaultRPS, "the stand-in order API's rate limit (same as -api-rps)")
 }
@@ -139,7 +137,7 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	p.res = p.pipe.Resources
 	p.session.names = resourceNames{
 		Bucket: p.res.Bucket, FilesQueue: p.res.FilesQueueURL, FilesDLQ: p.res.FilesDLQURL,
-		OrdersQueue: p.res.OrdersQueueURL, OrdersDLQ: p.res.OrdersDLQURL,
+		OrdersQueue: p.res.OrdersQueueURL, OrdersDLQ: p.res.OrdersDLQURL, GovernorTable: p.res.GovernorTable,
 	}
 	return p, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -13,9 +14,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
@@ -65,8 +68,27 @@ type statusReport struct {
 	ETASeconds  int64   `json:"etaSeconds"` // time to drain Backlog (ETASource says at which rate)
 	ETASource   string  `json:"etaSource"`
 	// Files are the order files ingest is reading or finished recently.
-	Files    []fileProgress `json:"files"`
-	Warnings []string       `json:"warnings"`
+	Files []fileProgress `json:"files"`
+	// Governor is the shared flow control of the order API, when its table is configured.
+	Governor *governorStatus `json:"governor,omitempty"`
+	Warnings []string        `json:"warnings"`
+}
+
+// governorStatus is the governor's shared record as status shows it.
+type governorStatus struct {
+	Table string `json:"table"`
+	// Rate is the adaptive rate in force (0: not lowered, the ceiling API_RATE applies);
+	// PolicyRate the API's advertised RateLimit-Policy rate (0: none seen).
+	Rate           float64    `json:"rate"`
+	PolicyRate     float64    `json:"policyRate"`
+	Breaker        string     `json:"breaker"` // closed or open
+	OpenSince      *time.Time `json:"openSince,omitempty"`
+	NextProbe      *time.Time `json:"nextProbe,omitempty"`
+	Failures       int        `json:"failures"` // failures in a row across instances
+	PausedUntil    *time.Time `json:"pausedUntil,omitempty"`
+	LastSlot       *time.Time `json:"lastSlot,omitempty"`
+	LastCut        *time.Time `json:"lastCut,omitempty"`
+	RecordReadable bool       `json:"recordReadable"`
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) error {
@@ -240,7 +262,42 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 		}
 		r.Files = files
 	}
+	if table := st.s.names.GovernorTable; table != "" {
+		g, err := st.governor(ctx, table)
+		if err != nil {
+			return r, err
+		}
+		r.Governor = &g
+		if g.Breaker == "open" {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("governor: circuit breaker open since %s: the order API keeps failing; orders wait (not parked)",
+				g.OpenSince.Format(time.RFC3339)))
+		}
+	}
 	return r, nil
+}
+
+// governor reads the governor's shared record.
+func (st statusRun) governor(ctx context.Context, table string) (governorStatus, error) {
+	rec, err := governor.NewDynamoStore(dynamodb.NewFromConfig(st.s.cfg), table, "").Load(ctx)
+	g := governorStatus{Table: table, Breaker: "closed", RecordReadable: err == nil}
+	if err != nil && !errors.Is(err, governor.ErrCorrupt) {
+		return g, fmt.Errorf("read governor: %w", err)
+	}
+	at := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	g.Rate, g.PolicyRate, g.Failures = rec.Rate, rec.Policy, rec.Failures
+	g.LastSlot, g.LastCut = at(rec.Last), at(rec.CutAt)
+	if rec.PausedUntil.After(st.now) {
+		g.PausedUntil = at(rec.PausedUntil)
+	}
+	if rec.Open() {
+		g.Breaker, g.OpenSince, g.NextProbe = "open", at(rec.OpenedAt), at(rec.ProbeAt)
+	}
+	return g, nil
 }
 
 // peekPlan says whether status peeks the named queue to count parked orders by class (the
@@ -401,6 +458,27 @@ func (r statusReport) print(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "API rate: %g orders/s (%s); drain: %s\n", r.Rate, r.RateSource, drain)
 	printFiles(w, r.Files, r.At)
+	if g := r.Governor; g != nil {
+		rate := "ceiling (API_RATE)"
+		if g.Rate > 0 {
+			rate = strconv.FormatFloat(g.Rate, 'g', 4, 64) + " rps"
+		}
+		if g.PolicyRate > 0 {
+			rate += fmt.Sprintf(", API policy %g rps", g.PolicyRate)
+		}
+		breaker := g.Breaker
+		if g.OpenSince != nil {
+			breaker += fmt.Sprintf(" since %s, next probe %s", g.OpenSince.Format(time.RFC3339), g.NextProbe.Format(time.RFC3339))
+		}
+		fmt.Fprintf(w, "governor: rate %s; breaker %s; failures in a row %d", rate, breaker, g.Failures)
+		if g.PausedUntil != nil {
+			fmt.Fprintf(w, "; paused until %s", g.PausedUntil.Format(time.RFC3339))
+		}
+		if !g.RecordReadable {
+			fmt.Fprint(w, "; record unreadable (the next dispatch replaces it)")
+		}
+		fmt.Fprintln(w)
+	}
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(w, "WARNING: %s\n", warn)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/internal/syncbuf"
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 )
 
@@ -485,5 +487,34 @@ func TestThrottleWarning(t *testing.T) {
 		if got := aws.ToString(m.asked.MetricDataQueries[0].Expression); got != `SUM(SEARCH('{orderpipe,Function} MetricName="Throttled"', 'Sum', 60))` {
 			t.Errorf("got expression %s", got)
 		}
+	}
+}
+
+func TestStatusShowsTheGovernor(t *testing.T) {
+	t.Parallel()
+	queues := pipelineQueues(t, 0, time.Hour)
+	cfg := awstest.Config(t)
+	db := dynamodb.NewFromConfig(cfg)
+	table := awstest.Name(t, "gov")
+	if err := governor.CreateTable(context.Background(), db, table); err != nil {
+		t.Fatal(err)
+	}
+	opened := time.Now().Add(-20 * time.Minute).Truncate(time.Second)
+	rec := governor.State{Version: 1, Rate: 0.5, Failures: 7, OpenedAt: opened, ProbeAt: opened.Add(21 * time.Minute)}
+	if err := governor.NewDynamoStore(db, table, "").Save(context.Background(), rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	var got statusReport
+	mustJSON(t, standIn(t, append([]string{"status", "--json", "--governor-table", table}, queues...)...), &got)
+	g := got.Governor
+	if g == nil || g.Rate != 0.5 || g.Breaker != "open" || g.Failures != 7 || g.OpenSince == nil || !g.OpenSince.Equal(opened) {
+		t.Fatalf("governor %+v, want rate 0.5, breaker open since %v, 7 failures", g, opened)
+	}
+	if diff := cmp.Diff([]bool{true}, warningsAbout(got, "governor: circuit breaker open")); diff != "" {
+		t.Errorf("warnings %q (-want +got):\n%s", got.Warnings, diff)
+	}
+	r := standIn(t, append([]string{"status", "--governor-table", table}, queues...)...)
+	if want := "governor: rate 0.5 rps; breaker open since"; r.code != exitOK || !strings.Contains(r.stdout, want) {
+		t.Errorf("got exit %d, stdout\n%s\nwant it to contain %q", r.code, r.stdout, want)
 	}
 }

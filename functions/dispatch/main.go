@@ -15,6 +15,7 @@ import (
 	"github.com/orderpipe/orderpipe/internal/lambdalog"
 	"github.com/orderpipe/orderpipe/pkg/delivery"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 )
 
@@ -27,7 +28,8 @@ func main() {
 	lambda.Start(d.Handle)
 }
 
-// wire builds the Dispatcher once per process, so its limiter paces across warm invocations.
+// wire builds the Dispatcher once per process. With GOVERNOR_TABLE every instance paces on the
+// shared schedule; without it, this instance paces alone at API_RATE/API_INSTANCES.
 func wire(ctx context.Context) (*dispatch.Dispatcher, error) {
 	cfg, err := dispatch.LoadConfig(os.Getenv)
 	if err != nil {
@@ -49,6 +51,13 @@ func wire(ctx context.Context) (*dispatch.Dispatcher, error) {
 	var opts dispatch.Options
 	if cfg.DeliveryTable != "" {
 		opts.Ledger = delivery.New(dynamodb.NewFromConfig(awsCfg), cfg.DeliveryTable, nil)
+	}
+	if cfg.GovernorTable != "" {
+		// One store per process: its writes go one at a time (governor.DynamoStore).
+		store := governor.NewDynamoStore(dynamodb.NewFromConfig(awsCfg), cfg.GovernorTable, "")
+		if opts.Governor, err = governor.New(cfg.Governor(cfg.APIRate), store, nil); err != nil {
+			return nil, err
+		}
 	}
 	return dispatch.New(cfg, sqs.NewFromConfig(awsCfg), api, opts), nil
 }

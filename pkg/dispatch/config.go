@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
@@ -28,6 +29,12 @@ const (
 	EnvMaxThrottled   = "MAX_THROTTLED"
 	EnvLogLevel       = "LOG_LEVEL"
 	EnvDeliveryTable  = "DELIVERY_TABLE"
+	// The governor (pkg/governor): its table, margins and breaker.
+	EnvGovernorTable    = "GOVERNOR_TABLE"
+	EnvClockSkew        = "GOVERNOR_CLOCK_SKEW"
+	EnvMargin           = "GOVERNOR_MARGIN"
+	EnvBreakerThreshold = "BREAKER_THRESHOLD"
+	EnvProbeInterval    = "BREAKER_PROBE_INTERVAL"
 	// EnvFunctionName is set by Lambda, never by a deployment.
 	EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 )
@@ -53,8 +60,19 @@ type Config struct {
 	APISecretARN string        // ORDER_API_SECRET_ARN; empty: no Authorization header
 	APITimeout   time.Duration // ORDER_API_TIMEOUT, default 10s; capped by the deadline minus margin
 
-	APIRate      float64 // API_RATE, default 1: the API's total rate, requests/s
-	APIInstances int     // API_INSTANCES, default 2: each instance paces at APIRate/APIInstances
+	APIRate      float64 // API_RATE, default 1: the API's total rate (the governor's ceiling), requests/s
+	APIInstances int     // API_INSTANCES, default 2: without GovernorTable each instance paces at APIRate/APIInstances
+
+	// GovernorTable is GOVERNOR_TABLE: the DynamoDB table of the schedule all instances share.
+	// Empty: each instance paces alone at PerInstanceRate (the local tests' default).
+	GovernorTable string
+	ClockSkew     time.Duration // GOVERNOR_CLOCK_SKEW, default 0: most clock difference between instances
+	// Margin is GOVERNOR_MARGIN: added between slots and how late a sender may still use its
+	// slot; default (0) governor.Config's: 2 % of 1/rate within [1ms, 20ms].
+	Margin time.Duration
+	// BreakerThreshold is BREAKER_THRESHOLD, default 5: failures in a row that open the breaker.
+	BreakerThreshold int
+	ProbeInterval    time.Duration // BREAKER_PROBE_INTERVAL, default 30s: one probe per interval while open
 
 	MaxAttempts int           // MAX_ATTEMPTS, default 8: transient budget, by receive count
 	BackoffBase time.Duration // BACKOFF_BASE, default 2s
@@ -93,13 +111,17 @@ func DefaultConfig() Config {
 		LogLevel:     slog.LevelInfo,
 		FunctionName: DefaultFunctionName,
 		MinRequest:   DefaultMinRequest,
+
+		BreakerThreshold: governor.DefaultFailureThreshold,
+		ProbeInterval:    governor.DefaultProbeInterval,
 	}
 }
 
 // WithSettings returns c with the values a deployment's settings decide: the API's total rate,
-// the number of instances sharing it and the transient budget.
+// the number of instances sharing it, the transient budget and the breaker.
 func (c Config) WithSettings(s pipeline.Settings) Config {
 	c.APIRate, c.APIInstances, c.MaxAttempts = s.APIRate, s.Instances, s.MaxAttempts
+	c.BreakerThreshold, c.ProbeInterval = s.BreakerThreshold, s.ProbeInterval
 	return c
 }
 
@@ -121,9 +143,17 @@ func (c Config) Environ() map[string]string {
 		EnvBackoffMax:     c.BackoffMax.String(),
 		EnvMaxThrottled:   c.MaxThrottled.String(),
 		EnvLogLevel:       c.LogLevel.String(),
+
+		EnvClockSkew:        c.ClockSkew.String(),
+		EnvMargin:           c.Margin.String(),
+		EnvBreakerThreshold: strconv.Itoa(c.BreakerThreshold),
+		EnvProbeInterval:    c.ProbeInterval.String(),
 	}
 	if c.APISecretARN != "" {
 		env[EnvAPISecretARN] = c.APISecretARN
+	}
+	if c.GovernorTable != "" {
+		env[EnvGovernorTable] = c.GovernorTable
 	}
 	if c.DeliveryTable != "" {
 		env[EnvDeliveryTable] = c.DeliveryTable
@@ -133,6 +163,20 @@ func (c Config) Environ() map[string]string {
 
 // PerInstanceRate is the rate this instance paces at, requests/s.
 func (c Config) PerInstanceRate() float64 { return c.APIRate / float64(c.APIInstances) }
+
+// Governor is the governor configuration derived from c, at ceiling rate.
+func (c Config) Governor(rate float64) governor.Config {
+	return governor.Config{Rate: rate, Skew: c.ClockSkew, Margin: c.Margin, FailureThreshold: c.BreakerThreshold, ProbeInterval: c.ProbeInterval}
+}
+
+// openHold is how long an order waits (given back) when it meets the open breaker: two probe
+// intervals, so a backlog comes back spread out and not all at each probe.
+func (c Config) openHold() time.Duration { return 2 * max(c.ProbeInterval, time.Second) }
+
+// storeRetry is how long an order waits (given back) when the governor's store failed.
+const storeRetry = 10 * time.Second
+
+func (c Config) storeRetry() time.Duration { return storeRetry }
 
 // OrderAPI is the orderapi configuration derived from c.
 func (c Config) OrderAPI() orderapi.Config {
@@ -187,6 +231,17 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 		return n
 	}
+	nonNegative := func(name string) time.Duration {
+		v := str(name, "", false)
+		if v == "" {
+			return 0
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration >= 0 such as 100ms", name, v))
+		}
+		return d
+	}
 	d := DefaultConfig()
 	c := Config{
 		OrdersQueueURL: str(EnvOrdersQueueURL, "", true),
@@ -203,6 +258,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		DeliveryTable:  str(EnvDeliveryTable, "", false),
 		FunctionName:   str(EnvFunctionName, d.FunctionName, false),
 		MinRequest:     d.MinRequest,
+
+		GovernorTable:    str(EnvGovernorTable, "", false),
+		ClockSkew:        nonNegative(EnvClockSkew),
+		Margin:           nonNegative(EnvMargin),
+		BreakerThreshold: count(EnvBreakerThreshold, d.BreakerThreshold),
+		ProbeInterval:    dur(EnvProbeInterval, d.ProbeInterval),
 	}
 	if v := str(EnvLogLevel, d.LogLevel.String(), false); c.LogLevel.UnmarshalText([]byte(v)) != nil {
 		errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", EnvLogLevel, v))

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -17,11 +19,11 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"golang.org/x/time/rate"
 
 	"github.com/orderpipe/orderpipe/internal/backoff"
 	"github.com/orderpipe/orderpipe/internal/clock"
 	"github.com/orderpipe/orderpipe/internal/detach"
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
@@ -39,6 +41,14 @@ type OrderAPI interface {
 	BudgetAt(ctx context.Context, start time.Time) time.Duration
 }
 
+// Governor is the part of *governor.Governor the Dispatcher uses: the schedule, pause, rate and
+// breaker shared by every instance.
+type Governor interface {
+	Reserve(ctx context.Context, fits func(time.Time) bool) (governor.Slot, error)
+	Report(ctx context.Context, slot governor.Slot, o governor.Outcome) (governor.State, error)
+	Retake(ctx context.Context, slot governor.Slot) (governor.Slot, error)
+}
+
 // Clock is the Dispatcher's time. Sleep returns early with ctx's error.
 type Clock interface {
 	Now() time.Time
@@ -51,7 +61,9 @@ type Options struct {
 	Rand    func() float64 // [0, 1), for backoff jitter; default math/rand/v2
 	Logger  *slog.Logger   // default slog.Default()
 	Metrics io.Writer      // EMF lines; default os.Stdout
-	Limiter *rate.Limiter  // default: PerInstanceRate, burst 1
+	// Governor paces every request. Default: one of this Dispatcher's own (an in-process store)
+	// at PerInstanceRate: each instance alone, as without a GOVERNOR_TABLE.
+	Governor Governor
 	// Ledger keeps each order's delivery record; nil: none (every copy is sent).
 	Ledger Ledger
 }
@@ -61,9 +73,9 @@ const (
 	// maxVisibility keeps a margin under the 12 h a message may stay invisible in total since
 	// its receipt: the ESM received it moments before the invocation.
 	maxVisibility = pipeline.MaxVisibility - 5*time.Minute
-	maxDelay      = 15 * time.Minute // SendMessage DelaySeconds maximum
-	maxAttributes = 10               // message attributes per SQS message
-	sqsCallBudget = 5 * time.Second  // bookkeeping calls run detached from the invocation's cancel
+	maxDelay      = pipeline.MaxDelay
+	maxAttributes = 10              // message attributes per SQS message
+	sqsCallBudget = 5 * time.Second // bookkeeping calls run detached from the invocation's cancel
 	// responseReserve is left between the last bookkeeping call and the invocation's deadline,
 	// for the response to reach Lambda: a call still running at the deadline is a killed
 	// invocation, and then the whole batch comes back, copies already re-sent included.
@@ -71,28 +83,27 @@ const (
 )
 
 // Dispatcher delivers order messages to the order API at the paced rate. One Dispatcher lives
-// for the whole process (a warm Lambda instance), so its limiter paces across invocations. It is
+// for the whole process (a warm Lambda instance). It is
 // safe for concurrent use.
 type Dispatcher struct {
-	cfg     Config
-	queue   Queue
-	api     OrderAPI
-	clock   Clock
-	rand    func() float64
-	log     *slog.Logger
-	limiter *rate.Limiter
-	ledger  Ledger
+	cfg    Config
+	queue  Queue
+	api    OrderAPI
+	clock  Clock
+	rand   func() float64
+	log    *slog.Logger
+	gov    Governor
+	ledger Ledger
 
-	mu             sync.Mutex
-	pausedUntil    time.Time // no request before then (after throttles)
-	throttleStreak int       // throttles in a row
-	metricsOut     io.Writer
+	mu         sync.Mutex
+	metricsOut io.Writer
+	storeLog   time.Time // the last governor store error logged at error level
 }
 
 // New returns a Dispatcher. cfg must be valid (LoadConfig or Config.Validate).
 func New(cfg Config, queue Queue, api OrderAPI, opts Options) *Dispatcher {
 	d := &Dispatcher{cfg: cfg, queue: queue, api: api, clock: opts.Clock, rand: opts.Rand,
-		log: opts.Logger, limiter: opts.Limiter, ledger: opts.Ledger, metricsOut: opts.Metrics}
+		log: opts.Logger, gov: opts.Governor, ledger: opts.Ledger, metricsOut: opts.Metrics}
 	if d.clock == nil {
 		d.clock = clock.System{}
 	}
@@ -105,8 +116,9 @@ func New(cfg Config, queue Queue, api OrderAPI, opts Options) *Dispatcher {
 	if d.metricsOut == nil {
 		d.metricsOut = os.Stdout
 	}
-	if d.limiter == nil {
-		d.limiter = rate.NewLimiter(rate.Limit(cfg.PerInstanceRate()), 1)
+	if d.gov == nil {
+		// PerInstanceRate is finite and > 0 in a valid Config: New cannot fail.
+		d.gov, _ = governor.New(cfg.Governor(cfg.PerInstanceRate()), &governor.MemoryStore{}, d.clock)
 	}
 	if d.cfg.MaxThrottled == 0 {
 		d.cfg.MaxThrottled = DefaultMaxThrottled
@@ -256,31 +268,33 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 		return d.apply(ctx, log, msg, attempts, fate)
 	}
 
-	wait, ok := d.pace(ctx)
+	slot, wait, why, ok := d.pace(ctx, m)
 	if !ok {
 		d.settle(ctx, log, claim, orderapi.Result{}, m)
-		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, wait, "too little time left before the deadline"))
+		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, wait, why))
 	}
-	m.waitMs = append(m.waitMs, ms(wait))
 
 	res, _ := d.api.Put(ctx, id, []byte(msg.Body))
 	d.settle(ctx, log, claim, res, m)
 	if res.Sent {
 		m.latencyMs = append(m.latencyMs, ms(res.Latency))
+		d.report(ctx, log, slot, res, m)
 	}
 	if !res.Sent && res.Class == orderapi.Transient && ctx.Err() != nil {
 		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, 0, res.Detail))
 	}
 	dec := d.boundThrottle(msg, d.decide(res, attempts))
-	if res.Sent && res.Class != orderapi.Throttled {
-		d.answered()
+	if slot.Probe && outcome(res).Kind == governor.Failed {
+		// The breaker's probe failed: the API is down, which says nothing about this order, so
+		// it waits like the others without spending its budget.
+		m.transient++
+		return d.apply(ctx, log.With("status", res.Status), msg, attempts, d.giveBack(attempts, d.cfg.openHold(), "breaker probe: "+res.Detail))
 	}
 	switch dec.class {
 	case "delivered":
 		m.sent++
 	case "throttled":
 		m.throttled++
-		d.throttled(res)
 	case "transient":
 		m.transient++
 	case "permanent":
@@ -292,73 +306,119 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 	return d.apply(ctx, log, msg, attempts, dec)
 }
 
-// pace waits until the limiter (and any Retry-After pause) lets a request go, and returns the
-// time waited. The token is taken at the moment the request really goes, not at a time computed
-// in advance, so a late wake-up (a loaded host, a thawed instance) delays the next request
-// instead of letting two go closer together than 1/rate. It reports false, having taken no
-// token, when a request started after the wait would get less than MinRequest before the
-// deadline, or when ctx ends first.
-func (d *Dispatcher) pace(ctx context.Context) (time.Duration, bool) {
-	var waited time.Duration
-	for {
-		now := d.clock.Now()
-		r := d.limiter.ReserveN(now, 1)
-		wait := r.DelayFrom(now)
-		d.mu.Lock()
-		if p := d.pausedUntil.Sub(now); p > wait {
-			wait = p
+// maxLateSlots bounds how many slots one message gives up to late wake-ups before it is given
+// back.
+const maxLateSlots = 3
+
+// storeLogEvery is how often a failing governor store is logged at error level per instance;
+// in between, at debug.
+const storeLogEvery = time.Minute
+
+// pace reserves a slot of the shared schedule and sleeps until it starts. A slot is reserved
+// only where a request would still get MinRequest before the deadline. A wake-up later than the
+// slot's Late gives the slot up (sending then could land closer than 1/rate to the next slot's
+// request) and takes another, unless nobody reserved after it: then the slot moves to now
+// (Governor.Retake). It reports false, with the delay the message should be given back
+// with and why, when no slot fits (schedule full, paused, breaker open), the governor's store
+// fails (nothing sent that is not accounted for), or ctx ends.
+func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.Duration, string, bool) {
+	start := d.clock.Now()
+	fits := func(at time.Time) bool { return d.api.BudgetAt(ctx, at) >= d.cfg.MinRequest }
+	for late := 0; ; late++ {
+		slot, err := d.gov.Reserve(ctx, fits)
+		var wait *governor.WaitError
+		switch {
+		case errors.As(err, &wait):
+			m.govHeld++
+			delay := max(wait.Until.Sub(d.clock.Now()), 0)
+			if wait.Reason == governor.ReasonOpen {
+				m.breakerOpen = true
+				delay = max(delay, d.cfg.openHold())
+			}
+			return governor.Slot{}, delay, "no request slot before the deadline: " + wait.Reason, false
+		case err != nil && ctx.Err() != nil:
+			return governor.Slot{}, 0, "deadline reached while reserving a request slot", false
+		case err != nil:
+			m.governorErrors++
+			d.logStoreError(ctx, err)
+			return governor.Slot{}, d.cfg.storeRetry(), "governor unavailable", false
 		}
-		d.mu.Unlock()
-		if d.api.BudgetAt(ctx, now.Add(max(wait, 0))) < d.cfg.MinRequest {
-			r.CancelAt(now)
-			return max(wait, 0), false
+		m.rate = slot.Rate
+		m.breakerOpen = m.breakerOpen || slot.Probe
+		if err := d.clock.Sleep(ctx, slot.At.Sub(d.clock.Now())); err != nil {
+			return governor.Slot{}, 0, "deadline reached while waiting for the request slot", false
 		}
-		if wait <= 0 {
-			return waited, true
+		if d.clock.Now().After(slot.Late) {
+			// Woke late: move the slot to now if nobody reserved after it, else take another.
+			m.lateSlots++
+			moved, err := d.gov.Retake(ctx, slot)
+			switch {
+			case err == nil && !d.clock.Now().After(moved.Late):
+				slot = moved
+			case (err == nil || errors.Is(err, governor.ErrSlotTaken)) && late+1 < maxLateSlots:
+				continue // taken, or the move itself took too long: the next slot counts from it
+			case err == nil || errors.Is(err, governor.ErrSlotTaken):
+				return governor.Slot{}, 0, "woke too late for the request slot", false
+			default:
+				m.governorErrors++
+				d.logStoreError(ctx, err)
+				return governor.Slot{}, d.cfg.storeRetry(), "governor unavailable", false
+			}
 		}
-		r.CancelAt(now)
-		if err := d.clock.Sleep(ctx, wait); err != nil {
-			return 0, false
-		}
-		waited += wait
+		m.waitMs = append(m.waitMs, ms(d.clock.Now().Sub(start)))
+		return slot, 0, "", true
 	}
 }
 
-// maxPause bounds how long one instance holds back after throttles.
-const maxPause = time.Minute
-
-// throttled holds this instance's next request back after a 429/503: one pacing interval (plus a
-// random part of one) after the first throttle in a row, doubling with each further one, up to
-// the Retry-After (or maxPause when there is none). A lone 429 at the limit is a collision of two instances'
-// phases and costs one slot; throttles in a row mean the API wants less, and get its Retry-After.
-// The throttled message itself always waits the full Retry-After (its visibility).
-func (d *Dispatcher) throttled(res orderapi.Result) {
-	ceiling := maxPause
-	if res.HasRetryAfter {
-		ceiling = min(res.RetryAfter, maxPause)
+// report records the answer with the governor, detached from the invocation's cancel: a throttle
+// or a failure must reach the other instances. A store error is counted and logged (the order's
+// fate does not depend on it).
+func (d *Dispatcher) report(ctx context.Context, log *slog.Logger, slot governor.Slot, res orderapi.Result, m *metrics) {
+	rctx, cancel := bookkeepingContext(ctx)
+	defer cancel()
+	st, err := d.gov.Report(rctx, slot, outcome(res))
+	if err != nil {
+		m.governorErrors++
+		d.logStoreError(ctx, err)
+		return
 	}
-	interval := time.Duration(float64(time.Second) / d.cfg.PerInstanceRate())
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.throttleStreak++
-	p := ceiling
-	// interval < ceiling>>s, not interval<<s < ceiling: at a low rate the shift overflowed to a
-	// negative pause.
-	if s := d.throttleStreak - 1; s < 32 && interval < ceiling>>s {
-		// Plus a random part of an interval, so that two instances whose requests collide do
-		// not stay in step: a pause of whole intervals would keep their phases.
-		p = min(interval<<s+time.Duration(d.rand()*float64(interval)), ceiling)
+	if st.Open() {
+		m.breakerOpen = true
 	}
-	if until := d.clock.Now().Add(p); until.After(d.pausedUntil) {
-		d.pausedUntil = until
+	if !slot.Probe && st.Open() && st.OpenedAt.Equal(d.clock.Now()) {
+		log.WarnContext(ctx, "circuit breaker opened: the order API keeps failing", "failures", st.Failures)
 	}
 }
 
-// answered resets the throttle streak after any answer that is not a throttle.
-func (d *Dispatcher) answered() {
+// outcome is what an answer says about the API, for the governor.
+func outcome(res orderapi.Result) governor.Outcome {
+	o := governor.Outcome{Kind: governor.Answered, RetryAfter: res.RetryAfter, HasRetryAfter: res.HasRetryAfter,
+		PolicyRate: res.RateLimit.PolicyRate, Remaining: res.RateLimit.Remaining, Reset: res.RateLimit.Reset,
+		HasRemaining: res.RateLimit.HasRemaining}
+	switch {
+	case res.Status == http.StatusTooManyRequests:
+		o.Kind = governor.Throttled
+	case res.Status >= 500 || res.Timeout || res.ConnError:
+		o.Kind = governor.Failed
+	}
+	return o
+}
+
+// logStoreError logs a governor store failure at error level once per storeLogEvery, at debug
+// otherwise.
+func (d *Dispatcher) logStoreError(ctx context.Context, err error) {
+	now := d.clock.Now()
 	d.mu.Lock()
-	d.throttleStreak = 0
+	loud := d.storeLog.IsZero() || now.Sub(d.storeLog) >= storeLogEvery
+	if loud {
+		d.storeLog = now
+	}
 	d.mu.Unlock()
+	if loud {
+		d.log.ErrorContext(ctx, "governor unavailable: orders are given back unsent", "error", err)
+		return
+	}
+	d.log.DebugContext(ctx, "governor unavailable", "error", err)
 }
 
 // apply carries out dec, logs the outcome once and reports whether the message may be deleted.

@@ -50,7 +50,8 @@ type setup struct {
 	config  func(*dispatch.Config)
 	client  func(*orderapi.Config)
 	secrets orderapi.SecretsAPI
-	ledger  dispatch.Ledger // the delivery record; nil: none
+	ledger  dispatch.Ledger                  // the delivery record; nil: none
+	queue   func(*sqs.Client) dispatch.Queue // wraps the dispatcher's SQS client; nil: the client
 }
 
 func newEnv(t *testing.T, s setup) *env {
@@ -93,7 +94,11 @@ func newEnv(t *testing.T, s setup) *env {
 		Metrics: e.metrics,
 		Ledger:  s.ledger,
 	}
-	e.d = dispatch.New(e.cfg, e.sqs, e.client, e.opts)
+	var q dispatch.Queue = e.sqs
+	if s.queue != nil {
+		q = s.queue(e.sqs)
+	}
+	e.d = dispatch.New(e.cfg, q, e.client, e.opts)
 	return e
 }
 
@@ -322,31 +327,47 @@ func throttleOnce(retryAfter func() string) http.Handler {
 	})
 }
 
+// sendRecorder is the SQS client that also records what the Dispatcher gave SendMessage.
+type sendRecorder struct {
+	*sqs.Client
+	mu   sync.Mutex
+	sent []*sqs.SendMessageInput
+}
+
+func (r *sendRecorder) SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	r.mu.Lock()
+	r.sent = append(r.sent, in)
+	r.mu.Unlock()
+	return r.Client.SendMessage(ctx, in, optFns...)
+}
+
 func TestRetryAfterIsHonoured(t *testing.T) {
 	t.Parallel()
+	// The client's clock stands still, so an HTTP date is exactly 4 s after its now.
+	now := time.Now().Truncate(time.Second)
 	for _, tc := range []struct {
 		name       string
 		retryAfter func() string
+		wantDelay  int32
 	}{
-		{"delta seconds", func() string { return "3" }},
-		{"HTTP date", func() string { return time.Now().Add(4 * time.Second).UTC().Format(http.TimeFormat) }},
+		{"delta seconds", func() string { return "3" }, 3},
+		{"HTTP date", func() string { return now.Add(4 * time.Second).UTC().Format(http.TimeFormat) }, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, setup{handler: throttleOnce(tc.retryAfter)})
+			var q *sendRecorder
+			e := newEnv(t, setup{handler: throttleOnce(tc.retryAfter),
+				client: func(c *orderapi.Config) { c.Now = func() time.Time { return now } },
+				queue:  func(c *sqs.Client) dispatch.Queue { q = &sendRecorder{Client: c}; return q }})
 			e.send("R-1", order1(t))
 			if _, failed := e.poll(context.Background(), 1); len(failed) != 0 {
 				t.Fatalf("failures = %v, want none: the throttled message is replaced by a fresh copy", failed)
 			}
-			// The fresh copy is delayed by the Retry-After (3 s; the date gives 3-4 s).
-			if got := e.receiveAll(e.queueURL, 0); len(got) != 0 {
-				t.Errorf("order receivable right after a 429: the fresh copy is not delayed")
+			// The fresh copy is delayed by the Retry-After.
+			if len(q.sent) != 1 || q.sent[0].DelaySeconds != tc.wantDelay {
+				t.Fatalf("sent %d messages (first %+v), want one fresh copy delayed %d s", len(q.sent), q.sent, tc.wantDelay)
 			}
-			time.Sleep(time.Second)
-			if got := e.receiveAll(e.queueURL, 0); len(got) != 0 {
-				t.Errorf("order receivable 1 s after a 429 with Retry-After ~3 s")
-			}
-			msgs, failed := e.poll(context.Background(), 8)
+			msgs, failed := e.poll(context.Background(), 20)
 			if len(msgs) != 1 || len(failed) != 0 {
 				t.Fatalf("second poll got %d messages, failures %v; want the fresh copy, delivered", len(msgs), failed)
 			}
@@ -609,9 +630,9 @@ func TestMetricsPerInvocation(t *testing.T) {
 	}
 }
 
-// Regression: after the invocation's deadline (Lambda has killed it; the local runner leaves it
-// running and keeps the batch) the handler still re-sent a fresh copy of a message it gave back,
-// so the order was on the queue twice: the fresh copy and the original the ESM never deleted.
+// After the invocation's deadline (Lambda has killed it; the local runner leaves it running and
+// keeps the batch) the handler sends no fresh copy of a message it gives back: the order would be
+// on the queue twice, the fresh copy and the original the ESM never deleted.
 func TestNothingIsSentAfterTheDeadline(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{})

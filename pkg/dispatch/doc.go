@@ -2,22 +2,26 @@
 // per invocation (the event source mapping uses batch size 1; a batch of N is handled in order),
 // at the API's rate, and decides the fate of every message so that no order is lost.
 //
-// # Pacing
+// # Pacing, throttles and the breaker
 //
-// Each instance paces with a golang.org/x/time/rate limiter at API_RATE/API_INSTANCES, burst 1.
-// The limiter belongs to the Dispatcher, which main builds once per process, so pacing carries
-// over between warm invocations. The token is taken when the request really goes, so a late
-// wake-up never lets two requests of one instance go closer than 1/rate. After a 429/503 the
-// instance holds back one pacing interval, doubling with each throttle in a row up to the
-// Retry-After (a minute without one): a lone 429 is two instances' phases colliding and costs one
-// slot, a run of them means the API wants less. Before waiting, the Dispatcher checks that the wait
-// leaves at least MinRequest for the request before the invocation's deadline minus the
-// client's margin; if not, the limiter slot is returned and the message is given back without
-// being attempted (a fresh copy delayed by the wait it could not afford, see below: 0 when the
-// deadline was the problem, so an instance paused by a long Retry-After does not spin on it).
-// Time comes from an injected Clock.
+// Every request takes a slot from the Governor (pkg/governor), shared by all instances through
+// GOVERNOR_TABLE: no two requests leave closer than 1/rate apart whichever instance sends them,
+// a 429/503 with Retry-After pauses every instance, 429s lower the shared rate (API_RATE is the
+// ceiling), and a run of failures across instances opens the circuit breaker. Without
+// GOVERNOR_TABLE each Dispatcher paces alone with a governor of its own at
+// API_RATE/API_INSTANCES. The Dispatcher lives for the whole process (a warm Lambda instance).
 //
-// # Outcomes (docs/DESIGN.md)
+// A slot is reserved only where a request would still get MinRequest before the invocation's
+// deadline minus the client's margin; the Dispatcher sleeps until it and sends if it woke
+// before the slot's Late bound, else gives the slot up and takes another. An order that gets no
+// slot (the schedule is full until past the deadline, a pause, the open breaker) or whose
+// governor store fails (nothing is sent that the schedule does not account for; logged at error
+// level once a minute per instance) is given back without being attempted (a fresh copy delayed
+// until its slot could start; two probe intervals when the breaker is open; 10 s after a store
+// failure), so it spends none of its retry budget. A failed breaker probe is given back the same
+// way: the API is down, which says nothing about that order. Time comes from an injected Clock.
+//
+// # Outcomes
 //
 //   - delivered (2xx): success; the event source mapping deletes the message.
 //   - throttled (429/503): a fresh copy delayed by Retry-After (or the backoff when absent), at
@@ -91,6 +95,7 @@
 // One slog line per message with stable keys: messageID, orderID, attempts, class, status,
 // latencyMs, detail, visibilitySec. Never the order body or the Authorization value. One EMF
 // line per invocation (namespace "orderpipe", dimension Function, metrics Sent, Throttled,
-// Transient, Permanent, Exhausted, ApiLatency and PacingWait in ms; with a Ledger also
-// Duplicates, HeldElsewhere, PossibleRepeats and LedgerErrors).
+// Transient, Permanent, Exhausted, Held (given back unsent by the governor), GovernorErrors,
+// BreakerOpen (0/1), ApiRate (the shared rate in force, requests/s), ApiLatency and PacingWait
+// in ms; with a Ledger also Duplicates, HeldElsewhere, PossibleRepeats and LedgerErrors).
 package dispatch

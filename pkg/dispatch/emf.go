@@ -18,7 +18,12 @@ const (
 	MetricPermanent  = "Permanent"  // orders parked at once: refused by the API or undecodable
 	MetricExhausted  = "Exhausted"  // orders parked after the transient budget
 	MetricApiLatency = "ApiLatency" // milliseconds per PUT, one value per request
-	MetricPacingWait = "PacingWait" // milliseconds spent waiting on the limiter, per order
+	MetricPacingWait = "PacingWait" // milliseconds spent waiting for the request slot, per order
+
+	MetricApiRate        = "ApiRate"        // the shared rate in force, requests/s (when a slot was taken)
+	MetricBreakerOpen    = "BreakerOpen"    // 1 when the invocation met the open circuit breaker, else 0
+	MetricHeld           = "Held"           // orders given back unsent: schedule full, paused, breaker open
+	MetricGovernorErrors = "GovernorErrors" // governor store calls that failed
 
 	// Delivery record (pkg/delivery) counts.
 	MetricDuplicates      = "Duplicates"      // copies of delivered orders, deleted unsent
@@ -46,6 +51,11 @@ type metrics struct {
 	recorded                                bool
 	duplicates, held, repeats, ledgerErrors int
 	latencyMs, waitMs                       []float64
+
+	// the governor's
+	govHeld, lateSlots, governorErrors int
+	breakerOpen                        bool
+	rate                               float64 // the shared rate of the last slot taken; 0: none
 }
 
 type emfMetric struct {
@@ -78,6 +88,16 @@ func writeEMF(w io.Writer, now time.Time, function string, m metrics) error {
 	add(MetricTransient, "Count", m.transient)
 	add(MetricPermanent, "Count", m.permanent)
 	add(MetricExhausted, "Count", m.exhausted)
+	add(MetricHeld, "Count", m.govHeld)
+	add(MetricGovernorErrors, "Count", m.governorErrors)
+	open := 0
+	if m.breakerOpen {
+		open = 1
+	}
+	add(MetricBreakerOpen, "None", open)
+	if m.rate > 0 {
+		add(MetricApiRate, "Count/Second", m.rate)
+	}
 	if m.recorded {
 		add(MetricDuplicates, "Count", m.duplicates)
 		add(MetricHeldElsewhere, "Count", m.held)

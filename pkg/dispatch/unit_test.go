@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +54,8 @@ func TestLoadConfig(t *testing.T) {
 	}
 	defaults := Config{OrdersQueueURL: "http://q/orders", DLQURL: "http://q/orders-dlq", APIBaseURL: "https://api.example.com/v1",
 		APITimeout: 10 * time.Second, APIRate: 1, APIInstances: 2, MaxAttempts: 8, BackoffBase: 2 * time.Second,
-		BackoffMax: 15 * time.Minute, MaxThrottled: 24 * time.Hour, FunctionName: "dispatch", MinRequest: time.Second}
+		BackoffMax: 15 * time.Minute, MaxThrottled: 24 * time.Hour, FunctionName: "dispatch", MinRequest: time.Second,
+		BreakerThreshold: 5, ProbeInterval: 30 * time.Second}
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
@@ -65,7 +65,10 @@ func TestLoadConfig(t *testing.T) {
 		{"defaults", with(), func(*Config) {}, nil},
 		{"everything set", with("ORDER_API_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x", "ORDER_API_TIMEOUT", "3s",
 			"API_RATE", "20", "API_INSTANCES", "4", "MAX_ATTEMPTS", "5", "BACKOFF_BASE", "1s", "BACKOFF_MAX", "1m",
-			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch", "MAX_THROTTLED", "6h"), func(c *Config) {
+			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch", "MAX_THROTTLED", "6h", "GOVERNOR_TABLE", "gov",
+			"GOVERNOR_CLOCK_SKEW", "100ms", "GOVERNOR_MARGIN", "5ms", "BREAKER_THRESHOLD", "3", "BREAKER_PROBE_INTERVAL", "10s"), func(c *Config) {
+			c.GovernorTable, c.ClockSkew, c.BreakerThreshold, c.ProbeInterval = "gov", 100*time.Millisecond, 3, 10*time.Second
+			c.Margin = 5 * time.Millisecond
 			c.APISecretARN, c.APITimeout, c.APIRate, c.APIInstances, c.MaxAttempts = "arn:aws:secretsmanager:us-east-1:1:secret:x", 3*time.Second, 20, 4, 5
 			c.BackoffBase, c.BackoffMax, c.LogLevel, c.FunctionName = time.Second, time.Minute, -4, "orderpipe-dispatch"
 			c.MaxThrottled = 6 * time.Hour
@@ -75,6 +78,8 @@ func TestLoadConfig(t *testing.T) {
 		{"bad base URL", with("ORDER_API_BASE_URL", "api.example.com"), nil, []string{"ORDER_API_BASE_URL"}},
 		{"backoff max below base", with("BACKOFF_BASE", "1m", "BACKOFF_MAX", "1s"), nil, []string{"BACKOFF_BASE"}},
 		{"one attempt", with("MAX_ATTEMPTS", "1"), nil, []string{"MAX_ATTEMPTS"}},
+		{"bad governor values", with("GOVERNOR_CLOCK_SKEW", "-1s", "BREAKER_THRESHOLD", "0", "BREAKER_PROBE_INTERVAL", "soon"), nil,
+			[]string{"GOVERNOR_CLOCK_SKEW", "BREAKER_THRESHOLD", "BREAKER_PROBE_INTERVAL"}},
 		{"negative throttle bound", with("MAX_THROTTLED", "-1h"), nil, []string{"MAX_THROTTLED"}},
 		// Regressions: ParseFloat takes "Inf" (an unlimited limiter: no pacing at all) and "NaN"
 		// (every comparison false), and counts went through a float (2.5 became 2, 1e30 garbage).
@@ -286,7 +291,8 @@ func TestPacing(t *testing.T) {
 	ctx := context.Background()
 
 	// Two warm invocations, one of 3 messages then one of 1, then a pause longer than the
-	// interval: the limiter carries over between invocations and never bursts beyond 1.
+	// interval: the schedule carries over between invocations and never bursts. Slots are 1/rate
+	// plus the margin (2 % of it) apart; a new schedule starts one slot after its creation.
 	for _, ev := range []events.SQSEvent{batch("a", "b", "c"), batch("d")} {
 		resp, _ := d.Handle(ctx, ev)
 		if len(resp.BatchItemFailures) != 0 {
@@ -296,7 +302,7 @@ func TestPacing(t *testing.T) {
 	clk.t = clk.t.Add(5 * time.Second)
 	d.Handle(ctx, batch("e", "f"))
 	ms := time.Millisecond
-	want := []time.Duration{0, 500 * ms, 1000 * ms, 1500 * ms, 6500 * ms, 7000 * ms}
+	want := []time.Duration{510 * ms, 1020 * ms, 1530 * ms, 2040 * ms, 7040 * ms, 7550 * ms}
 	if diff := cmp.Diff(want, api.at); diff != "" {
 		t.Errorf("PUT start times (-want +got):\n%s", diff)
 	}
@@ -308,8 +314,11 @@ func TestPacing(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := first["PacingWait"], []any{0.0, 500.0, 500.0}; !cmp.Equal(got, want) {
+	if got, want := first["PacingWait"], []any{510.0, 510.0, 510.0}; !cmp.Equal(got, want) {
 		t.Errorf("PacingWait = %v, want %v", got, want)
+	}
+	if got, want := first["ApiRate"], 2.0; got != want {
+		t.Errorf("ApiRate = %v, want %v", got, want)
 	}
 }
 
@@ -323,11 +332,12 @@ func TestGiveBackWhenTimeIsShort(t *testing.T) {
 		want      []time.Duration // PUT start times
 		wantDelay []int32         // of the fresh copies of the messages given back
 	}{
-		// 1 s interval: the second order would have 1.5-1 = 0.5 s left < MinRequest 1 s; it
-		// comes back when this instance's limiter would have let it go.
-		{"second order given back", 1500 * time.Millisecond, []time.Duration{0}, []int32{1}},
-		{"room for both", 2500 * time.Millisecond, []time.Duration{0, time.Second}, nil},
-		{"no room at all", 500 * time.Millisecond, nil, []int32{0, 0}},
+		// Slots 1.02 s apart (1 s + the margin), the first 1.02 s in: the second order's slot
+		// (2.04 s) would leave 0.46 s < MinRequest; it comes back when that slot would have
+		// started (1.02 s after the first PUT, 2 whole seconds).
+		{"second order given back", 2500 * time.Millisecond, []time.Duration{1020 * time.Millisecond}, []int32{2}},
+		{"room for both", 3500 * time.Millisecond, []time.Duration{1020 * time.Millisecond, 2040 * time.Millisecond}, nil},
+		{"no room at all", 500 * time.Millisecond, nil, []int32{2, 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := &fakeAPI{clock: clk, budget: tc.budget, start: clk.t}
@@ -347,7 +357,7 @@ func TestGiveBackWhenTimeIsShort(t *testing.T) {
 			if !cmp.Equal(delays, tc.wantDelay) || len(q.visibility) != 0 {
 				t.Errorf("given back as fresh copies delayed %v and visibility changes %v; want copies delayed %v, no visibility change", delays, q.visibility, tc.wantDelay)
 			}
-			clk.t = clk.t.Add(time.Minute) // the limiter refills between cases
+			clk.t = clk.t.Add(time.Minute) // the schedule is free again between cases
 		})
 	}
 }
@@ -376,10 +386,11 @@ func TestEMF(t *testing.T) {
 	if err := writeEMF(&buf, now, "orderpipe-dispatch", metrics{sent: 1, throttled: 2, latencyMs: []float64{51.5}}); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"ApiLatency":[51.5],"Exhausted":0,"Function":"orderpipe-dispatch","Permanent":0,"Sent":1,"Throttled":2,"Transient":0,` +
+	want := `{"ApiLatency":[51.5],"BreakerOpen":0,"Exhausted":0,"Function":"orderpipe-dispatch","GovernorErrors":0,"Held":0,"Permanent":0,"Sent":1,"Throttled":2,"Transient":0,` +
 		`"_aws":{"Timestamp":1767225600000,"CloudWatchMetrics":[{"Namespace":"orderpipe","Dimensions":[["Function"]],"Metrics":[` +
 		`{"Name":"Sent","Unit":"Count"},{"Name":"Throttled","Unit":"Count"},{"Name":"Transient","Unit":"Count"},` +
-		`{"Name":"Permanent","Unit":"Count"},{"Name":"Exhausted","Unit":"Count"},{"Name":"ApiLatency","Unit":"Milliseconds"}]}]}}` + "\n"
+		`{"Name":"Permanent","Unit":"Count"},{"Name":"Exhausted","Unit":"Count"},{"Name":"Held","Unit":"Count"},` +
+		`{"Name":"GovernorErrors","Unit":"Count"},{"Name":"BreakerOpen","Unit":"None"},{"Name":"ApiLatency","Unit":"Milliseconds"}]}]}}` + "\n"
 	if diff := cmp.Diff(want, buf.String()); diff != "" {
 		t.Errorf("EMF line (-want +got):\n%s", diff)
 	}
@@ -404,27 +415,6 @@ func TestGiveBackDecision(t *testing.T) {
 				t.Errorf("giveBack (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-func TestThrottlePausesTheInstance(t *testing.T) {
-	clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	throttle := orderapi.Result{Class: orderapi.Throttled, Status: 429, Sent: true, RetryAfter: 3 * time.Second, HasRetryAfter: true}
-	ok := orderapi.Result{Class: orderapi.Delivered, Status: 200, Sent: true}
-	api := &fakeAPI{clock: clk, budget: time.Hour, start: clk.t,
-		results: []orderapi.Result{throttle, throttle, throttle, throttle, ok, throttle, ok}}
-	cfg := testConfig()
-	cfg.APIRate, cfg.APIInstances = 4, 2 // interval 0.5 s
-	d := New(cfg, &recordingQueue{}, api, Options{Clock: clk, Metrics: &bytes.Buffer{}, Rand: func() float64 { return 0 }})
-	for _, id := range []string{"a", "b", "c", "d", "e", "f", "g"} {
-		d.Handle(context.Background(), batch(id))
-	}
-	// Gaps after each answer: throttles in a row pause 0.5, 1, 2, then the Retry-After (3 s);
-	// a delivery resets the streak, so the next lone throttle costs one interval again.
-	ms := time.Millisecond
-	want := []time.Duration{0, 500 * ms, 1500 * ms, 3500 * ms, 6500 * ms, 7000 * ms, 7500 * ms}
-	if diff := cmp.Diff(want, api.at); diff != "" {
-		t.Errorf("PUT times (-want +got):\n%s", diff)
 	}
 }
 
@@ -467,7 +457,7 @@ func TestBadInputNeverCrashes(t *testing.T) {
 		t.Errorf("classes = %v, want %v", classes, want)
 	}
 	// Attempts = Retries + receive count; a malformed or negative Retries counts as 0, a huge one
-	// as maxRetries (it overflowed to a negative attempt number).
+	// as maxRetries (so that the sum cannot overflow to a negative attempt number).
 	if want := []string{"1", "1", "1", "1", "4", "1", "1", "1048577"}; !cmp.Equal(attempts, want) {
 		t.Errorf("attempts = %v, want %v", attempts, want)
 	}
@@ -555,9 +545,9 @@ func (q *deadlineQueue) ChangeMessageVisibility(ctx context.Context, in *sqs.Cha
 	return &sqs.ChangeMessageVisibilityOutput{}, q.record(ctx)
 }
 
-// Regression: the bookkeeping calls ran on a detached 5 s budget while the request leaves only
-// the client's margin (2 s) before the invocation's deadline, so a slow SQS call ran past the
-// deadline: a killed invocation, the whole batch back and its re-sent copies duplicated.
+// The bookkeeping calls end before the invocation's deadline minus the response reserve: the
+// request leaves only the client's margin (2 s), and a slow SQS call past the deadline would be
+// a killed invocation, the whole batch back and its re-sent copies duplicated.
 func TestBookkeepingEndsBeforeTheDeadline(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -589,9 +579,9 @@ func TestBookkeepingEndsBeforeTheDeadline(t *testing.T) {
 	}
 }
 
-// Regression: a Retries attribute near the int maximum overflowed Retries + receive count to a
-// negative attempt number, so a failing order was never exhausted (retried until the queue's
-// redrive policy parked it without a class).
+// A Retries attribute near the int maximum still counts as attempts spent: Retries + receive
+// count must not overflow to a negative attempt number, or a failing order would never be
+// exhausted (retried until the queue's redrive policy parked it without a class).
 func TestHugeRetriesIsExhausted(t *testing.T) {
 	msg := batch("H-1").Records[0]
 	huge := "9223372036854775807"
@@ -610,9 +600,9 @@ func TestHugeRetriesIsExhausted(t *testing.T) {
 	}
 }
 
-// Regression: BACKOFF_MAX may be 12 h, but SQS refuses a visibility change that keeps a message
-// invisible beyond 12 h after its receive, so the long backoff was lost (the queue's 3 min
-// applied instead).
+// BACKOFF_MAX may be 12 h, but SQS refuses a visibility change that keeps a message invisible
+// beyond 12 h after its receive: the backoff is capped so that the change is accepted (a refused
+// one would leave the queue's 3 min in place).
 func TestBackoffWithinTheVisibilityLimit(t *testing.T) {
 	cfg := testConfig()
 	cfg.BackoffMax = 12 * time.Hour
@@ -629,36 +619,6 @@ func TestBackoffWithinTheVisibilityLimit(t *testing.T) {
 	}
 }
 
-// Regression: at a low rate (interval 10 s) the throttle pause interval<<streak overflowed after
-// 31 throttles in a row and came out negative: the instance stopped holding back.
-func TestLongThrottleStreakKeepsPausing(t *testing.T) {
-	clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	throttle := orderapi.Result{Class: orderapi.Throttled, Status: 429, Sent: true}
-	const n = 33
-	api := &fakeAPI{clock: clk, budget: 1000 * time.Hour, start: clk.t}
-	for i := 0; i < n; i++ {
-		api.results = append(api.results, throttle)
-	}
-	cfg := testConfig()
-	cfg.APIRate, cfg.APIInstances = 0.2, 2 // interval 10 s
-	d := New(cfg, &recordingQueue{}, api, Options{Clock: clk, Metrics: &bytes.Buffer{}, Rand: func() float64 { return 0 }})
-	for i := 0; i < n+1; i++ {
-		d.Handle(context.Background(), batch("t"+strconv.Itoa(i)))
-	}
-	var gaps []time.Duration
-	for i := 1; i < len(api.at); i++ {
-		gaps = append(gaps, api.at[i]-api.at[i-1])
-	}
-	// 10, 20, 40 s, then the one-minute cap for every further throttle in a row.
-	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second}
-	for len(want) < n {
-		want = append(want, time.Minute)
-	}
-	if diff := cmp.Diff(want, gaps); diff != "" {
-		t.Errorf("gaps between PUTs (-want +got):\n%s", diff)
-	}
-}
-
 // TestThrottleIsBounded throttles one order again and again on an injected clock: each re-sent
 // copy carries when its throttling began, and once MaxThrottled has passed the order is parked
 // as throttled with the detail.
@@ -669,9 +629,9 @@ func TestThrottleIsBounded(t *testing.T) {
 	queue := &recordingQueue{}
 	cfg := testConfig()
 	cfg.MaxThrottled = 2 * time.Hour
-	d := New(cfg, queue, &fakeAPI{clock: clk, budget: 1000 * time.Hour, start: start,
-		results: []orderapi.Result{throttle, throttle, throttle, {Class: orderapi.Delivered, Status: 200, Sent: true}}},
-		Options{Clock: clk, Metrics: &bytes.Buffer{}, Rand: func() float64 { return 0.5 }})
+	api := &fakeAPI{clock: clk, budget: 1000 * time.Hour, start: start,
+		results: []orderapi.Result{throttle, throttle, throttle, {Class: orderapi.Delivered, Status: 200, Sent: true}}}
+	d := New(cfg, queue, api, Options{Clock: clk, Metrics: &bytes.Buffer{}, Rand: func() float64 { return 0.5 }})
 	attr := func(in *sqs.SendMessageInput, name string) string {
 		if v, ok := in.MessageAttributes[name]; ok {
 			return aws.ToString(v.StringValue)
@@ -695,9 +655,9 @@ func TestThrottleIsBounded(t *testing.T) {
 		msg = events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m-next", Body: aws.ToString(in.MessageBody), MessageAttributes: attrs}}}
 		return in
 	}
-	stamp := start.Format(time.RFC3339)
-
 	first := send()
+	// Throttled since the first PUT (its slot is one interval into a new schedule).
+	stamp := start.Add(api.at[0]).Format(time.RFC3339)
 	if got := attr(first, order.AttrThrottledSince); aws.ToString(first.QueueUrl) != cfg.OrdersQueueURL || got != stamp {
 		t.Fatalf("first throttle: sent to %s with ThrottledSince %q; want the orders queue, %q", aws.ToString(first.QueueUrl), got, stamp)
 	}
@@ -706,7 +666,7 @@ func TestThrottleIsBounded(t *testing.T) {
 	if got := attr(second, order.AttrThrottledSince); aws.ToString(second.QueueUrl) != cfg.OrdersQueueURL || got != stamp {
 		t.Fatalf("just under the bound: sent to %s with ThrottledSince %q; want the orders queue, %q", aws.ToString(second.QueueUrl), got, stamp)
 	}
-	clk.t = start.Add(2 * time.Hour)
+	clk.t = start.Add(api.at[0] + 2*time.Hour)
 	parked := send()
 	// The pacing pause after the earlier throttles advances the clock by a few seconds more.
 	wantDetail := "throttled for 2h0m* since " + stamp + " (MAX_THROTTLED 2h0m0s): HTTP 503"

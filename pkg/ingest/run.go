@@ -235,7 +235,7 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 			r.line = o.Line
 			if !r.ids.add(hashID(o.ID)) {
 				if len(r.saved.DuplicateIDs)+len(r.newDups) < MaxListedDuplicates {
-					r.newDups = append(r.newDups, strings.Clone(o.ID))
+					r.newDups = append(r.newDups, strings.Clone(o.ID)) // kept for the file: not its id block
 				} else {
 					r.dupsTruncated = true
 				}
@@ -244,7 +244,7 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 				}
 				break
 			}
-			e := &Entry{ID: strings.Clone(o.ID), Body: string(o.Body), Line: o.Line, Source: src, Version: obj.Version}
+			e := &Entry{ID: o.ID, Body: string(o.Body), Line: o.Line, Source: src, Version: obj.Version}
 			if e.size() > MaxMessageBytes {
 				// The queue would refuse the whole batch, on every retry of the file.
 				if err := r.rejects.add(o.Line, ReasonTooLarge, o.Body); err != nil {

@@ -12,11 +12,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
@@ -46,7 +48,8 @@ type Options struct {
 	// DispatchOptions returns the dispatch.Options of instance i (0 <= i < Settings.Instances)
 	// with cfg, the DispatchConfig; it is called once per instance by NewPipeline, and its error
 	// fails NewPipeline. In what it returns, a nil Logger is Logger and a nil Metrics discards
-	// the EMF lines. Nil: the defaults alone, so each instance paces on its own limiter.
+	// the EMF lines, and a nil Governor is one on the governor table (GovernorTable of the
+	// DispatchConfig; the instances share one store) or, with no table, the Dispatcher's own.
 	DispatchOptions func(i int, cfg dispatch.Config) (dispatch.Options, error)
 
 	// FunctionAWS, when set, returns the configuration function ("ingest" or "dispatch") signs
@@ -146,6 +149,11 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 	if err := p.DispatchConfig.Validate(); err != nil {
 		return nil, fmt.Errorf("local pipeline: %w", err)
 	}
+	// One store for all instances: this process's writes go one at a time (governor.DynamoStore).
+	var store governor.Store
+	if t := p.DispatchConfig.GovernorTable; t != "" {
+		store = governor.NewDynamoStore(dynamodb.NewFromConfig(o.AWS), t, "")
+	}
 	instance := func(i int) (dispatch.Options, error) {
 		var do dispatch.Options
 		if o.DispatchOptions != nil {
@@ -159,6 +167,15 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		}
 		if do.Metrics == nil {
 			do.Metrics = io.Discard
+		}
+		if do.Governor == nil && store != nil {
+			gc := p.DispatchConfig.Governor(p.DispatchConfig.APIRate)
+			gc.Instance = fmt.Sprintf("local-%d", i)
+			g, err := governor.New(gc, store, nil)
+			if err != nil {
+				return do, fmt.Errorf("dispatch instance %d: %w", i, err)
+			}
+			do.Governor = g
 		}
 		return do, nil
 	}
@@ -180,7 +197,7 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 }
 
 // dispatchPool is the dispatch function with n warm instances: each invocation takes a
-// Dispatcher (its own limiter and pause) from the pool and gives it back when done.
+// Dispatcher from the pool and gives it back when done.
 func dispatchPool(cfg dispatch.Config, client *sqs.Client, n int, options func(int) (dispatch.Options, error)) (Handler, error) {
 	pool := make(chan *dispatch.Dispatcher, n)
 	for i := range n {

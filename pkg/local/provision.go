@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -17,6 +18,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
@@ -32,6 +34,7 @@ type Names struct {
 	FilesDLQ    string // dead-letter queue of FilesQueue
 	OrdersQueue string // SQS queue of order messages
 	OrdersDLQ   string // dead-letter queue of OrdersQueue
+	Governor    string // DynamoDB table of the order API's shared schedule (pkg/governor)
 }
 
 // NamesFor returns the conventional names with the given prefix, for example
@@ -45,13 +48,14 @@ func NamesFor(prefix string) Names {
 		FilesDLQ:    prefix + "-files-dlq",
 		OrdersQueue: prefix + "-orders",
 		OrdersDLQ:   prefix + "-orders-dlq",
+		Governor:    prefix + "-governor",
 	}
 }
 
 func (n Names) validate() error {
 	for _, f := range []struct{ what, v string }{
 		{"Bucket", n.Bucket}, {"Topic", n.Topic}, {"FilesQueue", n.FilesQueue},
-		{"FilesDLQ", n.FilesDLQ}, {"OrdersQueue", n.OrdersQueue}, {"OrdersDLQ", n.OrdersDLQ},
+		{"FilesDLQ", n.FilesDLQ}, {"OrdersQueue", n.OrdersQueue}, {"OrdersDLQ", n.OrdersDLQ}, {"Governor", n.Governor},
 	} {
 		if f.v == "" {
 			return fmt.Errorf("name of %s is empty", f.what)
@@ -73,6 +77,8 @@ type Resources struct {
 	OrdersDLQURL, OrdersDLQARN     string
 
 	SubscriptionARN string // the files queue's subscription to the topic
+
+	GovernorTable string // the governor's DynamoDB table
 }
 
 // IngestConfig is the ingest function's configuration on these resources: the defaults with
@@ -85,17 +91,19 @@ func (r Resources) IngestConfig() ingest.Config {
 
 // DispatchConfig is the dispatch function's configuration on these resources for a deployment
 // of s with the order API at apiURL: the defaults with the orders queue and DLQ and what s
-// decides (API rate, instances, transient budget).
+// decides (API rate, instances, transient budget), and the governor's table.
 func (r Resources) DispatchConfig(s pipeline.Settings, apiURL string) dispatch.Config {
 	c := dispatch.DefaultConfig().WithSettings(s)
 	c.OrdersQueueURL, c.DLQURL, c.APIBaseURL = r.OrdersQueueURL, r.OrdersDLQURL, apiURL
+	c.GovernorTable = r.GovernorTable
 	return c
 }
 
 // Provision creates, with the real SDK, the pipeline's storage and messaging as the CDK app
 // deploys it: a versioned bucket whose ObjectCreated events under UploadsPrefix go to an SNS
 // topic; the files queue subscribed to the topic with raw message delivery and a queue policy
-// letting the topic send; the orders queue; and a dead-letter queue for each source queue. The
+// letting the topic send; the orders queue; a dead-letter queue for each source queue; and the
+// governor's DynamoDB table (governor.CreateTable). The
 // source queues get the visibility timeouts, QueueRetention and a redrive policy with
 // MaxReceiveCount from s; the DLQs get DLQRetention. s is validated first.
 //
@@ -158,6 +166,10 @@ func Provision(ctx context.Context, cfg aws.Config, s pipeline.Settings, n Names
 	if err = p.notify(ctx, n.Bucket, r.TopicARN); err != nil {
 		return r, err
 	}
+	if err = governor.CreateTable(ctx, dynamodb.NewFromConfig(cfg), n.Governor); err != nil {
+		return r, err
+	}
+	r.GovernorTable = n.Governor
 	return r, nil
 }
 

@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -17,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
@@ -151,6 +154,17 @@ func checkResources(t *testing.T, cfg aws.Config, r Resources, s pipeline.Settin
 	if tc.Filter == nil || tc.Filter.Key == nil || len(tc.Filter.Key.FilterRules) != 1 ||
 		aws.ToString(tc.Filter.Key.FilterRules[0].Value) != UploadsPrefix {
 		t.Errorf("notification filter: got %+v, want prefix %s", tc.Filter, UploadsPrefix)
+	}
+	d, err := dynamodb.NewFromConfig(cfg).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &r.GovernorTable})
+	if err != nil {
+		t.Fatalf("governor table: %v", err)
+	}
+	if d.Table.BillingModeSummary == nil || d.Table.BillingModeSummary.BillingMode != ddbtypes.BillingModePayPerRequest ||
+		len(d.Table.KeySchema) != 1 || aws.ToString(d.Table.KeySchema[0].AttributeName) != governor.KeyAttribute {
+		t.Errorf("governor table %+v: want on-demand, partition key %s", d.Table, governor.KeyAttribute)
+	}
+	if got := r.DispatchConfig(pipeline.Defaults(), "http://api").GovernorTable; got != r.GovernorTable || got == "" {
+		t.Errorf("DispatchConfig GovernorTable = %q, want %q", got, r.GovernorTable)
 	}
 }
 

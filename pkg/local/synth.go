@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // SynthTemplate synthesizes the CDK app of the module at dir in the way `cdk synth` runs it
@@ -22,7 +23,7 @@ import (
 // returns the path of the template of stack. The cloud assembly is kept in cacheDir under a hash
 // of what the template is made from (the module's Go sources other than tests, go.mod, go.sum and
 // ctx) and reused until one of them changes, so a change to the CDK code is synthesized again
-// and an unchanged one costs nothing.
+// and an unchanged one costs nothing; assemblies of other sources older than an hour are removed.
 //
 // Errors: the app failing (its output is in the error), or no template for stack.
 func SynthTemplate(ctx context.Context, dir, cacheDir, stack string, cdkContext map[string]any) (string, error) {
@@ -66,6 +67,14 @@ func SynthTemplate(ctx context.Context, dir, cacheDir, stack string, cdkContext 
 	if err := os.Rename(tmp, out); err != nil && !errors.Is(err, fs.ErrExist) {
 		if _, serr := os.Stat(template); serr != nil {
 			return "", fmt.Errorf("synth: keep the assembly: %w", err)
+		}
+	}
+	// Assemblies of older sources are not read again; those of the last hour are kept for a
+	// process that may still be reading one.
+	old, _ := filepath.Glob(filepath.Join(cacheDir, "synth-*"))
+	for _, o := range old {
+		if st, err := os.Stat(o); err == nil && o != out && !strings.HasPrefix(filepath.Base(o), "synth-tmp-") && time.Since(st.ModTime()) > time.Hour {
+			os.RemoveAll(o)
 		}
 	}
 	return template, nil

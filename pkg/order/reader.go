@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Format is the format of an orders file.
@@ -92,24 +93,39 @@ type Options struct {
 
 // Order is one valid order read from a file.
 type Order struct {
-	// ID is the order id. It aliases the Reader's internal buffer (no allocation per line): it
-	// is valid only until the next call to Next, after which its bytes change. Use
-	// strings.Clone (or Order.Clone) to keep it longer: as a map key, in a batch, in a
-	// message attribute.
+	// ID is the order id, an ordinary immutable string: it stays valid after the next call to
+	// Next and may be kept (as a map key, in a batch, in a message attribute). The Reader cuts
+	// ids from blocks of idBlock bytes that it never writes twice, so reading a line does not
+	// allocate; a kept ID keeps its block alive (strings.Clone one kept for long among many).
 	ID string
 	// Body is the order as a JSON object. For JSON Lines it is the line's object exactly as
 	// given (surrounding whitespace removed, no re-encoding: numbers keep their text). For CSV
 	// it is an object of strings, one per column in header order. Body aliases the Reader's
-	// buffer: it is valid only until the next call to Next.
+	// buffer: it is valid only until the next call to Next (bytes.Clone or Order.Clone keeps it).
 	Body []byte
 	// Line is the 1-based line number of the order in the file.
 	Line int64
 }
 
-// Clone returns a copy of o that stays valid after the next call to Next: use it to keep an order
-// (or its ID) across calls, for example while filling a batch.
+// Clone returns a copy of o that stays valid after the next call to Next: use it to keep an
+// order's Body across calls, for example while filling a batch.
 func (o Order) Clone() Order {
-	return Order{ID: strings.Clone(o.ID), Body: bytes.Clone(o.Body), Line: o.Line}
+	return Order{ID: o.ID, Body: bytes.Clone(o.Body), Line: o.Line}
+}
+
+// idBlock is the size of the blocks Order.ID strings are cut from: one allocation per idBlock
+// bytes of ids (about one per thousands of lines).
+const idBlock = 16 << 10
+
+// keepID returns id as a string that stays valid: a copy in the current id block, whose bytes
+// are written once (a full block is left to the ids cut from it and a new one started).
+func (r *Reader) keepID(id []byte) string {
+	if len(r.ids)+len(id) > cap(r.ids) {
+		r.ids = make([]byte, 0, max(idBlock, len(id)))
+	}
+	start := len(r.ids)
+	r.ids = append(r.ids, id...)
+	return unsafe.String(&r.ids[start], len(id))
 }
 
 // LineError is a rejected line. The Reader stays usable after returning one.
@@ -161,6 +177,7 @@ type Reader struct {
 	ends    []int      // CSV: start and end of each value, in vals or body
 	scratch []byte     // the start of a line too long
 	idBuf   []byte     // JSON: the unescaped id
+	ids     []byte     // the block Order.IDs are cut from (see keepID)
 	keyBuf  []byte     // JSON: an unescaped key
 	stack   containers // JSON scanner: open containers
 }

@@ -35,7 +35,7 @@ const maxDrain = 64 << 10
 // Class is what an outcome means for the order.
 type Class string
 
-// Outcome classes (docs/DESIGN.md "Outcomes").
+// Outcome classes (what dispatch does with each: pkg/dispatch's doc, "Outcomes").
 const (
 	Delivered Class = "delivered" // 2xx: the API has the order
 	Throttled Class = "throttled" // 429 or 503: retry at Retry-After
@@ -56,6 +56,7 @@ type Result struct {
 	Sent          bool          // the request was started (false: refused before sending)
 	Latency       time.Duration // from sending the request to the end of the response headers
 	Detail        string        // short, secret-free reason, e.g. "HTTP 422: unknown sku"
+	RateLimit     RateLimit     // the answer's RateLimit and RateLimit-Policy fields
 }
 
 // StatusError is the error Put returns for a non-2xx response.
@@ -212,6 +213,7 @@ func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error
 	}()
 	res.Status = resp.StatusCode
 	res.RetryAfter, res.HasRetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())
+	res.RateLimit = ParseRateLimit(resp.Header)
 	res.Class = ClassifyStatus(resp.StatusCode)
 	if res.Class == Delivered {
 		return res, nil

@@ -28,6 +28,12 @@ type Settings struct {
 	DLQRetention   time.Duration // both dead-letter queues: must be the longest
 
 	MaxAttempts int // dispatch transient budget; must leave room below MaxReceiveCount
+
+	// The governor's circuit breaker: failures in a row that open it, and one probe per
+	// ProbeInterval while open. An order that meets the open breaker comes back after two probe
+	// intervals as a delayed copy, so 2 x ProbeInterval must fit SendMessage's 15-minute delay.
+	BreakerThreshold int
+	ProbeInterval    time.Duration
 }
 
 // Defaults returns the settings the project deploys unless told otherwise.
@@ -45,6 +51,8 @@ func Defaults() Settings {
 		QueueRetention:      14 * 24 * time.Hour,
 		DLQRetention:        14 * 24 * time.Hour,
 		MaxAttempts:         8,
+		BreakerThreshold:    5,
+		ProbeInterval:       30 * time.Second,
 	}
 }
 
@@ -58,6 +66,7 @@ const (
 	OutputOrdersDLQ       = "OrdersDlqUrl"
 	OutputRedriveFunction = "RedriveFunctionName"
 	OutputAlarmTopic      = "AlarmTopicArn"
+	OutputGovernorTable   = "GovernorTableName"
 	// OutputAPIRate is Settings.APIRate as deployed (a decimal number), for status's ETA.
 	OutputAPIRate = "ApiRate"
 )
@@ -70,10 +79,8 @@ const UploadsPrefix = "uploads/"
 const (
 	MaxRetention  = 14 * 24 * time.Hour
 	MaxVisibility = 12 * time.Hour
+	MaxDelay      = 15 * time.Minute // SendMessage DelaySeconds
 )
-
-// PerInstanceRate is the rate each dispatch instance paces at.
-func (s Settings) PerInstanceRate() float64 { return s.APIRate / float64(s.Instances) }
 
 // DrainTime is how long a backlog of n orders takes at the API rate.
 func (s Settings) DrainTime(n int64) time.Duration {
@@ -125,6 +132,12 @@ func (s Settings) Validate() error {
 	}
 	if s.DLQRetention < s.QueueRetention {
 		bad("DLQ retention %v < source queue retention %v: a DLQ keeps the original enqueue time, so it must keep messages longest", s.DLQRetention, s.QueueRetention)
+	}
+	if s.BreakerThreshold < 1 {
+		bad("BreakerThreshold %d: want at least 1 failure in a row to open the breaker", s.BreakerThreshold)
+	}
+	if s.ProbeInterval < time.Second || 2*s.ProbeInterval > MaxDelay {
+		bad("ProbeInterval %v: want 1s to %v (orders held by the open breaker come back after two intervals, a SendMessage delay of at most %v)", s.ProbeInterval, MaxDelay/2, MaxDelay)
 	}
 	return errors.Join(errs...)
 }

@@ -26,6 +26,9 @@ func TestValidateRules(t *testing.T) {
 		{"DLQ retention shorter", func(s *Settings) { s.DLQRetention = 4 * 24 * time.Hour }, "DLQ retention"},
 		{"budget not below maxReceiveCount", func(s *Settings) { s.MaxAttempts = s.MaxReceiveCount }, "MaxAttempts"},
 		{"zero rate", func(s *Settings) { s.APIRate = 0 }, "APIRate"},
+		{"breaker never opens", func(s *Settings) { s.BreakerThreshold = 0 }, "BreakerThreshold"},
+		{"probe interval beyond the delay limit", func(s *Settings) { s.ProbeInterval = 10 * time.Minute }, "ProbeInterval"},
+		{"probe interval too short", func(s *Settings) { s.ProbeInterval = 100 * time.Millisecond }, "ProbeInterval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,9 +44,6 @@ func TestValidateRules(t *testing.T) {
 
 func TestDrainArithmetic(t *testing.T) {
 	s := Defaults()
-	if got, want := s.PerInstanceRate(), 0.5; got != want {
-		t.Errorf("PerInstanceRate() = %v, want %v", got, want)
-	}
 	if got, want := s.MaxBacklog(), int64(1209600); got != want {
 		t.Errorf("MaxBacklog() = %d, want %d (14 days at 1 rps)", got, want)
 	}

@@ -2,7 +2,11 @@ package apiserver
 
 import (
 	"flag"
+	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // RegisterFlags binds every option of c to a flag of fs, named -api-*, with c's current values as
@@ -28,6 +32,39 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.HangFor, "api-hang-for", c.HangFor, "stand-in order API: how long a hang lasts")
 	fs.BoolVar(&c.CommitBeforeHang, "api-commit-before-hang", c.CommitBeforeHang, "stand-in order API: record a hanging order first (retries become duplicates)")
 	fs.IntVar(&c.FailTimes, "api-fail-times", c.FailTimes, "stand-in order API: attempts of a chosen id that fail, reset or hang")
+	fs.Func("api-outage", "stand-in order API: scripted outage FROM-TO[:STATUS[:RETRY_AFTER]] after its start, e.g. 10s-40s:503 (STATUS 0: no answer); repeatable", outageFlag(&c.Outages))
+	fs.BoolVar(&c.RateLimitHeaders, "api-ratelimit-headers", c.RateLimitHeaders, "stand-in order API: send the IETF RateLimit and RateLimit-Policy fields")
+}
+
+// outageFlag parses FROM-TO[:STATUS[:RETRY_AFTER]] (status default 503).
+func outageFlag(dst *[]Outage) func(string) error {
+	return func(v string) error {
+		parts := strings.Split(v, ":")
+		from, to, ok := strings.Cut(parts[0], "-")
+		o := Outage{Status: http.StatusServiceUnavailable}
+		var err1, err2 error
+		o.From, err1 = time.ParseDuration(strings.TrimSpace(from))
+		o.To, err2 = time.ParseDuration(strings.TrimSpace(to))
+		if !ok || err1 != nil || err2 != nil || len(parts) > 3 {
+			return fmt.Errorf("outage %q: want FROM-TO[:STATUS[:RETRY_AFTER]], e.g. 10s-40s:503", v)
+		}
+		if len(parts) > 1 {
+			n, err := strconv.Atoi(parts[1])
+			if err != nil {
+				return fmt.Errorf("outage %q: status %q is not a number", v, parts[1])
+			}
+			o.Status = n
+		}
+		if len(parts) > 2 {
+			d, err := time.ParseDuration(parts[2])
+			if err != nil {
+				return fmt.Errorf("outage %q: retry-after %q: %v", v, parts[2], err)
+			}
+			o.RetryAfter = d
+		}
+		*dst = append(*dst, o)
+		return nil
+	}
 }
 
 func idList(dst *[]string) func(string) error {

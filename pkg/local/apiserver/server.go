@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +58,15 @@ type Config struct {
 	HangFor          time.Duration // default 30s; the hang also ends when the client goes away
 	CommitBeforeHang bool          // record the order, then hang: a retry becomes a duplicate
 
+	// Outages are scripted windows, relative to the server's start, in which every request is
+	// answered with the outage's status (or left hanging, Status 0, until the client gives up).
+	Outages []Outage
+
+	// RateLimitHeaders makes every answer carry the IETF RateLimit-Policy (the bucket as a quota
+	// per window: q=Burst;w=Burst/RPS) and RateLimit (r = whole tokens left, t = seconds until
+	// the next) fields.
+	RateLimitHeaders bool
+
 	// FailTimes is how many first attempts of a chosen id get the Fail, Reset or Hang fault;
 	// < 1 means 1. Later attempts succeed.
 	FailTimes int
@@ -63,6 +74,14 @@ type Config struct {
 	// Now and Sleep are the clock; nil means the real one. Sleep returns early with ctx's error.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Outage is a scripted outage: from From to To after the server's start, requests are answered
+// Status (a 5xx; 0: no answer until the client goes away), with Retry-After when RetryAfter > 0.
+type Outage struct {
+	From, To   time.Duration
+	Status     int
+	RetryAfter time.Duration
 }
 
 // DefaultConfig is the real API's shape: 1 request/s, burst 1, 50 ms latency, no faults.
@@ -88,7 +107,15 @@ type Stats struct {
 	Rejected     int   // 4xx answers other than 429 (checks and Reject faults)
 	Resets       int   // connections reset
 	Hangs        int   // requests left hanging
+	OutageHits   int   // requests answered by a scripted outage
 	PerSecond    []int // accepted requests in each second since the server started
+}
+
+// Arrival is one request as the server saw it arrive.
+type Arrival struct {
+	At     time.Time // on the server's clock, before the rate limit is applied
+	ID     string    // the order id of the path, "" for other paths
+	Status int       // the status answered (0: no answer, the client went away)
 }
 
 // Server is the stand-in order API. It is an http.Handler, safe for concurrent use.
@@ -103,6 +130,7 @@ type Server struct {
 	orders   map[string]*Record
 	attempts map[string]int
 	stats    Stats
+	arrivals []Arrival
 }
 
 // Fault names, also used to draw fractions.
@@ -153,6 +181,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Latency < 0 || cfg.Jitter < 0 {
 		errs = append(errs, errors.New("latency and jitter must be >= 0"))
 	}
+	for _, o := range cfg.Outages {
+		if o.From < 0 || o.To <= o.From || (o.Status != 0 && (o.Status < 500 || o.Status > 599)) || o.RetryAfter < 0 {
+			errs = append(errs, fmt.Errorf("outage %v-%v status %d: want 0 <= from < to and a 5xx status (or 0: hang)", o.From, o.To, o.Status))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("stand-in order API config: %w", err)
 	}
@@ -190,18 +223,98 @@ func set(ids []string) map[string]bool {
 
 // ServeHTTP serves the order API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.count(func(st *Stats) { st.Requests++ })
 	now := s.cfg.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	defer func() {
+		id := ""
+		if strings.HasPrefix(r.URL.Path, "/orders/") {
+			id = strings.TrimPrefix(r.URL.Path, "/orders/")
+		}
+		s.mu.Lock()
+		s.arrivals = append(s.arrivals, Arrival{At: now, ID: id, Status: rec.status})
+		s.mu.Unlock()
+	}()
+	s.count(func(st *Stats) { st.Requests++ })
+	if o, ok := s.outage(now); ok {
+		s.count(func(st *Stats) { st.OutageHits++ })
+		if o.Status == 0 {
+			<-r.Context().Done()
+			return
+		}
+		s.count(func(st *Stats) { st.ServerErrors++ })
+		if o.RetryAfter > 0 {
+			rec.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(o.RetryAfter.Seconds()))))
+		}
+		http.Error(rec, "scripted outage", o.Status)
+		return
+	}
 	if !s.limiter.AllowN(now, 1) {
 		res := s.limiter.ReserveN(now, 1)
 		wait := res.DelayFrom(now)
 		res.CancelAt(now)
 		s.count(func(st *Stats) { st.Throttled++ })
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-		http.Error(w, "rate limit exceeded", http.StatusTooManyRequests)
+		s.rateLimitHeaders(rec, now)
+		rec.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+		http.Error(rec, "rate limit exceeded", http.StatusTooManyRequests)
 		return
 	}
-	s.mux.ServeHTTP(w, r)
+	s.rateLimitHeaders(rec, now)
+	s.mux.ServeHTTP(rec, r)
+}
+
+// outage returns the scripted outage in force at now, if any.
+func (s *Server) outage(now time.Time) (Outage, bool) {
+	since := now.Sub(s.start)
+	for _, o := range s.cfg.Outages {
+		if since >= o.From && since < o.To {
+			return o, true
+		}
+	}
+	return Outage{}, false
+}
+
+// rateLimitHeaders sets the RateLimit fields when configured and the server has a limit.
+func (s *Server) rateLimitHeaders(w http.ResponseWriter, now time.Time) {
+	if !s.cfg.RateLimitHeaders || s.cfg.RPS <= 0 {
+		return
+	}
+	window := float64(s.cfg.Burst) / s.cfg.RPS
+	w.Header().Set("RateLimit-Policy", fmt.Sprintf(`"default";q=%d;w=%s`, s.cfg.Burst, strconv.FormatFloat(window, 'g', -1, 64)))
+	tokens := s.limiter.TokensAt(now)
+	reset := 0.0
+	if frac := tokens - math.Floor(tokens); tokens < float64(s.cfg.Burst) {
+		reset = (1 - frac) / s.cfg.RPS
+	}
+	w.Header().Set("RateLimit", fmt.Sprintf(`"default";r=%d;t=%d`, max(int(tokens), 0), int(math.Ceil(reset))))
+}
+
+// statusRecorder remembers the status written.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Hijack lets the reset fault take over the connection.
+func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := r.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("hijack not supported")
+	}
+	return hj.Hijack()
 }
 
 func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
@@ -372,6 +485,31 @@ func (s *Server) Stats() Stats {
 	st := s.stats
 	st.PerSecond = slices.Clone(s.stats.PerSecond)
 	return st
+}
+
+// Arrivals returns every request answered so far (or abandoned by its client), in arrival
+// order.
+func (s *Server) Arrivals() []Arrival {
+	s.mu.Lock()
+	a := slices.Clone(s.arrivals)
+	s.mu.Unlock()
+	slices.SortStableFunc(a, func(x, y Arrival) int { return x.At.Compare(y.At) })
+	return a
+}
+
+// MinGap returns the shortest time between two arrivals and the number of pairs closer than
+// min (0, 0 with fewer than two arrivals).
+func MinGap(arrivals []Arrival, min time.Duration) (shortest time.Duration, closer int) {
+	for i := 1; i < len(arrivals); i++ {
+		d := arrivals[i].At.Sub(arrivals[i-1].At)
+		if i == 1 || d < shortest {
+			shortest = d
+		}
+		if d < min {
+			closer++
+		}
+	}
+	return shortest, closer
 }
 
 // Orders returns a copy of the ledger: accepted id -> record.

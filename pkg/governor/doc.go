@@ -1,0 +1,50 @@
+// Package governor makes every dispatch instance one client of the order API: one schedule of
+// request slots, one pause, one adaptive rate and one circuit breaker, kept in one shared record
+// (a DynamoDB item in the deployment, DynamoStore; an in-process MemoryStore for a single
+// process) that every instance reads and writes with a conditional update.
+//
+// # Pacing
+//
+// Reserve reads the record and takes the next slot, at = max(now, last + 1/rate + Margin [+ Skew
+// when the last slot was another instance's], paused-until, next probe), by writing last = at
+// conditional on the version it read; a conflicting writer makes it read again. The caller
+// sleeps until at and sends only if it wakes before at + Margin (Slot.Late); a later wake-up
+// gives the slot up, so two requests never leave closer than 1/rate on one clock whoever sends
+// them. Skew covers instances whose clocks differ: requests from two instances whose clocks
+// differ by d are 1/rate + Margin + Skew - d apart. Reserve takes a fits function and reserves
+// nothing when the slot would start where fits refuses (the invocation's deadline): a
+// *WaitError then says until when.
+//
+// # Throttles and the adaptive rate
+//
+// Report records an answer. A 429 (Throttled) or a 5xx with Retry-After pauses every instance
+// until then; an API's RateLimit header with no requests remaining pauses until its reset, and
+// its RateLimit-Policy quota/window caps the rate. A 429 also cuts the shared rate (times
+// Decrease, never below the rate that held before the last raise, nor below MinRate), once per
+// congestion event: answers to slots reserved before the cut do not cut again. After Hold
+// without a cut, each success raises the rate by Step × Rate, up to Rate (API_RATE, the ceiling).
+//
+// # Circuit breaker
+//
+// FailureThreshold failures in a row across instances (5xx, timeouts, connection errors) open
+// the breaker. While open, Reserve hands out one probe slot per ProbeInterval and answers every
+// other caller with a *WaitError ("breaker open") until the next probe; the caller gives its
+// order back without spending its retry budget. Any answer that is not a 5xx closes it.
+//
+// # Cost
+//
+// A reservation is one strongly consistent GetItem and one conditional UpdateItem (more when
+// another instance wrote in between). Report reads and writes only when the answer may change the
+// record: an ordinary answer to a slot reserved while all was well (no failures on record,
+// breaker closed, full rate, the same RateLimit-Policy) costs nothing, so at full rate an order
+// costs one read and one write. Such an answer does not reset a failure run recorded by another
+// instance after the slot was reserved; the next answer read with the record does.
+//
+// # Faults
+//
+// Store calls are bounded by StoreTimeout; a failure is a *StoreError and nothing was reserved
+// or recorded, so the caller sends nothing it cannot account for. A missing record is created
+// (conditional on absence); an unreadable one is replaced (conditional on the bad version) by a
+// fresh record whose last slot is "now", so the first slot after a repair is one interval away.
+// Times in the record are the writers' clocks.
+package governor

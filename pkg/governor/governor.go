@@ -1,0 +1,361 @@
+package governor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultDecrease         = 0.5
+	DefaultStep             = 0.05
+	DefaultHold             = time.Minute
+	DefaultThrottleWindow   = 10 * time.Second
+	DefaultFailureThreshold = 5
+	DefaultProbeInterval    = 30 * time.Second
+	DefaultMinMargin        = time.Millisecond
+	DefaultMaxMargin        = 20 * time.Millisecond
+	DefaultStoreTimeout     = 2 * time.Second
+	DefaultConflicts        = 16
+)
+
+// Config shapes a Governor. Rate is required; every other zero field takes its default.
+type Config struct {
+	Rate float64 // the ceiling, requests/s: API_RATE
+
+	// Margin is added between any two slots and is how late a sender may wake and still use
+	// its slot: a later wake-up gives the slot up. Default: 2 % of 1/Rate, within
+	// [DefaultMinMargin, DefaultMaxMargin] (a timer wakes a little late even on an idle host).
+	Margin time.Duration
+	// Skew is the most two instances' clocks may differ; it is added between two slots taken
+	// by different instances. Default 0.
+	Skew time.Duration
+
+	Decrease float64       // multiplicative decrease on a throttle, default 0.5
+	Step     float64       // additive increase per success, a fraction of Rate, default 0.05
+	Hold     time.Duration // no increase for this long after a cut, default 1m
+	// ThrottleWindow: a 429 within this long of the previous one is a repeat and cuts the
+	// rate; a lone 429 only pauses. Default 10s.
+	ThrottleWindow time.Duration
+	MinRate        float64 // floor of the adaptive rate, default Rate/16
+
+	FailureThreshold int           // failures in a row that open the breaker, default 5
+	ProbeInterval    time.Duration // one probe per interval while open, default 30s
+
+	StoreTimeout time.Duration // per store call, default 2s
+	Conflicts    int           // conditional-write conflicts tolerated per call, default 16
+
+	Instance string // this instance's name in the record; default: random
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if !(c.Rate > 0) || math.IsInf(c.Rate, 0) {
+		return c, fmt.Errorf("governor: rate %v: want a finite number > 0", c.Rate)
+	}
+	if c.Margin <= 0 {
+		c.Margin = min(max(interval(c.Rate)/50, DefaultMinMargin), DefaultMaxMargin)
+	}
+	if c.Skew < 0 {
+		return c, fmt.Errorf("governor: skew %v: want >= 0", c.Skew)
+	}
+	if !(c.Decrease > 0 && c.Decrease < 1) {
+		c.Decrease = DefaultDecrease
+	}
+	if !(c.Step > 0 && c.Step <= 1) {
+		c.Step = DefaultStep
+	}
+	if c.Hold <= 0 {
+		c.Hold = DefaultHold
+	}
+	if c.ThrottleWindow <= 0 {
+		c.ThrottleWindow = DefaultThrottleWindow
+	}
+	if !(c.MinRate > 0) || c.MinRate > c.Rate {
+		c.MinRate = c.Rate / 16
+	}
+	if c.FailureThreshold < 1 {
+		c.FailureThreshold = DefaultFailureThreshold
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = DefaultStoreTimeout
+	}
+	if c.Conflicts < 1 {
+		c.Conflicts = DefaultConflicts
+	}
+	if c.Instance == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		c.Instance = hex.EncodeToString(b[:])
+	}
+	return c, nil
+}
+
+// Store holds the one shared State. A Store that is also a sync.Locker is held across each
+// read-modify-write of the Governors sharing it (DynamoStore: the Governors of one process). Implementations: the DynamoDB store (NewDynamoStore) and
+// an in-process one (NewMemoryStore).
+type Store interface {
+	// Load returns the record. A missing record is the zero State and no error; a record that
+	// cannot be read is returned as far as it could be decoded with an error wrapping
+	// ErrCorrupt (its Version is -1 when the version itself is unusable).
+	Load(ctx context.Context) (State, error)
+	// Save writes next if the record still has prev's version (prev.Version 0: no record;
+	// -1: an unusable version), and returns an error wrapping ErrConflict if not.
+	Save(ctx context.Context, next State, prevVersion int64) error
+}
+
+// Store errors.
+var (
+	ErrConflict = errors.New("governor record changed since it was read")
+	ErrCorrupt  = errors.New("governor record unreadable")
+)
+
+// Clock is the governor's time.
+type Clock interface{ Now() time.Time }
+
+// Slot is a reserved start time for one request.
+type Slot struct {
+	At    time.Time // the request may start at At, and at most Margin later
+	Late  time.Time // At + Margin: a sender awake after Late gives the slot up
+	Probe bool      // the breaker is open and this request is its probe
+	Rate  float64   // the rate in force when reserved, requests/s
+
+	// quiet: when reserved, the record had no failures, a closed breaker, the full rate and
+	// policy, the API's RateLimit-Policy rate then: an ordinary answer changes nothing.
+	quiet  bool
+	policy float64
+}
+
+// WaitError reasons.
+const (
+	ReasonFull   = "schedule full" // the next free slot is too far away
+	ReasonPaused = "paused"        // a Retry-After or RateLimit reset holds everyone
+	ReasonOpen   = "breaker open"  // the API keeps failing: only probes go
+)
+
+// WaitError is Reserve's answer when no slot is free before the caller's limit.
+type WaitError struct {
+	Until  time.Time // the earliest a slot could start
+	Reason string    // ReasonFull, ReasonPaused or ReasonOpen
+}
+
+func (e *WaitError) Error() string {
+	return fmt.Sprintf("no request slot before %s: %s", e.Until.Format(time.RFC3339Nano), e.Reason)
+}
+
+// StoreError is an error of the shared store: nothing was reserved or recorded.
+type StoreError struct{ Err error }
+
+func (e *StoreError) Error() string { return "governor store: " + e.Err.Error() }
+func (e *StoreError) Unwrap() error { return e.Err }
+
+// Governor paces, pauses and breaks for every instance sharing its Store. It is safe for
+// concurrent use; it holds no state of its own besides the last state it read.
+type Governor struct {
+	cfg   Config
+	store Store
+	clock Clock
+}
+
+// New returns a Governor on store. clock nil means the system clock.
+func New(cfg Config, store Store, clock Clock) (*Governor, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if clock == nil {
+		clock = systemClock{}
+	}
+	return &Governor{cfg: cfg, store: store, clock: clock}, nil
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// Config returns the configuration in force, defaults applied.
+func (g *Governor) Config() Config { return g.cfg }
+
+// Reserve takes the next free slot of the shared schedule if fits accepts its start time, and
+// returns it. When the breaker is open it takes the next probe slot the same way. Errors: a
+// *WaitError (nothing reserved: the schedule, a pause or the open breaker puts the next slot
+// where fits refuses it), a *StoreError (the store failed or kept changing under us: nothing
+// reserved), or ctx's error.
+func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot, error) {
+	defer g.turn()()
+	for range g.cfg.Conflicts {
+		st, err := g.load(ctx)
+		if err != nil {
+			return Slot{}, err
+		}
+		now := g.clock.Now()
+		at, reason := g.next(st, now)
+		if !fits(at) {
+			return Slot{}, &WaitError{Until: at, Reason: reason}
+		}
+		n := st
+		n.Last, n.By = at, g.cfg.Instance
+		probe := st.Open()
+		if probe {
+			n.ProbeAt = at.Add(g.cfg.ProbeInterval)
+		}
+		if n.Rate <= 0 {
+			n.Rate = g.cfg.Rate
+		}
+		err = g.save(ctx, n, st.Version)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Slot{}, err
+		}
+		rate := st.rate(g.cfg.Rate)
+		quiet := st.Failures == 0 && !st.Open() && (st.Rate <= 0 || st.Rate >= g.cfg.Rate)
+		return Slot{At: at, Late: at.Add(g.cfg.Margin), Probe: probe, Rate: rate, quiet: quiet, policy: st.Policy}, nil
+	}
+	return Slot{}, &StoreError{Err: fmt.Errorf("reserve: %d conflicting writes in a row", g.cfg.Conflicts)}
+}
+
+// ErrSlotTaken is Retake's answer when another slot was reserved after the late one.
+var ErrSlotTaken = errors.New("a later slot is reserved: the late slot cannot move")
+
+// Retake moves a slot whose sender woke after its Late bound to now, if it is still the last
+// reserved slot (nobody reserved after it), and returns the moved slot: the next slot is then
+// reckoned from the real send. Otherwise it returns ErrSlotTaken (the slot is lost; reserve
+// another), a *StoreError, or ctx's error.
+func (g *Governor) Retake(ctx context.Context, slot Slot) (Slot, error) {
+	defer g.turn()()
+	st, err := g.load(ctx)
+	if err != nil {
+		return Slot{}, err
+	}
+	if !st.Last.Equal(slot.At) || st.By != g.cfg.Instance {
+		return Slot{}, ErrSlotTaken
+	}
+	now := g.clock.Now()
+	n := st
+	n.Last = now
+	if slot.Probe {
+		n.ProbeAt = now.Add(g.cfg.ProbeInterval)
+	}
+	if err := g.save(ctx, n, st.Version); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return Slot{}, ErrSlotTaken
+		}
+		return Slot{}, err
+	}
+	slot.At, slot.Late = now, now.Add(g.cfg.Margin)
+	return slot, nil
+}
+
+// turn takes the store's lock when it has one and returns its release.
+func (g *Governor) turn() func() {
+	l, ok := g.store.(sync.Locker)
+	if !ok {
+		return func() {}
+	}
+	l.Lock()
+	return l.Unlock
+}
+
+// next is the earliest start a new slot may have at now, and what bounds it.
+func (g *Governor) next(st State, now time.Time) (time.Time, string) {
+	at, reason := now, ReasonFull
+	gap := interval(st.rate(g.cfg.Rate)) + g.cfg.Margin
+	if st.By != g.cfg.Instance {
+		gap += g.cfg.Skew
+	}
+	if t := st.Last.Add(gap); t.After(at) {
+		at = t
+	}
+	if st.PausedUntil.After(at) {
+		at, reason = st.PausedUntil, ReasonPaused
+	}
+	if st.Open() {
+		reason = ReasonOpen
+		if st.ProbeAt.After(at) {
+			at = st.ProbeAt
+		}
+	}
+	return at, reason
+}
+
+// Report records the outcome of the request started in slot: throttles pause everyone and lower
+// the shared rate, successes raise it back after the hold, failures count towards the breaker.
+// It writes only when the record changes, and reads it only when the answer may change it (an
+// ordinary answer to a slot reserved while all was well needs neither: it returns the zero
+// State). Errors: a *StoreError or ctx's error; the outcome is then not recorded.
+func (g *Governor) Report(ctx context.Context, slot Slot, o Outcome) (State, error) {
+	if o.Kind == Answered && slot.quiet && o.PolicyRate == slot.policy && (!o.HasRemaining || o.Remaining > 0) {
+		// Nothing to record (the common case at full rate): no store call. The zero State
+		// says nothing was read.
+		return State{}, nil
+	}
+	defer g.turn()()
+	for range g.cfg.Conflicts {
+		st, err := g.load(ctx)
+		if err != nil {
+			return State{}, err
+		}
+		n, changed := st.apply(g.cfg, o, slot.At, g.clock.Now())
+		if !changed {
+			return st, nil
+		}
+		err = g.save(ctx, n, st.Version)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return State{}, err
+		}
+		n.Version = max(st.Version, 0) + 1
+		return n, nil
+	}
+	return State{}, &StoreError{Err: fmt.Errorf("report: %d conflicting writes in a row", g.cfg.Conflicts)}
+}
+
+// Current returns the shared state as stored (a missing or unreadable record as a fresh one).
+func (g *Governor) Current(ctx context.Context) (State, error) { return g.load(ctx) }
+
+// CurrentRate is the rate in force in st under this governor's ceiling.
+func (g *Governor) CurrentRate(st State) float64 { return st.rate(g.cfg.Rate) }
+
+// load reads the record; a missing one is a fresh record (version 0), an unreadable one a fresh
+// record carrying the version to replace.
+func (g *Governor) load(ctx context.Context) (State, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
+	defer cancel()
+	st, err := g.store.Load(ctx)
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		f := fresh(g.cfg, g.clock.Now())
+		f.Version = st.Version
+		return f, nil
+	case err != nil:
+		return State{}, &StoreError{Err: fmt.Errorf("load: %w", err)}
+	case st.Version == 0:
+		return fresh(g.cfg, g.clock.Now()), nil
+	}
+	return st, nil
+}
+
+func (g *Governor) save(ctx context.Context, n State, prev int64) error {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
+	defer cancel()
+	n.Version = max(prev, 0) + 1
+	if err := g.store.Save(ctx, n, prev); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return err
+		}
+		return &StoreError{Err: fmt.Errorf("save: %w", err)}
+	}
+	return nil
+}

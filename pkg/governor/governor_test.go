@@ -1,0 +1,395 @@
+package governor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orderpipe/orderpipe/internal/clock"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func always(time.Time) bool { return true }
+
+// newPair returns two governors (instances a and b) sharing one store and one clock.
+func newPair(t *testing.T, cfg Config, store Store) (a, b *Governor, clk *clock.Manual) {
+	t.Helper()
+	clk = clock.NewManual(t0)
+	cfg.Instance = "a"
+	a, err := New(cfg, store, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Instance = "b"
+	b, err = New(cfg, store, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b, clk
+}
+
+func reserve(t *testing.T, g *Governor) Slot {
+	t.Helper()
+	s, err := g.Reserve(context.Background(), always)
+	if err != nil {
+		t.Fatalf("Reserve: %v", err)
+	}
+	return s
+}
+
+func TestSlotsAreSpacedAcrossInstances(t *testing.T) {
+	a, b, clk := newPair(t, Config{Rate: 1, Margin: 10 * time.Millisecond, Skew: 50 * time.Millisecond}, &MemoryStore{})
+	first := reserve(t, a)
+	// A fresh record puts the first slot one gap after its creation: a lost record's last
+	// request may just have gone.
+	if want := t0.Add(time.Second + 10*time.Millisecond + 50*time.Millisecond); !first.At.Equal(want) {
+		t.Errorf("first slot %v, want %v", first.At, want)
+	}
+	second := reserve(t, b) // another instance: margin and skew
+	if got, want := second.At.Sub(first.At), time.Second+60*time.Millisecond; got != want {
+		t.Errorf("a->b gap %v, want %v", got, want)
+	}
+	third := reserve(t, b) // same instance: margin only
+	if got, want := third.At.Sub(second.At), time.Second+10*time.Millisecond; got != want {
+		t.Errorf("b->b gap %v, want %v", got, want)
+	}
+	if got, want := third.Late.Sub(third.At), 10*time.Millisecond; got != want {
+		t.Errorf("late allowance %v, want %v", got, want)
+	}
+	// Idle long enough: the next slot is now.
+	clk.Add(time.Hour)
+	if s := reserve(t, a); !s.At.Equal(clk.Now()) {
+		t.Errorf("slot after idle %v, want now %v", s.At, clk.Now())
+	}
+}
+
+func TestDefaultMargin(t *testing.T) {
+	tests := []struct {
+		rate float64
+		want time.Duration
+	}{
+		{1, 20 * time.Millisecond},
+		{20, time.Millisecond},
+		{1000, time.Millisecond},
+	}
+	for _, tt := range tests {
+		g, err := New(Config{Rate: tt.rate}, &MemoryStore{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := g.Config().Margin; got != tt.want {
+			t.Errorf("rate %v: margin %v, want %v", tt.rate, got, tt.want)
+		}
+	}
+}
+
+func TestReserveRefusedReservesNothing(t *testing.T) {
+	store := &MemoryStore{}
+	a, _, _ := newPair(t, Config{Rate: 1}, store)
+	before, _ := store.Load(context.Background())
+	_, err := a.Reserve(context.Background(), func(time.Time) bool { return false })
+	var we *WaitError
+	if !errors.As(err, &we) || we.Reason != "schedule full" {
+		t.Fatalf("Reserve = %v, want a WaitError (schedule full)", err)
+	}
+	if after, _ := store.Load(context.Background()); after.Version != before.Version {
+		t.Errorf("record version %d after a refused reserve, want %d", after.Version, before.Version)
+	}
+}
+
+func TestThrottlePausesEveryoneAndCutsOnRepeats(t *testing.T) {
+	a, b, clk := newPair(t, Config{Rate: 2, Margin: time.Millisecond}, &MemoryStore{})
+	ctx := context.Background()
+	sa, sb := reserve(t, a), reserve(t, b)
+	clk.Set(sb.At)
+	st, err := b.Report(ctx, sb, Outcome{Kind: Throttled, RetryAfter: 3 * time.Second, HasRetryAfter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rate != 2 {
+		t.Errorf("rate after a lone 429 = %v, want 2 (a lone 429 only pauses)", st.Rate)
+	}
+	// a's request, reserved before that 429 was seen, is throttled too: the same event.
+	if st, _ = a.Report(ctx, sa, Outcome{Kind: Throttled}); st.Rate != 2 {
+		t.Errorf("rate after a 429 of the same event = %v, want 2", st.Rate)
+	}
+	// Everyone waits for the Retry-After.
+	s := reserve(t, a)
+	if want := sb.At.Add(3 * time.Second); s.At.Before(want) {
+		t.Errorf("slot after Retry-After at %v, want >= %v", s.At, want)
+	}
+	// A 429 of a request reserved after it, within the window: a repeat, the rate is halved.
+	clk.Set(s.At)
+	if st, _ = a.Report(ctx, s, Outcome{Kind: Throttled}); st.Rate != 1 {
+		t.Errorf("rate after a repeated 429 = %v, want 1", st.Rate)
+	}
+	// Success within the hold: no raise.
+	s = reserve(t, b)
+	clk.Set(s.At)
+	if st, _ = b.Report(ctx, s, Outcome{Kind: Answered}); st.Rate != 1.0 {
+		t.Errorf("rate raised within the hold: %v", st.Rate)
+	}
+	// After the hold each success raises by Step x Rate.
+	clk.Add(DefaultHold)
+	s = reserve(t, b)
+	clk.Set(s.At)
+	st, _ = b.Report(ctx, s, Outcome{Kind: Answered})
+	if got, want := st.Rate, 1.1; got != want {
+		t.Errorf("rate after a success past the hold = %v, want %v", got, want)
+	}
+	if st.Good != 1.0 {
+		t.Errorf("good rate = %v, want 1 (the rate that held)", st.Good)
+	}
+	// A 429 right after a raise (even a lone one) goes back to the rate that held, not to half.
+	s = reserve(t, a)
+	clk.Set(s.At)
+	st, _ = a.Report(ctx, s, Outcome{Kind: Throttled})
+	if st.Rate != 1.0 {
+		t.Errorf("rate after a 429 above the good rate = %v, want 1", st.Rate)
+	}
+	// A repeated 429 at the good rate: it no longer holds.
+	s = reserve(t, a)
+	clk.Set(s.At)
+	st, _ = a.Report(ctx, s, Outcome{Kind: Throttled})
+	if st.Rate != 0.5 || st.Good != 0 {
+		t.Errorf("rate, good after a 429 at the good rate = %v, %v, want 0.5, 0", st.Rate, st.Good)
+	}
+	// A lone 429 long after: no cut.
+	clk.Add(time.Hour)
+	s = reserve(t, b)
+	clk.Set(s.At)
+	if st, _ = b.Report(ctx, s, Outcome{Kind: Throttled}); st.Rate != 0.5 {
+		t.Errorf("rate after a lone 429 an hour later = %v, want 0.5", st.Rate)
+	}
+}
+
+func TestRateLimitHeaders(t *testing.T) {
+	a, _, clk := newPair(t, Config{Rate: 5}, &MemoryStore{})
+	ctx := context.Background()
+	s := reserve(t, a)
+	clk.Set(s.At)
+	st, err := a.Report(ctx, s, Outcome{Kind: Answered, PolicyRate: 1, HasRemaining: true, Remaining: 0, Reset: 4 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.CurrentRate(st); got != 1 {
+		t.Errorf("rate under a policy of 1/s = %v, want 1", got)
+	}
+	next := reserve(t, a)
+	if want := s.At.Add(4 * time.Second); next.At.Before(want) {
+		t.Errorf("slot %v before the RateLimit reset %v", next.At, want)
+	}
+}
+
+func TestBreaker(t *testing.T) {
+	a, b, clk := newPair(t, Config{Rate: 1, FailureThreshold: 3, ProbeInterval: 30 * time.Second}, &MemoryStore{})
+	ctx := context.Background()
+	var st State
+	for i := range 3 {
+		g := []*Governor{a, b}[i%2]
+		s := reserve(t, g)
+		clk.Set(s.At)
+		var err error
+		if st, err = g.Report(ctx, s, Outcome{Kind: Failed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !st.Open() {
+		t.Fatalf("breaker closed after 3 failures in a row across instances")
+	}
+	opened := clk.Now()
+	// Before the probe time: nobody gets a slot within 10 s.
+	_, err := a.Reserve(ctx, func(at time.Time) bool { return at.Sub(clk.Now()) < 10*time.Second })
+	var we *WaitError
+	if !errors.As(err, &we) || we.Reason != "breaker open" || !we.Until.Equal(opened.Add(30*time.Second)) {
+		t.Fatalf("Reserve while open = %v, want a WaitError until %v", err, opened.Add(30*time.Second))
+	}
+	// One probe per interval.
+	probe := reserve(t, b)
+	if !probe.Probe || !probe.At.Equal(opened.Add(30*time.Second)) {
+		t.Errorf("probe slot %+v, want a probe at %v", probe, opened.Add(30*time.Second))
+	}
+	if next := reserve(t, a); !next.At.Equal(probe.At.Add(30 * time.Second)) {
+		t.Errorf("next slot while open %v, want one probe interval after the probe %v", next.At, probe.At)
+	}
+	// The probe fails: still open. The next probe succeeds: closed, normal pacing.
+	clk.Set(probe.At)
+	if st, _ = b.Report(ctx, probe, Outcome{Kind: Failed}); !st.Open() {
+		t.Errorf("breaker closed after a failed probe")
+	}
+	clk.Add(time.Minute)
+	p2 := reserve(t, a)
+	clk.Set(p2.At)
+	if st, _ = a.Report(ctx, p2, Outcome{Kind: Answered}); st.Open() || st.Failures != 0 {
+		t.Errorf("after a successful probe: open %v, failures %d", st.Open(), st.Failures)
+	}
+	if s := reserve(t, b); s.Probe || s.At.Sub(p2.At) > 2*time.Second {
+		t.Errorf("slot after closing %+v, want a normal slot about 1 s after the probe", s)
+	}
+}
+
+// failingStore fails every call.
+type failingStore struct{}
+
+func (failingStore) Load(context.Context) (State, error)      { return State{}, errors.New("unreachable") }
+func (failingStore) Save(context.Context, State, int64) error { return errors.New("unreachable") }
+
+func TestStoreErrors(t *testing.T) {
+	g, err := New(Config{Rate: 1}, failingStore{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se *StoreError
+	if _, err := g.Reserve(context.Background(), always); !errors.As(err, &se) {
+		t.Errorf("Reserve = %v, want a StoreError", err)
+	}
+	if _, err := g.Report(context.Background(), Slot{}, Outcome{Kind: Throttled}); !errors.As(err, &se) {
+		t.Errorf("Report = %v, want a StoreError", err)
+	}
+}
+
+func TestConcurrentReservesNeverShareASlot(t *testing.T) {
+	store := &MemoryStore{}
+	clk := clock.NewManual(t0)
+	var gs []*Governor
+	for _, name := range []string{"a", "b", "c", "d"} {
+		g, err := New(Config{Rate: 20, Instance: name, Conflicts: 1000}, store, clk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+	}
+	slots := reserveConcurrently(t, gs, 50)
+	checkSpacing(t, slots, 50*time.Millisecond)
+}
+
+// reserveConcurrently has each governor reserve n slots, all at once, and returns the slots.
+func reserveConcurrently(t *testing.T, gs []*Governor, n int) []time.Time {
+	t.Helper()
+	var mu sync.Mutex
+	var slots []time.Time
+	var wg sync.WaitGroup
+	for _, g := range gs {
+		wg.Go(func() {
+			for range n {
+				s, err := g.Reserve(context.Background(), always)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				slots = append(slots, s.At)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return slots
+}
+
+// checkSpacing fails if two of the times are closer than min.
+func checkSpacing(t *testing.T, times []time.Time, min time.Duration) {
+	t.Helper()
+	sorted := append([]time.Time(nil), times...)
+	for i := range sorted {
+		for j := i + 1; j < len(sorted); j++ {
+			if sorted[j].Before(sorted[i]) {
+				sorted[i], sorted[j] = sorted[j], sorted[i]
+			}
+		}
+	}
+	for i := 1; i < len(sorted); i++ {
+		if d := sorted[i].Sub(sorted[i-1]); d < min {
+			t.Errorf("slots %d and %d are %v apart, want >= %v", i-1, i, d, min)
+		}
+	}
+}
+
+// skewed reads a shared real clock plus an offset: an instance whose clock is off.
+type skewed struct {
+	real   *clock.Manual
+	offset time.Duration
+}
+
+func (s skewed) Now() time.Time { return s.real.Now().Add(s.offset) }
+
+// TestClockSkewMargin runs two instances whose clocks differ by 200 ms (one 100 ms ahead, one
+// 100 ms behind) taking turns, each sending at its slot on its own clock, and measures the
+// spacing on the real clock: Skew 200 ms keeps every gap at least 1/rate; without it the gaps
+// from the slow instance to the fast one are 200 ms short.
+func TestClockSkewMargin(t *testing.T) {
+	for _, tc := range []struct {
+		skew       time.Duration
+		wantCloser bool
+	}{{0, true}, {200 * time.Millisecond, false}} {
+		real := clock.NewManual(t0)
+		store := &MemoryStore{}
+		var gs []*Governor
+		for i, off := range []time.Duration{100 * time.Millisecond, -100 * time.Millisecond} {
+			g, err := New(Config{Rate: 1, Skew: tc.skew, Instance: string(rune('a' + i))}, store, skewed{real, off})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gs = append(gs, g)
+		}
+		var sent []time.Time // real times
+		for i := range 20 {
+			g := gs[i%2]
+			s := reserve(t, g)
+			local := g.clock.Now()
+			real.Add(s.At.Sub(local)) // sleep until the slot on this instance's clock
+			sent = append(sent, real.Now())
+		}
+		shortest := time.Hour
+		for i := 1; i < len(sent); i++ {
+			shortest = min(shortest, sent[i].Sub(sent[i-1]))
+		}
+		if closer := shortest < time.Second; closer != tc.wantCloser {
+			t.Errorf("skew margin %v: shortest real gap %v; closer than 1/rate: %v, want %v", tc.skew, shortest, closer, tc.wantCloser)
+		}
+		t.Logf("skew margin %v: shortest real gap %v", tc.skew, shortest)
+	}
+}
+
+// countingStore counts the calls that reach a MemoryStore.
+type countingStore struct {
+	MemoryStore
+	loads, saves int
+}
+
+func (c *countingStore) Load(ctx context.Context) (State, error) {
+	c.loads++
+	return c.MemoryStore.Load(ctx)
+}
+
+func (c *countingStore) Save(ctx context.Context, n State, prev int64) error {
+	c.saves++
+	return c.MemoryStore.Save(ctx, n, prev)
+}
+
+func TestOrdinaryAnswersCostNoStoreCall(t *testing.T) {
+	store := &countingStore{}
+	a, _, clk := newPair(t, Config{Rate: 1}, store)
+	ctx := context.Background()
+	s := reserve(t, a)
+	if store.loads != 1 || store.saves != 1 {
+		t.Fatalf("reserve: %d loads, %d saves, want 1 and 1", store.loads, store.saves)
+	}
+	clk.Set(s.At)
+	if _, err := a.Report(ctx, s, Outcome{Kind: Answered}); err != nil || store.loads != 1 || store.saves != 1 {
+		t.Errorf("an ordinary 200: %d loads, %d saves (err %v), want no store call", store.loads, store.saves, err)
+	}
+	// A failure, and an answer with RateLimit news, are recorded.
+	if _, err := a.Report(ctx, s, Outcome{Kind: Failed}); err != nil || store.saves != 2 {
+		t.Errorf("a failure: %d saves (err %v), want it written", store.saves, err)
+	}
+	s = reserve(t, a) // not quiet any more: a failure is on record
+	clk.Set(s.At)
+	st, _ := a.Report(ctx, s, Outcome{Kind: Answered})
+	if st.Failures != 0 || store.saves != 4 {
+		t.Errorf("a success after a failure: failures %d, %d saves; want the run reset and written", st.Failures, store.saves)
+	}
+}
