@@ -103,8 +103,7 @@ func TestE2EVerifyThenSend(t *testing.T) {
 }
 
 // TestE2EChangedOrder sends the same order id in three files: the second with a changed body
-// is applied (a new Idempotency-Key), the third repeating the second is absorbed by the API as
-// a replay.
+// is applied (a new content key), the third repeating the second is absorbed.
 func TestE2EChangedOrder(t *testing.T) {
 	t.Parallel()
 	p := newE2E(t, e2eOptions{})
@@ -115,9 +114,11 @@ func TestE2EChangedOrder(t *testing.T) {
 		f.version = p.upload(t, f.key, f.body)
 		p.settle(t, 60*time.Second, []*e2eFile{f})
 	}
+	// The third copy is absorbed: by dispatch's delivery record (deleted unsent) or, without
+	// one, by the API as a replay of its key.
 	st := p.api.Stats()
-	if st.Accepted != 1 || st.Updates != 1 || st.Duplicates != 1 || st.Deliveries != 3 {
-		t.Errorf("stand-in %+v: want CH-1 accepted, updated once, replayed once (3 deliveries)", st)
+	if st.Accepted != 1 || st.Updates != 1 || st.Deliveries-st.Duplicates != 2 {
+		t.Errorf("stand-in %+v: want CH-1 accepted, updated once, nothing else applied", st)
 	}
 	if got := p.api.Orders()["CH-1"]; string(got.Body) != bodies[1] {
 		t.Errorf("the API holds %s, want the changed order %s", got.Body, bodies[1])
