@@ -25,7 +25,7 @@ import (
 
 // TestRedriveParkedOrder parks an order the way dispatch does (the API refuses it: permanent),
 // redrives it with the selective move, and checks that it arrives on the orders queue with its
-// body and order attributes intact, no parking attributes and Redrives 1, and that dispatch then delivers
+// body and order attributes intact and no parking attributes, and that dispatch then delivers
 // it once the API accepts it.
 func TestRedriveParkedOrder(t *testing.T) {
 	ctx := context.Background()
@@ -87,7 +87,7 @@ func TestRedriveParkedOrder(t *testing.T) {
 		order.AttrSource:        "String:s3://uploads-bucket/uploads/orders.jsonl",
 		order.AttrSourceVersion: "String:" + order.NullVersion,
 		order.AttrLine:          "Number:7",
-		order.AttrRedrives:      "Number:1", // moved back once
+		order.AttrRedrives:      "Number:1", // the move is counted
 	}
 	if diff := cmp.Diff(wantAttrs, gotAttrs); diff != "" {
 		t.Errorf("attributes after the redrive (-want +got):\n%s", diff)

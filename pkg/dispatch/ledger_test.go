@@ -83,7 +83,7 @@ func TestCopyOfADeliveredOrderIsDeletedUnsent(t *testing.T) {
 func TestConcurrentCopiesNeverBothSend(t *testing.T) {
 	t.Parallel()
 	ledger := deliverytest.NewLedger(t)
-	e := newEnv(t, setup{api: apiserver.Config{Latency: 500 * time.Millisecond}, ledger: ledger})
+	e := newEnv(t, setup{api: apiserver.Config{Latency: 2 * time.Second}, ledger: ledger})
 	other := dispatch.New(e.cfg, e.sqs, e.client, e.opts) // another instance: its own pacing, the same table
 	const orders = 4
 	for i := range orders {
@@ -115,8 +115,11 @@ func TestConcurrentCopiesNeverBothSend(t *testing.T) {
 	if st := e.api.Stats(); st.Requests != orders || st.Duplicates != 0 {
 		t.Errorf("API requests %d, duplicates %d; want %d, 0", st.Requests, st.Duplicates, orders)
 	}
-	if got := e.metric(dispatch.MetricHeldElsewhere); got != orders {
-		t.Errorf("HeldElsewhere %d, want %d", got, orders)
+	// The other copy of each order was given back (held), or, on a machine slow enough that it
+	// started after the first was delivered, deleted unsent.
+	held, dups := e.metric(dispatch.MetricHeldElsewhere), e.metric(dispatch.MetricDuplicates)
+	if held+dups != orders || held == 0 {
+		t.Errorf("HeldElsewhere %d + Duplicates %d, want %d, some held", held, dups, orders)
 	}
 	// The copies given back come again: they are deleted unsent.
 	for _, copies := range byID {
@@ -126,8 +129,8 @@ func TestConcurrentCopiesNeverBothSend(t *testing.T) {
 	if st := e.api.Stats(); st.Requests != orders {
 		t.Errorf("API requests after the copies came back %d, want %d", st.Requests, orders)
 	}
-	if got := e.metric(dispatch.MetricDuplicates); got != 2*orders {
-		t.Errorf("Duplicates %d, want %d", got, 2*orders)
+	if got := e.metric(dispatch.MetricDuplicates) - dups; got != 2*orders {
+		t.Errorf("Duplicates of the copies that came back %d, want %d", got, 2*orders)
 	}
 }
 

@@ -157,6 +157,10 @@ func (discard) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchInput
 	return out, nil
 }
 
+func (discard) ChangeMessageVisibility(context.Context, *sqs.ChangeMessageVisibilityInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	return &sqs.ChangeMessageVisibilityOutput{}, nil
+}
+
 func (discard) SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
 	return &sqs.SendMessageOutput{}, nil
 }

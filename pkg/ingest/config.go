@@ -18,6 +18,7 @@ const (
 	EnvMaxFileBytes     = "MAX_FILE_BYTES"
 	EnvSendConcurrency  = "SEND_CONCURRENCY"
 	EnvCheckpointMargin = "CHECKPOINT_MARGIN"
+	EnvFilesVisibility  = "FILES_VISIBILITY"
 	EnvLogLevel         = "LOG_LEVEL"
 )
 
@@ -32,6 +33,10 @@ type Config struct {
 	MaxFileBytes     int64         // MAX_FILE_BYTES: larger objects are refused whole
 	SendConcurrency  int           // SEND_CONCURRENCY: SendMessageBatch calls in flight
 	CheckpointMargin time.Duration // CHECKPOINT_MARGIN: stop this long before the deadline
+	// FilesVisibility (FILES_VISIBILITY) is the files queue's visibility timeout: the handler
+	// sets each message of its batch invisible for this long again every third of it while it
+	// works (the heartbeat), so a crashed invocation's message is back within it.
+	FilesVisibility time.Duration
 	// CheckpointEvery is how often a long run saves its progress without stopping, so that a
 	// crash re-sends at most this much work. Not read from the environment.
 	CheckpointEvery time.Duration
@@ -46,6 +51,10 @@ const (
 	DefaultSendConcurrency  = 4
 	DefaultCheckpointMargin = 60 * time.Second
 	DefaultCheckpointEvery  = time.Minute
+	DefaultFilesVisibility  = 3 * time.Minute // pipeline.Defaults().FilesVisibility
+	// MinFilesVisibility keeps the heartbeat (a third of it) at a second or more
+	// (pipeline.MinFilesVisibility).
+	MinFilesVisibility = 3 * time.Second
 )
 
 // DefaultConfig returns the configuration LoadConfig starts from: every optional setting at its
@@ -58,6 +67,7 @@ func DefaultConfig() Config {
 		SendConcurrency:  DefaultSendConcurrency,
 		CheckpointMargin: DefaultCheckpointMargin,
 		CheckpointEvery:  DefaultCheckpointEvery,
+		FilesVisibility:  DefaultFilesVisibility,
 		LogLevel:         slog.LevelInfo,
 	}
 }
@@ -74,6 +84,7 @@ func (c Config) Environ() map[string]string {
 		EnvMaxFileBytes:     strconv.FormatInt(c.MaxFileBytes, 10),
 		EnvSendConcurrency:  strconv.Itoa(c.SendConcurrency),
 		EnvCheckpointMargin: c.CheckpointMargin.String(),
+		EnvFilesVisibility:  c.FilesVisibility.String(),
 		EnvLogLevel:         c.LogLevel.String(),
 	}
 }
@@ -108,6 +119,13 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s=%q: not a duration like 60s", EnvCheckpointMargin, v))
 		}
 		c.CheckpointMargin = d
+	}
+	if v := getenv(EnvFilesVisibility); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a duration like 3m", EnvFilesVisibility, v))
+		}
+		c.FilesVisibility = d
 	}
 	if v := getenv(EnvLogLevel); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(strings.ToUpper(v))); err != nil {
@@ -147,6 +165,9 @@ func (c Config) Validate() error {
 	}
 	if c.CheckpointMargin < 0 {
 		bad("%s %v: want >= 0", EnvCheckpointMargin, c.CheckpointMargin)
+	}
+	if c.FilesVisibility < MinFilesVisibility || c.FilesVisibility > 12*time.Hour {
+		bad("%s %v: want %v..12h", EnvFilesVisibility, c.FilesVisibility, MinFilesVisibility)
 	}
 	if c.CheckpointEvery <= 0 {
 		bad("CheckpointEvery %v: want > 0", c.CheckpointEvery)

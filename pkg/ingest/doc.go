@@ -43,12 +43,30 @@
 // A message for a version whose state is
 //
 //   - done: is skipped (logged) and succeeds; nothing is sent again;
-//   - running, lease live, not handed to this message: fails with ErrBusy. It is not dropped:
-//     it comes back after the files queue's visibility timeout (6 x the function timeout), by
-//     when the owner has finished (skip) or its lease has run out (take over). Dropping it
-//     would also be safe while the owner's own message exists, but failing it relies on nothing;
-//   - running with a lease run out, or handed to this continuation's token: is taken over
-//     (compare-and-swap) and resumed from the checkpoint.
+//   - running, lease live, not handed to this message and not held under it: ErrBusy. It is not
+//     dropped: Handle re-sends it to the files queue as a fresh copy delayed by
+//     FILES_VISIBILITY (so waiting spends none of its receives) and deletes it; if the re-send
+//     fails, the message fails and comes back after the visibility timeout. By then the owner
+//     has finished (skip), or died (its own message is back and has taken over). Dropping it
+//     would also be safe while the owner's own message exists, but re-sending relies on nothing;
+//   - running with a lease run out, handed to this continuation's token, or held under this very
+//     message (State.Holder: the files-queue message id the claim was taken under; the same
+//     message received again means its invocation died, since a live one keeps it hidden): is
+//     taken over (compare-and-swap) and resumed from the checkpoint.
+//
+// # Heartbeat: a crashed ingest resumes within FILES_VISIBILITY
+//
+// The files queue's visibility timeout is short (FILES_VISIBILITY, 3 min by default), not a
+// multiple of the function timeout: while Handle works on a batch it sets every message of the
+// batch not yet finished invisible for FILES_VISIBILITY again every third of it
+// (ChangeMessageVisibility with the record's receipt handle). An invocation that dies (killed,
+// timed out, out of memory) stops heartbeating, its message is back within FILES_VISIBILITY,
+// takes its own claim over at once (Holder) and resumes from the last checkpoint (at most
+// CheckpointEvery of orders are sent again; dispatch's delivery record deletes those copies
+// unsent). A heartbeat that fails is logged; if it keeps failing the message comes back while
+// its invocation still works: the new one finds the claim busy (another message) or takes it
+// over (the same message), and the old one's next state write fails its compare-and-swap and it
+// stops; orders both sent are absorbed the same way.
 //
 // The lease of a claim ends LeaseSlack after the invocation's deadline (DefaultLease from now
 // without one). On an error the claim is released at once (lease in the past) so that the
@@ -141,8 +159,8 @@
 // whole: report with "refused", no orders. A file that turns out broken half-way (bad CSV
 // header, corrupt gzip) stops there: what came before is sent, the report says "stopped".
 // Both are done: retrying cannot help. A missing object (ErrObjectMissing), a queue that keeps
-// failing (ErrSendFailed), a state of a newer schema (ErrStateSchema), S3 or SQS errors and
-// ErrBusy fail the message, which is retried and, past maxReceiveCount, parked on the files
+// failing (ErrSendFailed), a state of a newer schema (ErrStateSchema), S3 or SQS errors, and
+// ErrBusy when its re-send fails, fail the message, which is retried and, past maxReceiveCount, parked on the files
 // DLQ. Handle never returns an error: each failed message is logged once (key "error") and
 // listed in BatchItemFailures.
 //

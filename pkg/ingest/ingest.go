@@ -23,6 +23,8 @@ type ObjectStore interface {
 type Queue interface {
 	BatchSender
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	// ChangeMessageVisibility keeps the files queue's messages hidden while they are worked on.
+	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
 }
 
 // Clock is the Service's time: deadlines, leases, report times and the backoff between
