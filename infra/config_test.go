@@ -109,8 +109,8 @@ func TestSynthGuards(t *testing.T) {
 	}{
 		{"visibility below 6 x timeout", func(s *pipeline.Settings) { s.OrdersVisibility = 2 * time.Minute },
 			"orders queue visibility 2m0s < 6 x function timeout 30s"},
-		{"files visibility below 6 x timeout", func(s *pipeline.Settings) { s.FilesVisibility = time.Hour },
-			"files queue visibility 1h0m0s < 6 x function timeout 15m0s"},
+		{"files visibility below the heartbeat's minimum", func(s *pipeline.Settings) { s.FilesVisibility = 2 * time.Second },
+			"files queue visibility 2s < 3s"},
 		{"maxReceiveCount below 5", func(s *pipeline.Settings) { s.MaxReceiveCount, s.MaxAttempts = 4, 3 }, "maxReceiveCount 4 < 5"},
 		{"max concurrency above reserved", func(s *pipeline.Settings) { s.Instances = 3 }, "Instances (ESM MaximumConcurrency) 3 > ReservedConcurrency 2"},
 		{"DLQ retention below source", func(s *pipeline.Settings) { s.DLQRetention = 4 * 24 * time.Hour }, "DLQ retention 96h0m0s < source queue retention 336h0m0s"},

@@ -135,8 +135,11 @@ func NewMonitoring(scope constructs.Construct, id string, props MonitoringProps)
 	backlog := float64(s.MaxBacklog()) / 2
 	m.alarm("OrdersBacklogDrainTime", o.Queue.MetricApproximateNumberOfMessagesVisible(stat("Maximum")), backlog,
 		fmt.Sprintf("More than %.0f orders queued: at %v req/s they need more than half the retention (%v) to drain.", backlog, s.APIRate, half))
-	m.alarm("FilesOldest", u.FilesQueue.MetricApproximateAgeOfOldestMessage(stat("Maximum")), s.FilesVisibility.Seconds(),
-		fmt.Sprintf("A file message is older than the files visibility timeout (%v): ingest is failing or retrying it.", s.FilesVisibility))
+	// A file message lives one invocation (a continuation or a busy file's re-send is a new
+	// message) plus the visibility its heartbeat keeps ahead.
+	filesAge := s.IngestTimeout + s.FilesVisibility
+	m.alarm("FilesOldest", u.FilesQueue.MetricApproximateAgeOfOldestMessage(stat("Maximum")), filesAge.Seconds(),
+		fmt.Sprintf("A file message is older than the ingest timeout plus the files visibility (%v): ingest is failing or retrying it.", filesAge))
 
 	for _, f := range []struct {
 		name    string

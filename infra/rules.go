@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
 // consumerWiring is what the AWS rules need to know about one queue consumer, in seconds and
@@ -20,16 +23,29 @@ type consumerWiring struct {
 	MaxReceiveCount float64 // source queue redrive policy
 	DLQRetention    float64 // dead-letter queue retention
 	MaxConcurrency  float64 // event source mapping MaximumConcurrency
+	// Heartbeat is the visibility the function keeps its messages hidden for while it works
+	// (ingest's FILES_VISIBILITY); 0: no heartbeat.
+	Heartbeat float64
 }
 
-// problems lists every AWS rule the wiring breaks (../shared/DESIGN.md), each saying what to
-// change; name says which consumer.
+// problems lists every AWS rule the wiring breaks (the rules pipeline.Settings.Validate checks),
+// each saying what to change; name says which consumer.
 func (w consumerWiring) problems(name string) []string {
 	var out []string
 	bad := func(format string, a ...any) { out = append(out, name+": "+fmt.Sprintf(format, a...)) }
-	if w.Timeout <= 0 {
+	switch {
+	case w.Timeout <= 0:
 		bad("function timeout is not set")
-	} else if w.Visibility < 6*w.Timeout {
+	case w.Heartbeat != 0:
+		// The function extends the visibility while it works: the queue's need not cover the
+		// timeout, but the function must extend by the queue's own (docs/DECISIONS.md).
+		if w.Heartbeat != w.Visibility {
+			bad("heartbeat visibility %vs differs from the queue visibility timeout %vs: set them equal", w.Heartbeat, w.Visibility)
+		}
+		if w.Visibility < pipeline.MinFilesVisibility.Seconds() {
+			bad("queue visibility timeout %vs < %vs: the heartbeat runs every third of it", w.Visibility, pipeline.MinFilesVisibility.Seconds())
+		}
+	case w.Visibility < 6*w.Timeout:
 		bad("queue visibility timeout %vs < 6 x function timeout %vs: raise the visibility timeout", w.Visibility, w.Timeout)
 	}
 	if w.MaxReceiveCount < 5 {
@@ -57,16 +73,19 @@ type consumerRules struct {
 	queue awssqs.CfnQueue
 	dlq   awssqs.CfnQueue
 	esm   awslambda.CfnEventSourceMapping
+	// heartbeatEnv names the function's variable holding its heartbeat visibility; "" for none.
+	heartbeatEnv string
 }
 
 // addConsumerRules registers the validation on scope.
-func addConsumerRules(scope constructs.Construct, name string, fn awslambda.Function, queue, dlq awssqs.Queue, esm awslambda.EventSourceMapping) {
+func addConsumerRules(scope constructs.Construct, name string, fn awslambda.Function, queue, dlq awssqs.Queue, esm awslambda.EventSourceMapping, heartbeatEnv string) {
 	r := &consumerRules{
-		name:  name,
-		fn:    fn.Node().DefaultChild().(awslambda.CfnFunction),
-		queue: queue.Node().DefaultChild().(awssqs.CfnQueue),
-		dlq:   dlq.Node().DefaultChild().(awssqs.CfnQueue),
-		esm:   esm.Node().DefaultChild().(awslambda.CfnEventSourceMapping),
+		name:         name,
+		heartbeatEnv: heartbeatEnv,
+		fn:           fn.Node().DefaultChild().(awslambda.CfnFunction),
+		queue:        queue.Node().DefaultChild().(awssqs.CfnQueue),
+		dlq:          dlq.Node().DefaultChild().(awssqs.CfnQueue),
+		esm:          esm.Node().DefaultChild().(awslambda.CfnEventSourceMapping),
 	}
 	scope.Node().AddValidation(r)
 }
@@ -85,6 +104,19 @@ func (r *consumerRules) Validate() *[]*string {
 	}
 	if w.Retention == 0 {
 		w.Retention = 4 * 24 * 3600 // the SQS default
+	}
+	if r.heartbeatEnv != "" {
+		w.Heartbeat = -1 // set but unreadable: differs from any visibility
+		env, _ := resolve(stack, r.fn.Environment()).(map[string]any)
+		vars, _ := env["variables"].(map[string]any)
+		if vars == nil {
+			vars, _ = env["Variables"].(map[string]any)
+		}
+		if s, ok := vars[r.heartbeatEnv].(string); ok {
+			if d, err := time.ParseDuration(s); err == nil {
+				w.Heartbeat = d.Seconds()
+			}
+		}
 	}
 	if w.DLQRetention == 0 {
 		w.DLQRetention = 4 * 24 * 3600

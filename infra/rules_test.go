@@ -31,6 +31,11 @@ func TestConsumerWiringProblems(t *testing.T) {
 		{"unreserved", func(w *consumerWiring) { w.Reserved = 0 },
 			[]string{"x: event source MaximumConcurrency 2 > reserved concurrency 0: the mapping would be throttled"}},
 		{"below 2", func(w *consumerWiring) { w.MaxConcurrency = 1 }, []string{"x: event source MaximumConcurrency 1 < 2"}},
+		{"heartbeat: visibility below the timeout", func(w *consumerWiring) { w.Timeout, w.Visibility, w.Heartbeat = 900, 180, 180 }, nil},
+		{"heartbeat differs from the visibility", func(w *consumerWiring) { w.Timeout, w.Visibility, w.Heartbeat = 900, 180, 120 },
+			[]string{"x: heartbeat visibility 120s differs from the queue visibility timeout 180s: set them equal"}},
+		{"heartbeat unreadable", func(w *consumerWiring) { w.Heartbeat = -1 },
+			[]string{"x: heartbeat visibility -1s differs from the queue visibility timeout 180s: set them equal"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,7 +68,9 @@ func TestConsumerRulesCatchLaterChange(t *testing.T) {
 	p.Orders.Queue.Node().DefaultChild().(awssqs.CfnQueue).SetVisibilityTimeout(jsii.Number(60))
 	p.Dispatch.Function.Node().DefaultChild().(awslambda.CfnFunction).SetReservedConcurrentExecutions(jsii.Number(1))
 	p.Uploads.FilesDLQ.Node().DefaultChild().(awssqs.CfnQueue).SetMessageRetentionPeriod(jsii.Number(3600))
+	p.Uploads.FilesQueue.Node().DefaultChild().(awssqs.CfnQueue).SetVisibilityTimeout(jsii.Number(600))
 	want := []string{
+		"ingest: heartbeat visibility 180s differs from the queue visibility timeout 600s",
 		"ingest: DLQ retention 3600s < queue retention 1.2096e+06s",
 		"dispatch: queue visibility timeout 60s < 6 x function timeout 30s",
 		"dispatch: event source MaximumConcurrency 2 > reserved concurrency 1",

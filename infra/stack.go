@@ -21,6 +21,7 @@ type OrderPipe struct {
 	Orders     *OrderQueue
 	Ingest     *Ingest
 	Dispatch   *Dispatch
+	Deliveries *Deliveries
 	Governor   *Governor
 	Redrive    *Redrive
 	Monitoring *Monitoring
@@ -51,10 +52,11 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 	p.Ingest = NewIngest(stack, "Ingest", IngestProps{
 		FunctionProps: fp, Settings: s, BatchSize: cfg.IngestBatchSize, Uploads: p.Uploads, Orders: p.Orders,
 	})
+	p.Deliveries = NewDeliveries(stack, "Deliveries")
 	p.Governor = NewGovernor(stack, "Governor", GovernorProps{PointInTimeRecovery: cfg.GovernorPITR})
 	p.Dispatch = NewDispatch(stack, "Dispatch", DispatchProps{
 		FunctionProps: fp, Settings: s, APIBaseURL: cfg.APIBaseURL, APISecretARN: cfg.APISecretARN, Orders: p.Orders,
-		Governor: p.Governor,
+		Governor: p.Governor, Deliveries: p.Deliveries,
 	})
 	p.Redrive = NewRedrive(stack, "Redrive", RedriveProps{
 		FunctionProps: fp, Settings: s, Schedule: cfg.RedriveSchedule, Orders: p.Orders, Uploads: p.Uploads,
@@ -79,6 +81,7 @@ func NewOrderPipe(scope constructs.Construct, id string, props *awscdk.StackProp
 		pipeline.OutputOrdersDLQ:       p.Orders.DLQ.QueueUrl(),
 		pipeline.OutputRedriveFunction: p.Redrive.Function.FunctionName(),
 		pipeline.OutputAlarmTopic:      p.Monitoring.Topic.TopicArn(),
+		pipeline.OutputDeliveryTable:   p.Deliveries.Table.TableName(),
 		pipeline.OutputGovernorTable:   p.Governor.Table.TableName(),
 		pipeline.OutputAPIRate:         jsii.String(strconv.FormatFloat(s.APIRate, 'g', -1, 64)),
 	}

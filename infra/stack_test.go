@@ -270,7 +270,7 @@ func TestFunctions(t *testing.T) {
 		env     []string
 	}{
 		{"ingest", s.id(p.Ingest.Function), st.IngestTimeout.Seconds(), slices.Collect(maps.Keys(ingest.DefaultConfig().Environ()))},
-		{"dispatch", s.id(p.Dispatch.Function), st.DispatchTimeout.Seconds(), append(slices.Collect(maps.Keys(dispatch.DefaultConfig().Environ())), dispatch.EnvAPISecretARN, dispatch.EnvGovernorTable)},
+		{"dispatch", s.id(p.Dispatch.Function), st.DispatchTimeout.Seconds(), append(slices.Collect(maps.Keys(dispatch.DefaultConfig().Environ())), dispatch.EnvAPISecretARN, dispatch.EnvGovernorTable, dispatch.EnvDeliveryTable)},
 		{"redrive", s.id(p.Redrive.Function), st.RedriveTimeout.Seconds(), slices.Collect(maps.Keys(redrive.Config{}.Environ()))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -421,6 +421,7 @@ func TestLeastPrivilege(t *testing.T) {
 	att := func(id string) string { return "<" + id + ".Arn>" }
 	bucket := att(s.id(p.Uploads.Bucket))
 	files, orders, dlq := att(s.id(p.Uploads.FilesQueue)), att(s.id(p.Orders.Queue)), att(s.id(p.Orders.DLQ))
+	deliveries := att(s.id(p.Deliveries.Table))
 	consume := func(queue string) map[string][]string {
 		out := map[string][]string{}
 		for _, a := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"} {
@@ -449,19 +450,22 @@ func TestLeastPrivilege(t *testing.T) {
 		want map[string][]string
 	}{
 		{"ingest", s.id(p.Ingest.Role), common(s.id(p.Ingest.LogGroup), consume(files), map[string][]string{
-			"s3:GetObject":        {bucket + "/reports/*", bucket + "/state/*", bucket + "/uploads/*"}, // reports: adoptReport
-			"s3:GetObjectVersion": {bucket + "/uploads/*"},
-			"s3:PutObject":        {bucket + "/rejects/*", bucket + "/reports/*", bucket + "/state/*"},
-			"s3:DeleteObject":     {bucket + "/rejects/*", bucket + "/state/*"}, // stale rejects, checkpoint sidecars
-			"s3:ListBucket":       {bucket},
-			"sqs:SendMessage":     {orders, files},
+			"s3:GetObject":           {bucket + "/reports/*", bucket + "/state/*", bucket + "/uploads/*"}, // reports: adoptReport
+			"s3:GetObjectVersion":    {bucket + "/uploads/*"},
+			"s3:PutObject":           {bucket + "/rejects/*", bucket + "/reports/*", bucket + "/state/*"},
+			"s3:DeleteObject":        {bucket + "/rejects/*", bucket + "/state/*"}, // stale rejects, checkpoint sidecars
+			"s3:ListBucket":          {bucket},
+			"sqs:SendMessage":        {orders, files},
+			"sqs:GetQueueAttributes": {orders}, // the backlog before a file enqueues (files: consume)
 		})},
 		{"dispatch", s.id(p.Dispatch.Role), common(s.id(p.Dispatch.LogGroup), consume(orders), map[string][]string{
 			"sqs:SendMessage":               {dlq, orders}, // park, and re-send throttled orders (pkg/dispatch requeue)
 			"secretsmanager:GetSecretValue": {"arn:aws:secretsmanager:eu-west-1:123456789012:secret:orderpipe/api-AbCdEf"},
-			// The governor's one item (pkg/governor): read, and conditional write.
-			"dynamodb:GetItem":    {"<" + s.id(p.Governor.Table) + ".Arn>"},
-			"dynamodb:UpdateItem": {"<" + s.id(p.Governor.Table) + ".Arn>"},
+			// The governor's one item (pkg/governor): read, and conditional write; the delivery
+			// records (pkg/delivery): claim, mark, release, read.
+			"dynamodb:GetItem":    {deliveries, "<" + s.id(p.Governor.Table) + ".Arn>"},
+			"dynamodb:UpdateItem": {deliveries, "<" + s.id(p.Governor.Table) + ".Arn>"},
+			"dynamodb:DeleteItem": {deliveries},
 		})},
 		{"redrive", s.id(p.Redrive.Role), common(s.id(p.Redrive.LogGroup), map[string][]string{
 			"sqs:ReceiveMessage":          {dlq},
@@ -545,7 +549,7 @@ func TestAlarms(t *testing.T) {
 		{"subscription DLQ not empty", []string{"ApproximateNumberOfMessagesVisible", s.id(p.Uploads.SubscriptionDLQ)}, 0},
 		{"orders near retention", []string{"ApproximateAgeOfOldestMessage", s.id(p.Orders.Queue)}, st.QueueRetention.Seconds() / 2},
 		{"orders backlog", []string{"ApproximateNumberOfMessagesVisible", s.id(p.Orders.Queue)}, float64(st.MaxBacklog()) / 2},
-		{"files age", []string{"ApproximateAgeOfOldestMessage", s.id(p.Uploads.FilesQueue)}, st.FilesVisibility.Seconds()},
+		{"files age", []string{"ApproximateAgeOfOldestMessage", s.id(p.Uploads.FilesQueue)}, (st.IngestTimeout + st.FilesVisibility).Seconds()},
 		{"dispatch errors", []string{"Errors", s.id(p.Dispatch.Function)}, 0},
 		{"ingest throttles", []string{"Throttles", s.id(p.Ingest.Function)}, 0},
 		{"ingest ERROR lines", []string{logs("Ingest" + MetricErrorLines)}, 0},
@@ -677,7 +681,7 @@ func TestOutputs(t *testing.T) {
 		got = append(got, k)
 	}
 	sort.Strings(got)
-	want := []string{"AlarmTopicArn", "ApiRate", "BucketName", "FilesDlqUrl", "FilesQueueUrl", "GovernorTableName", "OrdersDlqUrl", "OrdersQueueUrl", "RedriveFunctionName"}
+	want := []string{"AlarmTopicArn", "ApiRate", "BucketName", "DeliveryTable", "FilesDlqUrl", "FilesQueueUrl", "GovernorTableName", "OrdersDlqUrl", "OrdersQueueUrl", "RedriveFunctionName"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outputs (-want +got):\n%s", diff)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/interfaces/interfacesawss3"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
@@ -167,7 +168,7 @@ type topicFromBucket struct {
 }
 
 // Bind implements awss3.IBucketNotificationDestination.
-func (d *topicFromBucket) Bind(_ constructs.Construct, _ awss3.IBucketRef) *awss3.BucketNotificationDestinationConfig {
+func (d *topicFromBucket) Bind(_ constructs.Construct, _ interfacesawss3.IBucketRef) *awss3.BucketNotificationDestinationConfig {
 	res := d.topic.AddToResourcePolicy(d.allow)
 	deps := []constructs.IDependable{}
 	if res.PolicyDependable != nil {

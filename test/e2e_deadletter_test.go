@@ -123,10 +123,10 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 	const key, crashID, crashLine = "uploads/crashloop.jsonl", "x-04", 4
 	p := newE2E(t, e2eOptions{})
 	s := p.settings
-	s.DispatchTimeout, s.OrdersVisibility = time.Second, 6*time.Second
+	s.DispatchTimeout, s.OrdersVisibility = p.slow*time.Second, p.slow*6*time.Second
 	s.MaxReceiveCount, s.MaxAttempts = 5, 4
 	p.retune(t, s)
-	dispatchH := p.shortDeadlineDispatch(t, 300*time.Millisecond)
+	dispatchH := p.shortDeadlineDispatch(t, p.slow*300*time.Millisecond)
 	var fixed atomic.Bool
 	var crashCalls seen
 	p.orders.Handler = func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
@@ -253,10 +253,10 @@ func TestE2EFilesDLQ(t *testing.T) {
 	const gone = "uploads/2026/gone.jsonl"
 	p := newE2E(t, e2eOptions{})
 	s := p.settings
-	s.IngestTimeout, s.FilesVisibility = time.Second, 6*time.Second
+	s.IngestTimeout, s.FilesVisibility = p.slow*time.Second, p.slow*6*time.Second
 	s.MaxReceiveCount, s.MaxAttempts = 5, 4
 	p.retune(t, s)
-	ingestH := p.ingestHandler(t, 300*time.Millisecond)
+	ingestH := p.ingestHandler(t, p.slow*300*time.Millisecond)
 	var goneCalls seen
 	p.files.Handler = func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		for _, m := range ev.Records {
@@ -316,33 +316,33 @@ func TestE2EFilesDLQ(t *testing.T) {
 	}
 }
 
-// TestE2EIngestCheckpoint ingests a file of a thousand orders through the files poller with a
-// short ingest timeout (6 s) and a CHECKPOINT_MARGIN (5 s) that leaves each invocation about 1 s
+// TestE2EIngestCheckpoint ingests a file of 400 orders through the files poller with a short
+// ingest timeout (6 s) and a CHECKPOINT_MARGIN (5.5 s) that leaves each invocation about 0.5 s
 // of work before it must checkpoint and hand over: moto takes at most ~300 orders/s, so the
-// file needs several continuations. The margin is wide because the hand-over (flush the batches
+// file needs several continuations (both times the test's slowness, e2eSlowness). The margin is wide because the hand-over (flush the batches
 // in flight, save rejects, id set and state, send the continuation) takes seconds on a busy
 // moto. No invocation may fail or be killed at its deadline, every valid line is delivered
 // exactly once, a duplicate id far from its first use is still found (the id set carries over),
 // the rejects of every invocation are in the rejects object, and the ledger balances.
 func TestE2EIngestCheckpoint(t *testing.T) {
 	t.Parallel()
-	const key, n, minContinuations = "uploads/big.jsonl", 1000, 2
+	const key, n, minContinuations = "uploads/big.jsonl", 400, 2
 	p := newE2E(t, e2eOptions{apiRate: 400})
 	s := p.settings
-	s.IngestTimeout, s.FilesVisibility = 6*time.Second, 36*time.Second
+	s.IngestTimeout, s.FilesVisibility = p.slow*6*time.Second, p.slow*36*time.Second
 	p.retune(t, s)
-	p.files.Handler = p.ingestHandler(t, 5*time.Second)
+	p.files.Handler = p.ingestHandler(t, p.slow*5500*time.Millisecond)
 	p.start(t)
 
 	f := &e2eFile{key: key, ids: map[int64]string{}, rejects: map[int64]string{
-		300: order.ReasonInvalidJSON, 700: ingest.ReasonDuplicateID, n - 1: order.ReasonMissingID,
+		150: order.ReasonInvalidJSON, 350: ingest.ReasonDuplicateID, n - 1: order.ReasonMissingID,
 	}}
 	for line := int64(1); line <= n; line++ {
 		id := fmt.Sprintf("k-%04d", line)
 		switch line {
-		case 300:
-			f.body = append(f.body, `{"id":"k-0300","amount":`+"\n"...)
-		case 700:
+		case 150:
+			f.body = append(f.body, `{"id":"k-0150","amount":`+"\n"...)
+		case 350:
 			f.body = fmt.Appendf(f.body, `{"id":"k-0010","amount":"%d.50"}`+"\n", line) // line 10's id
 		case n - 1:
 			f.body = fmt.Appendf(f.body, `{"amount":"%d.50"}`+"\n", line)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/redrive"
@@ -85,7 +86,7 @@ func (h *hangSwitch) hung() map[string]int {
 // selective move, as `orderpipe dlq redrive --class ...` does.
 func (p *e2ePipeline) redrive(t *testing.T, classes ...string) redrive.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), awstest.Scale(t, p.sqs, 30*time.Second))
 	defer cancel()
 	r := redrive.New(redrive.Config{QueueURL: p.res.OrdersQueueURL, DLQURL: p.res.OrdersDLQURL, ScanVisibility: 30 * time.Second}, e2eRedriveSQS(t, p.res),
 		redrive.Options{Journal: e2eRedriveJournal(t, p.res), Logger: slog.New(slog.NewTextHandler(p.logs, nil))})

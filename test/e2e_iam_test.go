@@ -2,18 +2,23 @@ package test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/local"
 	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
@@ -112,4 +117,50 @@ func e2eRedriveJournal(t testing.TB, res local.Resources) redrive.Journal {
 		t.Fatalf("redrive credentials: %v", err)
 	}
 	return redrive.S3Journal{Client: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }), Bucket: res.Bucket}
+}
+
+// TestE2EIngestAdoptsItsReport: ingest writes a file's report, then its write of the done state
+// fails. The file's message comes back; the next invocation takes over the released claim,
+// finds the report of that abandoned run (s3:GetObject on reports/*) and finishes from it
+// without sending anything again. Without the grant on reports/* the look-up is refused and
+// the file never finishes.
+func TestE2EIngestAdoptsItsReport(t *testing.T) {
+	t.Parallel()
+	p := newE2E(t, e2eOptions{})
+	var reported, failed atomic.Int32
+	opts := p.IngestS3.Options()
+	opts.APIOptions = append(opts.APIOptions, func(st *middleware.Stack) error {
+		return st.Initialize.Add(middleware.InitializeMiddlewareFunc("FailDoneState", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if put, ok := in.Parameters.(*s3.PutObjectInput); ok {
+				key := aws.ToString(put.Key)
+				switch {
+				case strings.HasPrefix(key, "reports/"):
+					reported.Store(1)
+				case strings.HasPrefix(key, "state/") && strings.HasSuffix(key, ".json") && reported.Load() == 1 && failed.CompareAndSwap(0, 1):
+					return middleware.InitializeOutput{}, middleware.Metadata{}, errors.New("injected: done state write failed")
+				}
+			}
+			return next.HandleInitialize(ctx, in)
+		}), middleware.Before)
+	})
+	p.files.Handler = ingest.New(p.IngestConfig, s3.New(opts), p.IngestSQS, ingest.Options{}).Handle
+	p.start(t)
+
+	f := &e2eFile{key: "uploads/retry.jsonl", ids: numbered("r", 6)}
+	for line := int64(1); line <= 6; line++ {
+		f.body = fmt.Appendf(f.body, `{"id":%q,"amount":"%d.00"}`+"\n", f.ids[line], line)
+	}
+	f.version = p.upload(t, f.key, f.body)
+	files := []*e2eFile{f}
+	p.settle(t, 60*time.Second, files)
+	p.checkLedger(t, files, nil)
+	if failed.Load() != 1 {
+		t.Errorf("done state write failures injected: got %d, want 1", failed.Load())
+	}
+	if st := p.files.Stats(); st.ItemFailures < 1 {
+		t.Errorf("ingest item failures: got %d, want the injected one at least", st.ItemFailures)
+	}
+	if st := p.api.Stats(); st.Deliveries != len(f.ids) || st.Duplicates != 0 {
+		t.Errorf("stand-in: %d deliveries, %d duplicates; want %d, 0", st.Deliveries, st.Duplicates, len(f.ids))
+	}
 }

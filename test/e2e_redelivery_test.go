@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/pkg/local"
 	"github.com/orderpipe/orderpipe/pkg/order"
 )
@@ -62,7 +63,7 @@ func TestE2EDuplicateEvent(t *testing.T) {
 	// Before the pollers start: find the notification, put a copy next to it, release both.
 	ctx := context.Background()
 	var note string
-	for deadline := time.Now().Add(20 * time.Second); note == "" && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(awstest.Scale(t, p.sqs, 20*time.Second)); note == "" && time.Now().Before(deadline); {
 		out, err := p.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &p.res.FilesQueueURL, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 		if err != nil {
 			t.Fatalf("receive files queue: %v", err)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -90,16 +91,37 @@ func TestMain(m *testing.M) {
 }
 
 // e2eSettings is a deployment that keeps every AWS rule of pipeline.Settings but with timeouts
-// short enough that a retry takes a second and a redelivery after a crash well under a minute.
-// The dispatch timeout must leave the order API client's 2 s margin plus a request.
-func e2eSettings() pipeline.Settings {
+// short enough that a retry takes a second and a redelivery after a crash well under a minute,
+// times slow (e2eSlowness). The dispatch timeout must leave the order API client's 2 s margin
+// plus a request.
+func e2eSettings(slow time.Duration) pipeline.Settings {
 	s := pipeline.Defaults()
 	s.APIRate, s.Instances, s.ReservedConcurrency = 50, 2, 2
-	s.IngestTimeout, s.FilesVisibility = 5*time.Second, 30*time.Second
-	s.DispatchTimeout, s.OrdersVisibility = 4*time.Second, 24*time.Second
+	s.IngestTimeout, s.FilesVisibility = slow*5*time.Second, slow*30*time.Second
+	s.DispatchTimeout, s.OrdersVisibility = slow*4*time.Second, slow*24*time.Second
 	s.MaxReceiveCount, s.MaxAttempts = 6, 4
 	s.QueueRetention, s.DLQRetention = time.Hour, 2*time.Hour
 	return s
+}
+
+// e2eIdleRoundTrip is about what awstest.RoundTrip measures of the end-to-end stand-in while the
+// end-to-end tests run side by side on an otherwise idle two-core machine: the latency the
+// pipeline's deadlines in these tests (function timeouts, visibility, API timeout, checkpoint
+// margins) are written for.
+const e2eIdleRoundTrip = 10 * time.Millisecond
+
+// e2eSlowness is the whole factor by which a test stretches the pipeline's deadlines: how many
+// times slower than e2eIdleRoundTrip the end-to-end stand-in answers when the test starts, from
+// 1 to 4. A pipeline whose deadlines are shorter than the stand-in's pace on a busy machine
+// would time out, retry and re-send: it would measure the machine, not the code.
+func e2eSlowness(t testing.TB, c *sqs.Client) time.Duration {
+	t.Helper()
+	rtt := awstest.RoundTrip(t, c)
+	f := min(max(time.Duration(math.Ceil(float64(rtt)/float64(e2eIdleRoundTrip))), 1), 4)
+	if f > 1 {
+		t.Logf("end-to-end stand-in round trip %v (about %v when idle): the pipeline's deadlines times %d", rtt.Round(time.Microsecond), e2eIdleRoundTrip, f)
+	}
+	return f
 }
 
 // e2eAPITimeout is ORDER_API_TIMEOUT: short so a hang costs little, long enough for a loaded
@@ -129,12 +151,14 @@ type e2ePipeline struct {
 	files    *local.Poller
 	orders   *local.Poller
 	logs     *syncbuf.Buffer
+	slow     time.Duration // e2eSlowness: multiplies every deadline of the pipeline
 }
 
 // newE2E provisions a pipeline and builds its handlers and pollers; start runs them.
 func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 	t.Helper()
-	settings := e2eSettings()
+	slow := e2eSlowness(t, awstest.SQS(e2eAdmin(t)))
+	settings := e2eSettings(slow)
 	if o.apiRate > 0 {
 		settings.APIRate = o.apiRate
 	}
@@ -146,19 +170,19 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 	if err != nil {
 		t.Fatalf("stand-in API: %v", err)
 	}
-	p := &e2ePipeline{api: api, hang: newHangSwitch(api, o.hangIDs), logs: &syncbuf.Buffer{}}
+	p := &e2ePipeline{api: api, hang: newHangSwitch(api, o.hangIDs), logs: &syncbuf.Buffer{}, slow: slow}
 	ts := httptest.NewServer(p.hang)
 	t.Cleanup(func() {
 		p.hang.clear() // let hung requests go before Close waits for them
 		ts.Close()
 	})
-	apiTimeout := e2eAPITimeout
+	apiTimeout := slow * e2eAPITimeout
 	if o.timeout > 0 {
 		apiTimeout = o.timeout
 	}
 	p.Pipeline, err = local.NewPipeline(context.Background(), local.Options{
 		AWS: e2eAdmin(t), FunctionAWS: e2eFunctionAWS(t), Names: local.NamesFor(awstest.Name(t, "e2e")), Settings: settings, APIBaseURL: ts.URL,
-		Ingest: func(c *ingest.Config) { c.CheckpointMargin = 2 * time.Second },
+		Ingest: func(c *ingest.Config) { c.CheckpointMargin = slow * 2 * time.Second },
 		Dispatch: func(c *dispatch.Config) {
 			c.APITimeout, c.BackoffBase, c.BackoffMax = apiTimeout, time.Second, time.Second
 			// These tests are about each order's fate, not flow control: each instance paces
@@ -227,12 +251,19 @@ func (p *e2ePipeline) bucketObjects() *ingestEnv { return &ingestEnv{s3: p.s3, b
 // settle waits until the pipeline is quiescent: a report for every file and the files and orders
 // queues empty (nothing visible, in flight or delayed) on two readings in a row. Ingest writes a
 // report after sending the file's orders and before its message is deleted, and dispatch parks
-// an order before its message is deleted, so nothing can happen after that. Past timeout it
-// reports what is still missing and returns false; the ledger then shows what is unaccounted.
+// an order before its message is deleted, so nothing can happen after that.
+//
+// It waits as long as the pipeline moves (a request to the API, an invocation, a change in what
+// is missing), and gives up when nothing moved for timeout, stretched by how slow the stand-in
+// answers (awstest.Scale), or after awstest.MaxScale times timeout in all: a busy machine makes
+// the pipeline slower, not the test failed. It then reports what is still missing and returns
+// false; the ledger shows what is unaccounted.
 func (p *e2ePipeline) settle(t testing.TB, timeout time.Duration, files []*e2eFile) bool {
 	t.Helper()
 	ctx := context.Background()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	stall, limit := awstest.Scale(t, p.sqs, timeout), awstest.MaxScale*timeout
+	moved, last := start, ""
 	for quiet := 0; quiet < 2; {
 		var missing []string
 		for _, f := range files {
@@ -252,8 +283,14 @@ func (p *e2ePipeline) settle(t testing.TB, timeout time.Duration, files []*e2eFi
 		if quiet = quiet + 1; len(missing) > 0 {
 			quiet = 0
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("pipeline not quiescent after %v: %s; stand-in API %+v", timeout, strings.Join(missing, "; "), p.api.Stats())
+		now := time.Now()
+		state := fmt.Sprint(missing, p.api.Stats().Requests, p.files.Stats().Invocations, p.orders.Stats().Invocations)
+		if state != last {
+			moved, last = now, state
+		}
+		if now.Sub(moved) > stall || now.Sub(start) > limit {
+			t.Errorf("pipeline not quiescent after %v (nothing moved for %v): %s; stand-in API %+v",
+				now.Sub(start).Round(time.Second), now.Sub(moved).Round(time.Second), strings.Join(missing, "; "), p.api.Stats())
 			return false
 		}
 		time.Sleep(300 * time.Millisecond)
@@ -269,6 +306,11 @@ type e2eFile struct {
 	rejects  map[int64]string // line -> reason of every rejected line
 	version  string           // S3 version id, set by upload
 	ingested string           // the version ingest recorded in its report, set by ledger
+	// A file ingest refuses: the reason its report gives (a part of it), the lines that can be
+	// read from the file before its fault (text; nil means the whole file) and which are all
+	// unread.
+	refused string
+	text    []byte
 }
 
 func (f *e2eFile) csv() bool { return strings.Contains(f.key, ".csv") }
@@ -276,6 +318,9 @@ func (f *e2eFile) csv() bool { return strings.Contains(f.key, ".csv") }
 // plain is the file's content, uncompressed.
 func (f *e2eFile) plain(t testing.TB) []byte {
 	t.Helper()
+	if f.text != nil {
+		return f.text
+	}
 	if !strings.HasSuffix(f.key, ".gz") {
 		return f.body
 	}
@@ -387,9 +432,16 @@ func (p *e2ePipeline) ledger(t *testing.T, files []*e2eFile) (ledger, []parkedOr
 			t.Errorf("%s: no report (%v)", f.key, err)
 			continue
 		}
-		if rep.Lines != int64(len(f.ids)+len(f.rejects)) || rep.Enqueued != int64(len(f.ids)) || rep.Rejected != int64(len(rejects)) {
-			t.Errorf("%s report: lines %d enqueued %d rejected %d, want %d = %d + %d", f.key, rep.Lines, rep.Enqueued, rep.Rejected,
-				len(f.ids)+len(f.rejects), len(f.ids), len(f.rejects))
+		var unread int64
+		if f.refused != "" {
+			unread = int64(f.lines(t))
+			if !strings.Contains(rep.Refused, f.refused) {
+				t.Errorf("%s report: refused %q, want %q", f.key, rep.Refused, f.refused)
+			}
+		}
+		if rep.Lines != int64(len(f.ids)+len(f.rejects))+unread || rep.Enqueued != int64(len(f.ids)) || rep.Rejected != int64(len(rejects)) || rep.Unread != unread {
+			t.Errorf("%s report: lines %d enqueued %d rejected %d unread %d, want %d = %d + %d + %d", f.key, rep.Lines, rep.Enqueued, rep.Rejected, rep.Unread,
+				int64(len(f.ids)+len(f.rejects))+unread, len(f.ids), len(f.rejects), unread)
 		}
 		// moto 5.2.1 leaves versionId out of S3 event notifications, so ingest (which takes the
 		// version from the event) records "null" for the versioned bucket; real S3 sends it.
@@ -426,8 +478,12 @@ func (p *e2ePipeline) checkLedger(t *testing.T, files []*e2eFile, parkedClass ma
 			kind, _, _ := strings.Cut(what, " ")
 			count[kind]++
 		}
-		if lines := f.lines(t); count["delivered"]+count["rejected"]+count["parked"] != lines {
-			t.Errorf("%s: %d non-blank lines, but delivered %d + rejected %d + parked %d", f.key, lines, count["delivered"], count["rejected"], count["parked"])
+		unread := 0
+		if f.refused != "" {
+			unread = f.lines(t) // checked against the report's unread by ledger
+		}
+		if lines := f.lines(t); count["delivered"]+count["rejected"]+count["parked"]+unread != lines {
+			t.Errorf("%s: %d non-blank lines, but delivered %d + rejected %d + parked %d + unread %d", f.key, lines, count["delivered"], count["rejected"], count["parked"], unread)
 		}
 	}
 	byID := map[string]parkedOrder{}

@@ -95,12 +95,19 @@ func (e *ingestEnv) upload(t *testing.T, key string, body []byte) {
 	}
 }
 
+// until is the deadline of a wait of d for the stand-in, stretched by how slow it answers now
+// (awstest.Scale).
+func (e *ingestEnv) until(t *testing.T, d time.Duration) time.Time {
+	t.Helper()
+	return time.Now().Add(awstest.Scale(t, e.sqs, d))
+}
+
 // receive returns the next messages on the files queue as the Lambda event source would pass
-// them, waiting up to wait for the first.
+// them, waiting up to wait (scaled, see until) for the first.
 func (e *ingestEnv) receive(t *testing.T, wait time.Duration) []events.SQSMessage {
 	t.Helper()
 	var msgs []events.SQSMessage
-	for deadline := time.Now().Add(wait); len(msgs) == 0 && time.Now().Before(deadline); {
+	for deadline := e.until(t, wait); len(msgs) == 0 && time.Now().Before(deadline); {
 		out, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
 			QueueUrl: &e.filesURL, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
@@ -570,7 +577,7 @@ func TestIngestOverwriteUnversioned(t *testing.T) {
 	for i, body := range [][]byte{first, second} {
 		e.upload(t, key, body)
 		var msgs []events.SQSMessage
-		for deadline := time.Now().Add(10 * time.Second); len(msgs) == 0 && time.Now().Before(deadline); {
+		for deadline := e.until(t, 10*time.Second); len(msgs) == 0 && time.Now().Before(deadline); {
 			for _, m := range e.receive(t, 2*time.Second) {
 				if !strings.Contains(m.Body, "TestEvent") {
 					msgs = append(msgs, m)
@@ -604,7 +611,7 @@ func TestIngestBadMessages(t *testing.T) {
 	e.upload(t, "uploads/good.jsonl", jsonl(3))
 	e.upload(t, "uploads/gone.jsonl", jsonl(3))
 	var good, gone events.SQSMessage
-	for deadline := time.Now().Add(20 * time.Second); (good.Body == "" || gone.Body == "") && time.Now().Before(deadline); {
+	for deadline := e.until(t, 20*time.Second); (good.Body == "" || gone.Body == "") && time.Now().Before(deadline); {
 		for _, m := range e.receive(t, 2*time.Second) {
 			switch {
 			case strings.Contains(m.Body, "good.jsonl"):
@@ -705,7 +712,7 @@ func TestIngestRequeuesWhenOutOfTime(t *testing.T) {
 	// Both notifications in one batch: the first file stops at its checkpoint time, the second
 	// is not started but put back on the files queue.
 	var batch []events.SQSMessage
-	for deadline := time.Now().Add(20 * time.Second); len(batch) < 2 && time.Now().Before(deadline); {
+	for deadline := e.until(t, 20*time.Second); len(batch) < 2 && time.Now().Before(deadline); {
 		for _, m := range e.receive(t, 2*time.Second) {
 			if strings.Contains(m.Body, "TestEvent") {
 				e.handle(t, context.Background(), []events.SQSMessage{m})

@@ -87,6 +87,7 @@ func TestRedriveParkedOrder(t *testing.T) {
 		order.AttrSource:        "String:s3://uploads-bucket/uploads/orders.jsonl",
 		order.AttrSourceVersion: "String:" + order.NullVersion,
 		order.AttrLine:          "Number:7",
+		order.AttrRedrives:      "Number:1", // the move is counted
 	}
 	if diff := cmp.Diff(wantAttrs, gotAttrs); diff != "" {
 		t.Errorf("attributes after the redrive (-want +got):\n%s", diff)

@@ -75,7 +75,7 @@ func TestMotoNotifications(t *testing.T) {
 		t.Run(q.name, func(t *testing.T) {
 			var rec *s3event.Record
 			var tests int
-			deadline := time.Now().Add(20 * time.Second)
+			deadline := time.Now().Add(awstest.Scale(t, sqsc, 20*time.Second))
 			for rec == nil && time.Now().Before(deadline) {
 				out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &q.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 				if err != nil {

@@ -513,6 +513,9 @@ func TestStatusShowsTheGovernor(t *testing.T) {
 	if diff := cmp.Diff([]bool{true}, warningsAbout(got, "governor: circuit breaker open")); diff != "" {
 		t.Errorf("warnings %q (-want +got):\n%s", got.Warnings, diff)
 	}
+	if got.Rate != 0.5 || !strings.HasPrefix(got.RateSource, "the governor's current rate") {
+		t.Errorf("got rate %g from %q, want the governor's 0.5", got.Rate, got.RateSource)
+	}
 	r := standIn(t, append([]string{"status", "--governor-table", table}, queues...)...)
 	if want := "governor: rate 0.5 rps; breaker open since"; r.code != exitOK || !strings.Contains(r.stdout, want) {
 		t.Errorf("got exit %d, stdout\n%s\nwant it to contain %q", r.code, r.stdout, want)

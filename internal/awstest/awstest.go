@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,3 +145,60 @@ func NewQueue(t testing.TB, cfg aws.Config, attrs map[string]string) (url, arn s
 	}
 	return *out.QueueUrl, a.Attributes["QueueArn"]
 }
+
+// IdleRoundTrip is about what RoundTrip measures of moto_server on an idle two-core machine: the
+// stand-in latency the tests' waits and deadlines are written for.
+const IdleRoundTrip = 2 * time.Millisecond
+
+// MaxScale bounds Scale, so that a test that waits for something that never happens still ends
+// within the test binary's timeout.
+const MaxScale = 6
+
+// RoundTrip returns the median of five round trips of a small SQS call (ListQueues of a prefix
+// no queue has) through c to the stand-in: how slow it answers now. It fails the test when the
+// stand-in answers with an error.
+func RoundTrip(t testing.TB, c *sqs.Client) time.Duration {
+	t.Helper()
+	prefix := "roundtrip-none"
+	var rtt [5]time.Duration
+	for i := range rtt {
+		start := time.Now()
+		if _, err := c.ListQueues(context.Background(), &sqs.ListQueuesInput{QueueNamePrefix: &prefix}); err != nil {
+			t.Fatalf("measure the stand-in's round trip: %v", err)
+		}
+		rtt[i] = time.Since(start)
+	}
+	slices.Sort(rtt[:])
+	return rtt[len(rtt)/2]
+}
+
+// Scale returns d stretched by how much slower than IdleRoundTrip the stand-in behind c answers
+// now (RoundTrip): never less than d and at most MaxScale times d. Tests use it for every wait
+// on the pipeline's progress (a deadline to settle, to receive a message), so that a machine
+// busy with other work makes them slower, not failed; a wait for something that must not happen
+// stays as written.
+// A measurement of c is reused for a few seconds, so that a loop of short waits does not add
+// load of its own.
+func Scale(t testing.TB, c *sqs.Client, d time.Duration) time.Duration {
+	t.Helper()
+	var f float64
+	if m, ok := scales.Load(c); ok && time.Since(m.(scale).at) < 5*time.Second {
+		f = m.(scale).f
+	} else {
+		rtt := RoundTrip(t, c)
+		f = min(max(float64(rtt)/float64(IdleRoundTrip), 1), MaxScale)
+		scales.Store(c, scale{time.Now(), f})
+		if f > 1 {
+			t.Logf("stand-in round trip %v (idle about %v): waits scaled by %.1f", rtt.Round(time.Microsecond), IdleRoundTrip, f)
+		}
+	}
+	return time.Duration(f * float64(d))
+}
+
+// scale is a factor Scale measured at a time.
+type scale struct {
+	at time.Time
+	f  float64
+}
+
+var scales sync.Map // *sqs.Client -> scale

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
@@ -22,6 +23,17 @@ func TestStandIn(t *testing.T) {
 	}
 	if a, b := Name(t, "x"), Name(t, "x"); a == b {
 		t.Errorf("Name returned %q twice", a)
+	}
+}
+
+func TestScale(t *testing.T) {
+	c := SQS(Config(t))
+	if rtt := RoundTrip(t, c); rtt <= 0 {
+		t.Errorf("RoundTrip = %v, want > 0", rtt)
+	}
+	d := 10 * time.Second
+	if got := Scale(t, c, d); got < d || got > MaxScale*d {
+		t.Errorf("Scale(%v) = %v, want between %v and %v", d, got, d, MaxScale*d)
 	}
 }
 

@@ -21,7 +21,7 @@
 // failure), so it spends none of its retry budget. A failed breaker probe is given back the same
 // way: the API is down, which says nothing about that order. Time comes from an injected Clock.
 //
-// # Outcomes (docs/DESIGN.md)
+// # Outcomes
 //
 //   - delivered (2xx): success; the event source mapping deletes the message.
 //   - throttled (429/503): a fresh copy delayed by Retry-After (or the backoff when absent), at
@@ -34,7 +34,7 @@
 //     BACKOFF_BASE*2^(n-1))) (at least 1 s) where n is the attempt number (below), and
 //     BatchItemFailure.
 //   - permanent (other 4xx) and undecodable (missing or invalid OrderId attribute, body not a
-//     JSON object): SendMessage to ORDERS_DLQ_URL with the original body and attributes plus
+//     JSON object, body whose ID_FIELD is not the OrderId attribute's id): SendMessage to ORDERS_DLQ_URL with the original body and attributes plus
 //     FailureClass, FailureDetail, Attempts and ParkedAt, then success so the source is deleted.
 //   - exhausted (transient with attempt number >= MAX_ATTEMPTS): parked the same way, class
 //     exhausted, with the last reason ("timeout: ..." or "transient: ..."); Attempts is the

@@ -55,7 +55,7 @@ func TestLoadConfig(t *testing.T) {
 	defaults := Config{OrdersQueueURL: "http://q/orders", DLQURL: "http://q/orders-dlq", APIBaseURL: "https://api.example.com/v1",
 		APITimeout: 10 * time.Second, APIRate: 1, APIInstances: 2, MaxAttempts: 8, BackoffBase: 2 * time.Second,
 		BackoffMax: 15 * time.Minute, MaxThrottled: 24 * time.Hour, FunctionName: "dispatch", MinRequest: time.Second,
-		BreakerThreshold: 5, ProbeInterval: 30 * time.Second}
+		BreakerThreshold: 5, ProbeInterval: 30 * time.Second, IDField: "id"}
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
@@ -66,7 +66,8 @@ func TestLoadConfig(t *testing.T) {
 		{"everything set", with("ORDER_API_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x", "ORDER_API_TIMEOUT", "3s",
 			"API_RATE", "20", "API_INSTANCES", "4", "MAX_ATTEMPTS", "5", "BACKOFF_BASE", "1s", "BACKOFF_MAX", "1m",
 			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch", "MAX_THROTTLED", "6h", "GOVERNOR_TABLE", "gov",
-			"GOVERNOR_CLOCK_SKEW", "100ms", "GOVERNOR_MARGIN", "5ms", "BREAKER_THRESHOLD", "3", "BREAKER_PROBE_INTERVAL", "10s"), func(c *Config) {
+			"GOVERNOR_CLOCK_SKEW", "100ms", "GOVERNOR_MARGIN", "5ms", "BREAKER_THRESHOLD", "3", "BREAKER_PROBE_INTERVAL", "10s", "ID_FIELD", "orderId"), func(c *Config) {
+			c.IDField = "orderId"
 			c.GovernorTable, c.ClockSkew, c.BreakerThreshold, c.ProbeInterval = "gov", 100*time.Millisecond, 3, 10*time.Second
 			c.Margin = 5 * time.Millisecond
 			c.APISecretARN, c.APITimeout, c.APIRate, c.APIInstances, c.MaxAttempts = "arn:aws:secretsmanager:us-east-1:1:secret:x", 3*time.Second, 20, 4, 5
@@ -226,9 +227,16 @@ func TestDecode(t *testing.T) {
 		{"invalid id", events.SQSMessage{Body: `{}`, MessageAttributes: id("../admin")}, "", "invalid OrderId attribute"},
 		{"array body", events.SQSMessage{Body: `[{"id":"A-1"}]`, MessageAttributes: id("A-1")}, "", "body is not a JSON object"},
 		{"broken JSON", events.SQSMessage{Body: `{"id":`, MessageAttributes: id("A-1")}, "", "body is not a JSON object"},
+		{"body of another order", events.SQSMessage{Body: `{"id":"B-2"}`, MessageAttributes: id("A-1")}, "", "body id differs from the OrderId attribute"},
+		{"body without id", events.SQSMessage{Body: `{"x":{"id":"A-1"}}`, MessageAttributes: id("A-1")}, "", "body: missing id"},
+		{"custom id field", events.SQSMessage{Body: `{"id":"B-2","orderId":"A-1"}`, MessageAttributes: id("A-1")}, "A-1", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			gotID, gotReason := decode(tc.msg)
+			field := ""
+			if tc.name == "custom id field" {
+				field = "orderId"
+			}
+			gotID, gotReason := decode(tc.msg, field)
 			if gotID != tc.wantID || gotReason != tc.wantReason {
 				t.Errorf("decode = %q, %q; want %q, %q", gotID, gotReason, tc.wantID, tc.wantReason)
 			}
@@ -457,7 +465,7 @@ func TestBadInputNeverCrashes(t *testing.T) {
 		t.Errorf("classes = %v, want %v", classes, want)
 	}
 	// Attempts = Retries + receive count; a malformed or negative Retries counts as 0, a huge one
-	// as maxRetries (it overflowed to a negative attempt number).
+	// as maxRetries (so that the sum cannot overflow to a negative attempt number).
 	if want := []string{"1", "1", "1", "1", "4", "1", "1", "1048577"}; !cmp.Equal(attempts, want) {
 		t.Errorf("attempts = %v, want %v", attempts, want)
 	}
@@ -545,9 +553,9 @@ func (q *deadlineQueue) ChangeMessageVisibility(ctx context.Context, in *sqs.Cha
 	return &sqs.ChangeMessageVisibilityOutput{}, q.record(ctx)
 }
 
-// Regression: the bookkeeping calls ran on a detached 5 s budget while the request leaves only
-// the client's margin (2 s) before the invocation's deadline, so a slow SQS call ran past the
-// deadline: a killed invocation, the whole batch back and its re-sent copies duplicated.
+// The bookkeeping calls end before the invocation's deadline minus the response reserve: the
+// request leaves only the client's margin (2 s), and a slow SQS call past the deadline would be
+// a killed invocation, the whole batch back and its re-sent copies duplicated.
 func TestBookkeepingEndsBeforeTheDeadline(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -579,9 +587,9 @@ func TestBookkeepingEndsBeforeTheDeadline(t *testing.T) {
 	}
 }
 
-// Regression: a Retries attribute near the int maximum overflowed Retries + receive count to a
-// negative attempt number, so a failing order was never exhausted (retried until the queue's
-// redrive policy parked it without a class).
+// A Retries attribute near the int maximum still counts as attempts spent: Retries + receive
+// count must not overflow to a negative attempt number, or a failing order would never be
+// exhausted (retried until the queue's redrive policy parked it without a class).
 func TestHugeRetriesIsExhausted(t *testing.T) {
 	msg := batch("H-1").Records[0]
 	huge := "9223372036854775807"
@@ -600,9 +608,9 @@ func TestHugeRetriesIsExhausted(t *testing.T) {
 	}
 }
 
-// Regression: BACKOFF_MAX may be 12 h, but SQS refuses a visibility change that keeps a message
-// invisible beyond 12 h after its receive, so the long backoff was lost (the queue's 3 min
-// applied instead).
+// BACKOFF_MAX may be 12 h, but SQS refuses a visibility change that keeps a message invisible
+// beyond 12 h after its receive: the backoff is capped so that the change is accepted (a refused
+// one would leave the queue's 3 min in place).
 func TestBackoffWithinTheVisibilityLimit(t *testing.T) {
 	cfg := testConfig()
 	cfg.BackoffMax = 12 * time.Hour

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -14,12 +15,27 @@ import (
 
 // Handle ingests the object versions named by a batch of files-queue messages. A message that
 // cannot be decoded or whose object cannot be ingested now is returned in BatchItemFailures
-// (and logged); the others succeed. The error is always nil.
+// (and logged); the others succeed. A message whose object version another live invocation
+// holds (ErrBusy) is re-sent as a fresh copy delayed by FilesVisibility and succeeds, so that
+// waiting spends none of its receives (a failure when the re-send fails). While the batch is
+// worked on, its messages are kept invisible (heartbeat). The error is always nil.
 func (s *Service) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	var resp events.SQSEventResponse
 	started := false
+	hb := s.startHeartbeat(ctx, ev.Records)
+	defer hb.stop()
 	for _, m := range ev.Records {
-		if err := s.handleMessage(ctx, m, &started); err != nil {
+		err := s.handleMessage(withHolder(ctx, m.MessageId), m, &started)
+		hb.finished(m.MessageId)
+		if errors.Is(err, ErrBusy) {
+			if rerr := s.requeueBusy(ctx, m); rerr == nil {
+				s.log.InfoContext(ctx, "file busy in another invocation; message re-sent delayed", "messageID", m.MessageId, "delaySec", int(s.busyDelay().Seconds()))
+				continue
+			} else {
+				err = errors.Join(err, rerr)
+			}
+		}
+		if err != nil {
 			level, attrs := slog.LevelError, []any{"messageID", m.MessageId, "error", err}
 			var oe *objectError
 			if errors.As(err, &oe) {
@@ -57,7 +73,7 @@ func (s *Service) handleMessage(ctx context.Context, m events.SQSMessage, starte
 			continue
 		}
 		if stop := s.stopAt(ctx); *started && !stop.IsZero() && s.now().After(stop) {
-			if err := s.sendContinuation(ctx, rec, token); err != nil {
+			if err := s.sendContinuation(ctx, rec, token, 0); err != nil {
 				return err
 			}
 			continue
@@ -72,13 +88,28 @@ func (s *Service) handleMessage(ctx context.Context, m events.SQSMessage, starte
 	return nil
 }
 
-// sendContinuation puts a continuation of rec on the files queue.
-func (s *Service) sendContinuation(ctx context.Context, rec s3event.Record, token string) error {
+// busyDelay is how long a message that found its file busy waits: the files visibility, at most
+// SendMessage's 15 min delay.
+func (s *Service) busyDelay() time.Duration { return min(s.cfg.FilesVisibility, 15*time.Minute) }
+
+// requeueBusy re-sends m's body to the files queue delayed by busyDelay.
+func (s *Service) requeueBusy(ctx context.Context, m events.SQSMessage) error {
+	_, err := s.queue.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &s.cfg.FilesQueueURL, MessageBody: &m.Body,
+		DelaySeconds: int32(s.busyDelay() / time.Second)})
+	if err != nil {
+		return fmt.Errorf("re-send busy files message %s: %w", m.MessageId, err)
+	}
+	return nil
+}
+
+// sendContinuation puts a continuation of rec on the files queue, delivered after delay.
+func (s *Service) sendContinuation(ctx context.Context, rec s3event.Record, token string, delay time.Duration) error {
 	body, err := s3event.Continuation{Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID, ETag: rec.ETag, Token: token}.Body()
 	if err != nil {
 		return err
 	}
-	if _, err := s.queue.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &s.cfg.FilesQueueURL, MessageBody: &body}); err != nil {
+	in := &sqs.SendMessageInput{QueueUrl: &s.cfg.FilesQueueURL, MessageBody: &body, DelaySeconds: int32(min(delay, DefaultWaitDelay) / time.Second)}
+	if _, err := s.queue.SendMessage(ctx, in); err != nil {
 		return fmt.Errorf("send continuation of s3://%s/%s: %w", rec.Bucket, rec.Key, err)
 	}
 	return nil

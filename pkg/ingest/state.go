@@ -25,8 +25,11 @@ const (
 
 // StateSchemaVersion is the schema version of the state objects this package writes. A state
 // object without one (written before the field existed, same layout) is read as version 1; a
-// newer one is refused with ErrStateSchema, never overwritten.
-const StateSchemaVersion = 1
+// newer one is refused with ErrStateSchema, never overwritten. Version 2 adds the verifying
+// pass (VerifiedETag, FileLines, Verify*), Unread and WaitingSince: an ingest that knows only
+// version 1 would send a file's orders without verifying it, so it must not read them. A
+// version 1 state reads as a file not yet verified.
+const StateSchemaVersion = 2
 
 // ErrStateSchema is wrapped by the error for a state object of a schema version newer than
 // StateSchemaVersion (written by a newer ingest): the message fails, the state is left as it is.
@@ -42,6 +45,9 @@ type State struct {
 	Status     string    `json:"status"`     // StatusRunning or StatusDone
 	Owner      string    `json:"owner"`      // token of the invocation that holds the claim
 	LeaseUntil time.Time `json:"leaseUntil"` // the claim is abandoned after this instant
+	// Holder is the files-queue message id the claim is held under. The same message received
+	// again means its invocation died (its heartbeat stopped): it takes the claim over at once.
+	Holder string `json:"holder,omitempty"`
 
 	Bucket  string `json:"bucket"`
 	Key     string `json:"key"`
@@ -64,6 +70,19 @@ type State struct {
 	IDsSlot               int      `json:"idsSlot,omitempty"`     // which id set sidecar: 0 .ids, 1 .ids-1
 	RejectParts           int      `json:"rejectParts,omitempty"` // .rejects-N.jsonl sidecars
 	Continuations         int      `json:"continuations"`
+
+	// The verifying pass: VerifiedETag is the ETag of the object read whole and found usable
+	// (orders are sent only then), FileLines the lines it counted (blank lines and a CSV header
+	// aside). While it runs across invocations, the Verify* fields are its progress.
+	VerifiedETag    string   `json:"verifiedETag,omitempty"`
+	FileLines       int64    `json:"fileLines,omitempty"`
+	VerifyOffset    int64    `json:"verifyOffset,omitempty"`    // decompressed bytes counted
+	VerifyLines     int64    `json:"verifyLines,omitempty"`     // lines counted before VerifyOffset
+	VerifyHeader    []string `json:"verifyHeader,omitempty"`    // CSV header read by the count
+	VerifyBadHeader string   `json:"verifyBadHeader,omitempty"` // why the CSV header is unusable
+
+	Unread       int64     `json:"unread,omitempty"`      // lines not read: the file was refused or stopped
+	WaitingSince time.Time `json:"waitingSince,omitzero"` // the orders queue had no room for the file since then
 
 	Refused    string    `json:"refused,omitempty"`
 	StartedAt  time.Time `json:"startedAt"`
@@ -90,6 +109,20 @@ type claim struct {
 	abandoned bool
 }
 
+// holderKey is the context key of the files-queue message id an invocation works under.
+type holderKey struct{}
+
+// withHolder returns ctx carrying the id of the files-queue message being handled.
+func withHolder(ctx context.Context, messageID string) context.Context {
+	return context.WithValue(ctx, holderKey{}, messageID)
+}
+
+// holderOf is the message id withHolder put in ctx, or "".
+func holderOf(ctx context.Context) string {
+	id, _ := ctx.Value(holderKey{}).(string)
+	return id
+}
+
 // newToken returns a random owner token.
 func newToken() string {
 	var b [12]byte
@@ -103,7 +136,7 @@ func newToken() string {
 // checkpoint or its lease has run out; a done one gives errDone and a live one ErrBusy.
 func acquire(ctx context.Context, store objectStore, obj object, etag, token string, now, lease time.Time) (*claim, error) {
 	c := &claim{obj: obj, state: State{
-		Status: StatusRunning, Owner: newToken(), LeaseUntil: lease,
+		Status: StatusRunning, Owner: newToken(), LeaseUntil: lease, Holder: holderOf(ctx),
 		Bucket: obj.Bucket, Key: obj.Key, Version: obj.Version, ETag: etag, StartedAt: now,
 	}}
 	err := c.write(ctx, store, &s3.PutObjectInput{IfNoneMatch: aws.String("*")})
@@ -120,11 +153,13 @@ func acquire(ctx context.Context, store objectStore, obj object, etag, token str
 	case token != "" && cur.Owner == token: // handed to us by a checkpoint
 	case now.After(cur.LeaseUntil): // abandoned: its owner crashed or gave up
 		c.abandoned = true
+	case cur.Holder != "" && cur.Holder == holderOf(ctx): // the holder's own message is back: its invocation died
+		c.abandoned = true
 	default:
 		return nil, fmt.Errorf("claim %s: %w (lease until %s)", obj.stateKey(), ErrBusy, cur.LeaseUntil.Format(time.RFC3339))
 	}
 	c.state, c.etag = cur, curETag
-	c.state.Owner, c.state.LeaseUntil = newToken(), lease
+	c.state.Owner, c.state.LeaseUntil, c.state.Holder = newToken(), lease, holderOf(ctx)
 	c.state.Bucket, c.state.Key, c.state.Version = obj.Bucket, obj.Key, obj.Version
 	if err := c.save(ctx, store); err != nil {
 		if isPreconditionFailed(err) {

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/pkg/delivery"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
@@ -48,8 +49,10 @@ type Options struct {
 	// DispatchOptions returns the dispatch.Options of instance i (0 <= i < Settings.Instances)
 	// with cfg, the DispatchConfig; it is called once per instance by NewPipeline, and its error
 	// fails NewPipeline. In what it returns, a nil Logger is Logger and a nil Metrics discards
-	// the EMF lines, and a nil Governor is one on the governor table (GovernorTable of the
-	// DispatchConfig; the instances share one store) or, with no table, the Dispatcher's own.
+	// the EMF lines, a nil Governor is one on the governor table (GovernorTable of the
+	// DispatchConfig; the instances share one store) or, with no table, the Dispatcher's own, and
+	// a nil Ledger is the one on the delivery table (DeliveryTable; all instances share it, none
+	// without a table).
 	DispatchOptions func(i int, cfg dispatch.Config) (dispatch.Options, error)
 
 	// FunctionAWS, when set, returns the configuration function ("ingest" or "dispatch") signs
@@ -124,6 +127,7 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		SQS:       sqs.NewFromConfig(o.AWS),
 	}
 	p.IngestS3, p.IngestSQS, p.DispatchSQS = p.S3, p.SQS, p.SQS
+	dispatchAWS := o.AWS
 	if o.FunctionAWS != nil {
 		ic, err := o.FunctionAWS(ctx, "ingest", res)
 		if err != nil {
@@ -134,8 +138,10 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 			return nil, fmt.Errorf("local pipeline: dispatch credentials: %w", err)
 		}
 		p.IngestS3, p.IngestSQS, p.DispatchSQS = s3.NewFromConfig(ic, S3Options), sqs.NewFromConfig(ic), sqs.NewFromConfig(dc)
+		dispatchAWS = dc
 	}
-	p.IngestConfig = res.IngestConfig()
+	p.IngestConfig = res.IngestConfig().WithSettings(o.Settings)
+	p.IngestConfig.FilesVisibility = o.Settings.FilesVisibility
 	if o.Ingest != nil {
 		o.Ingest(&p.IngestConfig)
 	}
@@ -148,6 +154,11 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 	}
 	if err := p.DispatchConfig.Validate(); err != nil {
 		return nil, fmt.Errorf("local pipeline: %w", err)
+	}
+	// One Ledger for all instances: this process's writes go one at a time (pkg/delivery).
+	var ledger *delivery.Ledger
+	if t := p.DispatchConfig.DeliveryTable; t != "" {
+		ledger = delivery.New(dynamodb.NewFromConfig(dispatchAWS), t, nil)
 	}
 	// One store for all instances: this process's writes go one at a time (governor.DynamoStore).
 	var store governor.Store
@@ -167,6 +178,9 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		}
 		if do.Metrics == nil {
 			do.Metrics = io.Discard
+		}
+		if do.Ledger == nil && ledger != nil {
+			do.Ledger = ledger
 		}
 		if do.Governor == nil && store != nil {
 			gc := p.DispatchConfig.Governor(p.DispatchConfig.APIRate)

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/orderpipe/orderpipe/pkg/delivery"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
@@ -34,6 +35,7 @@ type Names struct {
 	FilesDLQ    string // dead-letter queue of FilesQueue
 	OrdersQueue string // SQS queue of order messages
 	OrdersDLQ   string // dead-letter queue of OrdersQueue
+	Deliveries  string // DynamoDB table of the delivery records (pkg/delivery)
 	Governor    string // DynamoDB table of the order API's shared schedule (pkg/governor)
 }
 
@@ -48,6 +50,7 @@ func NamesFor(prefix string) Names {
 		FilesDLQ:    prefix + "-files-dlq",
 		OrdersQueue: prefix + "-orders",
 		OrdersDLQ:   prefix + "-orders-dlq",
+		Deliveries:  prefix + "-deliveries",
 		Governor:    prefix + "-governor",
 	}
 }
@@ -55,7 +58,7 @@ func NamesFor(prefix string) Names {
 func (n Names) validate() error {
 	for _, f := range []struct{ what, v string }{
 		{"Bucket", n.Bucket}, {"Topic", n.Topic}, {"FilesQueue", n.FilesQueue},
-		{"FilesDLQ", n.FilesDLQ}, {"OrdersQueue", n.OrdersQueue}, {"OrdersDLQ", n.OrdersDLQ}, {"Governor", n.Governor},
+		{"FilesDLQ", n.FilesDLQ}, {"OrdersQueue", n.OrdersQueue}, {"OrdersDLQ", n.OrdersDLQ}, {"Governor", n.Governor}, {"Deliveries", n.Deliveries},
 	} {
 		if f.v == "" {
 			return fmt.Errorf("name of %s is empty", f.what)
@@ -78,6 +81,7 @@ type Resources struct {
 
 	SubscriptionARN string // the files queue's subscription to the topic
 
+	DeliveryTable string // the delivery records' DynamoDB table
 	GovernorTable string // the governor's DynamoDB table
 }
 
@@ -91,11 +95,12 @@ func (r Resources) IngestConfig() ingest.Config {
 
 // DispatchConfig is the dispatch function's configuration on these resources for a deployment
 // of s with the order API at apiURL: the defaults with the orders queue and DLQ and what s
-// decides (API rate, instances, transient budget), and the governor's table.
+// decides (API rate, instances, transient budget), and the governor's and delivery records'
+// tables.
 func (r Resources) DispatchConfig(s pipeline.Settings, apiURL string) dispatch.Config {
 	c := dispatch.DefaultConfig().WithSettings(s)
 	c.OrdersQueueURL, c.DLQURL, c.APIBaseURL = r.OrdersQueueURL, r.OrdersDLQURL, apiURL
-	c.GovernorTable = r.GovernorTable
+	c.GovernorTable, c.DeliveryTable = r.GovernorTable, r.DeliveryTable
 	return c
 }
 
@@ -103,7 +108,7 @@ func (r Resources) DispatchConfig(s pipeline.Settings, apiURL string) dispatch.C
 // deploys it: a versioned bucket whose ObjectCreated events under UploadsPrefix go to an SNS
 // topic; the files queue subscribed to the topic with raw message delivery and a queue policy
 // letting the topic send; the orders queue; a dead-letter queue for each source queue; and the
-// governor's DynamoDB table (governor.CreateTable). The
+// governor's DynamoDB table (governor.CreateTable) and the delivery records' (delivery.CreateTable). The
 // source queues get the visibility timeouts, QueueRetention and a redrive policy with
 // MaxReceiveCount from s; the DLQs get DLQRetention. s is validated first.
 //
@@ -166,6 +171,10 @@ func Provision(ctx context.Context, cfg aws.Config, s pipeline.Settings, n Names
 	if err = p.notify(ctx, n.Bucket, r.TopicARN); err != nil {
 		return r, err
 	}
+	if err = delivery.CreateTable(ctx, dynamodb.NewFromConfig(cfg), n.Deliveries); err != nil {
+		return r, fmt.Errorf("provision: %w", err)
+	}
+	r.DeliveryTable = n.Deliveries
 	if err = governor.CreateTable(ctx, dynamodb.NewFromConfig(cfg), n.Governor); err != nil {
 		return r, err
 	}

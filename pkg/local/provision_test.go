@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/pkg/delivery"
 	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
@@ -154,6 +155,16 @@ func checkResources(t *testing.T, cfg aws.Config, r Resources, s pipeline.Settin
 	if tc.Filter == nil || tc.Filter.Key == nil || len(tc.Filter.Key.FilterRules) != 1 ||
 		aws.ToString(tc.Filter.Key.FilterRules[0].Value) != UploadsPrefix {
 		t.Errorf("notification filter: got %+v, want prefix %s", tc.Filter, UploadsPrefix)
+	}
+	ttl, err := dynamodb.NewFromConfig(cfg).DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: &r.DeliveryTable})
+	if err != nil {
+		t.Fatalf("delivery table: %v", err)
+	}
+	if d := ttl.TimeToLiveDescription; d == nil || aws.ToString(d.AttributeName) != delivery.ExpiresAttribute {
+		t.Errorf("delivery table TTL %+v: want it on %s", d, delivery.ExpiresAttribute)
+	}
+	if got := r.DispatchConfig(pipeline.Defaults(), "http://api").DeliveryTable; got != r.DeliveryTable || got == "" {
+		t.Errorf("DispatchConfig DeliveryTable = %q, want %q", got, r.DeliveryTable)
 	}
 	d, err := dynamodb.NewFromConfig(cfg).DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &r.GovernorTable})
 	if err != nil {

@@ -179,10 +179,10 @@ func (r *Reader) parseCSV(line []byte) (Order, string) {
 	switch {
 	case len(id) == 0:
 		return Order{}, ReasonMissingID
-	case !ValidID(unsafe.String(&id[0], len(id))):
+	case !ValidID(unsafe.String(&id[0], len(id))): // aliases r.body: checked, not kept
 		return Order{}, ReasonInvalidID
 	}
-	return Order{ID: unsafe.String(&id[0], len(id)), Body: r.body}, ""
+	return Order{ID: r.keepID(id), Body: r.body}, ""
 }
 
 // appendJSONString appends s, valid UTF-8, as a JSON string.

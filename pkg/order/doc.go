@@ -8,8 +8,9 @@
 // a *LineError for a rejected line (the Reader stays usable), io.EOF at the end, or a fatal
 // error (I/O, corrupt gzip, an unusable CSV header: errors.Is(err, ErrBadHeader)) that Next then
 // keeps returning. The Reader reads line by line in constant memory (about MaxLineBytes) and
-// does not allocate for a valid line: Order.ID and Order.Body alias its buffers and are valid
-// only until the next call to Next (use Order.Clone or strings.Clone to keep them).
+// does not allocate for a valid line: Order.Body aliases its buffers and is valid only until the
+// next call to Next (use Order.Clone to keep it); Order.ID is an immutable string, safe to keep
+// (the Reader cuts ids from blocks it writes once).
 //
 // # The rules of a line
 //

@@ -112,11 +112,10 @@ func (r *Reader) parseJSON(line []byte) (Order, string) {
 	if len(id) == 0 {
 		return Order{}, ReasonInvalidID
 	}
-	idText := unsafe.String(&id[0], len(id)) // aliases line or r.idBuf: see Order.ID
-	if !ValidID(idText) {
+	if !ValidID(unsafe.String(&id[0], len(id))) { // aliases line or r.idBuf: checked, not kept
 		return Order{}, ReasonInvalidID
 	}
-	return Order{ID: idText, Body: body}, ""
+	return Order{ID: r.keepID(id), Body: body}, ""
 }
 
 // isIDKey reports whether the contents of a JSON string, with escapes if esc, equal the id field.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -48,7 +49,7 @@ func readAll(t testing.TB, r *Reader) ([]result, error) {
 		case err != nil:
 			return out, err
 		default:
-			o = o.Clone() // ID and Body alias the Reader's buffers
+			o = o.Clone() // Body aliases the Reader's buffer
 			out = append(out, result{Line: o.Line, ID: o.ID, Body: string(o.Body), Offset: r.Offset()})
 		}
 	}
@@ -422,6 +423,51 @@ func TestResume(t *testing.T) {
 				}
 				if diff := cmp.Diff(all[k+1:], rest, cmpopts.EquateEmpty()); diff != "" {
 					t.Fatalf("resume after result %d (offset %d, line %d): (-one pass +resumed):\n%s", k, off, line, diff)
+				}
+			}
+		})
+	}
+}
+
+// TestIDKeptAfterNext keeps every Order.ID of a file far longer than the id block (plain,
+// escaped and CSV ids) and checks that none changed after the lines that followed.
+func TestIDKeptAfterNext(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		f    Format
+		line func(i int) string
+	}{
+		{"json lines", JSONLines, func(i int) string { return fmt.Sprintf(`{"id":"ORD-%06d","amount":"1.00"}`, i) }},
+		{"json lines escaped", JSONLines, func(i int) string { return fmt.Sprintf(`{"id":"\u004fRD-%06d"}`, i) }},
+		{"csv", CSV, func(i int) string { return fmt.Sprintf("ORD-%06d,1.00", i) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var in strings.Builder
+			if tt.f == CSV {
+				in.WriteString("id,amount\n")
+			}
+			const n = 5000 // 50 KiB of ids: several blocks
+			for i := range n {
+				in.WriteString(tt.line(i) + "\n")
+			}
+			r := NewReader(strings.NewReader(in.String()), tt.f, Options{})
+			var kept []string
+			for {
+				o, err := r.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("Next: %v", err)
+				}
+				kept = append(kept, o.ID)
+			}
+			if len(kept) != n {
+				t.Fatalf("got %d orders, want %d", len(kept), n)
+			}
+			for i, id := range kept {
+				if want := fmt.Sprintf("ORD-%06d", i); id != want {
+					t.Fatalf("kept ID %d = %q after reading the file, want %q", i, id, want)
 				}
 			}
 		})

@@ -16,6 +16,8 @@ import (
 	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -35,7 +37,7 @@ const maxDrain = 64 << 10
 // Class is what an outcome means for the order.
 type Class string
 
-// Outcome classes (docs/DESIGN.md "Outcomes").
+// Outcome classes (what dispatch does with each: pkg/dispatch's doc, "Outcomes").
 const (
 	Delivered Class = "delivered" // 2xx: the API has the order
 	Throttled Class = "throttled" // 429 or 503: retry at Retry-After
@@ -196,7 +198,7 @@ func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error
 	// second retry layer (and a duplicate PUT if the API had read the first).
 	req.GetBody = nil
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", id)
+	req.Header.Set("Idempotency-Key", order.IdempotencyKey(id, body))
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}

@@ -19,7 +19,10 @@ type Settings struct {
 	DispatchTimeout time.Duration // dispatch function timeout
 	RedriveTimeout  time.Duration // redrive function timeout
 
-	FilesVisibility  time.Duration // files queue visibility timeout
+	// FilesVisibility is the files queue's visibility timeout. Ingest extends it every third of
+	// it while it works (heartbeat), so it need not cover the function timeout: a crashed ingest's
+	// message is back within it, and the same message takes its claim over at once.
+	FilesVisibility  time.Duration
 	OrdersVisibility time.Duration // orders queue visibility timeout
 
 	MaxReceiveCount int // redrive policy of both source queues
@@ -45,7 +48,7 @@ func Defaults() Settings {
 		IngestTimeout:       15 * time.Minute,
 		DispatchTimeout:     30 * time.Second,
 		RedriveTimeout:      5 * time.Minute,
-		FilesVisibility:     90 * time.Minute,
+		FilesVisibility:     3 * time.Minute,
 		OrdersVisibility:    3 * time.Minute,
 		MaxReceiveCount:     10,
 		QueueRetention:      14 * 24 * time.Hour,
@@ -66,6 +69,7 @@ const (
 	OutputOrdersDLQ       = "OrdersDlqUrl"
 	OutputRedriveFunction = "RedriveFunctionName"
 	OutputAlarmTopic      = "AlarmTopicArn"
+	OutputDeliveryTable   = "DeliveryTable"
 	OutputGovernorTable   = "GovernorTableName"
 	// OutputAPIRate is Settings.APIRate as deployed (a decimal number), for status's ETA.
 	OutputAPIRate = "ApiRate"
@@ -75,15 +79,16 @@ const (
 // files queue and are ingested (docs/CONTRACTS.md).
 const UploadsPrefix = "uploads/"
 
+// MinFilesVisibility is the shortest files queue visibility: ingest's heartbeat runs every third
+// of it.
+const MinFilesVisibility = 3 * time.Second
+
 // SQS limits.
 const (
 	MaxRetention  = 14 * 24 * time.Hour
 	MaxVisibility = 12 * time.Hour
 	MaxDelay      = 15 * time.Minute // SendMessage DelaySeconds
 )
-
-// PerInstanceRate is the rate each dispatch instance paces at.
-func (s Settings) PerInstanceRate() float64 { return s.APIRate / float64(s.Instances) }
 
 // DrainTime is how long a backlog of n orders takes at the API rate.
 func (s Settings) DrainTime(n int64) time.Duration {
@@ -109,17 +114,16 @@ func (s Settings) Validate() error {
 	if s.Instances > s.ReservedConcurrency {
 		bad("Instances (ESM MaximumConcurrency) %d > ReservedConcurrency %d: the mapping would be throttled; raise reserved concurrency or lower MaximumConcurrency", s.Instances, s.ReservedConcurrency)
 	}
+	if s.OrdersVisibility < 6*s.DispatchTimeout {
+		bad("orders queue visibility %v < 6 x function timeout %v (= %v): raise the visibility timeout", s.OrdersVisibility, s.DispatchTimeout, 6*s.DispatchTimeout)
+	}
+	if s.FilesVisibility < MinFilesVisibility {
+		bad("files queue visibility %v < %v: ingest's heartbeat extends it every third of it, at least every second", s.FilesVisibility, MinFilesVisibility)
+	}
 	for _, q := range []struct {
 		name       string
 		visibility time.Duration
-		timeout    time.Duration
-	}{
-		{"files queue", s.FilesVisibility, s.IngestTimeout},
-		{"orders queue", s.OrdersVisibility, s.DispatchTimeout},
-	} {
-		if q.visibility < 6*q.timeout {
-			bad("%s visibility %v < 6 x function timeout %v (= %v): raise the visibility timeout", q.name, q.visibility, q.timeout, 6*q.timeout)
-		}
+	}{{"files queue", s.FilesVisibility}, {"orders queue", s.OrdersVisibility}} {
 		if q.visibility > MaxVisibility {
 			bad("%s visibility %v > SQS maximum %v", q.name, q.visibility, MaxVisibility)
 		}

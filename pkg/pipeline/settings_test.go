@@ -19,7 +19,7 @@ func TestValidateRules(t *testing.T) {
 		want   string
 	}{
 		{"visibility below 6x timeout", func(s *Settings) { s.OrdersVisibility = 5 * s.DispatchTimeout }, "orders queue visibility"},
-		{"files visibility below 6x timeout", func(s *Settings) { s.FilesVisibility = time.Hour }, "files queue visibility"},
+		{"files visibility below the heartbeat's minimum", func(s *Settings) { s.FilesVisibility = 2 * time.Second }, "files queue visibility 2s < 3s"},
 		{"maxReceiveCount below 5", func(s *Settings) { s.MaxReceiveCount = 4; s.MaxAttempts = 3 }, "maxReceiveCount 4 < 5"},
 		{"concurrency above reserved", func(s *Settings) { s.Instances = 3 }, "> ReservedConcurrency"},
 		{"one instance", func(s *Settings) { s.Instances = 1; s.ReservedConcurrency = 1 }, "at least 2"},
@@ -44,9 +44,6 @@ func TestValidateRules(t *testing.T) {
 
 func TestDrainArithmetic(t *testing.T) {
 	s := Defaults()
-	if got, want := s.PerInstanceRate(), 0.5; got != want {
-		t.Errorf("PerInstanceRate() = %v, want %v", got, want)
-	}
 	if got, want := s.MaxBacklog(), int64(1209600); got != want {
 		t.Errorf("MaxBacklog() = %d, want %d (14 days at 1 rps)", got, want)
 	}

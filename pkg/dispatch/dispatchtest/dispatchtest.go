@@ -1,13 +1,12 @@
 // Package dispatchtest helps test the dispatch handler against real SQS (the local stand-in):
 // sending order messages, receiving one the way the event source mapping does (batch size 1,
 // every attribute), turning it into the Lambda event, and deleting what the handler reports as
-// done. It also has a fake clock for pacing tests. Test code only.
+// done. Test code only.
 package dispatchtest
 
 import (
 	"context"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,48 +17,6 @@ import (
 
 	"github.com/orderpipe/orderpipe/pkg/order"
 )
-
-// Clock is a fake clock: Sleep advances it instead of waiting. Safe for concurrent use.
-type Clock struct {
-	mu    sync.Mutex
-	t     time.Time
-	slept time.Duration
-}
-
-// NewClock returns a Clock at t.
-func NewClock(t time.Time) *Clock { return &Clock{t: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Sleep advances the clock by d (if positive) and returns ctx's error.
-func (c *Clock) Sleep(ctx context.Context, d time.Duration) error {
-	if d > 0 {
-		c.mu.Lock()
-		c.t = c.t.Add(d)
-		c.slept += d
-		c.mu.Unlock()
-	}
-	return ctx.Err()
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// Slept is the total of every Sleep.
-func (c *Clock) Slept() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.slept
-}
 
 // Handler is the dispatch handler's shape.
 type Handler func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error)
