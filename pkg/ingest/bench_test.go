@@ -186,6 +186,7 @@ func BenchmarkIngestPeakRSS(b *testing.B) {
 	e := newEnv(b)
 	const key = "uploads/big.jsonl"
 	lines := uploadGenerated(b, e, key, size)
+	e.cfg.APIRate = 1e6 // a room for the whole file: the discard sink drains at once
 	svc := ingest.New(e.cfg, e.s3, discard{}, ingest.Options{})
 	ctx := context.Background()
 	runtime.GC()
@@ -313,6 +314,7 @@ func BenchmarkIngestVerify(b *testing.B) {
 		size = int64(mb) << 20
 	}
 	e := newEnv(b)
+	e.cfg.APIRate = 1e6 // a room for the whole file: the discard sink drains at once
 	ctx := context.Background()
 	for _, key := range []string{"uploads/verify.jsonl", "uploads/verify.jsonl.gz"} {
 		lines := uploadGenerated(b, e, key, size)

@@ -193,8 +193,14 @@ func (r *fileRun) open(ctx context.Context, gz bool) (io.ReadCloser, error) {
 	if st.Offset > 0 && !gz {
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", st.Offset))
 	}
-	r.prefetch.discard() // verified earlier: a GET of the whole object is not wanted
-	out, err := r.svc.objects.GetObject(ctx, in)
+	var out *s3.GetObjectOutput
+	var err error
+	if st.Offset == 0 && r.prefetch.pending() {
+		out, err = r.prefetch.take() // not taken by a verifying pass: the same request
+	} else {
+		r.prefetch.discard()
+		out, err = r.svc.objects.GetObject(ctx, in)
+	}
 	if err := getError(err); err != nil {
 		return nil, err
 	}
