@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -12,11 +13,15 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/orderpipe/orderpipe/internal/syncbuf"
+	"github.com/orderpipe/orderpipe/pkg/delivery"
+	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
+	"github.com/orderpipe/orderpipe/pkg/orderapi"
 )
 
 // errKilled is what every call of a killed process gets: it has no effect.
@@ -188,4 +193,133 @@ func TestE2EIngestKilledMidFile(t *testing.T) {
 	}
 	t.Logf("killed after %d orders enqueued; resumed %v later by the same message (files visibility %v); %d orders enqueued twice, 0 sent twice",
 		first.sent.Load(), resumedAt.Sub(killedAt).Round(time.Second), s.FilesVisibility, resent)
+}
+
+// killableAPI, killableQueue and killableLedger are a dispatch process's dependencies; the API
+// kills the process when it is asked to PUT killID, before the request goes out.
+type killableAPI struct {
+	dispatch.OrderAPI
+	p      *process
+	killID string
+}
+
+func (k killableAPI) Put(ctx context.Context, id string, body []byte) (orderapi.Result, error) {
+	if id == k.killID {
+		k.p.kill()
+	}
+	if k.p.dead.Load() {
+		return orderapi.Result{Class: orderapi.Transient, Detail: "killed"}, errKilled
+	}
+	return k.OrderAPI.Put(ctx, id, body)
+}
+
+type killableQueue struct {
+	dispatch.Queue
+	p *process
+}
+
+func (k killableQueue) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, o ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	if k.p.dead.Load() {
+		return nil, errKilled
+	}
+	return k.Queue.ChangeMessageVisibility(ctx, in, o...)
+}
+
+func (k killableQueue) SendMessage(ctx context.Context, in *sqs.SendMessageInput, o ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	if k.p.dead.Load() {
+		return nil, errKilled
+	}
+	return k.Queue.SendMessage(ctx, in, o...)
+}
+
+type killableLedger struct {
+	dispatch.Ledger
+	p *process
+}
+
+func (k killableLedger) Delivered(ctx context.Context, c delivery.Claim) error {
+	if k.p.dead.Load() {
+		return errKilled
+	}
+	return k.Ledger.Delivered(ctx, c)
+}
+
+func (k killableLedger) Release(ctx context.Context, c delivery.Claim) error {
+	if k.p.dead.Load() {
+		return errKilled
+	}
+	return k.Ledger.Release(ctx, c)
+}
+
+func (k killableLedger) Abandon(ctx context.Context, c delivery.Claim) error {
+	if k.p.dead.Load() {
+		return errKilled
+	}
+	return k.Ledger.Abandon(ctx, c)
+}
+
+// TestE2EDispatchKilledMidOrder kills a dispatch process holding an order's delivery claim,
+// just before its PUT (at 1 rps an instance spends nearly all its time there, waiting for its
+// slot): nothing it would still do (PUT, mark, release, re-send, visibility change) happens. The
+// order's message comes back after the orders visibility; its claim holds it back until the
+// lease ends, then a new process sends it, counted and logged as a possible repeat. Every
+// order reaches the API exactly once.
+func TestE2EDispatchKilledMidOrder(t *testing.T) {
+	t.Parallel()
+	const key, n, victim = "uploads/dispatch-killed.jsonl", 60, "y-030"
+	p := newE2E(t, e2eOptions{})
+	db := dynamodb.NewFromConfig(e2eAdmin(t))
+	ledger := delivery.New(db, p.DispatchConfig.DeliveryTable, nil)
+	api, err := orderapi.New(p.DispatchConfig.OrderAPI(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	opts := dispatch.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Metrics: io.Discard}
+	dead := &process{killed: make(chan struct{})}
+	dyingOpts := opts
+	dyingOpts.Ledger = killableLedger{ledger, dead}
+	dying := dispatch.New(p.DispatchConfig, killableQueue{p.DispatchSQS, dead}, killableAPI{api, dead, victim}, dyingOpts)
+	opts.Ledger = ledger
+	fresh := dispatch.New(p.DispatchConfig, p.DispatchSQS, api, opts)
+	p.orders.Handler = func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		if dead.dead.Load() || len(ev.Records) != 1 || orderID(ev.Records[0]) != victim {
+			return fresh.Handle(ctx, ev)
+		}
+		type result struct {
+			resp events.SQSEventResponse
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() { r, err := dying.Handle(ctx, ev); done <- result{r, err} }()
+		select {
+		case r := <-done:
+			return r.resp, r.err
+		case <-dead.killed:
+			panic("kill -9")
+		}
+	}
+	p.start(t)
+
+	f := &e2eFile{key: key, ids: map[int64]string{}}
+	for line := int64(1); line <= n; line++ {
+		id := fmt.Sprintf("y-%03d", line)
+		f.ids[line] = id
+		f.body = fmt.Appendf(f.body, `{"id":%q,"amount":"%d.75"}`+"\n", id, line)
+	}
+	f.version = p.upload(t, key, f.body)
+	files := []*e2eFile{f}
+	p.settle(t, 3*time.Minute, files)
+	p.checkLedger(t, files, nil)
+
+	if !dead.dead.Load() || p.orders.Stats().Crashes < 1 {
+		t.Fatalf("dispatch was not killed (crashes %d): the test proves nothing", p.orders.Stats().Crashes)
+	}
+	if st := p.api.Stats(); st.Duplicates != 0 || st.Accepted != n {
+		t.Errorf("stand-in API: %d accepted, %d duplicate PUTs; want %d, 0", st.Accepted, st.Duplicates, n)
+	}
+	// The killed claim's order is one; a try timed out on a slow machine would be another.
+	if !strings.Contains(logs.String(), "possible repeat") || !strings.Contains(logs.String(), "orderID="+victim) {
+		t.Errorf("no possible repeat of %s logged:\n%s", victim, logs.String())
+	}
 }
