@@ -450,12 +450,13 @@ func TestLeastPrivilege(t *testing.T) {
 		want map[string][]string
 	}{
 		{"ingest", s.id(p.Ingest.Role), common(s.id(p.Ingest.LogGroup), consume(files), map[string][]string{
-			"s3:GetObject":        {bucket + "/reports/*", bucket + "/state/*", bucket + "/uploads/*"}, // reports: adoptReport
-			"s3:GetObjectVersion": {bucket + "/uploads/*"},
-			"s3:PutObject":        {bucket + "/rejects/*", bucket + "/reports/*", bucket + "/state/*"},
-			"s3:DeleteObject":     {bucket + "/rejects/*", bucket + "/state/*"}, // stale rejects, checkpoint sidecars
-			"s3:ListBucket":       {bucket},
-			"sqs:SendMessage":     {orders, files},
+			"s3:GetObject":           {bucket + "/reports/*", bucket + "/state/*", bucket + "/uploads/*"}, // reports: adoptReport
+			"s3:GetObjectVersion":    {bucket + "/uploads/*"},
+			"s3:PutObject":           {bucket + "/rejects/*", bucket + "/reports/*", bucket + "/state/*"},
+			"s3:DeleteObject":        {bucket + "/rejects/*", bucket + "/state/*"}, // stale rejects, checkpoint sidecars
+			"s3:ListBucket":          {bucket},
+			"sqs:SendMessage":        {orders, files},
+			"sqs:GetQueueAttributes": {orders}, // the backlog before a file enqueues (files: consume)
 		})},
 		{"dispatch", s.id(p.Dispatch.Role), common(s.id(p.Dispatch.LogGroup), consume(orders), map[string][]string{
 			"sqs:SendMessage":               {dlq, orders}, // park, and re-send throttled orders (pkg/dispatch requeue)

@@ -47,7 +47,7 @@ func TestDispatchLedger(t *testing.T) {
 	}
 	wantParked := map[string]string{
 		"ORD-013": order.ClassPermanent, "ORD-024": order.ClassPermanent,
-		"ORD-021": order.ClassExhausted, "BAD-1": order.ClassUndecodable,
+		"ORD-021": order.ClassExhausted, "BAD-1": order.ClassUndecodable, "MIS-1": order.ClassUndecodable,
 	}
 	api, err := apiserver.New(plan)
 	if err != nil {
@@ -64,6 +64,8 @@ func TestDispatchLedger(t *testing.T) {
 		dispatchtest.SendOrder(t, client, queueURL, id, fmt.Sprintf(`{"id":%q,"amount":"10.00"}`, id), nil)
 	}
 	dispatchtest.SendOrder(t, client, queueURL, "BAD-1", `not json`, nil)
+	// Another order's body under this id: PUT /orders/MIS-1 must not carry MIS-2's content.
+	dispatchtest.SendOrder(t, client, queueURL, "MIS-1", `{"id":"MIS-2","amount":"10.00"}`, nil)
 
 	dc := dispatch.Config{OrdersQueueURL: queueURL, DLQURL: dlqURL, APIBaseURL: ts.URL, APITimeout: 500 * time.Millisecond,
 		APIRate: 20, APIInstances: 2, MaxAttempts: 3, BackoffBase: time.Second, BackoffMax: 2 * time.Second, FunctionName: "dispatch"}

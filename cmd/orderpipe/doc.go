@@ -55,8 +55,9 @@
 //
 // status prints, for each queue, the messages visible, in flight and delayed, the retention and
 // the age of the oldest message; the parked orders by class (peeking up to --peek of them); the
-// orders backlog, the API rate as deployed (--rate, else ORDERPIPE_API_RATE, which local
-// exports, else the stack output ApiRate, else pipeline.Defaults; it says which), the drain
+// orders backlog, the API rate as deployed (--rate, else the governor's current rate when it
+// has lowered it, else ORDERPIPE_API_RATE, which local exports, else the stack output ApiRate,
+// else pipeline.Defaults; it says which), the drain
 // rate measured (CloudWatch's AWS/SQS NumberOfMessagesDeleted of the last 15 minutes on AWS;
 // the backlog's change between refreshes under --watch) and the ETA at the measured rate, or
 // at the API rate when none was measured; per file, from ingest's state objects of the last

@@ -235,6 +235,21 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 	if len(r.Queues) == 0 {
 		return r, usageErrorf("status: no queue configured: set --orders-queue etc., the ORDERPIPE_* variables or --stack")
 	}
+	if table := st.s.names.GovernorTable; table != "" {
+		g, err := st.governor(ctx, table)
+		if err != nil {
+			return r, err
+		}
+		r.Governor = &g
+		if g.Rate > 0 && st.rateSource != rateFlag {
+			// The governor has lowered the rate below the deployment's ceiling: dispatch paces at it.
+			r.Rate, r.RateSource = g.Rate, fmt.Sprintf("the governor's current rate; deployed %g from %s", r.Rate, r.RateSource)
+		}
+		if g.Breaker == "open" {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("governor: circuit breaker open since %s: the order API keeps failing; orders wait (not parked)",
+				g.OpenSince.Format(time.RFC3339)))
+		}
+	}
 	if err := st.measureDrain(ctx, &r, ordersURL); err != nil {
 		return r, err
 	}
@@ -261,17 +276,6 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 			}
 		}
 		r.Files = files
-	}
-	if table := st.s.names.GovernorTable; table != "" {
-		g, err := st.governor(ctx, table)
-		if err != nil {
-			return r, err
-		}
-		r.Governor = &g
-		if g.Breaker == "open" {
-			r.Warnings = append(r.Warnings, fmt.Sprintf("governor: circuit breaker open since %s: the order API keeps failing; orders wait (not parked)",
-				g.OpenSince.Format(time.RFC3339)))
-		}
 	}
 	return r, nil
 }

@@ -2,13 +2,13 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/orderpipe/orderpipe/internal/ddbtable"
 )
 
 // TableAPI is the part of the DynamoDB client CreateTable uses (provisioning, not dispatch).
@@ -22,32 +22,11 @@ type TableAPI interface {
 // a string; on-demand billing; server-side encryption; TTL on ExpiresAttribute), waits until it
 // is active and turns TTL on. A table that exists already is accepted as it is.
 func CreateTable(ctx context.Context, c TableAPI, name string) error {
-	_, err := c.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            aws.String(name),
-		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(KeyAttribute), AttributeType: types.ScalarAttributeTypeS}},
-		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(KeyAttribute), KeyType: types.KeyTypeHash}},
-		BillingMode:          types.BillingModePayPerRequest,
-		SSESpecification:     &types.SSESpecification{Enabled: aws.Bool(true)},
-	})
-	var inUse *types.ResourceInUseException
-	if err != nil && !errors.As(err, &inUse) {
-		return fmt.Errorf("create delivery table %s: %w", name, err)
+	created, err := ddbtable.Create(ctx, c, name, KeyAttribute, "delivery table")
+	if err != nil {
+		return err
 	}
-	for {
-		out, err := c.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)})
-		if err != nil {
-			return fmt.Errorf("describe delivery table %s: %w", name, err)
-		}
-		if out.Table != nil && out.Table.TableStatus == types.TableStatusActive {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("delivery table %s not active: %w", name, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	if inUse != nil {
+	if !created {
 		return nil
 	}
 	_, err = c.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orderpipe/orderpipe/pkg/governor"
+	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
@@ -29,6 +30,7 @@ const (
 	EnvMaxThrottled   = "MAX_THROTTLED"
 	EnvLogLevel       = "LOG_LEVEL"
 	EnvDeliveryTable  = "DELIVERY_TABLE"
+	EnvIDField        = "ID_FIELD" // the same as ingest's: the body's order id field
 	// The governor (pkg/governor): its table, margins and breaker.
 	EnvGovernorTable    = "GOVERNOR_TABLE"
 	EnvClockSkew        = "GOVERNOR_CLOCK_SKEW"
@@ -87,8 +89,11 @@ type Config struct {
 	// always sets it.
 	DeliveryTable string
 
-	LogLevel     slog.Level // LOG_LEVEL, default info
-	FunctionName string     // AWS_LAMBDA_FUNCTION_NAME, default "dispatch": the EMF Function dimension
+	LogLevel slog.Level // LOG_LEVEL, default info
+	// IDField is ID_FIELD, default "id" (also when empty): the body's top-level order id field,
+	// which must hold the OrderId attribute's id.
+	IDField      string
+	FunctionName string // AWS_LAMBDA_FUNCTION_NAME, default "dispatch": the EMF Function dimension
 
 	// MinRequest is the least time a request must have once pacing is done; with less left
 	// before the deadline the message is given back instead. Not from the environment; default 1s
@@ -111,6 +116,7 @@ func DefaultConfig() Config {
 		LogLevel:     slog.LevelInfo,
 		FunctionName: DefaultFunctionName,
 		MinRequest:   DefaultMinRequest,
+		IDField:      order.DefaultIDField,
 
 		BreakerThreshold: governor.DefaultFailureThreshold,
 		ProbeInterval:    governor.DefaultProbeInterval,
@@ -143,6 +149,7 @@ func (c Config) Environ() map[string]string {
 		EnvBackoffMax:     c.BackoffMax.String(),
 		EnvMaxThrottled:   c.MaxThrottled.String(),
 		EnvLogLevel:       c.LogLevel.String(),
+		EnvIDField:        c.IDField,
 
 		EnvClockSkew:        c.ClockSkew.String(),
 		EnvMargin:           c.Margin.String(),
@@ -258,6 +265,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		DeliveryTable:  str(EnvDeliveryTable, "", false),
 		FunctionName:   str(EnvFunctionName, d.FunctionName, false),
 		MinRequest:     d.MinRequest,
+		IDField:        str(EnvIDField, d.IDField, false),
 
 		GovernorTable:    str(EnvGovernorTable, "", false),
 		ClockSkew:        nonNegative(EnvClockSkew),

@@ -257,7 +257,7 @@ func (d *Dispatcher) backoff(attempts int) time.Duration {
 func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metrics) bool {
 	attempts := retries(msg) + receiveCount(msg)
 	log := d.log.With("messageID", msg.MessageId, "attempts", attempts)
-	id, reason := decode(msg)
+	id, reason := decode(msg, d.cfg.IDField)
 	if reason != "" {
 		m.permanent++
 		return d.apply(ctx, log, msg, attempts, decision{act: actPark, class: "undecodable", parkClass: order.ClassUndecodable, detail: reason})
@@ -509,8 +509,10 @@ func (d *Dispatcher) requeue(ctx context.Context, msg events.SQSMessage, retries
 	return nil
 }
 
-// decode returns the order id, or why the message cannot be dispatched.
-func decode(msg events.SQSMessage) (id, reason string) {
+// decode returns the order id, or why the message cannot be dispatched: among others a body
+// whose order id (top-level field idField) is not the OrderId attribute's, which would PUT one
+// order's content under another's id.
+func decode(msg events.SQSMessage, idField string) (id, reason string) {
 	a, ok := msg.MessageAttributes[order.AttrOrderID]
 	if !ok || a.StringValue == nil {
 		return "", "missing " + order.AttrOrderID + " attribute"
@@ -521,6 +523,12 @@ func decode(msg events.SQSMessage) (id, reason string) {
 	body := bytes.TrimSpace([]byte(msg.Body))
 	if len(body) == 0 || body[0] != '{' || !json.Valid(body) {
 		return "", "body is not a JSON object"
+	}
+	switch bodyID, why := order.BodyID(body, idField); {
+	case why != "":
+		return "", "body: " + why
+	case bodyID != *a.StringValue:
+		return "", "body id differs from the " + order.AttrOrderID + " attribute"
 	}
 	return *a.StringValue, ""
 }

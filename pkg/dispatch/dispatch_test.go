@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -102,13 +103,14 @@ func newEnv(t *testing.T, s setup) *env {
 	return e
 }
 
-func order1(t *testing.T) string {
+// orderOf is the order of testdata/order.json with the order id id.
+func orderOf(t *testing.T, id string) string {
 	t.Helper()
 	b, err := os.ReadFile("testdata/order.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(b))
+	return strings.Replace(strings.TrimSpace(string(b)), `"id":"A-1"`, fmt.Sprintf(`"id":%q`, id), 1)
 }
 
 func (e *env) send(id, body string) string {
@@ -199,7 +201,7 @@ func (e *env) wantParked(want parked) {
 func TestPermanentIsParkedAtOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{api: apiserver.Config{RejectIDs: []string{"P-1"}}})
-	e.send("P-1", order1(t))
+	e.send("P-1", orderOf(t, "P-1"))
 	_, failed := e.poll(context.Background(), 1)
 	if len(failed) != 0 {
 		t.Errorf("failures = %v, want none: the source must be deleted", failed)
@@ -207,7 +209,7 @@ func TestPermanentIsParkedAtOnce(t *testing.T) {
 	if left := e.receiveAll(e.queueURL, 0); len(left) != 0 || e.inFlight() != 0 {
 		t.Errorf("source queue still has %d visible, %d in flight; want it deleted", len(left), e.inFlight())
 	}
-	e.wantParked(parked{Body: order1(t), OrderID: "P-1", Source: source, Line: "7", Class: order.ClassPermanent,
+	e.wantParked(parked{Body: orderOf(t, "P-1"), OrderID: "P-1", Source: source, Line: "7", Class: order.ClassPermanent,
 		Detail: "HTTP 422: order refused by the stand-in", Attempts: "1"})
 	if got := e.api.Stats().Requests; got != 1 {
 		t.Errorf("API requests = %d, want 1: no retries burnt on a permanent refusal", got)
@@ -222,6 +224,7 @@ func TestUndecodableIsParked(t *testing.T) {
 		{"invalid order id", "-bad id", `{"id":"x"}`, "invalid OrderId attribute"},
 		{"body is an array", "U-2", `[1,2]`, "body is not a JSON object"},
 		{"body is not JSON", "U-3", `id=U-3`, "body is not a JSON object"},
+		{"body of another order", "U-4", `{"id":"U-5","amount":"1.00"}`, "body id differs from the OrderId attribute"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -256,7 +259,7 @@ func TestDLQFailureKeepsTheMessage(t *testing.T) {
 			c.DLQURL = awstest.Endpoint() + "/000000000000/no-such-queue-" + awstest.Name(t, "x")
 		},
 	})
-	id := e.send("P-2", order1(t))
+	id := e.send("P-2", orderOf(t, "P-2"))
 	_, failed := e.poll(context.Background(), 1)
 	if !cmp.Equal(failed, []string{id}) {
 		t.Errorf("failures = %v, want [%s]: a message that could not be parked must not be deleted", failed, id)
@@ -272,7 +275,7 @@ func TestDLQFailureKeepsTheMessage(t *testing.T) {
 func TestTransientWithinBudgetIsDelivered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{api: apiserver.Config{FailIDs: []string{"T-1"}, FailTimes: 2}, config: func(c *dispatch.Config) { c.MaxAttempts = 3 }})
-	e.send("T-1", order1(t))
+	e.send("T-1", orderOf(t, "T-1"))
 	var receives []int
 	for i := 0; i < 6 && e.api.Stats().Accepted == 0; i++ {
 		msgs, _ := e.poll(context.Background(), 3)
@@ -298,13 +301,13 @@ func TestTransientPastBudgetIsExhausted(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{api: apiserver.Config{FailIDs: []string{"X-1"}, FailTimes: 100, FailStatus: 502},
 		config: func(c *dispatch.Config) { c.MaxAttempts = 2 }})
-	e.send("X-1", order1(t))
+	e.send("X-1", orderOf(t, "X-1"))
 	_, failed1 := e.poll(context.Background(), 1) // 502, receive 1 < 2: retry after 1 s
 	_, failed2 := e.poll(context.Background(), 5) // 502, receive 2: exhausted
 	if len(failed1) != 1 || len(failed2) != 0 {
 		t.Errorf("failures = %v then %v, want 1 then 0", failed1, failed2)
 	}
-	e.wantParked(parked{Body: order1(t), OrderID: "X-1", Source: source, Line: "7", Class: order.ClassExhausted,
+	e.wantParked(parked{Body: orderOf(t, "X-1"), OrderID: "X-1", Source: source, Line: "7", Class: order.ClassExhausted,
 		Detail: "transient: HTTP 502: injected failure", Attempts: "2"})
 	if got := e.api.Stats().ServerErrors; got != 2 {
 		t.Errorf("API 5xx = %d, want 2 (MAX_ATTEMPTS)", got)
@@ -359,7 +362,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 			e := newEnv(t, setup{handler: throttleOnce(tc.retryAfter),
 				client: func(c *orderapi.Config) { c.Now = func() time.Time { return now } },
 				queue:  func(c *sqs.Client) dispatch.Queue { q = &sendRecorder{Client: c}; return q }})
-			e.send("R-1", order1(t))
+			e.send("R-1", orderOf(t, "R-1"))
 			if _, failed := e.poll(context.Background(), 1); len(failed) != 0 {
 				t.Fatalf("failures = %v, want none: the throttled message is replaced by a fresh copy", failed)
 			}
@@ -371,7 +374,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 			if len(msgs) != 1 || len(failed) != 0 {
 				t.Fatalf("second poll got %d messages, failures %v; want the fresh copy, delivered", len(msgs), failed)
 			}
-			if got, want := copyOf(msgs[0]), (fresh{Body: order1(t), OrderID: "R-1", Source: source, Line: "7", Retries: "0", ReceiveCount: 1}); got != want {
+			if got, want := copyOf(msgs[0]), (fresh{Body: orderOf(t, "R-1"), OrderID: "R-1", Source: source, Line: "7", Retries: "0", ReceiveCount: 1}); got != want {
 				t.Errorf("fresh copy = %+v, want %+v", got, want)
 			}
 			if !strings.Contains(e.logs.String(), `"class":"throttled"`) || !strings.Contains(e.logs.String(), `"delaySec":`) {
@@ -384,7 +387,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 func TestThrottleAtTheBudgetEdgeStartsAFreshMessage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{handler: throttleOnce(func() string { return "1" }), config: func(c *dispatch.Config) { c.MaxAttempts = 2 }})
-	e.send("E-1", order1(t))
+	e.send("E-1", orderOf(t, "E-1"))
 	if _, failed := e.poll(context.Background(), 1); len(failed) != 0 {
 		t.Errorf("failures = %v, want none: the throttled copy is replaced by a fresh one", failed)
 	}
@@ -392,7 +395,7 @@ func TestThrottleAtTheBudgetEdgeStartsAFreshMessage(t *testing.T) {
 	if len(msgs) != 1 || len(failed) != 0 {
 		t.Fatalf("second poll: %d messages, failures %v; want the fresh copy, delivered", len(msgs), failed)
 	}
-	if got, want := copyOf(msgs[0]), (fresh{Body: order1(t), OrderID: "E-1", Source: source, Line: "7", Retries: "0", ReceiveCount: 1}); got != want {
+	if got, want := copyOf(msgs[0]), (fresh{Body: orderOf(t, "E-1"), OrderID: "E-1", Source: source, Line: "7", Retries: "0", ReceiveCount: 1}); got != want {
 		t.Errorf("fresh copy = %+v, want %+v", got, want)
 	}
 	if dlq := e.receiveAll(e.dlqURL, 0); len(dlq) != 0 {
@@ -473,7 +476,7 @@ func TestThrottlesDoNotSpendTheBudget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, setup{handler: script(tc.statuses...), config: func(c *dispatch.Config) { c.MaxAttempts = tc.maxAtts }})
-			e.send("B-1", order1(t))
+			e.send("B-1", orderOf(t, "B-1"))
 			if diff := cmp.Diff(tc.want, e.pollUntilGone(8)); diff != "" {
 				t.Errorf("tries (-want +got):\n%s", diff)
 			}
@@ -484,7 +487,7 @@ func TestThrottlesDoNotSpendTheBudget(t *testing.T) {
 				return
 			}
 			want := *tc.wantParked
-			want.Body = order1(t)
+			want.Body = orderOf(t, "B-1")
 			dlq := e.receiveAll(e.dlqURL, 1)
 			if len(dlq) != 1 {
 				t.Fatalf("DLQ has %d messages, want 1", len(dlq))
@@ -508,7 +511,7 @@ func TestTimeoutIsCappedByTheDeadline(t *testing.T) {
 		// busy stand-in.
 		client: func(c *orderapi.Config) { c.Margin = 700 * time.Millisecond },
 	})
-	id := e.send("H-1", order1(t))
+	id := e.send("H-1", orderOf(t, "H-1"))
 	_, failed := e.pollWithin(context.Background(), 1, 2*time.Second) // a 2 s function
 	if !cmp.Equal(failed, []string{id}) {
 		t.Fatalf("failures = %v, want [%s]", failed, id)
@@ -532,7 +535,7 @@ func TestTimeoutIsCappedByTheDeadline(t *testing.T) {
 func TestGiveBackWhenTooLittleTime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{})
-	e.send("G-1", order1(t))
+	e.send("G-1", orderOf(t, "G-1"))
 	_, failed := e.pollWithin(context.Background(), 1, 2500*time.Millisecond) // budget 0.5 s after the 2 s margin
 	if len(failed) != 0 {
 		t.Fatalf("failures = %v, want none: the message given back is replaced by a fresh copy", failed)
@@ -544,7 +547,7 @@ func TestGiveBackWhenTooLittleTime(t *testing.T) {
 	if len(msgs) != 1 || len(failed) != 0 || e.api.Stats().Accepted != 1 {
 		t.Fatalf("next poll: %d messages, failures %v, accepted %d; want it delivered", len(msgs), failed, e.api.Stats().Accepted)
 	}
-	if got, want := copyOf(msgs[0]), (fresh{Body: order1(t), OrderID: "G-1", Source: source, Line: "7", Retries: "0", ReceiveCount: 1}); got != want {
+	if got, want := copyOf(msgs[0]), (fresh{Body: orderOf(t, "G-1"), OrderID: "G-1", Source: source, Line: "7", Retries: "0", ReceiveCount: 1}); got != want {
 		t.Errorf("fresh copy = %+v, want %+v", got, want)
 	}
 }
@@ -564,7 +567,7 @@ func TestAuthorizationAndLogHygiene(t *testing.T) {
 		secrets: sm,
 	})
 	for _, id := range []string{"L-1", "L-2", "L-3"} {
-		e.send(id, order1(t))
+		e.send(id, orderOf(t, id))
 	}
 	for i := 0; i < 6 && len(e.api.Orders()) < 2; i++ {
 		e.poll(ctx, 2)
@@ -598,8 +601,8 @@ func TestAuthorizationAndLogHygiene(t *testing.T) {
 func TestMetricsPerInvocation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{api: apiserver.Config{RejectIDs: []string{"M-2"}}})
-	e.send("M-1", order1(t))
-	e.send("M-2", order1(t))
+	e.send("M-1", orderOf(t, "M-1"))
+	e.send("M-2", orderOf(t, "M-2"))
 	var sent, permanent float64
 	var latencies int
 	for i := 0; i < 4 && sent+permanent < 2; i++ {
@@ -636,7 +639,7 @@ func TestMetricsPerInvocation(t *testing.T) {
 func TestNothingIsSentAfterTheDeadline(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{})
-	id := e.send("D-1", order1(t))
+	id := e.send("D-1", orderOf(t, "D-1"))
 	msgs, err := dispatchtest.Receive(context.Background(), e.sqs, e.queueURL, 1, 1)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("receive = %d messages, %v; want 1", len(msgs), err)
@@ -670,7 +673,7 @@ func TestConcurrentInvocationsShareOneDispatcher(t *testing.T) {
 	e := newEnv(t, setup{api: apiserver.Config{RejectIDs: []string{"C-0"}}})
 	const n = 12
 	for i := 0; i < n; i++ {
-		e.send("C-"+strconv.Itoa(i), order1(t))
+		e.send("C-"+strconv.Itoa(i), orderOf(t, "C-"+strconv.Itoa(i)))
 	}
 	var msgs []types.Message
 	for i := 0; i < 10 && len(msgs) < n; i++ {

@@ -34,7 +34,7 @@
 //     BACKOFF_BASE*2^(n-1))) (at least 1 s) where n is the attempt number (below), and
 //     BatchItemFailure.
 //   - permanent (other 4xx) and undecodable (missing or invalid OrderId attribute, body not a
-//     JSON object): SendMessage to ORDERS_DLQ_URL with the original body and attributes plus
+//     JSON object, body whose ID_FIELD is not the OrderId attribute's id): SendMessage to ORDERS_DLQ_URL with the original body and attributes plus
 //     FailureClass, FailureDetail, Attempts and ParkedAt, then success so the source is deleted.
 //   - exhausted (transient with attempt number >= MAX_ATTEMPTS): parked the same way, class
 //     exhausted, with the last reason ("timeout: ..." or "transient: ..."); Attempts is the

@@ -51,8 +51,8 @@ func (e *env) handle(d *dispatch.Dispatcher, msgs ...types.Message) {
 func TestCopyOfADeliveredOrderIsDeletedUnsent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{api: apiserver.Config{}, ledger: deliverytest.NewLedger(t)})
-	e.send("A-1", order1(t))
-	e.send("A-1", order1(t)) // an ingest that crashed re-sends it
+	e.send("A-1", orderOf(t, "A-1"))
+	e.send("A-1", orderOf(t, "A-1")) // an ingest that crashed re-sends it
 	for range 2 {
 		if _, failed := e.poll(context.Background(), 1); len(failed) != 0 {
 			t.Fatalf("failures %v, want none", failed)
@@ -71,7 +71,7 @@ func TestCopyOfADeliveredOrderIsDeletedUnsent(t *testing.T) {
 		t.Errorf("logs do not say the copy was deleted unsent:\n%s", e.logs)
 	}
 	// The same id with another body is another order: it is sent.
-	e.send("A-1", strings.Replace(order1(t), "}", `,"note":"updated"}`, 1))
+	e.send("A-1", strings.Replace(orderOf(t, "A-1"), "}", `,"note":"updated"}`, 1))
 	e.poll(context.Background(), 1)
 	if got := e.api.Stats().Requests; got != 2 {
 		t.Errorf("API requests after an updated order %d, want 2", got)
@@ -88,7 +88,7 @@ func TestConcurrentCopiesNeverBothSend(t *testing.T) {
 	const orders = 4
 	for i := range orders {
 		for range 2 {
-			e.send("C-"+string(rune('1'+i)), order1(t))
+			e.send("C-"+string(rune('1'+i)), orderOf(t, "C-"+string(rune('1'+i))))
 		}
 	}
 	var msgs []types.Message
@@ -140,7 +140,7 @@ func TestCrashAfterClaim(t *testing.T) {
 	t.Parallel()
 	ledger := deliverytest.NewLedger(t)
 	e := newEnv(t, setup{api: apiserver.Config{}, ledger: ledger})
-	body := order1(t)
+	body := orderOf(t, "K-1")
 	lease := time.Now().Add(2 * time.Second)
 	if _, err := ledger.Claim(context.Background(), order.IdempotencyKey("K-1", []byte(body)), "K-1", lease); err != nil {
 		t.Fatal(err)
@@ -172,14 +172,14 @@ func TestCrashAfterPutBeforeMark(t *testing.T) {
 	t.Parallel()
 	ledger := deliverytest.NewLedger(t)
 	e := newEnv(t, setup{api: apiserver.Config{}, ledger: ledger})
-	body := order1(t)
+	body := orderOf(t, "K-2")
 	lease := time.Now().Add(2 * time.Second)
 	if _, err := ledger.Claim(context.Background(), order.IdempotencyKey("K-2", []byte(body)), "K-2", lease); err != nil {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest(http.MethodPut, e.apiURL+"/orders/K-2", bytes.NewReader([]byte(body)))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", "K-2")
+	req.Header.Set("Idempotency-Key", order.IdempotencyKey("K-2", []byte(body)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode/100 != 2 {
 		t.Fatalf("first PUT: %v %v", resp, err)
@@ -209,7 +209,7 @@ func TestAPICommitsAndHangs(t *testing.T) {
 		config: func(c *dispatch.Config) { c.APITimeout = time.Second },
 		ledger: deliverytest.NewLedger(t),
 	})
-	e.send("H-1", order1(t))
+	e.send("H-1", orderOf(t, "H-1"))
 	msgs := e.receiveAll(e.queueURL, 1)
 	e.handle(e.d, msgs...)
 	e.handle(e.d, msgs...)
@@ -229,7 +229,7 @@ func TestLedgerUnreachable(t *testing.T) {
 	cfg.BaseEndpoint = aws.String("http://127.0.0.1:1")
 	cfg.RetryMaxAttempts = 1
 	e := newEnv(t, setup{api: apiserver.Config{}, ledger: delivery.New(dynamodb.NewFromConfig(cfg), "nowhere", nil)})
-	e.send("U-1", order1(t))
+	e.send("U-1", orderOf(t, "U-1"))
 	if _, failed := e.poll(context.Background(), 1); len(failed) != 0 {
 		t.Errorf("failures %v, want none: the copy is re-sent delayed", failed)
 	}

@@ -55,7 +55,7 @@ func TestLoadConfig(t *testing.T) {
 	defaults := Config{OrdersQueueURL: "http://q/orders", DLQURL: "http://q/orders-dlq", APIBaseURL: "https://api.example.com/v1",
 		APITimeout: 10 * time.Second, APIRate: 1, APIInstances: 2, MaxAttempts: 8, BackoffBase: 2 * time.Second,
 		BackoffMax: 15 * time.Minute, MaxThrottled: 24 * time.Hour, FunctionName: "dispatch", MinRequest: time.Second,
-		BreakerThreshold: 5, ProbeInterval: 30 * time.Second}
+		BreakerThreshold: 5, ProbeInterval: 30 * time.Second, IDField: "id"}
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
@@ -66,7 +66,8 @@ func TestLoadConfig(t *testing.T) {
 		{"everything set", with("ORDER_API_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x", "ORDER_API_TIMEOUT", "3s",
 			"API_RATE", "20", "API_INSTANCES", "4", "MAX_ATTEMPTS", "5", "BACKOFF_BASE", "1s", "BACKOFF_MAX", "1m",
 			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch", "MAX_THROTTLED", "6h", "GOVERNOR_TABLE", "gov",
-			"GOVERNOR_CLOCK_SKEW", "100ms", "GOVERNOR_MARGIN", "5ms", "BREAKER_THRESHOLD", "3", "BREAKER_PROBE_INTERVAL", "10s"), func(c *Config) {
+			"GOVERNOR_CLOCK_SKEW", "100ms", "GOVERNOR_MARGIN", "5ms", "BREAKER_THRESHOLD", "3", "BREAKER_PROBE_INTERVAL", "10s", "ID_FIELD", "orderId"), func(c *Config) {
+			c.IDField = "orderId"
 			c.GovernorTable, c.ClockSkew, c.BreakerThreshold, c.ProbeInterval = "gov", 100*time.Millisecond, 3, 10*time.Second
 			c.Margin = 5 * time.Millisecond
 			c.APISecretARN, c.APITimeout, c.APIRate, c.APIInstances, c.MaxAttempts = "arn:aws:secretsmanager:us-east-1:1:secret:x", 3*time.Second, 20, 4, 5
@@ -226,9 +227,16 @@ func TestDecode(t *testing.T) {
 		{"invalid id", events.SQSMessage{Body: `{}`, MessageAttributes: id("../admin")}, "", "invalid OrderId attribute"},
 		{"array body", events.SQSMessage{Body: `[{"id":"A-1"}]`, MessageAttributes: id("A-1")}, "", "body is not a JSON object"},
 		{"broken JSON", events.SQSMessage{Body: `{"id":`, MessageAttributes: id("A-1")}, "", "body is not a JSON object"},
+		{"body of another order", events.SQSMessage{Body: `{"id":"B-2"}`, MessageAttributes: id("A-1")}, "", "body id differs from the OrderId attribute"},
+		{"body without id", events.SQSMessage{Body: `{"x":{"id":"A-1"}}`, MessageAttributes: id("A-1")}, "", "body: missing id"},
+		{"custom id field", events.SQSMessage{Body: `{"id":"B-2","orderId":"A-1"}`, MessageAttributes: id("A-1")}, "A-1", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			gotID, gotReason := decode(tc.msg)
+			field := ""
+			if tc.name == "custom id field" {
+				field = "orderId"
+			}
+			gotID, gotReason := decode(tc.msg, field)
 			if gotID != tc.wantID || gotReason != tc.wantReason {
 				t.Errorf("decode = %q, %q; want %q, %q", gotID, gotReason, tc.wantID, tc.wantReason)
 			}

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -165,6 +166,11 @@ func (discard) SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.
 	return &sqs.SendMessageOutput{}, nil
 }
 
+// GetQueueAttributes answers an empty queue: the room is never short.
+func (discard) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	return &sqs.GetQueueAttributesOutput{}, nil
+}
+
 // BenchmarkIngestPeakRSS ingests a generated file of 100 MB (1 GB with ORDERPIPE_BENCH_1GB=1)
 // streamed from moto's S3 and reports the process's peak resident set (VmHWM) during the
 // ingest. Orders go to a discard sink: pushing millions of messages into moto would take hours.
@@ -180,6 +186,7 @@ func BenchmarkIngestPeakRSS(b *testing.B) {
 	e := newEnv(b)
 	const key = "uploads/big.jsonl"
 	lines := uploadGenerated(b, e, key, size)
+	e.cfg.APIRate = 1e6 // a room for the whole file: the discard sink drains at once
 	svc := ingest.New(e.cfg, e.s3, discard{}, ingest.Options{})
 	ctx := context.Background()
 	runtime.GC()
@@ -216,7 +223,8 @@ func BenchmarkIngestPeakRSS(b *testing.B) {
 }
 
 // uploadGenerated streams a generated orders file of about size bytes to key with a multipart
-// upload (8 MiB parts) and returns its number of lines.
+// upload (8 MiB parts) and returns its number of lines. A key ending in .gz gets the file
+// gzip-compressed (size is then the uncompressed size).
 func uploadGenerated(b *testing.B, e *env, key string, size int64) int64 {
 	b.Helper()
 	ctx := context.Background()
@@ -227,13 +235,22 @@ func uploadGenerated(b *testing.B, e *env, key string, size int64) int64 {
 	pr, pw := io.Pipe()
 	var lines int64
 	go func() {
-		w := bufio.NewWriterSize(pw, 1<<16)
+		var out io.Writer = pw
+		var zw *gzip.Writer
+		if strings.HasSuffix(key, ".gz") {
+			zw = gzip.NewWriter(pw)
+			out = zw
+		}
+		w := bufio.NewWriterSize(out, 1<<16)
 		for n := int64(0); n < size; lines++ {
 			l := benchLine(int(lines))
 			w.WriteString(l)
 			n += int64(len(l))
 		}
 		w.Flush()
+		if zw != nil {
+			zw.Close()
+		}
 		pw.Close()
 	}()
 	var parts []s3types.CompletedPart
@@ -282,4 +299,61 @@ func vmHWM(b *testing.B) int64 {
 	}
 	b.Fatal("no VmHWM in /proc/self/status")
 	return 0
+}
+
+// BenchmarkIngestVerify ingests a generated file of 100 MB (ORDERPIPE_BENCH_MB to change it),
+// JSON Lines and the same lines gzip-compressed, streamed from moto's S3 to a discard sink, with
+// and without the verifying pass, side by side in one run: verify-share is the part of the
+// ingest time the verifying pass costs (1 - without/with, from the two sub-benchmarks' ns/op),
+// reported on the "with" sub-benchmark. The sink sends nothing: against a real orders queue the
+// sending pass takes far longer and the share is smaller still. peak-RSS-MB is the process's.
+func BenchmarkIngestVerify(b *testing.B) {
+	size := int64(100 << 20)
+	if v := os.Getenv("ORDERPIPE_BENCH_MB"); v != "" {
+		mb, _ := strconv.Atoi(v)
+		size = int64(mb) << 20
+	}
+	e := newEnv(b)
+	e.cfg.APIRate = 1e6 // a room for the whole file: the discard sink drains at once
+	ctx := context.Background()
+	for _, key := range []string{"uploads/verify.jsonl", "uploads/verify.jsonl.gz"} {
+		lines := uploadGenerated(b, e, key, size)
+		var without float64
+		for _, verify := range []bool{false, true} {
+			name := strings.TrimPrefix(key, "uploads/verify.") + "/verify=" + strconv.FormatBool(verify)
+			b.Run(name, func(b *testing.B) {
+				svc := ingest.New(e.cfg, e.s3, discard{}, ingest.Options{})
+				ingest.SetVerify(svc, verify)
+				runtime.GC()
+				debug.FreeOSMemory()
+				if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+					b.Fatalf("reset the peak RSS: %v", err)
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					if _, err := e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: aws.String("state/" + key + "@null.json")}); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					if out, err := svc.Ingest(ctx, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, ""); err != nil || out != ingest.Done {
+						b.Fatalf("Ingest = %v, %v", out, err)
+					}
+				}
+				b.StopTimer()
+				var rep ingest.Report
+				if e.get(b, "reports/"+key+".json", &rep); rep.Enqueued != lines {
+					b.Errorf("enqueued %d, want %d", rep.Enqueued, lines)
+				}
+				perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+				b.ReportMetric(float64(vmHWM(b))/(1<<20), "peak-RSS-MB")
+				b.ReportMetric(float64(size)/(1<<20)/(perOp/1e9), "MB/s")
+				if !verify {
+					without = perOp
+				} else if without > 0 {
+					b.ReportMetric(100*(1-without/perOp), "verify-share-%")
+				}
+			})
+		}
+	}
 }

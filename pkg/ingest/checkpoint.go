@@ -90,6 +90,11 @@ func (r *fileRun) writeState(ctx context.Context, st State) error {
 // end a little before the deadline (handoffReserve), leaving time to read a state write of
 // unknown outcome back (claim.write) and then to send the continuation or release the claim.
 func (r *fileRun) handoff(ctx context.Context, offset int64, header []string) (Outcome, error) {
+	return r.handoffAfter(ctx, offset, header, 0)
+}
+
+// handoffAfter is handoff with the continuation delayed by delay (at most 15 minutes).
+func (r *fileRun) handoffAfter(ctx context.Context, offset int64, header []string, delay time.Duration) (Outcome, error) {
 	token := newToken()
 	r.saved.Continuations++
 	wctx, cancel := detach.Context(ctx, r.svc.handoffReserve(), 0)
@@ -109,7 +114,7 @@ func (r *fileRun) handoff(ctx context.Context, offset int64, header []string) (O
 		etag = obj.ETag
 	}
 	rec := s3event.Record{Bucket: obj.Bucket, Key: obj.Key, VersionID: obj.versionIDString(), ETag: etag}
-	if err := r.svc.sendContinuation(ctx, rec, token); err != nil {
+	if err := r.svc.sendContinuation(ctx, rec, token, delay); err != nil {
 		return 0, err
 	}
 	return Continued, nil

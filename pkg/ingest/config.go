@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
 
 // Environment variable names LoadConfig reads (docs/CONTRACTS.md, "Environment").
@@ -20,6 +23,8 @@ const (
 	EnvCheckpointMargin = "CHECKPOINT_MARGIN"
 	EnvFilesVisibility  = "FILES_VISIBILITY"
 	EnvLogLevel         = "LOG_LEVEL"
+	EnvAPIRate          = "API_RATE"         // the same as dispatch's: what drains the orders queue
+	EnvOrdersRetention  = "ORDERS_RETENTION" // the orders queue's message retention
 )
 
 // Config is the ingest function's configuration (docs/CONTRACTS.md, "Environment"). Build it
@@ -41,6 +46,14 @@ type Config struct {
 	// crash re-sends at most this much work. Not read from the environment.
 	CheckpointEvery time.Duration
 	LogLevel        slog.Level // LOG_LEVEL
+	// APIRate (API_RATE, orders/s) and OrdersRetention (ORDERS_RETENTION) bound the orders
+	// queue's room: what the API drains within the retention less RetentionMargin. A file does
+	// not enqueue past it: it waits in S3 (see Room).
+	APIRate         float64
+	OrdersRetention time.Duration
+	// WaitDelay is how long a file that found no room waits before it looks again (the
+	// continuation's DelaySeconds, at most 15 minutes). Not read from the environment.
+	WaitDelay time.Duration
 }
 
 // Defaults of the optional settings.
@@ -51,11 +64,16 @@ const (
 	DefaultSendConcurrency  = 4
 	DefaultCheckpointMargin = 60 * time.Second
 	DefaultCheckpointEvery  = time.Minute
-	DefaultFilesVisibility  = 3 * time.Minute // pipeline.Defaults().FilesVisibility
+	DefaultWaitDelay        = 15 * time.Minute // SQS's longest DelaySeconds
+	DefaultFilesVisibility  = 4 * time.Minute  // pipeline.Defaults().FilesVisibility
 	// MinFilesVisibility keeps the heartbeat (a third of it) at a second or more
 	// (pipeline.MinFilesVisibility).
 	MinFilesVisibility = 3 * time.Second
 )
+
+// RetentionMargin is the part of the orders queue's retention the room keeps free: an order
+// enqueued when the room is full still drains with a quarter of its retention left.
+const RetentionMargin = 4 // the margin is OrdersRetention / RetentionMargin
 
 // DefaultConfig returns the configuration LoadConfig starts from: every optional setting at its
 // default, the queue URLs empty (they are required).
@@ -69,7 +87,23 @@ func DefaultConfig() Config {
 		CheckpointEvery:  DefaultCheckpointEvery,
 		FilesVisibility:  DefaultFilesVisibility,
 		LogLevel:         slog.LevelInfo,
+		APIRate:          pipeline.Defaults().APIRate,
+		OrdersRetention:  pipeline.Defaults().QueueRetention,
+		WaitDelay:        DefaultWaitDelay,
 	}
+}
+
+// WithSettings returns c with what a deployment's settings decide: the API's rate and the
+// orders queue's retention, which bound the room.
+func (c Config) WithSettings(s pipeline.Settings) Config {
+	c.APIRate, c.OrdersRetention = s.APIRate, s.QueueRetention
+	return c
+}
+
+// Room is how many orders the orders queue may hold: what the API drains at APIRate within
+// OrdersRetention less its RetentionMargin part.
+func (c Config) Room() int64 {
+	return int64(c.APIRate * (c.OrdersRetention - c.OrdersRetention/RetentionMargin).Seconds())
 }
 
 // Environ returns the environment LoadConfig reads c back from: every variable of the contract.
@@ -86,6 +120,8 @@ func (c Config) Environ() map[string]string {
 		EnvCheckpointMargin: c.CheckpointMargin.String(),
 		EnvFilesVisibility:  c.FilesVisibility.String(),
 		EnvLogLevel:         c.LogLevel.String(),
+		EnvAPIRate:          strconv.FormatFloat(c.APIRate, 'g', -1, 64),
+		EnvOrdersRetention:  c.OrdersRetention.String(),
 	}
 }
 
@@ -113,19 +149,24 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	intVar(EnvMaxFileBytes, &c.MaxFileBytes)
 	intVar(EnvSendConcurrency, &conc)
 	c.MaxLineBytes, c.SendConcurrency = int(maxLine), int(conc)
-	if v := getenv(EnvCheckpointMargin); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a duration like 60s", EnvCheckpointMargin, v))
+	durVar := func(name, example string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: not a duration like %s", name, v, example))
+			}
+			*dst = d
 		}
-		c.CheckpointMargin = d
 	}
-	if v := getenv(EnvFilesVisibility); v != "" {
-		d, err := time.ParseDuration(v)
+	durVar(EnvCheckpointMargin, "60s", &c.CheckpointMargin)
+	durVar(EnvOrdersRetention, "336h", &c.OrdersRetention)
+	durVar(EnvFilesVisibility, "3m", &c.FilesVisibility)
+	if v := getenv(EnvAPIRate); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a duration like 3m", EnvFilesVisibility, v))
+			errs = append(errs, fmt.Errorf("%s=%q: not a number", EnvAPIRate, v))
 		}
-		c.FilesVisibility = d
+		c.APIRate = f
 	}
 	if v := getenv(EnvLogLevel); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(strings.ToUpper(v))); err != nil {
@@ -171,6 +212,15 @@ func (c Config) Validate() error {
 	}
 	if c.CheckpointEvery <= 0 {
 		bad("CheckpointEvery %v: want > 0", c.CheckpointEvery)
+	}
+	if !(c.APIRate > 0) || math.IsInf(c.APIRate, 0) {
+		bad("%s %v: want a finite number > 0", EnvAPIRate, c.APIRate)
+	}
+	if c.OrdersRetention < time.Minute {
+		bad("%s %v: want at least 1m", EnvOrdersRetention, c.OrdersRetention)
+	}
+	if c.WaitDelay <= 0 || c.WaitDelay > DefaultWaitDelay {
+		bad("WaitDelay %v: want 0 < delay <= %v", c.WaitDelay, DefaultWaitDelay)
 	}
 	return errors.Join(errs...)
 }

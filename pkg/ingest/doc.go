@@ -56,9 +56,10 @@
 //
 // # Heartbeat: a crashed ingest resumes within FILES_VISIBILITY
 //
-// The files queue's visibility timeout is short (FILES_VISIBILITY, 3 min by default), not a
-// multiple of the function timeout: while Handle works on a batch it sets every message of the
-// batch not yet finished invisible for FILES_VISIBILITY again every third of it
+// The files queue's visibility timeout is short (FILES_VISIBILITY, 4 min by default, equal to
+// the function timeout, the least Lambda's event source accepts), not 6 x the timeout: while
+// Handle works on a batch it sets every message of the batch not yet finished invisible for
+// FILES_VISIBILITY again every third of it
 // (ChangeMessageVisibility with the record's receipt handle). An invocation that dies (killed,
 // timed out, out of memory) stops heartbeating, its message is back within FILES_VISIBILITY,
 // takes its own claim over at once (Holder) and resumes from the last checkpoint (at most
@@ -155,12 +156,35 @@
 //
 // # Failures
 //
-// A file that cannot be read at all (unknown extension, larger than MAX_FILE_BYTES) is refused
-// whole: report with "refused", no orders. A file that turns out broken half-way (bad CSV
-// header, corrupt gzip) stops there: what came before is sent, the report says "stopped".
-// Both are done: retrying cannot help. A missing object (ErrObjectMissing), a queue that keeps
-// failing (ErrSendFailed), a state of a newer schema (ErrStateSchema), S3 or SQS errors, and
-// ErrBusy when its re-send fails, fail the message, which is retried and, past maxReceiveCount, parked on the files
+// Verify, then send: no order of a file is sent before a verifying pass (verify.go) has read the
+// whole object once (GetObject with checksum mode: S3's checksum is validated where the object
+// has one), decompressed a gzip file to its end (every member's CRC-32 and length checked),
+// checked a CSV header (the id column present exactly once, names exact) and counted the lines.
+// The state records the ETag verified and the count, so continuations do not verify again; the
+// pass hands over at the checkpoint time like the sending pass. Memory stays flat: it counts, it
+// keeps nothing.
+//
+// A file that cannot be read whole (unknown extension, larger than MAX_FILE_BYTES, not gzip, a
+// corrupt or truncated gzip stream, an unusable CSV header, a body that does not match its S3
+// checksum twice) is refused at once: report with "refused", no orders, the lines counted so
+// far in "unread". A file whose reading stops after verification (it should not happen: the
+// bytes are pinned) reports "stopped" and the lines not read in "unread". Both are done:
+// retrying cannot help. Either is logged at WARN ("file refused", "file stopped") and counted in
+// the EMF metrics FilesRefused, FilesStopped and LinesUnread (namespace orderpipe, no
+// dimensions), which infra alarms on. A report's lines = enqueued + rejected + unread.
+//
+// Backpressure (room.go): before sending, ingest reads the orders queue's backlog and enqueues
+// no more than Config.Room (what the API drains at API_RATE within ORDERS_RETENTION less a
+// quarter) minus that backlog. A file that does not fit sends what fits, then waits in S3: a
+// checkpoint, a waiting report (waiting, waitingSince), a WARN "file waiting" and a
+// continuation delayed by Config.WaitDelay, which looks again.
+//
+// Both passes look at the clock inside long runs of blank lines (order.Options.YieldBytes,
+// Reader.Count's budget), so a checkpoint is taken in time whatever the file holds.
+//
+// A missing object (ErrObjectMissing), a queue that keeps failing (ErrSendFailed), a state of a
+// newer schema (ErrStateSchema), S3 or SQS errors, and ErrBusy when its re-send fails, fail the
+// message, which is retried and, past maxReceiveCount, parked on the files
 // DLQ. Handle never returns an error: each failed message is logged once (key "error") and
 // listed in BatchItemFailures.
 //
@@ -177,6 +201,9 @@
 //   - keys.go: the key layout (state, sidecars, rejects, report; long keys shortened);
 //   - state.go: State and its schema version, the claim (conditional create, compare-and-swap,
 //     read-back of a write of unknown outcome);
+//   - verify.go: the verifying pass and the refusal of a file that fails it; room.go: the
+//     orders queue's room and waiting for it; emf.go: the metrics of refused, stopped and
+//     waiting files;
 //   - objects.go: S3 helpers and error predicates; sender.go, rejects.go, idset.go,
 //     prefetch.go: the batch sender, the rejects log, the id set, the GET started with the claim.
 package ingest

@@ -18,8 +18,8 @@ import (
 const MaxListedDuplicates = 1000
 
 // Log messages of a file ingest did not read to the end, at warn level once its report is
-// written: refused whole (unknown extension, larger than MAX_FILE_BYTES) or stopped half-way
-// (bad CSV header, corrupt gzip). The stack counts them with log metric filters and alarms.
+// written: refused whole (it failed verification, or its name or size) or stopped after
+// verification. The stack counts them with log metric filters and alarms.
 const (
 	LogFileRefused = "file refused"
 	LogFileStopped = "file stopped"
@@ -27,20 +27,25 @@ const (
 
 // Report is the content of `reports/{key}.json`.
 type Report struct {
-	Bucket                string    `json:"bucket"`
-	Key                   string    `json:"key"`
-	Version               string    `json:"version"`
-	Lines                 int64     `json:"lines"` // lines read, blank ones aside: enqueued + rejected
-	Enqueued              int64     `json:"enqueued"`
-	Rejected              int64     `json:"rejected"`
-	DuplicateIDs          []string  `json:"duplicateIds"`
-	DuplicateIDsTruncated bool      `json:"duplicateIdsTruncated,omitempty"`
-	DuplicateCheck        string    `json:"duplicateCheck"` // "complete", or "partial" past MaxTrackedIDs
-	Continuations         int       `json:"continuations"`
-	Refused               string    `json:"refused,omitempty"` // why no line was read
-	Stopped               string    `json:"stopped,omitempty"` // why reading stopped before the end
-	StartedAt             time.Time `json:"startedAt"`
-	FinishedAt            time.Time `json:"finishedAt"`
+	Bucket                string   `json:"bucket"`
+	Key                   string   `json:"key"`
+	Version               string   `json:"version"`
+	Lines                 int64    `json:"lines"` // lines of the file, blank ones aside: enqueued + rejected + unread
+	Enqueued              int64    `json:"enqueued"`
+	Rejected              int64    `json:"rejected"`
+	Unread                int64    `json:"unread"` // lines never read as orders: the file was refused or stopped
+	DuplicateIDs          []string `json:"duplicateIds"`
+	DuplicateIDsTruncated bool     `json:"duplicateIdsTruncated,omitempty"`
+	DuplicateCheck        string   `json:"duplicateCheck"` // "complete", or "partial" past MaxTrackedIDs
+	Continuations         int      `json:"continuations"`
+	Refused               string   `json:"refused,omitempty"` // why no line was read
+	Stopped               string   `json:"stopped,omitempty"` // why reading stopped before the end
+	// Waiting, in a report written before the end, says why the file waits in S3 (the orders
+	// queue is full) and WaitingSince since when; a finished report has neither.
+	Waiting      string    `json:"waiting,omitempty"`
+	WaitingSince time.Time `json:"waitingSince,omitzero"`
+	StartedAt    time.Time `json:"startedAt"`
+	FinishedAt   time.Time `json:"finishedAt"`
 }
 
 // finish writes the rejects object, the report and the done state, in that order, then
@@ -62,10 +67,13 @@ func (r *fileRun) finish(ctx context.Context, refused, stopped string) (Outcome,
 	if err != nil {
 		return 0, err
 	}
+	if stopped != "" && st.FileLines > st.Lines {
+		st.Unread = st.FileLines - st.Lines // counted by the verifying pass, never read as orders
+	}
 	now := r.svc.now()
 	rep := Report{
 		Bucket: obj.Bucket, Key: obj.Key, Version: obj.Version,
-		Lines: st.Lines, Enqueued: st.Enqueued, Rejected: st.Rejected,
+		Lines: st.Lines + st.Unread, Enqueued: st.Enqueued, Rejected: st.Rejected, Unread: st.Unread,
 		DuplicateIDs: st.DuplicateIDs, DuplicateIDsTruncated: st.DuplicateIDsTruncated,
 		DuplicateCheck: "complete", Continuations: st.Continuations,
 		Refused: refused, Stopped: stopped, StartedAt: st.StartedAt, FinishedAt: now,
@@ -80,23 +88,67 @@ func (r *fileRun) finish(ctx context.Context, refused, stopped string) (Outcome,
 	if err != nil {
 		return 0, fmt.Errorf("encode report: %w", err)
 	}
-	// The version's own report first: the current key's report is then never the only copy.
-	for _, key := range []string{obj.versionReportKey(), obj.reportKey()} {
-		if err := putFile(ctx, r.svc.objects, obj.Bucket, key, bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
-			return 0, fmt.Errorf("write report %s: %w", key, err)
-		}
+	if err := r.putReports(ctx, b); err != nil {
+		return 0, err
 	}
 	st.Status, st.Refused, st.FinishedAt, st.LeaseUntil = StatusDone, refused+stopped, now, time.Time{}
 	if err := r.writeState(ctx, st); err != nil {
 		return 0, err
 	}
 	r.deleteSidecars(ctx, st)
-	for _, w := range []struct{ msg, why string }{{LogFileRefused, refused}, {LogFileStopped, stopped}} {
-		if w.why != "" {
-			r.svc.log.WarnContext(ctx, w.msg, "bucket", obj.Bucket, "key", obj.Key, "version", obj.Version, "reason", w.why, "report", obj.reportKey())
+	r.announce(ctx, rep)
+	return Done, nil
+}
+
+// announce makes a file that was refused or stopped loud: a WARN log and its metrics.
+func (r *fileRun) announce(ctx context.Context, rep Report) {
+	if rep.Refused == "" && rep.Stopped == "" {
+		return
+	}
+	msg, m := LogFileRefused, fileMetrics{refused: 1, unread: rep.Unread}
+	if rep.Refused == "" {
+		msg, m = LogFileStopped, fileMetrics{stopped: 1, unread: rep.Unread}
+	}
+	r.svc.log.WarnContext(ctx, msg, "bucket", rep.Bucket, "key", rep.Key, "version", rep.Version,
+		"reason", rep.Refused+rep.Stopped, "lines", rep.Lines, "enqueued", rep.Enqueued, "unread", rep.Unread,
+		"report", r.claim.obj.reportKey())
+	r.svc.emit(ctx, m)
+}
+
+// putReports writes the report b as the version's own and then as the key's: the version's first,
+// so the key's report is never the only copy.
+func (r *fileRun) putReports(ctx context.Context, b []byte) error {
+	obj := r.claim.obj
+	for _, key := range []string{obj.versionReportKey(), obj.reportKey()} {
+		if err := putFile(ctx, r.svc.objects, obj.Bucket, key, bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
+			return fmt.Errorf("write report %s: %w", key, err)
 		}
 	}
-	return Done, nil
+	return nil
+}
+
+// writeWaitingReport writes the report of a file that waits for room in the orders queue: the
+// counts so far, why it waits and since when. The finished report replaces it.
+func (r *fileRun) writeWaitingReport(ctx context.Context, why string) error {
+	st, err := r.flushProgress(ctx)
+	if err != nil {
+		return err
+	}
+	obj := r.claim.obj
+	rep := Report{
+		Bucket: obj.Bucket, Key: obj.Key, Version: obj.Version,
+		Lines: st.Lines, Enqueued: st.Enqueued, Rejected: st.Rejected, DuplicateIDs: st.DuplicateIDs,
+		DuplicateCheck: "complete", Continuations: st.Continuations, StartedAt: st.StartedAt,
+		Waiting: why, WaitingSince: st.WaitingSince,
+	}
+	if rep.DuplicateIDs == nil {
+		rep.DuplicateIDs = []string{}
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode waiting report: %w", err)
+	}
+	return r.putReports(ctx, b)
 }
 
 // adoptReport finishes a run whose earlier owner wrote the report but not the done state (it
@@ -118,11 +170,12 @@ func (r *fileRun) adoptReport(ctx context.Context) (bool, error) {
 	}
 	var rep Report
 	st := r.claim.state
-	if json.Unmarshal(buf.Bytes(), &rep) != nil || rep.Version != obj.Version || st.StartedAt.IsZero() || !rep.StartedAt.Equal(st.StartedAt) {
+	if json.Unmarshal(buf.Bytes(), &rep) != nil || rep.Version != obj.Version || st.StartedAt.IsZero() || !rep.StartedAt.Equal(st.StartedAt) ||
+		rep.Waiting != "" {
 		return false, nil
 	}
 	st.Status, st.LeaseUntil, st.FinishedAt = StatusDone, time.Time{}, rep.FinishedAt
-	st.Lines, st.Enqueued, st.Rejected, st.Continuations = rep.Lines, rep.Enqueued, rep.Rejected, rep.Continuations
+	st.Lines, st.Enqueued, st.Rejected, st.Unread, st.Continuations = rep.Lines-rep.Unread, rep.Enqueued, rep.Rejected, rep.Unread, rep.Continuations
 	st.DuplicateIDs, st.DuplicateIDsTruncated = rep.DuplicateIDs, rep.DuplicateIDsTruncated
 	st.DuplicateCheckPartial = rep.DuplicateCheck == "partial"
 	st.Refused = rep.Refused + rep.Stopped

@@ -73,7 +73,7 @@ func (s *Service) handleMessage(ctx context.Context, m events.SQSMessage, starte
 			continue
 		}
 		if stop := s.stopAt(ctx); *started && !stop.IsZero() && s.now().After(stop) {
-			if err := s.sendContinuation(ctx, rec, token); err != nil {
+			if err := s.sendContinuation(ctx, rec, token, 0); err != nil {
 				return err
 			}
 			continue
@@ -102,13 +102,14 @@ func (s *Service) requeueBusy(ctx context.Context, m events.SQSMessage) error {
 	return nil
 }
 
-// sendContinuation puts a continuation of rec on the files queue.
-func (s *Service) sendContinuation(ctx context.Context, rec s3event.Record, token string) error {
+// sendContinuation puts a continuation of rec on the files queue, delivered after delay.
+func (s *Service) sendContinuation(ctx context.Context, rec s3event.Record, token string, delay time.Duration) error {
 	body, err := s3event.Continuation{Bucket: rec.Bucket, Key: rec.Key, VersionID: rec.VersionID, ETag: rec.ETag, Token: token}.Body()
 	if err != nil {
 		return err
 	}
-	if _, err := s.queue.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &s.cfg.FilesQueueURL, MessageBody: &body}); err != nil {
+	in := &sqs.SendMessageInput{QueueUrl: &s.cfg.FilesQueueURL, MessageBody: &body, DelaySeconds: int32(min(delay, DefaultWaitDelay) / time.Second)}
+	if _, err := s.queue.SendMessage(ctx, in); err != nil {
 		return fmt.Errorf("send continuation of s3://%s/%s: %w", rec.Bucket, rec.Key, err)
 	}
 	return nil

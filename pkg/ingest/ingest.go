@@ -2,7 +2,9 @@ package ingest
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -23,6 +25,8 @@ type ObjectStore interface {
 type Queue interface {
 	BatchSender
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	// GetQueueAttributes reads the orders queue's backlog before a file enqueues (Config.Room).
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 	// ChangeMessageVisibility keeps the files queue's messages hidden while they are worked on.
 	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
 }
@@ -39,6 +43,9 @@ type Clock interface {
 type Options struct {
 	Clock  Clock        // default: the system clock
 	Logger *slog.Logger // default: slog.Default()
+	// Metrics receives the EMF lines of the ingest metrics (MetricFilesRefused, ...); default
+	// os.Stdout, which Lambda sends to CloudWatch Logs.
+	Metrics io.Writer
 	// SendAttempts is how many times a failing batch entry is sent before the file's message
 	// fails (ErrSendFailed); default 5.
 	SendAttempts int
@@ -54,16 +61,22 @@ type Service struct {
 	queue   Queue
 	clock   Clock
 	log     *slog.Logger
+	metrics io.Writer
 	retry   SenderOptions // MaxAttempts and Backoff of every Sender
+
+	skipVerify bool // benchmarks only (export_test.go): send without the verifying pass
 }
 
 // New returns a Service for cfg (validated by LoadConfig or Config.Validate) using objects and
 // queue.
 func New(cfg Config, objects ObjectStore, queue Queue, opts Options) *Service {
-	s := &Service{cfg: cfg, objects: objects, queue: queue, clock: opts.Clock, log: opts.Logger,
+	s := &Service{cfg: cfg, objects: objects, queue: queue, clock: opts.Clock, log: opts.Logger, metrics: opts.Metrics,
 		retry: SenderOptions{MaxAttempts: opts.SendAttempts, Backoff: opts.SendBackoff}}
 	if s.clock == nil {
 		s.clock = clock.System{}
+	}
+	if s.metrics == nil {
+		s.metrics = os.Stdout
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -2,12 +2,14 @@ package ingest_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,21 +163,60 @@ func TestIngestClaims(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// gzipped returns body gzip-compressed at level (gzip.NoCompression stores the bytes as they are).
+func gzipped(t testing.TB, body string, level int) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&b, level)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write([]byte(body))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// manyOrders returns n JSON Lines orders.
+func manyOrders(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `{"id":"o-%d","amount":"1.00"}`+"\n", i)
+	}
+	return b.String()
+}
+
+// A file that cannot be read whole is refused at once, before any order is sent: its report
+// says why and counts the lines it holds (as far as they could be counted) as unread, and it
+// is logged at WARN with a metric.
 func TestIngestRefusesAndStops(t *testing.T) {
+	orders := manyOrders(200)
+	gz := gzipped(t, orders, gzip.DefaultCompression)
+	badCRC := gzipped(t, orders, gzip.NoCompression)
+	at := bytes.LastIndex(badCRC, []byte(`"1.00"`))
+	badCRC[at+1] = '9' // the stored order now says 9.00: the member's CRC-32 no longer matches
 	tests := []struct {
 		name        string
 		key         string
-		body        string
+		body        []byte
+		crc32       string // a CRC-32 for S3 to hold for the object
 		maxFile     int64
 		wantRefused string
-		wantStopped string
-		wantSent    int
+		wantUnread  int64
 	}{
-		{"too large", "uploads/big.jsonl", threeOrders, 10, "object is 33 bytes, above MAX_FILE_BYTES 10", "", 0},
-		{"unknown extension", "uploads/orders.txt", threeOrders, 0, "unsupported file name", "", 0},
-		{"csv without id column", "uploads/noid.csv", "name,amount\nx,1\n", 0, "", "bad csv header", 0},
-		{"corrupt gzip", "uploads/bad.jsonl.gz", "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffgarbage", 0, "", "after line 0", 0},
-		{"not gzip at all", "uploads/plain.jsonl.gz", threeOrders, 0, "", "gzip", 0},
+		{"too large", "uploads/big.jsonl", []byte(threeOrders), "", 10, "object is 33 bytes, above MAX_FILE_BYTES 10", 0},
+		{"unknown extension", "uploads/orders.txt", []byte(threeOrders), "", 0, "unsupported file name", 0},
+		{"csv without id column", "uploads/noid.csv", []byte("name,amount\nx,1\n"), "", 0, `bad csv header: no "id" column`, 1},
+		{"csv header ID", "uploads/upper.csv", []byte("ID,amount\nA1,1\n\nA2,2\n"), "", 0, `no "id" column`, 2},
+		{"csv header space id", "uploads/space.csv", []byte(" id,amount\nA1,1\nA2,2\nA3,3\n"), "", 0, `no "id" column`, 3},
+		{"csv two id columns", "uploads/twice.csv", []byte("id,amount,id\nA1,1,A1\n"), "", 0, `duplicate column "id"`, 1},
+		{"corrupt gzip", "uploads/bad.jsonl.gz", []byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffgarbage"), "", 0, "corrupt gzip stream after 0 lines", 0},
+		{"not gzip at all", "uploads/plain.jsonl.gz", []byte(threeOrders), "", 0, "gzip: invalid header", 0},
+		{"truncated gzip", "uploads/cut.jsonl.gz", gz[:len(gz)*6/10], "", 0, "gzip stream truncated after", -1},
+		{"bad gzip crc", "uploads/crc.jsonl.gz", badCRC, "", 0, "gzip: invalid checksum", 200},
+		{"garbage after a gzip member", "uploads/tail.jsonl.gz", append(slices.Clone(gz), "junk that is no gzip member"...), "", 0, "gzip: invalid header", 200},
+		{"s3 checksum mismatch", "uploads/s3crc.jsonl", []byte(threeOrders), "AAAAAA==", 0, "does not match its S3 checksum", 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,9 +225,15 @@ func TestIngestRefusesAndStops(t *testing.T) {
 			if tt.maxFile > 0 {
 				e.cfg.MaxFileBytes = tt.maxFile
 			}
-			var logs syncbuf.Buffer
-			e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-			e.put(t, tt.key, []byte(tt.body))
+			var logs, metrics syncbuf.Buffer
+			e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Metrics: &metrics})
+			in := &s3.PutObjectInput{Bucket: &e.bucket, Key: &tt.key, Body: bytes.NewReader(tt.body)}
+			if tt.crc32 != "" {
+				in.ChecksumAlgorithm, in.ChecksumCRC32 = s3types.ChecksumAlgorithmCrc32, &tt.crc32
+			}
+			if _, err := e.s3.PutObject(context.Background(), in); err != nil {
+				t.Fatal(err)
+			}
 			got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: tt.key}, "")
 			if err != nil || got != ingest.Done {
 				t.Fatalf("Ingest = %v, %v; want done", got, err)
@@ -195,20 +242,27 @@ func TestIngestRefusesAndStops(t *testing.T) {
 			if !e.get(t, "reports/"+tt.key+".json", &rep) {
 				t.Fatalf("no report")
 			}
-			if !strings.Contains(rep.Refused, tt.wantRefused) || (tt.wantRefused == "") != (rep.Refused == "") {
-				t.Errorf("report refused %q, want %q", rep.Refused, tt.wantRefused)
+			if !strings.Contains(rep.Refused, tt.wantRefused) || rep.Refused == "" || rep.Stopped != "" {
+				t.Errorf("report refused %q stopped %q, want refused %q", rep.Refused, rep.Stopped, tt.wantRefused)
 			}
-			if !strings.Contains(rep.Stopped, tt.wantStopped) || (tt.wantStopped == "") != (rep.Stopped == "") {
-				t.Errorf("report stopped %q, want %q", rep.Stopped, tt.wantStopped)
+			if n := len(receiveAll(t, e.sqs, e.ordersURL)); n != 0 || rep.Enqueued != 0 || rep.Rejected != 0 {
+				t.Errorf("%d orders sent, report enqueued %d rejected %d; want none", n, rep.Enqueued, rep.Rejected)
 			}
-			if n := len(receiveAll(t, e.sqs, e.ordersURL)); n != tt.wantSent || rep.Enqueued != int64(tt.wantSent) {
-				t.Errorf("%d orders sent, report enqueued %d; want %d", n, rep.Enqueued, tt.wantSent)
+			if tt.wantUnread >= 0 && rep.Unread != tt.wantUnread {
+				t.Errorf("report unread %d, want %d", rep.Unread, tt.wantUnread)
+			}
+			if tt.wantUnread < 0 && (rep.Unread <= 0 || rep.Unread >= 200) {
+				t.Errorf("report unread %d, want the lines before the cut", rep.Unread)
+			}
+			if rep.Lines != rep.Enqueued+rep.Rejected+rep.Unread {
+				t.Errorf("report lines %d != enqueued %d + rejected %d + unread %d", rep.Lines, rep.Enqueued, rep.Rejected, rep.Unread)
+			}
+			wantMetric := fmt.Sprintf(`"FilesRefused":1,"FilesStopped":0,"FilesWaiting":0,"LinesUnread":%d`, rep.Unread)
+			if !strings.Contains(metrics.String(), wantMetric) {
+				t.Errorf("metrics %q, want %s", metrics.String(), wantMetric)
 			}
 			// The stack's log metric filters count these lines (infra, Monitoring).
 			want := fmt.Sprintf("level=WARN msg=%q", ingest.LogFileRefused)
-			if tt.wantStopped != "" {
-				want = fmt.Sprintf("level=WARN msg=%q", ingest.LogFileStopped)
-			}
 			if got := logs.String(); !strings.Contains(got, want) || !strings.Contains(got, "key="+tt.key) {
 				t.Errorf("logs %q: want a line with %s and key=%s", got, want, tt.key)
 			}

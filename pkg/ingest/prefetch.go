@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // prefetch is a GET of a whole object version started before its claim is settled, so that the
@@ -20,17 +21,18 @@ type prefetch struct {
 	taken  bool
 }
 
-// startPrefetch starts the GET of obj from its first byte, as fileRun.open would make it for a
-// fresh claim (offset 0: pinned to the version id, or to the event's ETag, no range).
+// startPrefetch starts the GET of obj from its first byte, as fileRun.openWhole makes it for a
+// fresh claim (pinned to the version id, or to the event's ETag; S3's checksum validated).
 func startPrefetch(ctx context.Context, objects ObjectStore, obj object) *prefetch {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &prefetch{
-		in:     &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key), VersionId: obj.versionID(), IfMatch: obj.firstReadIfMatch()},
+		in: &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key), VersionId: obj.versionID(), IfMatch: obj.firstReadIfMatch(),
+			ChecksumMode: s3types.ChecksumModeEnabled},
 		cancel: cancel, done: make(chan struct{}),
 	}
 	go func() {
 		defer close(p.done)
-		p.out, p.err = objects.GetObject(ctx, p.in)
+		p.out, p.err = objects.GetObject(ctx, p.in, quietChecksum)
 	}()
 	return p
 }

@@ -2,8 +2,6 @@ package ingest
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -116,6 +114,8 @@ type fileRun struct {
 	saved    State     // the state as last saved
 	prefetch *prefetch // GET of the whole object started with the claim, or nil
 
+	retriedChecksum bool // the verifying pass read the object again after a checksum mismatch
+
 	send          *Sender
 	rejects       rejectLog
 	ids           idSet
@@ -124,6 +124,8 @@ type fileRun struct {
 	lines         int64    // lines read since the last save
 	sent          int64    // send.Sent() at the last save
 	line          int64    // number of the last line read
+	budget        int64    // orders this invocation may enqueue before the orders queue is full; 0: no limit
+	added         int64    // orders this invocation enqueued (or is enqueueing)
 }
 
 // openAndSend refuses a file that cannot be read (size, name), opens it at the checkpoint and
@@ -138,9 +140,20 @@ func (r *fileRun) openAndSend(ctx context.Context, eventSize int64) (Outcome, er
 	if err != nil {
 		return r.finish(ctx, "unsupported file name: want .jsonl, .ndjson or .csv, optionally .gz", "")
 	}
+	if !st.verified() && !r.svc.skipVerify {
+		out, ok, err := r.verify(ctx, gz)
+		if !ok {
+			return out, err
+		}
+	}
 	if st.Offset > 0 && !gz && st.Offset >= st.Size {
 		return r.finish(ctx, "", "")
 	}
+	budget, out, ok, err := r.makeRoom(ctx)
+	if !ok {
+		return out, err
+	}
+	r.budget = budget
 	body, err := r.open(ctx, gz)
 	if err != nil {
 		return 0, err
@@ -151,6 +164,7 @@ func (r *fileRun) openAndSend(ctx context.Context, eventSize int64) (Outcome, er
 	}
 	rd, err := order.Open(body, r.claim.obj.Key, order.Options{
 		IDField: r.svc.cfg.IDField, MaxLineBytes: r.svc.cfg.MaxLineBytes, Header: st.Header, StartLine: st.Line,
+		YieldBytes: yieldBytes,
 	})
 	if err != nil {
 		return r.finish(ctx, "", err.Error()) // not a gzip stream: retrying cannot help
@@ -173,29 +187,22 @@ func (r *fileRun) open(ctx context.Context, gz bool) (io.ReadCloser, error) {
 	st := &r.claim.state
 	obj := r.claim.obj
 	in := &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key), VersionId: obj.versionID(), IfMatch: obj.firstReadIfMatch()}
-	if st.Offset > 0 {
-		if obj.Version == order.NullVersion && st.ETag != "" {
-			in.IfMatch = aws.String(st.ETag)
-		}
-		if !gz {
-			in.Range = aws.String(fmt.Sprintf("bytes=%d-", st.Offset))
-		}
+	if obj.Version == order.NullVersion && st.ETag != "" {
+		in.IfMatch = aws.String(st.ETag) // the bytes verified
+	}
+	if st.Offset > 0 && !gz {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", st.Offset))
 	}
 	var out *s3.GetObjectOutput
 	var err error
 	if st.Offset == 0 && r.prefetch.pending() {
-		out, err = r.prefetch.take() // the same request, started with the claim
+		out, err = r.prefetch.take() // not taken by a verifying pass: the same request
 	} else {
 		r.prefetch.discard()
 		out, err = r.svc.objects.GetObject(ctx, in)
 	}
-	switch {
-	case isNotFound(err):
-		return nil, fmt.Errorf("get object: %w: %w", ErrObjectMissing, err)
-	case isPreconditionFailed(err):
-		return nil, fmt.Errorf("get object: changed since its event or the checkpoint (use a versioned bucket): %w", err)
-	case err != nil:
-		return nil, fmt.Errorf("get object: %w", err)
+	if err := getError(err); err != nil {
+		return nil, err
 	}
 	if st.Offset == 0 {
 		st.Size = aws.ToInt64(out.ContentLength)
@@ -221,6 +228,9 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 		switch {
 		case err == io.EOF:
 			return r.finish(ctx, "", "")
+		case err == order.ErrYield:
+			// Only blank lines so far: nothing to count, but the clock is looked at.
+			r.line = rd.Line()
 		case errors.As(err, &le):
 			r.line = le.Line
 			if err := r.rejects.add(le.Line, le.Reason, le.Raw); err != nil {
@@ -255,10 +265,15 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 			if err := r.send.Add(e); err != nil {
 				return 0, err
 			}
+			r.added++
 		}
-		r.lines++
+		if err != order.ErrYield {
+			r.lines++
+		}
 		now := r.svc.now()
 		switch {
+		case r.budget > 0 && r.added >= r.budget:
+			return r.wait(ctx, base+rd.Offset(), rd.Header(), fmt.Sprintf("%d orders of this file enqueued, the orders queue is full", r.added))
 		case !stopAt.IsZero() && now.After(stopAt):
 			return r.handoff(ctx, base+rd.Offset(), rd.Header())
 		case now.After(saveAt):
@@ -268,13 +283,6 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 			saveAt = now.Add(r.svc.cfg.CheckpointEvery)
 		}
 	}
-}
-
-// isFileFault reports whether a fatal reader error is the file's fault: retrying cannot help.
-func isFileFault(err error) bool {
-	var corrupt flate.CorruptInputError
-	return errors.Is(err, order.ErrBadHeader) || errors.Is(err, gzip.ErrChecksum) ||
-		errors.Is(err, gzip.ErrHeader) || errors.As(err, &corrupt)
 }
 
 // rejectRefused records an order the queue refused for a reason of its own as a rejected line.

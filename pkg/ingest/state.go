@@ -25,8 +25,11 @@ const (
 
 // StateSchemaVersion is the schema version of the state objects this package writes. A state
 // object without one (written before the field existed, same layout) is read as version 1; a
-// newer one is refused with ErrStateSchema, never overwritten.
-const StateSchemaVersion = 1
+// newer one is refused with ErrStateSchema, never overwritten. Version 2 adds the verifying
+// pass (VerifiedETag, FileLines, Verify*), Unread and WaitingSince: an ingest that knows only
+// version 1 would send a file's orders without verifying it, so it must not read them. A
+// version 1 state reads as a file not yet verified.
+const StateSchemaVersion = 2
 
 // ErrStateSchema is wrapped by the error for a state object of a schema version newer than
 // StateSchemaVersion (written by a newer ingest): the message fails, the state is left as it is.
@@ -67,6 +70,19 @@ type State struct {
 	IDsSlot               int      `json:"idsSlot,omitempty"`     // which id set sidecar: 0 .ids, 1 .ids-1
 	RejectParts           int      `json:"rejectParts,omitempty"` // .rejects-N.jsonl sidecars
 	Continuations         int      `json:"continuations"`
+
+	// The verifying pass: VerifiedETag is the ETag of the object read whole and found usable
+	// (orders are sent only then), FileLines the lines it counted (blank lines and a CSV header
+	// aside). While it runs across invocations, the Verify* fields are its progress.
+	VerifiedETag    string   `json:"verifiedETag,omitempty"`
+	FileLines       int64    `json:"fileLines,omitempty"`
+	VerifyOffset    int64    `json:"verifyOffset,omitempty"`    // decompressed bytes counted
+	VerifyLines     int64    `json:"verifyLines,omitempty"`     // lines counted before VerifyOffset
+	VerifyHeader    []string `json:"verifyHeader,omitempty"`    // CSV header read by the count
+	VerifyBadHeader string   `json:"verifyBadHeader,omitempty"` // why the CSV header is unusable
+
+	Unread       int64     `json:"unread,omitempty"`      // lines not read: the file was refused or stopped
+	WaitingSince time.Time `json:"waitingSince,omitzero"` // the orders queue had no room for the file since then
 
 	Refused    string    `json:"refused,omitempty"`
 	StartedAt  time.Time `json:"startedAt"`

@@ -91,7 +91,7 @@ func TestDispatchBootstrap(t *testing.T) {
 	for p := range puts {
 		got = append(got, p)
 	}
-	want := []put{{http.MethodPut, "/orders/ORD-1", "ORD-1", "application/json", body}}
+	want := []put{{http.MethodPut, "/orders/ORD-1", order.IdempotencyKey("ORD-1", []byte(body)), "application/json", body}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("requests to the order API (-want +got):\n%s", diff)
 	}

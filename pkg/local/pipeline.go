@@ -140,7 +140,7 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		p.IngestS3, p.IngestSQS, p.DispatchSQS = s3.NewFromConfig(ic, S3Options), sqs.NewFromConfig(ic), sqs.NewFromConfig(dc)
 		dispatchAWS = dc
 	}
-	p.IngestConfig = res.IngestConfig()
+	p.IngestConfig = res.IngestConfig().WithSettings(o.Settings)
 	p.IngestConfig.FilesVisibility = o.Settings.FilesVisibility
 	if o.Ingest != nil {
 		o.Ingest(&p.IngestConfig)

@@ -166,3 +166,16 @@ func BenchmarkNaiveJSONLines(b *testing.B)      { benchNaiveJSON(b, false) }
 func BenchmarkNaiveJSONLinesGzip(b *testing.B)  { benchNaiveJSON(b, true) }
 func BenchmarkNaiveCSV(b *testing.B)            { benchNaiveCSV(b, false) }
 func BenchmarkNaiveCSVGzip(b *testing.B)        { benchNaiveCSV(b, true) }
+
+// benchCount is the verifying pass's cost per line: Count, one line a call.
+func benchCount(b *testing.B, f Format, gz bool) {
+	src, lineBytes := source(b, f, gz)
+	r := NewReader(src, f, Options{Header: benchCSVHeader})
+	measure(b, lineBytes, func() error {
+		_, err := r.Count(1)
+		return err
+	})
+}
+
+func BenchmarkCountJSONLines(b *testing.B)     { benchCount(b, JSONLines, false) }
+func BenchmarkCountJSONLinesGzip(b *testing.B) { benchCount(b, JSONLines, true) }

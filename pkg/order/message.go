@@ -1,6 +1,11 @@
 package order
 
-import "slices"
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
 
 // Message attribute names of the order message on the orders queue (docs/CONTRACTS.md).
 const (
@@ -59,3 +64,20 @@ var Classes = []string{ClassPermanent, ClassExhausted, ClassUndecodable, ClassUn
 
 // NullVersion stands for the version of an object in an unversioned bucket.
 const NullVersion = "null"
+
+// BodyID returns the order id in body, a JSON object, under the top-level key field, with the
+// rules of a JSON Lines line (order.Reader.Next): or the reason there is none.
+func BodyID(body []byte, field string) (id, reason string) {
+	if !utf8.Valid(body) {
+		return "", ReasonInvalidUTF8
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "", ReasonInvalidJSON
+	}
+	r := &Reader{id: field}
+	if r.id == "" {
+		r.id = DefaultIDField
+	}
+	o, reason := r.parseJSON(body)
+	return strings.Clone(o.ID), reason
+}

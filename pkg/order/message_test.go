@@ -34,3 +34,22 @@ func TestStripParking(t *testing.T) {
 		})
 	}
 }
+
+func TestBodyID(t *testing.T) {
+	for _, tc := range []struct {
+		body, field, wantID, wantReason string
+	}{
+		{`{"id":"A-1","x":{"id":"inner"}}`, "", "A-1", ""},
+		{`{"orderId":"B-2","id":"other"}`, "orderId", "B-2", ""},
+		{`{"x":1}`, "", "", order.ReasonMissingID},
+		{`{"id":1}`, "", "", order.ReasonIDNotString},
+		{`{"id":"A","id":"B"}`, "", "", order.ReasonDuplicateID},
+		{" \n", "", "", order.ReasonInvalidJSON},
+		{"{\"id\":\"\xff\"}", "", "", order.ReasonInvalidUTF8},
+	} {
+		id, reason := order.BodyID([]byte(tc.body), tc.field)
+		if id != tc.wantID || reason != tc.wantReason {
+			t.Errorf("BodyID(%q, %q) = %q, %q; want %q, %q", tc.body, tc.field, id, reason, tc.wantID, tc.wantReason)
+		}
+	}
+}

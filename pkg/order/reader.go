@@ -41,12 +41,20 @@ const DefaultMaxLineBytes = 256 << 10
 // DefaultIDField is the name of the order id field unless Options.IDField says otherwise.
 const DefaultIDField = "id"
 
+// bom is the UTF-8 byte order mark.
+const bom = "\xef\xbb\xbf"
+
 // maxRaw is the most bytes of a rejected line kept in LineError.Raw.
 const maxRaw = 1 << 10
 
 // ErrUnknownFormat is returned (wrapped) by FormatOf and Open for a key whose extension is not
 // one of .jsonl, .ndjson or .csv, optionally followed by .gz.
 var ErrUnknownFormat = errors.New("unknown orders file format")
+
+// ErrYield is returned by Next when it consumed Options.YieldBytes of blank lines without
+// finding a line to return. It is not an error of the file: Offset and Line count the blank
+// lines consumed, and the next call to Next goes on from there.
+var ErrYield = errors.New("no order yet")
 
 // ErrBadHeader is returned (wrapped) by Next when a CSV file's header cannot be used: a
 // duplicate column name, no id column, bad quoting, invalid UTF-8 or a header line too long.
@@ -89,6 +97,10 @@ type Options struct {
 	// or the Line of the last order or LineError returned before a checkpoint. A UTF-8 byte
 	// order mark is accepted only when StartLine is 0.
 	StartLine int64
+	// YieldBytes bounds the bytes Next consumes without a result: once a call has consumed this
+	// many in blank lines, it returns ErrYield so that the caller can look at its clock (and
+	// checkpoint at Offset) inside a long run of blank lines. 0 or less means never.
+	YieldBytes int64
 }
 
 // Order is one valid order read from a file.
@@ -167,7 +179,9 @@ type Reader struct {
 	line   int64
 	offset int64
 	bom    bool  // a byte order mark may still come
+	yield  int64 // Options.YieldBytes
 	err    error // sticky: io.EOF or a fatal error
+	badHdr error // Count: the unusable CSV header, reported at the end of the count
 
 	header  []string
 	keys    [][]byte   // CSV: `"name":` for each column, JSON-escaped
@@ -191,6 +205,7 @@ func NewReader(r io.Reader, f Format, opts Options) *Reader {
 		max:    opts.MaxLineBytes,
 		line:   opts.StartLine,
 		bom:    opts.StartLine == 0,
+		yield:  opts.YieldBytes,
 		idCol:  -1,
 	}
 	if rd.id == "" {
@@ -200,13 +215,15 @@ func NewReader(r io.Reader, f Format, opts Options) *Reader {
 		rd.max = DefaultMaxLineBytes
 	}
 	rd.long = fmt.Sprintf(reasonLongLinePattern, rd.max)
-	// Room for the longest line plus "\r\n", so that every acceptable line is one ReadSlice.
-	rd.br = bufio.NewReaderSize(r, rd.max+2)
+	// Room for the longest line plus a byte order mark and "\r\n", so that every acceptable
+	// line is one ReadSlice.
+	rd.br = bufio.NewReaderSize(r, rd.max+len(bom)+2)
 	switch f {
 	case JSONLines:
 	case CSV:
 		if opts.Header != nil {
 			rd.err = rd.setHeader(slices.Clone(opts.Header))
+			rd.badHdr = rd.err // Count counts the lines all the same
 		}
 	default:
 		rd.err = fmt.Errorf("new order reader: %w: %v", ErrUnknownFormat, f)
@@ -241,7 +258,7 @@ func Open(r io.Reader, key string, opts Options) (*Reader, error) {
 // has no byte ranges). Call it before the first Next; Offset does not count the bytes skipped.
 // An input shorter than n gives an error, which Next then keeps returning.
 func (r *Reader) Skip(n int64) error {
-	if r.err != nil {
+	if r.err != nil && r.err != r.badHdr {
 		return r.err
 	}
 	if n <= 0 {
@@ -254,6 +271,10 @@ func (r *Reader) Skip(n int64) error {
 	}
 	return nil
 }
+
+// Line is the number of the last line consumed: that of the last result of Next, or of the last
+// blank line before an ErrYield. Like Options.StartLine it counts from the start of the file.
+func (r *Reader) Line() int64 { return r.line }
 
 // Offset is the number of bytes of the (decompressed) input this Reader consumed through the
 // end of the last line Next returned, valid or rejected, including its line end (and the blank
@@ -278,6 +299,7 @@ func (r *Reader) Next() (Order, error) {
 			return Order{}, err
 		}
 	}
+	start := r.offset
 	for {
 		line, long, err := r.readLine()
 		if err != nil {
@@ -288,6 +310,9 @@ func (r *Reader) Next() (Order, error) {
 			return Order{}, r.reject(line, r.long)
 		}
 		if blank(line) {
+			if r.yield > 0 && r.offset-start >= r.yield {
+				return Order{}, ErrYield
+			}
 			continue
 		}
 		if !utf8.Valid(line) {
@@ -339,6 +364,10 @@ func (r *Reader) readLine() (line []byte, long bool, err error) {
 	}
 	r.line++
 	r.offset += n
+	if r.bom {
+		r.bom = false
+		b = bytes.TrimPrefix(b, []byte(bom)) // not part of the line: not counted in its length
+	}
 	if !long {
 		if len(b) > 0 && b[len(b)-1] == '\n' {
 			b = b[:len(b)-1]
@@ -347,10 +376,6 @@ func (r *Reader) readLine() (line []byte, long bool, err error) {
 			b = b[:len(b)-1]
 		}
 		long = len(b) > r.max
-	}
-	if r.bom {
-		r.bom = false
-		b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
 	}
 	return b, long, nil
 }
@@ -397,4 +422,48 @@ func ValidID(id string) bool {
 		}
 	}
 	return true
+}
+
+// Count reads on without parsing lines and returns how many lines that are not blank it read
+// (a CSV header aside): the verifying pass over a file, which checks that the whole input can be
+// read (for gzip: every member decompresses to its end with a matching CRC-32 and length) and
+// that a CSV header is usable, and counts the lines Next would return. It stops after consuming
+// budget bytes (0 or less: no bound) and returns nil, or at the end of the input with io.EOF.
+// A CSV file whose header is unusable is counted to the end all the same (its lines are all
+// unread) and the count ends with the ErrBadHeader error instead of io.EOF. Other errors are
+// fatal, as for Next. Count and Next are not meant to be mixed on one Reader.
+//
+// To resume a count, open the input as for Next (Options.Header: the Header read by the count
+// so far, or an empty non-nil slice when it was unusable) and Skip to where the count stopped.
+func (r *Reader) Count(budget int64) (int64, error) {
+	if r.err != nil && r.err != r.badHdr {
+		return 0, r.err
+	}
+	r.err = nil
+	if r.format == CSV && r.header == nil && r.badHdr == nil {
+		err := r.readHeader()
+		switch {
+		case errors.Is(err, ErrBadHeader):
+			r.badHdr = err
+		case err != nil:
+			r.err = err
+			return 0, err
+		}
+	}
+	var n int64
+	start := r.offset
+	for budget <= 0 || r.offset-start < budget {
+		line, long, err := r.readLine()
+		if err == io.EOF && r.badHdr != nil {
+			err = r.badHdr
+		}
+		if err != nil {
+			r.err = err
+			return n, err
+		}
+		if long || !blank(line) {
+			n++
+		}
+	}
+	return n, nil
 }

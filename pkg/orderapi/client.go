@@ -16,6 +16,8 @@ import (
 	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -196,7 +198,7 @@ func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error
 	// second retry layer (and a duplicate PUT if the API had read the first).
 	req.GetBody = nil
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", id)
+	req.Header.Set("Idempotency-Key", order.IdempotencyKey(id, body))
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}

@@ -2,6 +2,8 @@ package orderapi_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -76,7 +78,7 @@ func TestPutSendsTheContract(t *testing.T) {
 	if err != nil || res.Class != orderapi.Delivered || res.Status != http.StatusCreated || !res.Sent {
 		t.Fatalf("Put = %+v, %v; want delivered 201", res, err)
 	}
-	want := seen{"PUT", "/v1/orders/a%2Fb%3Fc%20d", "application/json", "a/b?c d", "", string(order(t))}
+	want := seen{"PUT", "/v1/orders/a%2Fb%3Fc%20d", "application/json", "a/b?c d~" + bodyDigest(order(t)), "", string(order(t))}
 	if diff := cmp.Diff(want, <-got); diff != "" {
 		t.Errorf("request (-want +got):\n%s", diff)
 	}
@@ -416,4 +418,11 @@ func TestBudgetCountsTheSecretFetch(t *testing.T) {
 	if got := requests.Load(); got != 0 {
 		t.Errorf("API requests = %d, want 0: no time was left after the secret's fetch", got)
 	}
+}
+
+// bodyDigest is the first 32 hex digits of the SHA-256 of body: the part of the Idempotency-Key
+// after the id (docs/CONTRACTS.md), computed here independently of the client.
+func bodyDigest(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])[:32]
 }

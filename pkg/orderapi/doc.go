@@ -1,6 +1,7 @@
 // Package orderapi is the HTTP client for the third-party order API: one call,
 // `PUT {base}/orders/{id}`, with the order's JSON as the body, `Content-Type: application/json`,
-// `Idempotency-Key: {id}` and, when configured, an `Authorization` value read from AWS Secrets
+// `Idempotency-Key: {id}~{first 32 hex digits of the SHA-256 of the body}` (order.IdempotencyKey:
+// one key per order content, so a changed order is applied and a copy absorbed) and, when configured, an `Authorization` value read from AWS Secrets
 // Manager and cached for a TTL.
 //
 // The client never retries: retries happen at one layer only, the orders queue (see

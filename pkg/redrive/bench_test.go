@@ -18,8 +18,9 @@ import (
 )
 
 // BenchmarkSelectiveMove measures the selective move against moto with no pacing: receive,
-// send, delete per message, 50 messages a run (Max, so no final empty receive is timed). In
-// production REDRIVE_RATE paces it far below this.
+// record, send, record, delete per message (the records in an S3Journal), 50 messages a run
+// (Max, so no final empty receive is timed). In production REDRIVE_RATE paces it far below
+// this.
 func BenchmarkSelectiveMove(b *testing.B) {
 	const n = 50
 	awsCfg := awstest.Config(b)
@@ -28,6 +29,7 @@ func BenchmarkSelectiveMove(b *testing.B) {
 	dlq, _ := awstest.NewQueue(b, awsCfg, nil)
 	r := redrive.New(redrive.Config{QueueURL: q, DLQURL: dlq}, c, redrive.Options{
 		Limiter: rate.NewLimiter(rate.Inf, 1), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Journal: redrive.S3Journal{Client: awstest.S3(awsCfg), Bucket: awstest.NewBucket(b, awsCfg)},
 	})
 	ctx := context.Background()
 	moved := 0

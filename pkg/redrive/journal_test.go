@@ -3,6 +3,8 @@ package redrive_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/redrive"
 )
 
@@ -120,5 +123,69 @@ func waitVisible(t *testing.T, c *sqs.Client, url string, n int) {
 			t.Fatalf("queue %s: %d messages never became visible", url, n)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// crashingSQS plays a redrive killed right after one send: its crashAt-th DeleteMessage fails and
+// ends the run's context, as a kill between that send and its delete would.
+type crashingSQS struct {
+	redrive.SQS
+	crashAt int
+	deletes int
+	cancel  context.CancelFunc
+}
+
+func (c *crashingSQS) DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error) {
+	c.deletes++
+	if c.deletes == c.crashAt {
+		c.cancel()
+		return nil, errInjected
+	}
+	return c.SQS.DeleteMessage(ctx, in, opts...)
+}
+
+// TestRunKilledMidway kills a 200-order redrive between its 120th send and delete and runs it
+// again: every order is on the orders queue exactly once, none is left parked, and every move
+// has its record.
+func TestRunKilledMidway(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.ScanVisibility = time.Second
+	const n = 200
+	var ps []parked
+	for i := range n {
+		id := fmt.Sprintf("K%03d", i)
+		ps = append(ps, parked{Body: `{"id":"` + id + `"}`, Attributes: map[string]string{order.AttrOrderID: id, order.AttrFailureClass: order.ClassExhausted}})
+	}
+	for chunk := range slices.Chunk(ps, 10) {
+		park(t, e.client, e.cfg.DLQURL, chunk)
+	}
+	journal := newJournal(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first, err := newRedriver(t, e.cfg, &crashingSQS{SQS: e.client, crashAt: 120, cancel: cancel}, redrive.Options{Journal: journal}).
+		Run(ctx, redrive.Request{Operator: "alice"})
+	if err == nil || first.Moved < 120 || first.Moved >= n {
+		t.Fatalf("killed run: got %d moved, error %v; want 120 to %d moved and an error", first.Moved, err, n-1)
+	}
+	waitVisible(t, e.client, e.cfg.DLQURL, n-first.Moved+1)
+
+	second, err := newRedriver(t, e.cfg, e.client, redrive.Options{Journal: journal}).Run(context.Background(), redrive.Request{Operator: "alice"})
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if second.AlreadyMoved != 1 || first.Moved+second.Moved != n {
+		t.Errorf("second run: got %d already moved, %d moved (first %d); want 1 and %d in all", second.AlreadyMoved, second.Moved, first.Moved, n)
+	}
+	if got := receiveAll(t, e.client, e.cfg.QueueURL); len(got) != n { // receiveAll fails on a second copy
+		t.Errorf("got %d orders on the orders queue, want %d", len(got), n)
+	}
+	checkParked(t, e, nil)
+	list, err := journal.Client.(*s3.Client).ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &journal.Bucket, Prefix: aws.String(redrive.DefaultJournalPrefix)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Contents) != n {
+		t.Errorf("got %d move records, want %d", len(list.Contents), n)
 	}
 }

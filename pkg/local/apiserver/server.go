@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -101,7 +102,8 @@ type Stats struct {
 	Requests     int   // every request received
 	Accepted     int   // distinct ids accepted
 	Deliveries   int   // accepted requests, duplicates included
-	Duplicates   int   // accepted requests for an id already accepted
+	Duplicates   int   // accepted requests replaying an Idempotency-Key already accepted
+	Updates      int   // accepted requests for an id already accepted, with a new key (new content)
 	Throttled    int   // 429 answers
 	ServerErrors int   // 5xx answers
 	Rejected     int   // 4xx answers other than 429 (checks and Reject faults)
@@ -128,6 +130,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	orders   map[string]*Record
+	keys     map[string][sha256.Size]byte // accepted Idempotency-Key -> SHA-256 of its body
 	attempts map[string]int
 	stats    Stats
 	arrivals []Arrival
@@ -203,6 +206,7 @@ func New(cfg Config) (*Server, error) {
 			faultReset: set(cfg.ResetIDs), faultHang: set(cfg.HangIDs), faultBroken: set(cfg.BrokenIDs),
 		},
 		orders:   map[string]*Record{},
+		keys:     map[string][sha256.Size]byte{},
 		attempts: map[string]int{},
 	}
 	s.mux.HandleFunc("/orders/{id}", s.putOrder)
@@ -318,7 +322,7 @@ func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, key := r.PathValue("id"), r.Header.Get("Idempotency-Key")
 	body, status, reason := s.check(w, r, id)
 	if status != 0 {
 		s.count(func(st *Stats) { st.Rejected++ })
@@ -345,20 +349,20 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 	case early && s.is(faultHang, id):
 		s.count(func(st *Stats) { st.Hangs++ })
 		if s.cfg.CommitBeforeHang {
-			s.accept(id, body)
+			s.accept(id, key, body)
 		}
 		if err := s.cfg.Sleep(r.Context(), s.cfg.HangFor); err != nil {
 			return
 		}
 		if !s.cfg.CommitBeforeHang {
-			s.accept(id, body)
+			s.accept(id, key, body)
 		}
 		w.WriteHeader(http.StatusOK)
 	case s.is(faultBroken, id) || (early && s.is(faultFail, id)):
 		s.count(func(st *Stats) { st.ServerErrors++ })
 		http.Error(w, "injected failure", s.cfg.FailStatus)
 	default:
-		if s.accept(id, body) {
+		if s.accept(id, key, body) {
 			w.Header().Set("Idempotent-Replayed", "true")
 		}
 		w.WriteHeader(http.StatusOK)
@@ -373,8 +377,9 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request, id string) (body 
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return nil, http.StatusUnsupportedMediaType, "want Content-Type application/json"
 	}
-	if r.Header.Get("Idempotency-Key") != id {
-		return nil, http.StatusBadRequest, "Idempotency-Key must equal the order id"
+	key := r.Header.Get("Idempotency-Key")
+	if !strings.HasPrefix(key, id+"~") || len(key) == len(id)+1 {
+		return nil, http.StatusBadRequest, "Idempotency-Key must be {id}~{digest of the body}"
 	}
 	if s.cfg.Authorization != "" && r.Header.Get("Authorization") != s.cfg.Authorization {
 		return nil, http.StatusUnauthorized, "bad or missing Authorization"
@@ -386,21 +391,33 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request, id string) (body 
 	if t := bytes.TrimSpace(body); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
 		return nil, http.StatusBadRequest, "body must be a JSON object"
 	}
+	s.mu.Lock()
+	sum, seen := s.keys[key]
+	s.mu.Unlock()
+	if seen && sum != sha256.Sum256(body) {
+		return nil, http.StatusUnprocessableEntity, "Idempotency-Key reused with another body"
+	}
 	return body, 0, ""
 }
 
-// accept records an accepted order and reports whether the id was accepted before.
-func (s *Server) accept(id string, body []byte) (dup bool) {
+// accept records an accepted order and reports whether it replays a key accepted before (a
+// duplicate); a new key for an id accepted before is an update of the order.
+func (s *Server) accept(id, key string, body []byte) (dup bool) {
 	sec := int(s.cfg.Now().Sub(s.start) / time.Second)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, dup := s.orders[id]
-	if !dup {
+	_, dup = s.keys[key]
+	s.keys[key] = sha256.Sum256(body)
+	rec, known := s.orders[id]
+	switch {
+	case !known:
 		rec = &Record{}
 		s.orders[id] = rec
 		s.stats.Accepted++
-	} else {
+	case dup:
 		s.stats.Duplicates++
+	default:
+		s.stats.Updates++
 	}
 	rec.Count++
 	rec.Body = bytes.Clone(body)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/orderpipe/orderpipe/pkg/order"
 )
 
 // fakeClock is a clock whose Sleep advances time instead of waiting.
@@ -90,7 +92,8 @@ func do(t *testing.T, c *http.Client, base string, r req) (*http.Response, error
 }
 
 func good(t *testing.T, id string) req {
-	return req{method: http.MethodPut, path: "/orders/" + id, contentType: "application/json", key: id, body: readOrder(t)}
+	body := readOrder(t)
+	return req{method: http.MethodPut, path: "/orders/" + id, contentType: "application/json", key: order.IdempotencyKey(id, body), body: body}
 }
 
 func TestChecks(t *testing.T) {
@@ -107,13 +110,23 @@ func TestChecks(t *testing.T) {
 		{"wrong method", func(r *req) { r.method = http.MethodPost }, http.StatusMethodNotAllowed},
 		{"wrong path", func(r *req) { r.path = "/order/A-1" }, http.StatusNotFound},
 		{"wrong content type", func(r *req) { r.contentType = "text/plain" }, http.StatusUnsupportedMediaType},
-		{"key differs from id", func(r *req) { r.key = "A-2" }, http.StatusBadRequest},
+		{"key of another id", func(r *req) { r.key = "A-2~" + r.key[len("A-1~"):] }, http.StatusBadRequest},
+		{"key is the id alone", func(r *req) { r.key = "A-1" }, http.StatusBadRequest},
 		{"missing key", func(r *req) { r.key = "" }, http.StatusBadRequest},
+		{"key reused with another body", func(r *req) { r.body = []byte(`{"id":"A-1","amount":"9.00"}`) }, http.StatusUnprocessableEntity},
+		{"update: new key, new body", func(r *req) {
+			r.body = []byte(`{"id":"A-1","amount":"9.00"}`)
+			r.key = order.IdempotencyKey("A-1", r.body)
+		}, http.StatusOK},
+		{"replay of the update", func(r *req) {
+			r.body = []byte(`{"id":"A-1","amount":"9.00"}`)
+			r.key = order.IdempotencyKey("A-1", r.body)
+		}, http.StatusOK},
 		{"missing authorization", func(r *req) { r.auth = "" }, http.StatusUnauthorized},
 		{"wrong authorization", func(r *req) { r.auth = "Bearer other" }, http.StatusUnauthorized},
 		{"body not an object", func(r *req) { r.body = []byte(`[1,2]`) }, http.StatusBadRequest},
 		{"body not JSON", func(r *req) { r.body = []byte(`{"id":`) }, http.StatusBadRequest},
-		{"escaped id", func(r *req) { r.path, r.key = "/orders/B%3A1", "B:1" }, http.StatusOK},
+		{"escaped id", func(r *req) { r.path, r.key = "/orders/B%3A1", order.IdempotencyKey("B:1", r.body) }, http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok
@@ -128,11 +141,11 @@ func TestChecks(t *testing.T) {
 		})
 	}
 	st := s.Stats()
-	if st.Accepted != 2 || st.Duplicates != 1 || st.Rejected != 9 {
-		t.Errorf("stats = %+v, want accepted 2 (A-1, B:1), duplicates 1, rejected 9", st)
+	if st.Accepted != 2 || st.Duplicates != 2 || st.Updates != 1 || st.Rejected != 11 {
+		t.Errorf("stats = %+v, want accepted 2 (A-1, B:1), duplicates 2 (charset, replay of the update), updates 1, rejected 11", st)
 	}
-	if got := s.Orders()["A-1"]; got.Count != 2 || !bytes.Equal(got.Body, readOrder(t)) {
-		t.Errorf("record A-1 = %d, %q; want 2 and the body", got.Count, got.Body)
+	if got := s.Orders()["A-1"]; got.Count != 4 || string(got.Body) != `{"id":"A-1","amount":"9.00"}` {
+		t.Errorf("record A-1 = %d, %q; want 4 and the updated body", got.Count, got.Body)
 	}
 }
 
