@@ -230,6 +230,23 @@ func TestFirst429AtAnUnprovenRateCuts(t *testing.T) {
 	}
 }
 
+func TestA429AtTheAdvertisedRateOnlyPauses(t *testing.T) {
+	a, _, clk := newPair(t, Config{Rate: 2, Margin: time.Millisecond}, &MemoryStore{})
+	ctx := context.Background()
+	s := reserve(t, a)
+	clk.Set(s.At)
+	if st, _ := a.Report(ctx, s, Outcome{Kind: Answered, PolicyRate: 1}); st.Policy != 1 || st.Run != 1 {
+		t.Fatalf("policy, run = %v, %d after an answer advertising 1/s, want 1, 1", st.Policy, st.Run)
+	}
+	s = reserve(t, a)
+	clk.Set(s.At)
+	st, _ := a.Report(ctx, s, Outcome{Kind: Throttled, PolicyRate: 1})
+	if a.CurrentRate(st) != 1 || st.Rate != 2 || !st.CutAt.IsZero() {
+		t.Errorf("after a 429 at the advertised 1/s: rate in force %v, adaptive %v, cut at %v; want 1, 2, no cut",
+			a.CurrentRate(st), st.Rate, st.CutAt)
+	}
+}
+
 func TestHoldRunsOnTheInjectedClock(t *testing.T) {
 	a, _, clk := newPair(t, Config{Rate: 2, Margin: time.Millisecond, Hold: 2 * time.Second}, &MemoryStore{})
 	ctx := context.Background()
