@@ -173,13 +173,6 @@ func NewIngest(scope constructs.Construct, id string, props IngestProps) *Ingest
 		regexpAppliesTo(`Resource::<.*Bucket.*\.Arn>/(uploads|state|rejects|reports)/\*`)...))
 
 	esm := sqsSource(c, f.Function, u.FilesQueue, props.BatchSize, 0)
-	// cfn-lint's E3505 wants the queue's visibility >= the function timeout; ingest keeps its
-	// messages hidden with a heartbeat instead, so that a crashed ingest resumes within the
-	// files visibility (docs/DECISIONS.md, the consumer rules check the heartbeat).
-	for _, r := range []constructs.IConstruct{esm, u.FilesQueue} {
-		r.Node().DefaultChild().(awscdk.CfnResource).AddMetadata(jsii.String("cfn-lint"),
-			map[string]any{"config": map[string]any{"ignore_checks": []string{"E3505"}}})
-	}
 	addConsumerRules(c, "ingest", f.Function, u.FilesQueue, u.FilesDLQ, esm, ingest.EnvFilesVisibility)
 	return &Ingest{Construct: c, AppFunction: f, EventSource: esm}
 }

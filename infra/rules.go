@@ -36,9 +36,14 @@ func (w consumerWiring) problems(name string) []string {
 	switch {
 	case w.Timeout <= 0:
 		bad("function timeout is not set")
+	case w.Visibility < w.Timeout:
+		// AWS's hard rule: CreateEventSourceMapping fails ("Queue visibility timeout ... is less
+		// than Function timeout"), so the deploy would.
+		bad("queue visibility timeout %vs < function timeout %vs: Lambda refuses the event source; lower the timeout or raise the visibility", w.Visibility, w.Timeout)
 	case w.Heartbeat != 0:
-		// The function extends the visibility while it works: the queue's need not cover the
-		// timeout, but the function must extend by the queue's own (docs/DECISIONS.md).
+		// The function extends the visibility while it works: the queue's need only cover the
+		// timeout once, not 6 times, but the function must extend by the queue's own
+		// (docs/DECISIONS.md).
 		if w.Heartbeat != w.Visibility {
 			bad("heartbeat visibility %vs differs from the queue visibility timeout %vs: set them equal", w.Heartbeat, w.Visibility)
 		}

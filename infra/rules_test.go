@@ -31,8 +31,12 @@ func TestConsumerWiringProblems(t *testing.T) {
 		{"unreserved", func(w *consumerWiring) { w.Reserved = 0 },
 			[]string{"x: event source MaximumConcurrency 2 > reserved concurrency 0: the mapping would be throttled"}},
 		{"below 2", func(w *consumerWiring) { w.MaxConcurrency = 1 }, []string{"x: event source MaximumConcurrency 1 < 2"}},
-		{"heartbeat: visibility below the timeout", func(w *consumerWiring) { w.Timeout, w.Visibility, w.Heartbeat = 900, 180, 180 }, nil},
-		{"heartbeat differs from the visibility", func(w *consumerWiring) { w.Timeout, w.Visibility, w.Heartbeat = 900, 180, 120 },
+		{"heartbeat: visibility = the timeout", func(w *consumerWiring) { w.Timeout, w.Visibility, w.Heartbeat = 240, 240, 240 }, nil},
+		{"heartbeat: visibility below the timeout", func(w *consumerWiring) { w.Timeout, w.Visibility, w.Heartbeat = 900, 180, 180 },
+			[]string{"x: queue visibility timeout 180s < function timeout 900s: Lambda refuses the event source; lower the timeout or raise the visibility"}},
+		{"visibility below the timeout", func(w *consumerWiring) { w.Timeout, w.Visibility = 181, 180 },
+			[]string{"x: queue visibility timeout 180s < function timeout 181s: Lambda refuses the event source; lower the timeout or raise the visibility"}},
+		{"heartbeat differs from the visibility", func(w *consumerWiring) { w.Visibility, w.Heartbeat = 180, 120 },
 			[]string{"x: heartbeat visibility 120s differs from the queue visibility timeout 180s: set them equal"}},
 		{"heartbeat unreadable", func(w *consumerWiring) { w.Heartbeat = -1 },
 			[]string{"x: heartbeat visibility -1s differs from the queue visibility timeout 180s: set them equal"}},
@@ -69,8 +73,9 @@ func TestConsumerRulesCatchLaterChange(t *testing.T) {
 	p.Dispatch.Function.Node().DefaultChild().(awslambda.CfnFunction).SetReservedConcurrentExecutions(jsii.Number(1))
 	p.Uploads.FilesDLQ.Node().DefaultChild().(awssqs.CfnQueue).SetMessageRetentionPeriod(jsii.Number(3600))
 	p.Uploads.FilesQueue.Node().DefaultChild().(awssqs.CfnQueue).SetVisibilityTimeout(jsii.Number(600))
+	p.Ingest.Function.Node().DefaultChild().(awslambda.CfnFunction).SetTimeout(jsii.Number(900))
 	want := []string{
-		"ingest: heartbeat visibility 180s differs from the queue visibility timeout 600s",
+		"ingest: queue visibility timeout 600s < function timeout 900s: Lambda refuses the event source",
 		"ingest: DLQ retention 3600s < queue retention 1.2096e+06s",
 		"dispatch: queue visibility timeout 60s < 6 x function timeout 30s",
 		"dispatch: event source MaximumConcurrency 2 > reserved concurrency 1",

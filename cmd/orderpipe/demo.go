@@ -72,6 +72,7 @@ type ledger struct {
 	Lines      int64 `json:"lines"`    // lines read, blank ones aside (from the report)
 	Enqueued   int64 `json:"enqueued"` // sent to the orders queue
 	Rejected   int64 `json:"rejected"` // malformed, no id, duplicate id
+	Unread     int64 `json:"unread"`   // never read as orders: the file was refused or stopped
 
 	Delivered     int            `json:"delivered"` // distinct ids the API accepted
 	Parked        int            `json:"parked"`    // on the orders DLQ
@@ -209,8 +210,8 @@ func (p *localPipeline) ledger(ctx context.Context, key string, ids []string) (l
 	if err != nil {
 		return l, err
 	}
-	if rep != nil {
-		l.IngestDone, l.Lines, l.Enqueued, l.Rejected = true, rep.Lines, rep.Enqueued, rep.Rejected
+	if rep != nil && rep.Waiting == "" { // a waiting report is written before the end
+		l.IngestDone, l.Lines, l.Enqueued, l.Rejected, l.Unread = true, rep.Lines, rep.Enqueued, rep.Rejected, rep.Unread
 	}
 	st := statusRun{s: p.session}
 	var parked int64
@@ -229,7 +230,7 @@ func (p *localPipeline) ledger(ctx context.Context, key string, ids []string) (l
 	stats := p.api.Stats()
 	l.Delivered = len(delivered)
 	l.APIRequests, l.APIThrottled, l.APIServerErrors, l.APIDuplicates = stats.Requests, stats.Throttled, stats.ServerErrors, stats.Duplicates
-	l.Balanced = l.IngestDone && l.Lines == int64(l.Delivered)+l.Rejected+int64(l.Parked)
+	l.Balanced = l.IngestDone && l.Lines == int64(l.Delivered)+l.Rejected+int64(l.Parked)+l.Unread
 	if ids == nil {
 		return l, nil
 	}
@@ -284,7 +285,12 @@ func printLedger(w io.Writer, l ledger) {
 		classes = append(classes, fmt.Sprintf("%s %d", c, l.ParkedByClass[c]))
 	}
 	fmt.Fprintf(w, "  parked     %4d  (%s; orderpipe dlq ls)\n", l.Parked, strings.Join(classes, ", "))
-	fmt.Fprintf(w, "  lines = delivered + rejected + parked: %d = %d + %d + %d: %s\n", l.Lines, l.Delivered, l.Rejected, l.Parked, verdict)
+	if l.Unread > 0 {
+		fmt.Fprintf(w, "  unread     %4d  (the file was not read whole: %s)\n", l.Unread, ingest.ReportKey(l.Key))
+		fmt.Fprintf(w, "  lines = delivered + rejected + parked + unread: %d = %d + %d + %d + %d: %s\n", l.Lines, l.Delivered, l.Rejected, l.Parked, l.Unread, verdict)
+	} else {
+		fmt.Fprintf(w, "  lines = delivered + rejected + parked: %d = %d + %d + %d: %s\n", l.Lines, l.Delivered, l.Rejected, l.Parked, verdict)
+	}
 	fmt.Fprintf(w, "  API: %d requests, %d throttled (429), %d server errors, %d idempotent replays\n",
 		l.APIRequests, l.APIThrottled, l.APIServerErrors, l.APIDuplicates)
 	if len(l.Lost) > 0 {

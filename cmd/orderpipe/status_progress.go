@@ -165,6 +165,11 @@ type fileProgress struct {
 	StartedAt    time.Time `json:"startedAt"`
 	CheckpointAt time.Time `json:"checkpointAt"` // when the state object was last written
 	LeaseUntil   time.Time `json:"leaseUntil,omitzero"`
+	// Unread lines were never read as orders: the file was refused (Refused says why) or
+	// stopped. WaitingSince: the file waits in S3 for room in the orders queue.
+	Unread       int64     `json:"unread,omitempty"`
+	Refused      string    `json:"refused,omitempty"`
+	WaitingSince time.Time `json:"waitingSince,omitzero"`
 }
 
 // fileWindow is how recent a state object must be for status to show its file.
@@ -207,10 +212,11 @@ func (st statusRun) files(ctx context.Context, bucket string, max int) ([]filePr
 			return nil, fmt.Errorf("decode ingest state s3://%s/%s: %w", bucket, aws.ToString(o.Key), err)
 		}
 		f := fileProgress{Bucket: s.Bucket, Key: s.Key, Version: s.Version, Status: s.Status, Size: s.Size, Offset: s.Offset,
-			Lines: s.Lines, Enqueued: s.Enqueued, Rejected: s.Rejected, StartedAt: s.StartedAt, CheckpointAt: aws.ToTime(o.LastModified)}
+			Lines: s.Lines, Enqueued: s.Enqueued, Rejected: s.Rejected, StartedAt: s.StartedAt, CheckpointAt: aws.ToTime(o.LastModified),
+			Unread: s.Unread, Refused: s.Refused, WaitingSince: s.WaitingSince}
 		if s.Status == ingest.StatusRunning {
 			f.LeaseUntil = s.LeaseUntil
-			f.Stalled = !s.LeaseUntil.IsZero() && st.now.After(s.LeaseUntil)
+			f.Stalled = !s.LeaseUntil.IsZero() && st.now.After(s.LeaseUntil) && s.WaitingSince.IsZero()
 		} else {
 			f.Offset = f.Size
 		}
@@ -237,6 +243,10 @@ func printFiles(w io.Writer, files []fileProgress, now time.Time) {
 	for _, f := range files {
 		state := "done"
 		switch {
+		case f.Status != ingest.StatusRunning && f.Refused != "":
+			state = fmt.Sprintf("NOT READ WHOLE: %d lines unread: %s", f.Unread, f.Refused)
+		case f.Status == ingest.StatusRunning && !f.WaitingSince.IsZero():
+			state = fmt.Sprintf("WAITING in S3 since %s (%s): the orders queue has no room", f.WaitingSince.Format(time.RFC3339), fmtDuration(now.Sub(f.WaitingSince)))
 		case f.Stalled:
 			state = fmt.Sprintf("STALLED: lease expired %s ago, resumes when the file message reappears", fmtDuration(now.Sub(f.LeaseUntil)))
 		case f.Status == ingest.StatusRunning:

@@ -522,3 +522,33 @@ func TestStatusShowsTheGovernor(t *testing.T) {
 		t.Errorf("got exit %d, stdout\n%s\nwant it to contain %q", r.code, r.stdout, want)
 	}
 }
+
+// A refused file shows its unread lines and why; a file waiting in S3 for room in the orders
+// queue shows since when, and is not stalled though its lease ran out (its continuation is
+// delayed).
+func TestStatusRefusedAndWaitingFiles(t *testing.T) {
+	t.Parallel()
+	cfg := awstest.Config(t)
+	client := awstest.S3(cfg)
+	bucket := awstest.NewBucket(t, cfg)
+	now := time.Now().UTC()
+	putState(t, client, bucket, ingest.State{Status: ingest.StatusDone, Bucket: "in", Key: "uploads/cut.jsonl.gz", Version: "v1", Size: 1000,
+		Unread: 3, Refused: "gzip stream truncated after 3 lines", StartedAt: now.Add(-time.Hour)})
+	putState(t, client, bucket, ingest.State{Status: ingest.StatusRunning, Bucket: "in", Key: "uploads/big.jsonl", Version: "v1", Size: 1000, Offset: 400,
+		Lines: 40, Enqueued: 40, StartedAt: now.Add(-time.Hour), LeaseUntil: now.Add(-time.Minute), WaitingSince: now.Add(-30 * time.Minute)})
+	queues := append(pipelineQueues(t, 0, 14*24*time.Hour), "--bucket", bucket)
+	var got statusReport
+	mustJSON(t, standIn(t, append([]string{"status", "--json"}, queues...)...), &got)
+	for _, f := range got.Files {
+		if f.Key == "uploads/big.jsonl" && (f.Stalled || f.WaitingSince.IsZero()) {
+			t.Errorf("waiting file %+v: want waiting, not stalled", f)
+		}
+	}
+	text := standIn(t, append([]string{"status"}, queues...)...)
+	for _, want := range []string{"s3://in/uploads/cut.jsonl.gz: read 0 lines (enqueued 0, rejected 0), parked 0; NOT READ WHOLE: 3 lines unread: gzip stream truncated",
+		"s3://in/uploads/big.jsonl: read 40 lines (enqueued 40, rejected 0), parked 0; WAITING in S3 since"} {
+		if text.code != exitOK || !strings.Contains(text.stdout, want) {
+			t.Errorf("got exit %d, stdout\n%s\nwant it to contain %q", text.code, text.stdout, want)
+		}
+	}
+}

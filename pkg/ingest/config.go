@@ -65,7 +65,7 @@ const (
 	DefaultCheckpointMargin = 60 * time.Second
 	DefaultCheckpointEvery  = time.Minute
 	DefaultWaitDelay        = 15 * time.Minute // SQS's longest DelaySeconds
-	DefaultFilesVisibility  = 3 * time.Minute  // pipeline.Defaults().FilesVisibility
+	DefaultFilesVisibility  = 4 * time.Minute  // pipeline.Defaults().FilesVisibility
 	// MinFilesVisibility keeps the heartbeat (a third of it) at a second or more
 	// (pipeline.MinFilesVisibility).
 	MinFilesVisibility = 3 * time.Second

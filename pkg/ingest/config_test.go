@@ -26,7 +26,7 @@ func TestLoadConfig(t *testing.T) {
 	defaults := ingest.Config{
 		OrdersQueueURL: "http://q/orders", FilesQueueURL: "http://q/files", IDField: "id",
 		MaxLineBytes: 262144, MaxFileBytes: 10737418240, SendConcurrency: 4,
-		CheckpointMargin: 60 * time.Second, CheckpointEvery: time.Minute, FilesVisibility: 3 * time.Minute, LogLevel: slog.LevelInfo,
+		CheckpointMargin: 60 * time.Second, CheckpointEvery: time.Minute, FilesVisibility: ingest.DefaultFilesVisibility, LogLevel: slog.LevelInfo,
 		APIRate: 1, OrdersRetention: 14 * 24 * time.Hour, WaitDelay: 15 * time.Minute,
 	}
 	custom := defaults

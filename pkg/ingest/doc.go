@@ -59,9 +59,10 @@
 //
 // # Heartbeat: a crashed ingest resumes within FILES_VISIBILITY
 //
-// The files queue's visibility timeout is short (FILES_VISIBILITY, 3 min by default), not a
-// multiple of the function timeout: while Handle works on a batch it sets every message of the
-// batch not yet finished invisible for FILES_VISIBILITY again every third of it
+// The files queue's visibility timeout is short (FILES_VISIBILITY, 4 min by default, equal to
+// the function timeout, the least Lambda's event source accepts), not 6 x the timeout: while
+// Handle works on a batch it sets every message of the batch not yet finished invisible for
+// FILES_VISIBILITY again every third of it
 // (ChangeMessageVisibility with the record's receipt handle). An invocation that dies (killed,
 // timed out, out of memory) stops heartbeating, its message is back within FILES_VISIBILITY,
 // takes its own claim over at once (Holder) and resumes from the last checkpoint (at most

@@ -151,9 +151,10 @@ func TestHeartbeatKeepsTheBatchHidden(t *testing.T) {
 	for _, c := range changes {
 		seen[c] = true
 	}
+	want := "=" + strconv.Itoa(int(e.cfg.FilesVisibility.Seconds()))
 	for _, m := range msgs {
-		if !seen[m.ReceiptHandle+"=180"] {
-			t.Errorf("message %s: no visibility change to 180 s in %v", m.MessageId, changes)
+		if !seen[m.ReceiptHandle+want] {
+			t.Errorf("message %s: no visibility change to %v in %v", m.MessageId, e.cfg.FilesVisibility, changes)
 		}
 	}
 	time.Sleep(200 * time.Millisecond) // a heartbeat still running would record more

@@ -19,9 +19,11 @@ type Settings struct {
 	DispatchTimeout time.Duration // dispatch function timeout
 	RedriveTimeout  time.Duration // redrive function timeout
 
-	// FilesVisibility is the files queue's visibility timeout. Ingest extends it every third of
-	// it while it works (heartbeat), so it need not cover the function timeout: a crashed ingest's
-	// message is back within it, and the same message takes its claim over at once.
+	// FilesVisibility is the files queue's visibility timeout, at least IngestTimeout (Lambda
+	// refuses an SQS event source whose queue's visibility is below the function's timeout).
+	// Ingest extends it every third of it while it works (heartbeat), so it need not be 6 x the
+	// timeout: a crashed ingest's message is back within it, and the same message takes its
+	// claim over at once.
 	FilesVisibility  time.Duration
 	OrdersVisibility time.Duration // orders queue visibility timeout
 
@@ -45,10 +47,10 @@ func Defaults() Settings {
 		APIRate:             1,
 		Instances:           2,
 		ReservedConcurrency: 2,
-		IngestTimeout:       15 * time.Minute,
+		IngestTimeout:       4 * time.Minute,
 		DispatchTimeout:     30 * time.Second,
 		RedriveTimeout:      5 * time.Minute,
-		FilesVisibility:     3 * time.Minute,
+		FilesVisibility:     4 * time.Minute,
 		OrdersVisibility:    3 * time.Minute,
 		MaxReceiveCount:     10,
 		QueueRetention:      14 * 24 * time.Hour,
@@ -116,6 +118,11 @@ func (s Settings) Validate() error {
 	}
 	if s.OrdersVisibility < 6*s.DispatchTimeout {
 		bad("orders queue visibility %v < 6 x function timeout %v (= %v): raise the visibility timeout", s.OrdersVisibility, s.DispatchTimeout, 6*s.DispatchTimeout)
+	}
+	// AWS's hard rule for every SQS event source (CreateEventSourceMapping fails otherwise); the
+	// orders queue's 6 x above covers dispatch.
+	if s.FilesVisibility < s.IngestTimeout {
+		bad("files queue visibility %v < ingest timeout %v: Lambda refuses an SQS event source whose queue's visibility is below the function timeout; lower the timeout (ingest continues in a new invocation) or raise the visibility", s.FilesVisibility, s.IngestTimeout)
 	}
 	if s.FilesVisibility < MinFilesVisibility {
 		bad("files queue visibility %v < %v: ingest's heartbeat extends it every third of it, at least every second", s.FilesVisibility, MinFilesVisibility)

@@ -20,6 +20,8 @@ func TestValidateRules(t *testing.T) {
 	}{
 		{"visibility below 6x timeout", func(s *Settings) { s.OrdersVisibility = 5 * s.DispatchTimeout }, "orders queue visibility"},
 		{"files visibility below the heartbeat's minimum", func(s *Settings) { s.FilesVisibility = 2 * time.Second }, "files queue visibility 2s < 3s"},
+		{"files visibility below the ingest timeout", func(s *Settings) { s.IngestTimeout, s.FilesVisibility = 15*time.Minute, 3*time.Minute },
+			"files queue visibility 3m0s < ingest timeout 15m0s: Lambda refuses"},
 		{"maxReceiveCount below 5", func(s *Settings) { s.MaxReceiveCount = 4; s.MaxAttempts = 3 }, "maxReceiveCount 4 < 5"},
 		{"concurrency above reserved", func(s *Settings) { s.Instances = 3 }, "> ReservedConcurrency"},
 		{"one instance", func(s *Settings) { s.Instances = 1; s.ReservedConcurrency = 1 }, "at least 2"},
