@@ -181,7 +181,10 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 		apiTimeout = o.timeout
 	}
 	p.Pipeline, err = local.NewPipeline(context.Background(), local.Options{
-		AWS: e2eAdmin(t), FunctionAWS: e2eFunctionAWS(t), Names: local.NamesFor(awstest.Name(t, "e2e")), Settings: settings, APIBaseURL: ts.URL,
+		AWS: e2eAdmin(t), FunctionAWS: e2eFunctionAWS(t), Names: local.NamesFor(awstest.Name(t, "e2e")), APIBaseURL: ts.URL,
+		// The synthesized stack's event source mappings and function environments, with the
+		// timings (and retention, budget) of settings: seconds instead of minutes.
+		Template: e2eStackTemplate(t), Retime: func(s *pipeline.Settings) { *s = settings },
 		Ingest: func(c *ingest.Config) { c.CheckpointMargin = slow * 2 * time.Second },
 		Dispatch: func(c *dispatch.Config) {
 			c.APITimeout, c.BackoffBase, c.BackoffMax = apiTimeout, time.Second, time.Second

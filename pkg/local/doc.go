@@ -33,6 +33,9 @@
 // role policies with every reference resolved to them. CreatePrincipal makes an IAM user with
 // those policies (through MotoPolicy, which adds the SQS batch actions moto checks by their own
 // names) and returns its credentials; ClientConfig and S3Options build clients that sign as it.
+// Template.Wiring reads the queues' attributes, the ingest and dispatch functions (timeout,
+// reserved concurrency, literal environment) and their event source mappings; a Pipeline built
+// with Options.Template provisions and runs from them.
 // What the stand-in does and does not check is in docs/DECISIONS.md.
 //
 // # Event source mapping

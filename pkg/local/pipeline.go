@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -41,6 +43,16 @@ type Options struct {
 	Settings pipeline.Settings
 	// APIBaseURL is the order API's base URL, for example the stand-in's (pkg/local/apiserver).
 	APIBaseURL string
+	// Template, when set, is the synthesized stack the pipeline runs as (Template.Wiring): the
+	// queues are provisioned with its attributes (Settings is overridden by Wiring.Settings),
+	// the handlers get its functions' literal environment variables on top of the local
+	// resources' (the order API's URL and secret stay local), and the pollers its event source
+	// mappings' batch size and MaximumConcurrency and its functions' timeouts.
+	Template *Template
+	// Retime, when set with Template, adjusts the settings taken from it before anything is
+	// provisioned (the end-to-end tests shorten the timings to seconds); the handlers'
+	// configurations then follow the adjusted settings.
+	Retime func(*pipeline.Settings)
 
 	// Ingest and Dispatch, when set, adjust the configurations the pipeline builds from the
 	// resources and Settings (those of a deployment) before they are validated.
@@ -110,6 +122,22 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 	if o.Settings == (pipeline.Settings{}) {
 		o.Settings = pipeline.Defaults()
 	}
+	var wiring *Wiring
+	if o.Template != nil {
+		w, err := o.Template.Wiring()
+		if err != nil {
+			return nil, fmt.Errorf("local pipeline: %w", err)
+		}
+		for _, f := range []FunctionWiring{w.Ingest, w.Dispatch} {
+			if !f.ReportBatchItemFailures {
+				return nil, errors.New("local pipeline: an event source mapping of the template does not report batch item failures, which the local poller always honours")
+			}
+		}
+		o.Settings, wiring = w.Settings(o.Settings), &w
+		if o.Retime != nil {
+			o.Retime(&o.Settings)
+		}
+	}
 	if o.ReceiveWait == 0 {
 		o.ReceiveWait = DefaultReceiveWait
 	}
@@ -142,13 +170,30 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 	}
 	p.IngestConfig = res.IngestConfig().WithSettings(o.Settings)
 	p.IngestConfig.FilesVisibility = o.Settings.FilesVisibility
+	p.DispatchConfig = res.DispatchConfig(o.Settings, o.APIBaseURL)
+	filesBatch, filesConcurrency, ordersBatch := 1, 2, 1
+	if wiring != nil {
+		if p.IngestConfig, err = ingest.LoadConfig(overlay(p.IngestConfig.Environ(), wiring.Ingest.Env)); err != nil {
+			return nil, fmt.Errorf("local pipeline: the template's ingest environment: %w", err)
+		}
+		if p.DispatchConfig, err = dispatch.LoadConfig(overlay(p.DispatchConfig.Environ(), wiring.Dispatch.Env, dispatch.EnvAPIBaseURL, dispatch.EnvAPISecretARN)); err != nil {
+			return nil, fmt.Errorf("local pipeline: the template's dispatch environment: %w", err)
+		}
+		// What Settings decides wins over the template's literal values (equal unless Retime
+		// or the caller's API rate changed them).
+		p.IngestConfig, p.DispatchConfig = p.IngestConfig.WithSettings(o.Settings), p.DispatchConfig.WithSettings(o.Settings)
+		p.IngestConfig.FilesVisibility = o.Settings.FilesVisibility
+		filesBatch, ordersBatch = wiring.Ingest.BatchSize, wiring.Dispatch.BatchSize
+		if wiring.Ingest.MaxConcurrency > 0 {
+			filesConcurrency = wiring.Ingest.MaxConcurrency
+		}
+	}
 	if o.Ingest != nil {
 		o.Ingest(&p.IngestConfig)
 	}
 	if err := p.IngestConfig.Validate(); err != nil {
 		return nil, fmt.Errorf("local pipeline: ingest config: %w", err)
 	}
-	p.DispatchConfig = res.DispatchConfig(o.Settings, o.APIBaseURL)
 	if o.Dispatch != nil {
 		o.Dispatch(&p.DispatchConfig)
 	}
@@ -198,12 +243,12 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		return nil, fmt.Errorf("local pipeline: %w", err)
 	}
 	p.Files = &Poller{
-		Client: p.IngestSQS, QueueURL: res.FilesQueueURL, QueueARN: res.FilesQueueARN, BatchSize: 1, MaxConcurrency: 2,
+		Client: p.IngestSQS, QueueURL: res.FilesQueueURL, QueueARN: res.FilesQueueARN, BatchSize: filesBatch, MaxConcurrency: filesConcurrency,
 		FunctionTimeout: o.Settings.IngestTimeout, WaitTime: o.ReceiveWait, FunctionName: "ingest",
 		Handler: ingest.New(p.IngestConfig, p.IngestS3, p.IngestSQS, ingest.Options{}).Handle, Logger: o.Logger,
 	}
 	p.Orders = &Poller{
-		Client: p.DispatchSQS, QueueURL: res.OrdersQueueURL, QueueARN: res.OrdersQueueARN, BatchSize: 1, MaxConcurrency: o.Settings.Instances,
+		Client: p.DispatchSQS, QueueURL: res.OrdersQueueURL, QueueARN: res.OrdersQueueARN, BatchSize: ordersBatch, MaxConcurrency: o.Settings.Instances,
 		FunctionTimeout: o.Settings.DispatchTimeout, WaitTime: o.ReceiveWait, FunctionName: "dispatch",
 		Handler: dispatchH, Logger: o.Logger,
 	}
@@ -310,4 +355,15 @@ func QueueDepth(ctx context.Context, client *sqs.Client, url string) (int, error
 		total += n
 	}
 	return total, nil
+}
+
+// overlay is a getenv of local's variables with the template's on top, except the keep ones.
+func overlay(local, template map[string]string, keep ...string) func(string) string {
+	env := maps.Clone(local)
+	for k, v := range template {
+		if !slices.Contains(keep, k) {
+			env[k] = v
+		}
+	}
+	return func(k string) string { return env[k] }
 }

@@ -94,29 +94,18 @@ func (t *Template) Bind(r Resources) (Binding, error) {
 // policies on the role (their documents are not in the template), or an intrinsic function
 // this resolver does not know.
 func (t *Template) FunctionPolicies(pathSuffix string, b Binding) ([]string, error) {
-	var fns, paths []string
-	for id, r := range t.Resources {
-		if r.Type != "AWS::Lambda::Function" {
-			continue
-		}
-		p, _ := r.Metadata["aws:cdk:path"].(string)
-		paths = append(paths, p)
-		if strings.HasSuffix(p, pathSuffix) {
-			fns = append(fns, id)
-		}
+	id, err := t.functionID(pathSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("function policies: %w", err)
 	}
-	if len(fns) != 1 {
-		sort.Strings(paths)
-		return nil, fmt.Errorf("function policies: %d functions at *%s; function paths: %v", len(fns), pathSuffix, paths)
-	}
-	fn := t.Resources[fns[0]]
+	fn := t.Resources[id]
 	role, ok := getAtt(fn.Properties["Role"], "Arn")
 	if !ok {
-		return nil, fmt.Errorf("function %s: role %v is not a role of the template", fns[0], fn.Properties["Role"])
+		return nil, fmt.Errorf("function %s: role %v is not a role of the template", id, fn.Properties["Role"])
 	}
 	rr, ok := t.Resources[role]
 	if !ok || rr.Type != "AWS::IAM::Role" {
-		return nil, fmt.Errorf("function %s: role %s is not a role of the template", fns[0], role)
+		return nil, fmt.Errorf("function %s: role %s is not a role of the template", id, role)
 	}
 	if mp := rr.Properties["ManagedPolicyArns"]; mp != nil {
 		return nil, fmt.Errorf("role %s: managed policies %v cannot be enforced locally", role, mp)
