@@ -166,6 +166,7 @@ type govCase struct {
 	probe     time.Duration // BREAKER_PROBE_INTERVAL; 0: default
 	headers   bool          // the API sends RateLimit headers
 	margin    time.Duration // GOVERNOR_MARGIN; 0: default
+	scale     float64       // time compression: the governor's hold and throttle window / scale; 0: none
 }
 
 // govResult is what a run measured.
@@ -238,6 +239,10 @@ func runGoverned(b *testing.B, c govCase) *govResult {
 		}
 		gcfg := cfg.Governor(cfg.APIRate)
 		gcfg.Instance = "i" + strconv.Itoa(i)
+		if c.scale > 1 {
+			gcfg.Hold = time.Duration(float64(governor.DefaultHold) / c.scale)
+			gcfg.ThrottleWindow = time.Duration(float64(governor.DefaultThrottleWindow) / c.scale)
+		}
 		gov, err := governor.New(gcfg, store, nil)
 		if err != nil {
 			b.Fatal(err)
@@ -339,15 +344,15 @@ func BenchmarkGovernorLimitBelowRate(b *testing.B) {
 }
 
 // BenchmarkGovernorOutage: a backlog of 500 and a scripted outage (503), time-scaled 30:1: the
-// probe interval is 1 s for 30 s and the outage 60 s for 30 minutes; the API allows 30/s for
-// 1/s. Reports the requests during the outage per probe interval, the time from the end of the
+// probe interval is 1 s for 30 s, the outage 60 s for 30 minutes, the governor's hold 2 s for
+// a minute and its throttle window 1/3 s for 10 s; the API allows 30/s for 1/s. Reports the requests during the outage per probe interval, the time from the end of the
 // outage to the first delivery and to full rate (in scaled seconds), parked orders and
 // duplicates.
 func BenchmarkGovernorOutage(b *testing.B) {
 	const scale = 30
 	from, to := 5*time.Second, 65*time.Second
 	c := govCase{apiRPS: scale, apiBurst: 1, apiRate: scale, instances: 4, latency: 10 * time.Millisecond, orders: 500,
-		outages: []apiserver.Outage{{From: from, To: to, Status: 503}}, probe: time.Second}
+		outages: []apiserver.Outage{{From: from, To: to, Status: 503}}, probe: time.Second, scale: scale}
 	for range b.N {
 		r := runGoverned(b, c)
 		r.report(b, c)

@@ -19,9 +19,12 @@
 //
 // Report records an answer. A 429 (Throttled) or a 5xx with Retry-After pauses every instance
 // until then; an API's RateLimit header with no requests remaining pauses until its reset, and
-// its RateLimit-Policy quota/window caps the rate. A 429 also cuts the shared rate (times
+// its RateLimit-Policy quota/window caps the rate. A 429 cuts the shared rate (times
 // Decrease, never below the rate that held before the last raise, nor below MinRate), once per
-// congestion event: answers to slots reserved before the cut do not cut again. After Hold
+// congestion event: answers to slots reserved before the cut do not cut again. It cuts when the
+// rate in force is not yet proven (fewer than Proof successes in a row at it), when it repeats
+// within ThrottleWindow, or when it follows a raise; a lone 429 at a proven rate (a request that
+// reached the API a little early) only pauses. After Hold
 // without a cut, each success raises the rate by Step × Rate, up to Rate (API_RATE, the ceiling).
 //
 // # Circuit breaker

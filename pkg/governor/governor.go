@@ -17,6 +17,7 @@ const (
 	DefaultStep             = 0.05
 	DefaultHold             = time.Minute
 	DefaultThrottleWindow   = 10 * time.Second
+	DefaultProof            = 10
 	DefaultFailureThreshold = 5
 	DefaultProbeInterval    = 30 * time.Second
 	DefaultMinMargin        = time.Millisecond
@@ -43,7 +44,11 @@ type Config struct {
 	// ThrottleWindow: a 429 within this long of the previous one is a repeat and cuts the
 	// rate; a lone 429 only pauses. Default 10s.
 	ThrottleWindow time.Duration
-	MinRate        float64 // floor of the adaptive rate, default Rate/16
+	// Proof: successes in a row at a rate that prove it. A 429 at a rate not yet proven cuts
+	// it at once (the API's limit is below it); at a proven rate a lone 429 only pauses.
+	// Default 10.
+	Proof   int
+	MinRate float64 // floor of the adaptive rate, default Rate/16
 
 	FailureThreshold int           // failures in a row that open the breaker, default 5
 	ProbeInterval    time.Duration // one probe per interval while open, default 30s
@@ -75,6 +80,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ThrottleWindow <= 0 {
 		c.ThrottleWindow = DefaultThrottleWindow
+	}
+	if c.Proof < 1 {
+		c.Proof = DefaultProof
 	}
 	if !(c.MinRate > 0) || c.MinRate > c.Rate {
 		c.MinRate = c.Rate / 16
@@ -128,8 +136,8 @@ type Slot struct {
 	Probe bool      // the breaker is open and this request is its probe
 	Rate  float64   // the rate in force when reserved, requests/s
 
-	// quiet: when reserved, the record had no failures, a closed breaker, the full rate and
-	// policy, the API's RateLimit-Policy rate then: an ordinary answer changes nothing.
+	// quiet: when reserved, the record had no failures, a closed breaker, the full rate, proven,
+	// and policy, the API's RateLimit-Policy rate then: an ordinary answer changes nothing.
 	quiet  bool
 	policy float64
 }
@@ -218,7 +226,7 @@ func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot
 			return Slot{}, err
 		}
 		rate := st.rate(g.cfg.Rate)
-		quiet := st.Failures == 0 && !st.Open() && (st.Rate <= 0 || st.Rate >= g.cfg.Rate)
+		quiet := st.Failures == 0 && !st.Open() && (st.Rate <= 0 || st.Rate >= g.cfg.Rate) && st.Run >= g.cfg.Proof
 		return Slot{At: at, Late: at.Add(g.cfg.Margin), Probe: probe, Rate: rate, quiet: quiet, policy: st.Policy}, nil
 	}
 	return Slot{}, &StoreError{Err: fmt.Errorf("reserve: %d conflicting writes in a row", g.cfg.Conflicts)}

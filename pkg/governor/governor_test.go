@@ -100,9 +100,22 @@ func TestReserveRefusedReservesNothing(t *testing.T) {
 	}
 }
 
+// prove answers Proof requests of g with successes: the rate in force is then proven.
+func prove(t *testing.T, g *Governor, clk *clock.Manual) {
+	t.Helper()
+	for range g.Config().Proof {
+		s := reserve(t, g)
+		clk.Set(s.At)
+		if _, err := g.Report(context.Background(), s, Outcome{Kind: Answered}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestThrottlePausesEveryoneAndCutsOnRepeats(t *testing.T) {
 	a, b, clk := newPair(t, Config{Rate: 2, Margin: time.Millisecond}, &MemoryStore{})
 	ctx := context.Background()
+	prove(t, a, clk)
 	sa, sb := reserve(t, a), reserve(t, b)
 	clk.Set(sb.At)
 	st, err := b.Report(ctx, sb, Outcome{Kind: Throttled, RetryAfter: 3 * time.Second, HasRetryAfter: true})
@@ -157,12 +170,88 @@ func TestThrottlePausesEveryoneAndCutsOnRepeats(t *testing.T) {
 	if st.Rate != 0.5 || st.Good != 0 {
 		t.Errorf("rate, good after a 429 at the good rate = %v, %v, want 0.5, 0", st.Rate, st.Good)
 	}
-	// A lone 429 long after: no cut.
+	// A lone 429 long after, once the rate in force is proven (raised meanwhile): no cut.
 	clk.Add(time.Hour)
+	prove(t, b, clk)
+	clk.Add(DefaultHold)
+	prove(t, b, clk) // raised back towards the ceiling,
+	prove(t, b, clk) // and proven there
+	cur, _ := b.Current(ctx)
+	if cur.Run != b.Config().Proof {
+		t.Fatalf("run %d at %v, want proven", cur.Run, cur.Rate)
+	}
+	s = reserve(t, b)
+	clk.Set(s.At)
+	if st, _ = b.Report(ctx, s, Outcome{Kind: Throttled}); st.Rate != cur.Rate {
+		t.Errorf("rate after a lone 429 at a proven rate = %v, want %v", st.Rate, cur.Rate)
+	}
+}
+
+func TestFirst429AtAnUnprovenRateCuts(t *testing.T) {
+	a, b, clk := newPair(t, Config{Rate: 2, Margin: time.Millisecond, Proof: 3}, &MemoryStore{})
+	ctx := context.Background()
+	// The first answer of a fresh record: the ceiling has not been proven, so a lone 429 cuts.
+	s := reserve(t, a)
+	clk.Set(s.At)
+	if st, _ := a.Report(ctx, s, Outcome{Kind: Answered}); st.Run != 1 {
+		t.Errorf("run after one success = %d, want 1", st.Run)
+	}
+	s = reserve(t, b)
+	clk.Set(s.At)
+	st, _ := b.Report(ctx, s, Outcome{Kind: Throttled})
+	if st.Rate != 1 || st.Run != 0 {
+		t.Fatalf("rate, run after a first 429 at an unproven rate = %v, %d, want 1, 0", st.Rate, st.Run)
+	}
+	// 1 is unproven too until Proof successes at it: a lone 429 after two successes cuts again.
+	for range 2 {
+		s = reserve(t, a)
+		clk.Set(s.At)
+		st, _ = a.Report(ctx, s, Outcome{Kind: Answered})
+	}
+	if st.Run != 2 {
+		t.Errorf("run after two successes at 1 = %d, want 2", st.Run)
+	}
+	clk.Add(time.Hour) // not a repeat
 	s = reserve(t, b)
 	clk.Set(s.At)
 	if st, _ = b.Report(ctx, s, Outcome{Kind: Throttled}); st.Rate != 0.5 {
-		t.Errorf("rate after a lone 429 an hour later = %v, want 0.5", st.Rate)
+		t.Fatalf("rate after a lone 429 at an unproven 1 = %v, want 0.5", st.Rate)
+	}
+	// Proven: a lone 429 only pauses, and does not unprove the rate.
+	clk.Add(time.Hour)
+	prove(t, a, clk)
+	clk.Add(time.Hour)
+	s = reserve(t, b)
+	clk.Set(s.At)
+	st, _ = b.Report(ctx, s, Outcome{Kind: Throttled})
+	if st.Rate < 0.5 || st.Run != 3 || !st.PausedUntil.After(s.At) {
+		t.Errorf("after a lone 429 at a proven rate: rate %v, run %d, paused until %v; want >= 0.5, 3, a pause",
+			st.Rate, st.Run, st.PausedUntil)
+	}
+}
+
+func TestHoldRunsOnTheInjectedClock(t *testing.T) {
+	a, _, clk := newPair(t, Config{Rate: 2, Margin: time.Millisecond, Hold: 2 * time.Second}, &MemoryStore{})
+	ctx := context.Background()
+	s := reserve(t, a)
+	clk.Set(s.At)
+	st, _ := a.Report(ctx, s, Outcome{Kind: Throttled}) // unproven: cut to 1
+	cut := st.CutAt
+	if st.Rate != 1 || !cut.Equal(clk.Now()) {
+		t.Fatalf("rate %v cut at %v, want 1 at the clock's %v", st.Rate, cut, clk.Now())
+	}
+	for _, tt := range []struct {
+		after time.Duration
+		want  float64
+	}{{time.Second, 1}, {2 * time.Second, 1.1}} {
+		clk.Set(cut.Add(tt.after))
+		s = reserve(t, a)
+		if s.At.After(clk.Now()) {
+			clk.Set(s.At)
+		}
+		if st, _ = a.Report(ctx, s, Outcome{Kind: Answered}); st.Rate != tt.want {
+			t.Errorf("rate %v after the cut = %v, want %v", clk.Now().Sub(cut), st.Rate, tt.want)
+		}
 	}
 }
 
@@ -372,8 +461,10 @@ func (c *countingStore) Save(ctx context.Context, n State, prev int64) error {
 
 func TestOrdinaryAnswersCostNoStoreCall(t *testing.T) {
 	store := &countingStore{}
-	a, _, clk := newPair(t, Config{Rate: 1}, store)
+	a, _, clk := newPair(t, Config{Rate: 1, Proof: 1}, store)
 	ctx := context.Background()
+	prove(t, a, clk) // the first success proves the rate: one write
+	store.loads, store.saves = 0, 0
 	s := reserve(t, a)
 	if store.loads != 1 || store.saves != 1 {
 		t.Fatalf("reserve: %d loads, %d saves, want 1 and 1", store.loads, store.saves)

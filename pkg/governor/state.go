@@ -17,6 +17,7 @@ type State struct {
 
 	Rate        float64   // current rate, requests/s; <= 0 means the ceiling
 	Good        float64   // highest rate sustained since the last cut; 0: unknown
+	Run         int       // successes in a row at the current rate, up to Config.Proof
 	CutAt       time.Time // last multiplicative decrease
 	RaisedAt    time.Time // last additive increase
 	ThrottledAt time.Time // last 429 seen
@@ -116,16 +117,22 @@ func (s State) apply(cfg Config, o Outcome, at, now time.Time) (State, bool) {
 	switch o.Kind {
 	case Throttled:
 		n.ThrottledAt = now
-		// A lone 429 (a request that reached the API a little early: network or scheduling
-		// jitter) only pauses. The rate is cut when the 429s repeat (another congestion event,
-		// a request reserved after the last 429, within ThrottleWindow of it) or follow a raise
-		// (the raise overshot). Requests reserved before the last cut answer for the old rate.
+		// A lone 429 at a proven rate (a request that reached the API a little early: network
+		// or scheduling jitter) only pauses. The rate is cut when the 429s repeat (another
+		// congestion event, a request reserved after the last 429, within ThrottleWindow of it)
+		// or when the rate in force is not proven yet by Proof successes in a row (the API's
+		// limit is below it, or a raise overshot). Requests reserved before the last cut answer
+		// for the old rate.
 		repeated := !s.ThrottledAt.IsZero() && at.After(s.ThrottledAt) && now.Sub(s.ThrottledAt) < cfg.ThrottleWindow
-		overshot := s.Good > 0 && cur > s.Good && !s.RaisedAt.IsZero() && at.After(s.RaisedAt)
-		if (repeated || overshot) && (at.After(s.CutAt) || s.CutAt.IsZero()) {
+		unproven := s.Run < cfg.Proof
+		if (repeated || unproven) && (at.After(s.CutAt) || s.CutAt.IsZero()) {
 			next := cur * cfg.Decrease
+			n.Run = 0
 			if cur > s.Good && s.Good > 0 {
 				next = math.Max(next, s.Good) // the rate that held before the last raise
+				if next == s.Good {
+					n.Run = cfg.Proof // proven before the raise
+				}
 			} else {
 				n.Good = 0 // throttled at or below the rate thought good: forget it
 			}
@@ -136,10 +143,14 @@ func (s State) apply(cfg Config, o Outcome, at, now time.Time) (State, bool) {
 			}
 		}
 	case Answered:
+		if s.Run < cfg.Proof && at.After(s.CutAt) && at.After(s.RaisedAt) {
+			n.Run = s.Run + 1 // a success at the current rate
+		}
 		if cur < ceiling && (s.CutAt.IsZero() || now.Sub(s.CutAt) >= cfg.Hold) && at.After(s.RaisedAt) {
 			n.Good = math.Max(s.Good, cur)
 			n.Rate = math.Min(ceiling, cur+cfg.Step*ceiling)
 			n.RaisedAt = now
+			n.Run = 0
 		}
 	}
 	return n, !equal(n, s)
@@ -147,7 +158,7 @@ func (s State) apply(cfg Config, o Outcome, at, now time.Time) (State, bool) {
 
 func equal(a, b State) bool {
 	return a.Version == b.Version && a.Last.Equal(b.Last) && a.By == b.By && a.Rate == b.Rate &&
-		a.Good == b.Good && a.CutAt.Equal(b.CutAt) && a.RaisedAt.Equal(b.RaisedAt) && a.ThrottledAt.Equal(b.ThrottledAt) &&
+		a.Good == b.Good && a.Run == b.Run && a.CutAt.Equal(b.CutAt) && a.RaisedAt.Equal(b.RaisedAt) && a.ThrottledAt.Equal(b.ThrottledAt) &&
 		a.PausedUntil.Equal(b.PausedUntil) && a.Policy == b.Policy && a.Failures == b.Failures &&
 		a.OpenedAt.Equal(b.OpenedAt) && a.ProbeAt.Equal(b.ProbeAt)
 }

@@ -58,6 +58,7 @@ const (
 	attrBy       = "by"
 	attrRate     = "rate"
 	attrGood     = "good"
+	attrRun      = "run"
 	attrCutAt    = "cutAt"
 	attrRaisedAt = "raisedAt"
 	attrThrottle = "throttledAt"
@@ -165,7 +166,7 @@ func decode(item map[string]types.AttributeValue) (State, error) {
 	st.Last, st.CutAt, st.RaisedAt, st.ThrottledAt = tm(attrLast), tm(attrCutAt), tm(attrRaisedAt), tm(attrThrottle)
 	st.PausedUntil, st.OpenedAt, st.ProbeAt = tm(attrPaused), tm(attrOpenedAt), tm(attrProbeAt)
 	st.Rate, st.Good, st.Policy = num(attrRate), num(attrGood), num(attrPolicy)
-	st.Failures = int(num(attrFailures))
+	st.Failures, st.Run = int(num(attrFailures)), int(num(attrRun))
 	if by, ok := item[attrBy]; ok {
 		if s, isStr := by.(*types.AttributeValueMemberS); isStr {
 			st.By = s.Value
@@ -173,7 +174,7 @@ func decode(item map[string]types.AttributeValue) (State, error) {
 			bad = append(bad, attrBy)
 		}
 	}
-	if st.Rate < 0 || st.Good < 0 || st.Policy < 0 || st.Failures < 0 {
+	if st.Rate < 0 || st.Good < 0 || st.Policy < 0 || st.Failures < 0 || st.Run < 0 {
 		bad = append(bad, "negative value")
 	}
 	if len(bad) > 0 {
@@ -210,6 +211,7 @@ func (d *DynamoStore) Save(ctx context.Context, next State, prev int64) error {
 	put(attrBy, &types.AttributeValueMemberS{Value: next.By})
 	put(attrRate, f(next.Rate))
 	put(attrGood, f(next.Good))
+	put(attrRun, n(strconv.Itoa(next.Run)))
 	put(attrCutAt, t(next.CutAt))
 	put(attrRaisedAt, t(next.RaisedAt))
 	put(attrThrottle, t(next.ThrottledAt))
