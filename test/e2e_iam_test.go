@@ -47,26 +47,9 @@ var e2eTemplate struct {
 func e2eStackTemplate(t testing.TB) *local.Template {
 	t.Helper()
 	e2eTemplate.once.Do(func() {
-		cache := filepath.Join(os.TempDir(), "orderpipe-synth")
-		assets := filepath.Join(cache, "assets")
-		for _, fn := range []string{"ingest", "dispatch", "redrive"} {
-			if e2eTemplate.err = os.MkdirAll(filepath.Join(assets, fn), 0o755); e2eTemplate.err == nil {
-				e2eTemplate.err = os.WriteFile(filepath.Join(assets, fn, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
-			}
-			if e2eTemplate.err != nil {
-				return
-			}
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
-		var path string
-		path, e2eTemplate.err = local.SynthTemplate(ctx, "..", cache, e2eStack, map[string]any{
-			"apiBaseUrl": "https://orders.invalid",
-			"assetDir":   assets,
-		})
-		if e2eTemplate.err == nil {
-			e2eTemplate.t, e2eTemplate.err = local.ReadTemplate(path)
-		}
+		e2eTemplate.t, e2eTemplate.err = local.SynthPlaceholders(ctx, "..", filepath.Join(os.TempDir(), "orderpipe-synth"), e2eStack, nil)
 	})
 	if e2eTemplate.err != nil {
 		t.Fatalf("synthesized template: %v", e2eTemplate.err)

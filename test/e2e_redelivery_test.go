@@ -95,8 +95,9 @@ func TestE2EDuplicateEvent(t *testing.T) {
 		id, _, _ := strings.Cut(c, "@")
 		ids[id] = true
 	}
-	if len(ids) != 2 {
-		t.Errorf("ingest handled %d distinct messages naming %s (%v), want 2: the notification and its copy", len(ids), key, handled.get())
+	// The notification and its copy; one that found the file busy is re-sent as a new message.
+	if len(ids) < 2 {
+		t.Errorf("ingest handled %d distinct messages naming %s (%v), want at least 2: the notification and its copy", len(ids), key, handled.get())
 	}
 	if st := p.api.Stats(); st.Deliveries != len(f.ids) || st.Duplicates != 0 {
 		t.Errorf("stand-in: %d deliveries, %d duplicates; want %d, 0", st.Deliveries, st.Duplicates, len(f.ids))

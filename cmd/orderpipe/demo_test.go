@@ -3,16 +3,21 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/internal/syncbuf"
+	"github.com/orderpipe/orderpipe/pkg/local"
 )
 
 func TestDemo(t *testing.T) {
@@ -66,26 +71,10 @@ func TestNewSample(t *testing.T) {
 func TestLocal(t *testing.T) {
 	t.Parallel()
 	cfg := awstest.Config(t)
-	var out, errb syncbuf.Buffer
-	c := &cli{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan int, 1)
 	prefix := awstest.Name(t, "local")
-	go func() {
-		done <- c.main(ctx, []string{"local", "--json", "--endpoint", awstest.Endpoint(), "--name-prefix", prefix, "--log-level", "error"})
-	}()
-	for !strings.HasSuffix(out.String(), "}\n") { // until local prints its JSON, or exits
-		select {
-		case code := <-done:
-			t.Fatalf("local exited %d before printing its resources: %s", code, errb.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	var info pipelineInfo
-	if err := json.Unmarshal([]byte(out.String()), &info); err != nil {
-		t.Fatalf("decode local's output %q: %v", out.String(), err)
-	}
+	info, done, errb := startLocal(ctx, t, "--name-prefix", prefix)
 	if got, want := info.Resources.Bucket, prefix+"-uploads"; got != want || !info.StandInAPI || info.APIBaseURL == "" {
 		t.Errorf("got bucket %q, stand-in %v, API %q; want %q, a stand-in API with a URL", got, info.StandInAPI, info.APIBaseURL, want)
 	}
@@ -117,4 +106,69 @@ func TestLocalChecksFlagsFirst(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLocalFromTemplate: `local --template` runs as the synthesized stack: the CDK context's
+// instances (3, the flag's default is 2) reach the dispatch poller, and the files queue gets the
+// template's visibility timeout.
+func TestLocalFromTemplate(t *testing.T) {
+	t.Parallel()
+	cfg := awstest.Config(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	tpl, err := local.SynthPlaceholders(ctx, filepath.Join("..", ".."), filepath.Join(os.TempDir(), "orderpipe-synth"), "OrderPipe",
+		map[string]any{"instances": 3, "reservedConcurrency": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := tpl.Wiring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "OrderPipe.template.json")
+	b, err := json.Marshal(tpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info, done, _ := startLocal(ctx, t, "--name-prefix", awstest.Name(t, "tpl"), "--template", path)
+	if info.Instances != 3 {
+		t.Errorf("local --template: %d dispatch instances, want the template's 3", info.Instances)
+	}
+	q := info.Resources.FilesQueue
+	attrs, err := awstest.SQS(cfg).GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &q, AttributeNames: []sqstypes.QueueAttributeName{"VisibilityTimeout"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := attrs.Attributes["VisibilityTimeout"], strconv.Itoa(int(w.FilesQueue.Visibility.Seconds())); got != want {
+		t.Errorf("files queue visibility %s s, want the template's %s", got, want)
+	}
+	cancel()
+	<-done
+}
+
+// startLocal runs `local --json` on the shared stand-in with args until ctx ends, and returns the
+// resources it printed, its exit code's channel and its stderr.
+func startLocal(ctx context.Context, t *testing.T, args ...string) (pipelineInfo, <-chan int, *syncbuf.Buffer) {
+	t.Helper()
+	var out, errb syncbuf.Buffer
+	c := &cli{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+	done := make(chan int, 1)
+	go func() {
+		done <- c.main(ctx, append([]string{"local", "--json", "--endpoint", awstest.Endpoint(), "--log-level", "error"}, args...))
+	}()
+	for !strings.HasSuffix(out.String(), "}\n") { // until local prints its JSON, or exits
+		select {
+		case code := <-done:
+			t.Fatalf("local exited %d before printing its resources: %s", code, errb.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	var info pipelineInfo
+	if err := json.Unmarshal([]byte(out.String()), &info); err != nil {
+		t.Fatalf("decode local's output %q: %v", out.String(), err)
+	}
+	return info, done, &errb
 }

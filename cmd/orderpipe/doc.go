@@ -10,8 +10,8 @@
 //	orderpipe dlq show MESSAGE-ID|ORDER-ID [--scan 1000]
 //	orderpipe dlq redrive [--class C] [--source S] [--max N] [--dry-run] [--rate 10] [--native] [--here]
 //	orderpipe dlq purge [--class C] [--source S] --yes
-//	orderpipe local [--api URL | --standin-rps 1 ...] [--name-prefix orderpipe] [--rate R] [--instances 2]
-//	orderpipe demo [--orders 60] [--standin-rps 20] [--timeout 3m]
+//	orderpipe local [--api URL | --standin-rps 1 ...] [--name-prefix orderpipe] [--rate R] [--instances 2] [--template FILE] [--bootstraps build]
+//	orderpipe demo [--orders 60] [--standin-rps 20] [--timeout 3m] [--template FILE] [--bootstraps build]
 //
 // # Resources
 //
@@ -82,7 +82,10 @@
 //
 // local runs the pipeline in this process until Ctrl-C: moto_server (started here unless an
 // endpoint is given), the bucket, topic and queues made by pkg/local.Provision from
-// pipeline.Defaults, the stand-in order API (pkg/local/apiserver, --api-* / --standin-rps flags)
+// pipeline.Defaults (or, with --template cdk.out/OrderPipe.template.json, with the synthesized
+// stack's queue attributes, function timeouts and environment and event source mappings;
+// --instances is then the template's; with --bootstraps build, the functions run as the compiled
+// binaries `make build` writes, through pkg/local's Lambda Runtime API), the stand-in order API (pkg/local/apiserver, --api-* / --standin-rps flags)
 // unless --api names a real one, and two pkg/local pollers emulating Lambda's event source
 // mappings: files queue -> ingest handler, orders queue -> dispatch handler with --instances
 // concurrent instances, each a Dispatcher of its own (its own pacing at API_RATE/instances), as

@@ -36,6 +36,8 @@ func TestUsage(t *testing.T) {
 		{"stray argument", []string{"status", "extra"}, exitUsage, "unexpected arguments extra"},
 		{"no queue for ls", []string{"dlq", "ls", "--endpoint", "http://127.0.0.1:1"}, exitUsage, "no orders dead-letter queue"},
 		{"one dispatch instance", []string{"local", "--instances", "1"}, exitUsage, "SQS event sources need at least 2"},
+		{"no bootstraps", []string{"local", "--bootstraps", "/nonexistent"}, exitUsage, "--bootstraps /nonexistent: no ingest bootstrap (run make build)"},
+		{"unreadable template", []string{"local", "--template", "/nonexistent.json"}, exitUsage, "--template: read template"},
 		{"demo too small", []string{"demo", "--orders", "3"}, exitUsage, "want at least 4"},
 		{"demo with an external API", []string{"demo", "--api", "https://api.example.com"}, exitUsage, "runs its own stand-in order API"},
 		{"help", []string{"--help"}, exitOK, ""},

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -30,6 +32,13 @@ type pipelineOptions struct {
 	rate        float64          // API_RATE; 0: the stand-in's RPS (or 1 with --api)
 	instances   int              // API_INSTANCES, the dispatch poller's MaxConcurrency
 	logLevel    slog.Level
+	// template is a synthesized stack template (`cdk synth`'s cdk.out/OrderPipe.template.json):
+	// the queues, the functions' timeouts and environment and the event source mappings are
+	// taken from it (local.Options.Template); empty: pkg/local's defaults.
+	template string
+	// bootstraps is a directory of compiled functions (`make build`'s build/): ingest and
+	// dispatch run as those binaries through pkg/local's Runtime API; empty: in this process.
+	bootstraps string
 }
 
 // registerPipelineFlags binds the flags of local and demo to fs.
@@ -40,6 +49,8 @@ func registerPipelineFlags(fs *flag.FlagSet, po *pipelineOptions, defaultPrefix 
 	fs.Float64Var(&po.rate, "rate", 0, "API_RATE the dispatchers pace at, requests/s (default: the stand-in's rate, or 1 with --api)")
 	fs.IntVar(&po.instances, "instances", 2, "API_INSTANCES: concurrent dispatch instances (ESM MaximumConcurrency, at least 2)")
 	fs.TextVar(&po.logLevel, "log-level", defaultLevel, "log level of the handlers and pollers on stderr")
+	fs.StringVar(&po.bootstraps, "bootstraps", "", "run the compiled functions DIR/ingest/bootstrap and DIR/dispatch/bootstrap (`make build`'s build/; arm64 ones under qemu-aarch64-static on another machine) instead of the handlers in this process")
+	fs.StringVar(&po.template, "template", "", "run as this synthesized stack template (cdk.out/OrderPipe.template.json): its queues, function timeouts and environment, event source mappings (--instances is then the template's)")
 	// The real API's shape: a token bucket of 1 request. The dispatch instances share one
 	// governor, so they never send two requests closer than 1/rate.
 	po.standin = apiserver.DefaultConfig()
@@ -94,6 +105,23 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	if err := p.settings.Validate(); err != nil {
 		return nil, usageErrorf("%v", err)
 	}
+	for _, fn := range []string{"ingest", "dispatch"} {
+		if po.bootstraps == "" {
+			break
+		}
+		if _, err := os.Stat(filepath.Join(po.bootstraps, fn, "bootstrap")); err != nil {
+			return nil, usageErrorf("--bootstraps %s: no %s bootstrap (run make build): %v", po.bootstraps, fn, err)
+		}
+	}
+	var tpl *local.Template
+	if po.template != "" {
+		if tpl, err = local.ReadTemplate(po.template); err != nil {
+			return nil, usageErrorf("--template: %v", err)
+		}
+		if _, err := tpl.Wiring(); err != nil {
+			return nil, usageErrorf("--template %s: %v", po.template, err)
+		}
+	}
 	// Every flag is checked before anything is created: the API first, then moto and resources.
 	if po.apiURL == "" {
 		if err := p.startAPI(po); err != nil {
@@ -126,7 +154,8 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	slog.SetDefault(log)
 	p.closers = append(p.closers, func() { slog.SetDefault(prev) })
 	p.pipe, err = local.NewPipeline(ctx, local.Options{
-		AWS: p.session.cfg, Names: local.NamesFor(po.prefix), Settings: p.settings, APIBaseURL: p.apiURL,
+		AWS: p.session.cfg, Names: local.NamesFor(po.prefix), Settings: p.settings, APIBaseURL: p.apiURL, Template: tpl,
+		Bootstraps: po.bootstraps, BootstrapOutput: c.stderr,
 		Ingest:      func(c *ingest.Config) { c.LogLevel = po.logLevel },
 		Dispatch:    func(c *dispatch.Config) { c.LogLevel = po.logLevel },
 		ReceiveWait: 2 * time.Second, Logger: log,
@@ -134,7 +163,7 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	if err != nil {
 		return nil, err
 	}
-	p.res = p.pipe.Resources
+	p.res, p.settings = p.pipe.Resources, p.pipe.Settings
 	p.session.names = resourceNames{
 		Bucket: p.res.Bucket, FilesQueue: p.res.FilesQueueURL, FilesDLQ: p.res.FilesDLQURL,
 		OrdersQueue: p.res.OrdersQueueURL, OrdersDLQ: p.res.OrdersDLQURL, GovernorTable: p.res.GovernorTable,

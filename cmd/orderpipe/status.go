@@ -376,8 +376,9 @@ func (st statusRun) cloudWatchAge(ctx context.Context, q *queueStatus) error {
 // retentionRisk warns as the stack's alarms do: on the orders queue when the oldest order has
 // waited half the retention (OrdersOldestNearRetention) or the backlog needs more than half the
 // retention at the API rate (OrdersBacklogDrainTime), and when it will not drain before the
-// retention deletes it; on the files queue when a file message is older than the queue's
-// visibility timeout (FilesOldest); on a dead-letter queue when the oldest parked message
+// retention deletes it; on the files queue when a file message is older than the ingest timeout
+// plus the queue's visibility timeout (FilesOldest: ingest's heartbeat keeps a message hidden
+// for as long as its invocation runs); on a dead-letter queue when the oldest parked message
 // expires within expiryWarning.
 func (st statusRun) retentionRisk(q queueStatus, r statusReport) []string {
 	if q.depth() == 0 || q.RetentionSeconds == 0 {
@@ -396,9 +397,10 @@ func (st statusRun) retentionRisk(q queueStatus, r statusReport) []string {
 		return nil
 	}
 	if q.Queue == "files" {
-		if visibility := time.Duration(q.VisibilitySeconds) * time.Second; q.OldestAgeSeconds != nil && visibility > 0 && age > visibility {
-			return []string{fmt.Sprintf("files: the oldest file message is %s old, older than the visibility timeout %s: ingest keeps failing on it or its invocation died",
-				fmtDuration(age), fmtDuration(visibility))}
+		visibility := time.Duration(q.VisibilitySeconds) * time.Second
+		if limit := pipeline.Defaults().IngestTimeout + visibility; q.OldestAgeSeconds != nil && visibility > 0 && age > limit {
+			return []string{fmt.Sprintf("files: the oldest file message is %s old, older than the ingest timeout plus the visibility timeout %s: ingest keeps failing on it or its invocation died",
+				fmtDuration(age), fmtDuration(limit))}
 		}
 		return nil
 	}

@@ -322,8 +322,9 @@ func TestRetentionRisk(t *testing.T) {
 		{"orders draining slower than the API rate", queueStatus{Queue: "orders", Visible: 100_000, RetentionSeconds: fourteen, OldestAgeSeconds: age(13 * day)},
 			statusReport{Rate: 1, DrainSource: "samples", DrainRate: 0.5, ETASeconds: 200_000},
 			[]string{"orders: the oldest order has waited 13d", "orders: a backlog of 100000 orders needs 2d7h33m at the measured 0.5 orders/s"}},
-		{"a file message older than the visibility", queueStatus{Queue: "files", InFlight: 1, RetentionSeconds: fourteen, VisibilitySeconds: 5400, OldestAgeSeconds: age(2 * time.Hour)}, statusReport{},
-			[]string{"files: the oldest file message is 2h0m0s old, older than the visibility timeout 1h30m0s"}},
+		{"a file message older than an invocation", queueStatus{Queue: "files", InFlight: 1, RetentionSeconds: fourteen, VisibilitySeconds: 240, OldestAgeSeconds: age(10 * time.Minute)}, statusReport{},
+			[]string{"files: the oldest file message is 10m0s old, older than the ingest timeout plus the visibility timeout 8m0s"}},
+		{"a file message being ingested", queueStatus{Queue: "files", InFlight: 1, RetentionSeconds: fourteen, VisibilitySeconds: 240, OldestAgeSeconds: age(6 * time.Minute)}, statusReport{}, nil},
 		{"a parked order about to expire", queueStatus{Queue: "orders-dlq", Visible: 1, RetentionSeconds: fourteen, OldestAgeSeconds: age(13 * day)}, statusReport{},
 			[]string{"orders-dlq: 1 messages; the oldest (13d old) expires in 1d (retention 14d)"}},
 	} {

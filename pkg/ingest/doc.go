@@ -50,9 +50,12 @@
 //     has finished (skip), or died (its own message is back and has taken over). Dropping it
 //     would also be safe while the owner's own message exists, but re-sending relies on nothing;
 //   - running with a lease run out, handed to this continuation's token, or held under this very
-//     message (State.Holder: the files-queue message id the claim was taken under; the same
-//     message received again means its invocation died, since a live one keeps it hidden): is
-//     taken over (compare-and-swap) and resumed from the checkpoint.
+//     message (State.Holder: the files-queue message id the claim was taken under) and not
+//     written for two thirds of FILES_VISIBILITY (at least CheckpointEvery): is taken over
+//     (compare-and-swap) and resumed from the checkpoint. A live invocation keeps its message
+//     hidden and writes its claim every CheckpointEvery; a dead one's message comes back no
+//     sooner than two thirds of FILES_VISIBILITY after its last heartbeat, and so after its last
+//     write. The same message delivered twice at once (SQS may) finds a fresh claim: busy.
 //
 // # Heartbeat: a crashed ingest resumes within FILES_VISIBILITY
 //

@@ -25,7 +25,10 @@ func (s *Service) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	hb := s.startHeartbeat(ctx, ev.Records)
 	defer hb.stop()
 	for _, m := range ev.Records {
-		err := s.handleMessage(withHolder(ctx, m.MessageId), m, &started)
+		// A live owner writes its claim at least every CheckpointEvery; its message comes back
+		// at least two thirds of FILES_VISIBILITY after its last heartbeat.
+		quiet := max(s.cfg.FilesVisibility*2/3, s.cfg.CheckpointEvery)
+		err := s.handleMessage(withHolder(ctx, holder{id: m.MessageId, quiet: quiet}), m, &started)
 		hb.finished(m.MessageId)
 		if errors.Is(err, ErrBusy) {
 			if rerr := s.requeueBusy(ctx, m); rerr == nil {

@@ -48,10 +48,25 @@ func TestCrashedHolderIsTakenOverAtOnce(t *testing.T) {
 			t.Errorf("delayed files messages %s, want 1 (the re-sent copy)", got)
 		}
 	})
-	t.Run("the holder's message: taken over", func(t *testing.T) {
+	t.Run("the holder's message delivered twice at once: a fresh claim is busy", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
 		e.putWithState(t, key, threeOrders, &crashed)
+		resp, err := e.svc.Handle(ctx(t), events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m-crashed", Body: s3Event(e.bucket, key, "")}}})
+		if err != nil || len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("Handle = %+v, %v; want success (re-sent)", resp, err)
+		}
+		if got := receiveAll(t, e.sqs, e.ordersURL); len(got) != 0 {
+			t.Errorf("orders sent %v, want none: the claim was written just now", got)
+		}
+	})
+	t.Run("the holder's message after its claim went quiet: taken over", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		e.putWithState(t, key, threeOrders, &crashed)
+		// Two thirds of the files visibility after the claim's last write (a crashed owner's
+		// message comes back no sooner after its last heartbeat).
+		e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Clock: shiftedClock(e.cfg.FilesVisibility * 2 / 3)})
 		resp, err := e.svc.Handle(ctx(t), events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m-crashed", Body: s3Event(e.bucket, key, "")}}})
 		if err != nil || len(resp.BatchItemFailures) != 0 {
 			t.Fatalf("Handle = %+v, %v; want success", resp, err)

@@ -109,18 +109,25 @@ type claim struct {
 	abandoned bool
 }
 
-// holderKey is the context key of the files-queue message id an invocation works under.
+// holderKey is the context key of the holder an invocation works as.
 type holderKey struct{}
 
-// withHolder returns ctx carrying the id of the files-queue message being handled.
-func withHolder(ctx context.Context, messageID string) context.Context {
-	return context.WithValue(ctx, holderKey{}, messageID)
+// holder is the files-queue message an invocation works under, and how long its claim must have
+// gone unwritten before that message, received again, takes it over.
+type holder struct {
+	id    string
+	quiet time.Duration
 }
 
-// holderOf is the message id withHolder put in ctx, or "".
-func holderOf(ctx context.Context) string {
-	id, _ := ctx.Value(holderKey{}).(string)
-	return id
+// withHolder returns ctx carrying h.
+func withHolder(ctx context.Context, h holder) context.Context {
+	return context.WithValue(ctx, holderKey{}, h)
+}
+
+// holderOf is the holder withHolder put in ctx, or the zero holder.
+func holderOf(ctx context.Context) holder {
+	h, _ := ctx.Value(holderKey{}).(holder)
+	return h
 }
 
 // newToken returns a random owner token.
@@ -136,14 +143,14 @@ func newToken() string {
 // checkpoint or its lease has run out; a done one gives errDone and a live one ErrBusy.
 func acquire(ctx context.Context, store objectStore, obj object, etag, token string, now, lease time.Time) (*claim, error) {
 	c := &claim{obj: obj, state: State{
-		Status: StatusRunning, Owner: newToken(), LeaseUntil: lease, Holder: holderOf(ctx),
+		Status: StatusRunning, Owner: newToken(), LeaseUntil: lease, Holder: holderOf(ctx).id,
 		Bucket: obj.Bucket, Key: obj.Key, Version: obj.Version, ETag: etag, StartedAt: now,
 	}}
 	err := c.write(ctx, store, &s3.PutObjectInput{IfNoneMatch: aws.String("*")})
 	if !isPreconditionFailed(err) {
 		return c, err
 	}
-	cur, curETag, err := getState(ctx, store, obj)
+	cur, curETag, saved, err := getState(ctx, store, obj)
 	if err != nil {
 		return nil, err
 	}
@@ -153,13 +160,16 @@ func acquire(ctx context.Context, store objectStore, obj object, etag, token str
 	case token != "" && cur.Owner == token: // handed to us by a checkpoint
 	case now.After(cur.LeaseUntil): // abandoned: its owner crashed or gave up
 		c.abandoned = true
-	case cur.Holder != "" && cur.Holder == holderOf(ctx): // the holder's own message is back: its invocation died
+	case cur.Holder != "" && cur.Holder == holderOf(ctx).id && now.Sub(saved) >= holderOf(ctx).quiet:
+		// The holder's own message is back and the claim has not been written for longer than a
+		// live owner ever waits between checkpoints: its invocation died. (The same message
+		// delivered twice at once finds a fresh claim, and is busy.)
 		c.abandoned = true
 	default:
 		return nil, fmt.Errorf("claim %s: %w (lease until %s)", obj.stateKey(), ErrBusy, cur.LeaseUntil.Format(time.RFC3339))
 	}
 	c.state, c.etag = cur, curETag
-	c.state.Owner, c.state.LeaseUntil, c.state.Holder = newToken(), lease, holderOf(ctx)
+	c.state.Owner, c.state.LeaseUntil, c.state.Holder = newToken(), lease, holderOf(ctx).id
 	c.state.Bucket, c.state.Key, c.state.Version = obj.Bucket, obj.Key, obj.Version
 	if err := c.save(ctx, store); err != nil {
 		if isPreconditionFailed(err) {
@@ -208,7 +218,7 @@ func (c *claim) write(ctx context.Context, store objectStore, in *s3.PutObjectIn
 func (c *claim) landed(ctx context.Context, store objectStore, body []byte) (string, bool) {
 	ctx, cancel := detach.Context(ctx, BookkeepingReserve, 0)
 	defer cancel()
-	got, etag, err := getStateBytes(ctx, store, c.obj)
+	got, etag, _, err := getStateBytes(ctx, store, c.obj)
 	return etag, err == nil && bytes.Equal(got, body)
 }
 
@@ -219,16 +229,17 @@ const BookkeepingReserve = 100 * time.Millisecond
 
 // getState reads the state object of obj and its ETag. A state without a schema version is
 // read as version 1; one newer than StateSchemaVersion gives an error wrapping ErrStateSchema.
-func getState(ctx context.Context, store objectStore, obj object) (State, string, error) {
-	b, etag, err := getStateBytes(ctx, store, obj)
+// It also returns when the state was last written.
+func getState(ctx context.Context, store objectStore, obj object) (State, string, time.Time, error) {
+	b, etag, saved, err := getStateBytes(ctx, store, obj)
 	if err != nil {
-		return State{}, "", err
+		return State{}, "", time.Time{}, err
 	}
 	s, err := decodeState(b)
 	if err != nil {
-		return State{}, "", fmt.Errorf("decode state %s: %w", obj.stateKey(), err)
+		return State{}, "", time.Time{}, fmt.Errorf("decode state %s: %w", obj.stateKey(), err)
 	}
-	return s, etag, nil
+	return s, etag, saved, nil
 }
 
 // decodeState decodes a state object of any schema version up to StateSchemaVersion.
@@ -246,16 +257,16 @@ func decodeState(b []byte) (State, error) {
 	return s, nil
 }
 
-// getStateBytes reads the state object of obj as stored, and its ETag.
-func getStateBytes(ctx context.Context, store objectStore, obj object) ([]byte, string, error) {
+// getStateBytes reads the state object of obj as stored, its ETag and when it was written.
+func getStateBytes(ctx context.Context, store objectStore, obj object) ([]byte, string, time.Time, error) {
 	out, err := store.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.stateKey())})
 	if err != nil {
-		return nil, "", fmt.Errorf("read state %s: %w", obj.stateKey(), err)
+		return nil, "", time.Time{}, fmt.Errorf("read state %s: %w", obj.stateKey(), err)
 	}
 	defer out.Body.Close()
 	b, err := io.ReadAll(out.Body)
 	if err != nil {
-		return nil, "", fmt.Errorf("read state %s: %w", obj.stateKey(), err)
+		return nil, "", time.Time{}, fmt.Errorf("read state %s: %w", obj.stateKey(), err)
 	}
-	return b, aws.ToString(out.ETag), nil
+	return b, aws.ToString(out.ETag), aws.ToTime(out.LastModified), nil
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -73,6 +75,14 @@ type Options struct {
 	// Nil: AWS for both.
 	FunctionAWS func(ctx context.Context, function string, res Resources) (aws.Config, error)
 
+	// Bootstraps, when set, is a directory of compiled functions (<dir>/ingest/bootstrap and
+	// <dir>/dispatch/bootstrap, as `make build` writes them): the pollers invoke them as
+	// Processes through the Runtime API (one per poller slot) with the configurations'
+	// environment, instead of the handlers in this process. DispatchOptions is not used then.
+	Bootstraps string
+	// BootstrapOutput receives the bootstraps' stdout and stderr; nil: os.Stderr.
+	BootstrapOutput io.Writer
+
 	// ReceiveWait is the pollers' long poll, 1 s to 20 s; zero: DefaultReceiveWait.
 	ReceiveWait time.Duration
 	// Logger receives the pollers' logs and, unless DispatchOptions says otherwise, dispatch's.
@@ -105,6 +115,8 @@ type Pipeline struct {
 	// with Options.FunctionAWS's configurations, or S3 and SQS.
 	IngestS3               *s3.Client
 	IngestSQS, DispatchSQS *sqs.Client
+
+	procs []*Process // the bootstraps' execution environments, closed by Stop
 
 	mu      sync.Mutex
 	started bool
@@ -252,7 +264,71 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		FunctionTimeout: o.Settings.DispatchTimeout, WaitTime: o.ReceiveWait, FunctionName: "dispatch",
 		Handler: dispatchH, Logger: o.Logger,
 	}
+	if o.Bootstraps != "" {
+		if err := p.useBootstraps(ctx, o, dispatchAWS, filesConcurrency); err != nil {
+			p.closeProcs()
+			return nil, fmt.Errorf("local pipeline: %w", err)
+		}
+	}
 	return p, nil
+}
+
+// useBootstraps points the pollers at Processes running the compiled ingest and dispatch
+// functions of o.Bootstraps, signing with the credentials the in-process handlers would use.
+func (p *Pipeline) useBootstraps(ctx context.Context, o Options, dispatchAWS aws.Config, filesConcurrency int) error {
+	ingestAWS := o.AWS
+	if o.FunctionAWS != nil {
+		var err error
+		if ingestAWS, err = o.FunctionAWS(ctx, "ingest", p.Resources); err != nil {
+			return fmt.Errorf("ingest credentials: %w", err)
+		}
+	}
+	for _, f := range []struct {
+		name   string
+		cfg    aws.Config
+		env    map[string]string
+		n      int
+		poller *Poller
+	}{
+		{"ingest", ingestAWS, p.IngestConfig.Environ(), filesConcurrency, p.Files},
+		{"dispatch", dispatchAWS, p.DispatchConfig.Environ(), o.Settings.Instances, p.Orders},
+	} {
+		creds, err := f.cfg.Credentials.Retrieve(ctx)
+		if err != nil {
+			return fmt.Errorf("%s credentials: %w", f.name, err)
+		}
+		endpoint := aws.ToString(f.cfg.BaseEndpoint)
+		if endpoint == "" {
+			endpoint = os.Getenv("AWS_ENDPOINT_URL")
+		}
+		f.env["AWS_ENDPOINT_URL"], f.env["AWS_ACCESS_KEY_ID"], f.env["AWS_SECRET_ACCESS_KEY"] = endpoint, creds.AccessKeyID, creds.SecretAccessKey
+		if creds.SessionToken != "" {
+			f.env["AWS_SESSION_TOKEN"] = creds.SessionToken
+		}
+		var procs []*Process
+		for range f.n {
+			proc := &Process{
+				Path: filepath.Join(o.Bootstraps, f.name, "bootstrap"), Env: f.env, FunctionName: f.name,
+				Region: f.cfg.Region, Timeout: f.poller.FunctionTimeout, Output: o.BootstrapOutput,
+			}
+			if err := proc.Start(); err != nil {
+				return fmt.Errorf("%s bootstrap: %w", f.name, err)
+			}
+			p.procs = append(p.procs, proc)
+			procs = append(procs, proc)
+		}
+		f.poller.Handler = SQSHandler(Pool(procs...))
+	}
+	return nil
+}
+
+// closeProcs closes the bootstraps' Processes.
+func (p *Pipeline) closeProcs() error {
+	var errs []error
+	for _, proc := range p.procs {
+		errs = append(errs, proc.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // dispatchPool is the dispatch function with n warm instances: each invocation takes a
@@ -306,18 +382,18 @@ func (p *Pipeline) Start(ctx context.Context) {
 }
 
 // Stop stops both pollers and waits until the receives and invocations in flight have
-// finished (see Poller.Run). It returns the pollers' errors (a field out of range), the same on
-// every call; before Start it does nothing and returns nil.
+// finished (see Poller.Run), then closes the bootstraps' Processes. It returns the pollers'
+// errors (a field out of range) and the Processes'; before Start it only closes the Processes.
 func (p *Pipeline) Stop() error {
 	p.mu.Lock()
 	started := p.started
 	p.mu.Unlock()
 	if !started {
-		return nil
+		return p.closeProcs()
 	}
 	p.cancel()
 	<-p.done
-	return p.err
+	return errors.Join(p.err, p.closeProcs())
 }
 
 // Run starts the pipeline, runs it until ctx is done and stops it; it returns Stop's error.

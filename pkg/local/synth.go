@@ -121,3 +121,27 @@ func sourceHash(dir string, extra []byte) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
+
+// SynthPlaceholders is SynthTemplate for tests and local runs that do not deploy: the context
+// gets apiBaseUrl https://orders.invalid and an assetDir of placeholder bootstraps (under
+// cacheDir/assets) unless cdkContext sets them, and the template is read.
+func SynthPlaceholders(ctx context.Context, dir, cacheDir, stack string, cdkContext map[string]any) (*Template, error) {
+	assets := filepath.Join(cacheDir, "assets")
+	for _, fn := range []string{"ingest", "dispatch", "redrive"} {
+		if err := os.MkdirAll(filepath.Join(assets, fn), 0o755); err != nil {
+			return nil, fmt.Errorf("synth: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(assets, fn, "bootstrap"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			return nil, fmt.Errorf("synth: %w", err)
+		}
+	}
+	c := map[string]any{"apiBaseUrl": "https://orders.invalid", "assetDir": assets}
+	for k, v := range cdkContext {
+		c[k] = v
+	}
+	path, err := SynthTemplate(ctx, dir, cacheDir, stack, c)
+	if err != nil {
+		return nil, err
+	}
+	return ReadTemplate(path)
+}

@@ -21,27 +21,9 @@ import (
 // synthWith synthesizes the module's CDK app with the context ctx added to the required one.
 func synthWith(t *testing.T, ctx map[string]any) *local.Template {
 	t.Helper()
-	cache := filepath.Join(os.TempDir(), "orderpipe-synth")
-	assets := filepath.Join(cache, "assets")
-	for _, fn := range []string{"ingest", "dispatch", "redrive"} {
-		if err := os.MkdirAll(filepath.Join(assets, fn), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(assets, fn, "bootstrap"), []byte("#!/bin/sh\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c := map[string]any{"apiBaseUrl": "https://orders.invalid", "assetDir": assets}
-	for k, v := range ctx {
-		c[k] = v
-	}
 	sctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	path, err := local.SynthTemplate(sctx, filepath.Join("..", ".."), cache, "OrderPipe", c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tpl, err := local.ReadTemplate(path)
+	tpl, err := local.SynthPlaceholders(sctx, filepath.Join("..", ".."), filepath.Join(os.TempDir(), "orderpipe-synth"), "OrderPipe", ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
