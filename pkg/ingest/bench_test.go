@@ -175,11 +175,7 @@ func (discard) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput,
 // streamed from moto's S3 and reports the process's peak resident set (VmHWM) during the
 // ingest. Orders go to a discard sink: pushing millions of messages into moto would take hours.
 func BenchmarkIngestPeakRSS(b *testing.B) {
-	size := int64(100 << 20)
-	if v := os.Getenv("ORDERPIPE_BENCH_MB"); v != "" {
-		mb, _ := strconv.Atoi(v)
-		size = int64(mb) << 20
-	}
+	size := benchFileSize()
 	if os.Getenv("ORDERPIPE_BENCH_1GB") == "1" {
 		size = 1 << 30
 	}
@@ -189,22 +185,11 @@ func BenchmarkIngestPeakRSS(b *testing.B) {
 	e.cfg.APIRate = 1e6 // a room for the whole file: the discard sink drains at once
 	svc := ingest.New(e.cfg, e.s3, discard{}, ingest.Options{})
 	ctx := context.Background()
-	runtime.GC()
-	debug.FreeOSMemory()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		b.Fatalf("reset the peak RSS: %v", err)
-	}
+	resetPeakRSS(b)
 	before := vmHWM(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		if _, err := e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: aws.String("state/" + key + "@null.json")}); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		if out, err := svc.Ingest(ctx, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, ""); err != nil || out != ingest.Done {
-			b.Fatalf("Ingest = %v, %v", out, err)
-		}
+		ingestAgain(ctx, b, e, svc, key)
 	}
 	b.StopTimer()
 	var rep ingest.Report
@@ -281,6 +266,39 @@ func uploadGenerated(b *testing.B, e *env, key string, size int64) int64 {
 	return lines
 }
 
+// benchFileSize is the size of the generated files of the RSS and verify benchmarks: 100 MB, or
+// ORDERPIPE_BENCH_MB.
+func benchFileSize() int64 {
+	if v := os.Getenv("ORDERPIPE_BENCH_MB"); v != "" {
+		mb, _ := strconv.Atoi(v)
+		return int64(mb) << 20
+	}
+	return 100 << 20
+}
+
+// resetPeakRSS collects garbage, returns it to the OS and resets the process's VmHWM.
+func resetPeakRSS(b *testing.B) {
+	b.Helper()
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Fatalf("reset the peak RSS: %v", err)
+	}
+}
+
+// ingestAgain forgets key's state (timer stopped) and ingests it whole once more.
+func ingestAgain(ctx context.Context, b *testing.B, e *env, svc *ingest.Service, key string) {
+	b.Helper()
+	b.StopTimer()
+	if _, err := e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: aws.String("state/" + key + "@null.json")}); err != nil {
+		b.Fatal(err)
+	}
+	b.StartTimer()
+	if out, err := svc.Ingest(ctx, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, ""); err != nil || out != ingest.Done {
+		b.Fatalf("Ingest = %v, %v", out, err)
+	}
+}
+
 // vmHWM is the process's peak resident set size in bytes.
 func vmHWM(b *testing.B) int64 {
 	b.Helper()
@@ -308,11 +326,7 @@ func vmHWM(b *testing.B) int64 {
 // reported on the "with" sub-benchmark. The sink sends nothing: against a real orders queue the
 // sending pass takes far longer and the share is smaller still. peak-RSS-MB is the process's.
 func BenchmarkIngestVerify(b *testing.B) {
-	size := int64(100 << 20)
-	if v := os.Getenv("ORDERPIPE_BENCH_MB"); v != "" {
-		mb, _ := strconv.Atoi(v)
-		size = int64(mb) << 20
-	}
+	size := benchFileSize()
 	e := newEnv(b)
 	e.cfg.APIRate = 1e6 // a room for the whole file: the discard sink drains at once
 	ctx := context.Background()
@@ -324,21 +338,10 @@ func BenchmarkIngestVerify(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				svc := ingest.New(e.cfg, e.s3, discard{}, ingest.Options{})
 				ingest.SetVerify(svc, verify)
-				runtime.GC()
-				debug.FreeOSMemory()
-				if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-					b.Fatalf("reset the peak RSS: %v", err)
-				}
+				resetPeakRSS(b)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					b.StopTimer()
-					if _, err := e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &e.bucket, Key: aws.String("state/" + key + "@null.json")}); err != nil {
-						b.Fatal(err)
-					}
-					b.StartTimer()
-					if out, err := svc.Ingest(ctx, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, ""); err != nil || out != ingest.Done {
-						b.Fatalf("Ingest = %v, %v", out, err)
-					}
+					ingestAgain(ctx, b, e, svc, key)
 				}
 				b.StopTimer()
 				var rep ingest.Report
