@@ -40,6 +40,21 @@ type process struct {
 
 func (p *process) kill() { p.once.Do(func() { p.dead.Store(true); close(p.killed) }) }
 
+// alive makes call unless p was killed; a killed process's call has no effect and gets errKilled.
+func alive[O any](p *process, call func() (O, error)) (O, error) {
+	if p.dead.Load() {
+		var zero O
+		return zero, errKilled
+	}
+	return call()
+}
+
+// do is alive for a call that returns only an error.
+func (p *process) do(call func() error) error {
+	_, err := alive(p, func() (struct{}, error) { return struct{}{}, call() })
+	return err
+}
+
 // killableS3 and killableSQS are a process's clients.
 type killableS3 struct {
 	ingest.ObjectStore
@@ -47,24 +62,15 @@ type killableS3 struct {
 }
 
 func (k killableS3) GetObject(ctx context.Context, in *s3.GetObjectInput, o ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
-	if k.p.dead.Load() {
-		return nil, errKilled
-	}
-	return k.ObjectStore.GetObject(ctx, in, o...)
+	return alive(k.p, func() (*s3.GetObjectOutput, error) { return k.ObjectStore.GetObject(ctx, in, o...) })
 }
 
 func (k killableS3) PutObject(ctx context.Context, in *s3.PutObjectInput, o ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
-	if k.p.dead.Load() {
-		return nil, errKilled
-	}
-	return k.ObjectStore.PutObject(ctx, in, o...)
+	return alive(k.p, func() (*s3.PutObjectOutput, error) { return k.ObjectStore.PutObject(ctx, in, o...) })
 }
 
 func (k killableS3) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, o ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
-	if k.p.dead.Load() {
-		return nil, errKilled
-	}
-	return k.ObjectStore.DeleteObject(ctx, in, o...)
+	return alive(k.p, func() (*s3.DeleteObjectOutput, error) { return k.ObjectStore.DeleteObject(ctx, in, o...) })
 }
 
 type killableSQS struct {
@@ -86,17 +92,13 @@ func (k killableSQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBa
 }
 
 func (k killableSQS) SendMessage(ctx context.Context, in *sqs.SendMessageInput, o ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
-	if k.p.dead.Load() {
-		return nil, errKilled
-	}
-	return k.Queue.SendMessage(ctx, in, o...)
+	return alive(k.p, func() (*sqs.SendMessageOutput, error) { return k.Queue.SendMessage(ctx, in, o...) })
 }
 
 func (k killableSQS) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, o ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
-	if k.p.dead.Load() {
-		return nil, errKilled
-	}
-	return k.Queue.ChangeMessageVisibility(ctx, in, o...)
+	return alive(k.p, func() (*sqs.ChangeMessageVisibilityOutput, error) {
+		return k.Queue.ChangeMessageVisibility(ctx, in, o...)
+	})
 }
 
 // TestE2EIngestKilledMidFile kills the ingest process (every later call of it without effect,
@@ -219,17 +221,13 @@ type killableQueue struct {
 }
 
 func (k killableQueue) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, o ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
-	if k.p.dead.Load() {
-		return nil, errKilled
-	}
-	return k.Queue.ChangeMessageVisibility(ctx, in, o...)
+	return alive(k.p, func() (*sqs.ChangeMessageVisibilityOutput, error) {
+		return k.Queue.ChangeMessageVisibility(ctx, in, o...)
+	})
 }
 
 func (k killableQueue) SendMessage(ctx context.Context, in *sqs.SendMessageInput, o ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
-	if k.p.dead.Load() {
-		return nil, errKilled
-	}
-	return k.Queue.SendMessage(ctx, in, o...)
+	return alive(k.p, func() (*sqs.SendMessageOutput, error) { return k.Queue.SendMessage(ctx, in, o...) })
 }
 
 type killableLedger struct {
@@ -238,24 +236,15 @@ type killableLedger struct {
 }
 
 func (k killableLedger) Delivered(ctx context.Context, c delivery.Claim) error {
-	if k.p.dead.Load() {
-		return errKilled
-	}
-	return k.Ledger.Delivered(ctx, c)
+	return k.p.do(func() error { return k.Ledger.Delivered(ctx, c) })
 }
 
 func (k killableLedger) Release(ctx context.Context, c delivery.Claim) error {
-	if k.p.dead.Load() {
-		return errKilled
-	}
-	return k.Ledger.Release(ctx, c)
+	return k.p.do(func() error { return k.Ledger.Release(ctx, c) })
 }
 
 func (k killableLedger) Abandon(ctx context.Context, c delivery.Claim) error {
-	if k.p.dead.Load() {
-		return errKilled
-	}
-	return k.Ledger.Abandon(ctx, c)
+	return k.p.do(func() error { return k.Ledger.Abandon(ctx, c) })
 }
 
 // TestE2EDispatchKilledMidOrder kills a dispatch process holding an order's delivery claim,
