@@ -171,11 +171,12 @@ func Provision(ctx context.Context, cfg aws.Config, s pipeline.Settings, n Names
 	if err = p.notify(ctx, n.Bucket, r.TopicARN); err != nil {
 		return r, err
 	}
-	if err = delivery.CreateTable(ctx, dynamodb.NewFromConfig(cfg), n.Deliveries); err != nil {
+	tables := dynamodb.NewFromConfig(cfg)
+	if err = delivery.CreateTable(ctx, tables, n.Deliveries); err != nil {
 		return r, fmt.Errorf("provision: %w", err)
 	}
 	r.DeliveryTable = n.Deliveries
-	if err = governor.CreateTable(ctx, dynamodb.NewFromConfig(cfg), n.Governor); err != nil {
+	if err = governor.CreateTable(ctx, tables, n.Governor); err != nil {
 		return r, err
 	}
 	r.GovernorTable = n.Governor
