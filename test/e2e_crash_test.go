@@ -259,7 +259,7 @@ func TestE2EDispatchKilledMidOrder(t *testing.T) {
 	p := newE2E(t, e2eOptions{})
 	db := dynamodb.NewFromConfig(e2eAdmin(t))
 	ledger := delivery.New(db, p.DispatchConfig.DeliveryTable, nil)
-	api, err := orderapi.New(p.DispatchConfig.OrderAPI(), nil, nil)
+	api, err := orderapi.New(p.DispatchConfig.OrderAPI(), orderapi.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

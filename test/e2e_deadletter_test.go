@@ -74,7 +74,7 @@ func (p *e2ePipeline) shortDeadlineDispatch(t *testing.T, margin time.Duration) 
 	}
 	ac := cfg.OrderAPI()
 	ac.Margin = margin
-	api, err := orderapi.New(ac, nil, nil)
+	api, err := orderapi.New(ac, orderapi.Options{})
 	if err != nil {
 		t.Fatalf("order API client: %v", err)
 	}

@@ -336,7 +336,7 @@ func (p *Pipeline) closeProcs() error {
 func dispatchPool(cfg dispatch.Config, client *sqs.Client, n int, options func(int) (dispatch.Options, error)) (Handler, error) {
 	pool := make(chan *dispatch.Dispatcher, n)
 	for i := range n {
-		api, err := orderapi.New(cfg.OrderAPI(), nil, nil)
+		api, err := orderapi.New(cfg.OrderAPI(), orderapi.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("order API client: %w", err)
 		}
