@@ -54,6 +54,9 @@ type Config struct {
 	// WaitDelay is how long a file that found no room waits before it looks again (the
 	// continuation's DelaySeconds, at most 15 minutes). Not read from the environment.
 	WaitDelay time.Duration
+	// LeaseSlack is how long a claim outlives its invocation's deadline, for clock skew
+	// between invocations (see Ingest). Not read from the environment.
+	LeaseSlack time.Duration
 }
 
 // Defaults of the optional settings.
@@ -65,7 +68,8 @@ const (
 	DefaultCheckpointMargin = 60 * time.Second
 	DefaultCheckpointEvery  = time.Minute
 	DefaultWaitDelay        = 15 * time.Minute // SQS's longest DelaySeconds
-	DefaultFilesVisibility  = 4 * time.Minute  // pipeline.Defaults().FilesVisibility
+	DefaultLeaseSlack       = time.Minute
+	DefaultFilesVisibility  = 4 * time.Minute // pipeline.Defaults().FilesVisibility
 	// MinFilesVisibility keeps the heartbeat (a third of it) at a second or more
 	// (pipeline.MinFilesVisibility).
 	MinFilesVisibility = 3 * time.Second
@@ -90,6 +94,7 @@ func DefaultConfig() Config {
 		APIRate:          pipeline.Defaults().APIRate,
 		OrdersRetention:  pipeline.Defaults().QueueRetention,
 		WaitDelay:        DefaultWaitDelay,
+		LeaseSlack:       DefaultLeaseSlack,
 	}
 }
 
@@ -107,8 +112,8 @@ func (c Config) Room() int64 {
 }
 
 // Environ returns the environment LoadConfig reads c back from: every variable of the contract.
-// CheckpointEvery is not part of the environment. For a valid c whose CheckpointEvery is the
-// default, LoadConfig(Environ) returns c.
+// CheckpointEvery, WaitDelay and LeaseSlack are not part of the environment. For a valid c
+// whose CheckpointEvery, WaitDelay and LeaseSlack are the defaults, LoadConfig(Environ) returns c.
 func (c Config) Environ() map[string]string {
 	return map[string]string{
 		EnvOrdersQueueURL:   c.OrdersQueueURL,
@@ -221,6 +226,9 @@ func (c Config) Validate() error {
 	}
 	if c.WaitDelay <= 0 || c.WaitDelay > DefaultWaitDelay {
 		bad("WaitDelay %v: want 0 < delay <= %v", c.WaitDelay, DefaultWaitDelay)
+	}
+	if c.LeaseSlack <= 0 {
+		bad("LeaseSlack %v: want > 0", c.LeaseSlack)
 	}
 	return errors.Join(errs...)
 }
