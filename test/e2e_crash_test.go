@@ -113,10 +113,10 @@ func TestE2EIngestKilledMidFile(t *testing.T) {
 	p := newE2E(t, e2eOptions{apiRate: 100})
 	s := p.settings
 	s.IngestTimeout = p.slow * 20 * time.Second
+	s.FilesVisibility = s.IngestTimeout // the deployed rule's least
 	p.retune(t, s)
 	cfg := p.IngestConfig
 	cfg.CheckpointMargin, cfg.CheckpointEvery = p.slow*5*time.Second, 500*time.Millisecond
-	cfg.FilesVisibility = s.FilesVisibility
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
