@@ -173,8 +173,8 @@
 // far in "unread". A file whose reading stops after verification (it should not happen: the
 // bytes are pinned) reports "stopped" and the lines not read in "unread". Both are done:
 // retrying cannot help. Either is logged at WARN ("file refused", "file stopped") and counted in
-// the EMF metrics FilesRefused, FilesStopped and LinesUnread (namespace orderpipe, no
-// dimensions), which infra alarms on. A report's lines = enqueued + rejected + unread.
+// the EMF metrics FilesRefused, FilesStopped and LinesUnread (namespace orderpipe, dimension
+// Function = Config.FunctionName), which infra alarms on. A report's lines = enqueued + rejected + unread.
 //
 // Backpressure (room.go): before sending, ingest reads the orders queue's backlog and enqueues
 // no more than Config.Room (what the API drains at API_RATE within ORDERS_RETENTION less a
