@@ -91,7 +91,13 @@
 // concurrent instances, each a Dispatcher of its own (its own pacing at API_RATE/instances), as
 // Lambda instances are. The handlers are built from their LoadConfig with the environment a
 // deployment gives them. local prints the resources and the export line that points upload,
-// status and dlq at them. Ctrl-C lets invocations in flight finish; a second Ctrl-C kills. It
+// status and dlq at them. Ctrl-C stops it in seconds: it says what it waits for ("stopping:
+// ingest of s3://b/k checkpointing; dispatch finishing 1 request (order o-1)"), an ingest
+// invocation checkpoints at its next line and hands the rest of its file to a continuation on
+// the files queue (ingest.WithStop; a bootstrap goes on to its own checkpoint time), dispatch
+// finishes the requests in flight, and it prints where each file stopped ("checkpointed after N
+// lines"): the next local (or demo) on the same resources resumes there, nothing sent twice or
+// lost. A second Ctrl-C kills (the crash case: the file resumes after the files visibility). It
 // checks its flags (--api must be an http(s) URL) before it starts or creates anything, and on
 // stop prints the stand-in API's counts (requests, accepted, duplicates, 429s, errors).
 //

@@ -145,6 +145,9 @@
 // does not name, so a checkpoint whose state write fails leaves the saved one whole.
 // When several files-queue messages arrive in one batch and the checkpoint time has come, the
 // later ones are put back on the files queue as continuations without a token.
+// A context from WithStop brings the checkpoint time forward to the moment its channel closes
+// (the local runner's Ctrl-C): the invocation hands over the same way at its next line (or
+// verifying chunk) and returns, and a later run resumes at that line.
 //
 // # Duplicate ids inside a file
 //

@@ -274,7 +274,7 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 		switch {
 		case r.budget > 0 && r.added >= r.budget:
 			return r.wait(ctx, base+rd.Offset(), rd.Header(), fmt.Sprintf("%d orders of this file enqueued, the orders queue is full", r.added))
-		case !stopAt.IsZero() && now.After(stopAt):
+		case checkpointDue(ctx, stopAt, now):
 			return r.handoff(ctx, base+rd.Offset(), rd.Header())
 		case now.After(saveAt):
 			if err := r.checkpoint(ctx, base+rd.Offset(), rd.Header(), r.claim.state.Owner, r.claim.state.LeaseUntil); err != nil {

@@ -94,7 +94,7 @@ func (r *fileRun) verifyOnce(ctx context.Context) (out Outcome, ok bool, err err
 			out, err := r.verifyFault(ctx, cb, err, lines)
 			return out, false, err
 		}
-		if !stopAt.IsZero() && r.svc.now().After(stopAt) {
+		if checkpointDue(ctx, stopAt, r.svc.now()) {
 			r.saved.VerifyOffset, r.saved.VerifyLines = st.VerifyOffset+rd.Offset(), lines
 			r.saved.VerifyHeader = rd.Header()
 			if f, _, _ := order.FormatOf(r.claim.obj.Key); f == order.CSV && rd.Header() == nil {
