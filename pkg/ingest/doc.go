@@ -86,7 +86,7 @@
 //
 // # State schema
 //
-// The state object carries "schemaVersion" (StateSchemaVersion, 1). A state object without it
+// The state object carries "schemaVersion" (StateSchemaVersion, 3). A state object without it
 // has the same layout and is read as version 1; every write puts the current version. A state
 // object of a newer version (written by a newer ingest during a rollback, say) is refused:
 // the message fails with ErrStateSchema and the object is left as it is, never taken over or
@@ -182,8 +182,11 @@
 // checkpoint, a waiting report (waiting, waitingSince), a WARN "file waiting" and a
 // continuation delayed by Config.WaitDelay, which looks again.
 //
-// Both passes look at the clock inside long runs of blank lines (order.Options.YieldBytes,
-// Reader.Count's budget), so a checkpoint is taken in time whatever the file holds.
+// Both passes look at the clock every few MiB of input whatever it holds: inside long runs of
+// blank lines, blank lines before a CSV header, and a huge line being skipped
+// (order.Options.YieldBytes, Reader.Count's budget), so a checkpoint is taken in time. A
+// checkpoint inside a huge line (already rejected, or counted) says so (State.InLine,
+// VerifyInLine) and the next invocation skips the rest of it first.
 //
 // A missing object (ErrObjectMissing), a queue that keeps failing (ErrSendFailed), a state of a
 // newer schema (ErrStateSchema), S3 or SQS errors, and ErrBusy when its re-send fails, fail the
