@@ -65,6 +65,9 @@ type Service struct {
 	retry   SenderOptions // MaxAttempts and Backoff of every Sender
 
 	skipVerify bool // benchmarks only (export_test.go): send without the verifying pass
+	// chunks are the bytes read between two looks at the clock: verifyChunk and yieldBytes
+	// (tests make them smaller: export_test.go).
+	chunks struct{ verify, yield int64 }
 }
 
 // New returns a Service for cfg (validated by LoadConfig or Config.Validate) using objects and
@@ -81,6 +84,7 @@ func New(cfg Config, objects ObjectStore, queue Queue, opts Options) *Service {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.chunks.verify, s.chunks.yield = verifyChunk, yieldBytes
 	return s
 }
 
