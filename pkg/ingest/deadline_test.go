@@ -45,11 +45,14 @@ func TestIngestAtShortDeadline(t *testing.T) {
 		name, key           string
 		before, body, after string
 		wantLines, rejected int64
-		wantInLine          bool // checkpoints inside the stretch say they are inside a line
+		wantInLine          bool   // checkpoints inside the stretch say they are inside a line
+		refused             string // the file is refused (by the verifying pass alone) for this
 	}{
-		{"newline bomb", "uploads/bomb.jsonl.gz", `{"id":"a"}` + "\n", strings.Repeat("\n", stretch), `{"id":"b"}` + "\n", 2, 0, false},
-		{"blank lines before a csv header", "uploads/blank-head.csv.gz", "", strings.Repeat("\r\n", stretch/2), "id,n\na,1\nb,2\n", 2, 0, false},
-		{"huge line", "uploads/huge-line.jsonl.gz", `{"id":"a"}` + "\n", `{"id":"x","pad":"` + strings.Repeat("x", stretch) + `"}` + "\n", `{"id":"b"}` + "\n", 3, 1, true},
+		{"newline bomb", "uploads/bomb.jsonl.gz", `{"id":"a"}` + "\n", strings.Repeat("\n", stretch), `{"id":"b"}` + "\n", 2, 0, false, ""},
+		{"blank lines before a csv header", "uploads/blank-head.csv.gz", "", strings.Repeat("\r\n", stretch/2), "id,n\na,1\nb,2\n", 2, 0, false, ""},
+		{"huge line", "uploads/huge-line.jsonl.gz", `{"id":"a"}` + "\n", `{"id":"x","pad":"` + strings.Repeat("x", stretch) + `"}` + "\n", `{"id":"b"}` + "\n", 3, 1, true, ""},
+		// The reason found by the first invocation, not what the resumed count knows.
+		{"huge csv header", "uploads/huge-head.csv.gz", "", "id," + strings.Repeat("h", stretch) + "\n", "a,1\nb,2\n", 2, 0, true, "line longer than"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -92,6 +95,17 @@ func TestIngestAtShortDeadline(t *testing.T) {
 				}
 				e.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &e.filesURL, ReceiptHandle: m.Messages[0].ReceiptHandle})
 				out = invoke(msg.Continuation.Token)
+			}
+			if tt.refused != "" {
+				var rep ingest.Report
+				if !e.get(t, "reports/"+tt.key+".json", &rep) || !strings.Contains(rep.Refused, tt.refused) || rep.Lines != tt.wantLines || rep.Unread != tt.wantLines || rep.Enqueued != 0 {
+					t.Errorf("report refused %q lines %d unread %d enqueued %d; want refused for %q, %d lines unread, none enqueued",
+						rep.Refused, rep.Lines, rep.Unread, rep.Enqueued, tt.refused, tt.wantLines)
+				}
+				if verifyInside < 2 {
+					t.Errorf("%d checkpoints of the verifying pass inside the header line, want at least two", verifyInside)
+				}
+				return
 			}
 			if verifyInside < 2 || sendInside < 2 {
 				t.Errorf("checkpoints inside the stretch (inLine %v): %d of the verifying pass, %d of the sending pass; want at least two each",

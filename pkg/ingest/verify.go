@@ -90,7 +90,11 @@ func (r *fileRun) verifyOnce(ctx context.Context) (out Outcome, ok bool, err err
 			st.VerifiedETag, st.FileLines = st.ETag, lines
 			return 0, true, nil
 		case errors.Is(err, order.ErrBadHeader):
-			out, err := r.refuse(ctx, err.Error(), lines)
+			reason := err.Error()
+			if st.VerifyBadHeader != "" {
+				reason = st.VerifyBadHeader // found by an earlier invocation
+			}
+			out, err := r.refuse(ctx, reason, lines)
 			return out, false, err
 		case err != nil:
 			out, err := r.verifyFault(ctx, cb, err, lines)
@@ -99,8 +103,8 @@ func (r *fileRun) verifyOnce(ctx context.Context) (out Outcome, ok bool, err err
 		if checkpointDue(ctx, stopAt, r.svc.now()) {
 			r.saved.VerifyOffset, r.saved.VerifyLines = st.VerifyOffset+rd.Offset(), lines
 			r.saved.VerifyHeader, r.saved.VerifyInLine = rd.Header(), rd.InLine()
-			if rd.HeaderUnusable() {
-				r.saved.VerifyBadHeader = "unusable csv header"
+			if err := rd.BadHeader(); err != nil && st.VerifyBadHeader == "" {
+				r.saved.VerifyBadHeader = err.Error() // resumed, the count knows only that it is unusable
 			}
 			// The sending pass has not started, or (a state of schema 1) stands where it stood.
 			out, err := r.handoff(ctx, st.savedPosition())

@@ -244,7 +244,7 @@ func TestCountYieldsAndResumes(t *testing.T) {
 				stops++
 				offset += rd.Offset()
 				header, inLine = rd.Header(), rd.InLine()
-				if rd.HeaderUnusable() {
+				if rd.BadHeader() != nil {
 					header = []string{}
 				}
 			}

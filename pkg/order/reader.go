@@ -298,9 +298,9 @@ func (r *Reader) Offset() int64 { return r.offset }
 // whose rest it has still to skip: a checkpoint at Offset must be resumed with Options.InLine.
 func (r *Reader) InLine() bool { return r.skipping }
 
-// HeaderUnusable reports whether Count found the CSV header unusable (it counts on all the
-// same): a count resumed after it takes an empty non-nil Options.Header.
-func (r *Reader) HeaderUnusable() bool { return r.badHdr != nil }
+// BadHeader returns why Count found the CSV header unusable (it counts on all the same), or nil:
+// a count resumed after it takes an empty non-nil Options.Header.
+func (r *Reader) BadHeader() error { return r.badHdr }
 
 // Header returns a copy of the CSV header, to store in a checkpoint; nil for JSON Lines or
 // before the header is read.
