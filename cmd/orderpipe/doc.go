@@ -62,11 +62,15 @@
 // the backlog's change between refreshes under --watch) and the ETA at the measured rate, or
 // at the API rate when none was measured; per file, from ingest's state objects of the last
 // 24 h (at most --files, in-flight ones first), a progress bar of the bytes read, the lines
-// read, enqueued, rejected and parked, since when it is in flight and whether its invocation
-// died (stalled: the claim's lease expired); and warnings at the stack's alarm thresholds:
-// the oldest order past half the retention, a backlog needing more than half the retention at
-// the API rate, a backlog that will not drain before the retention, a file message older than
-// the files visibility timeout, a stalled file, a parked message expiring within 48 h.
+// read of the file's lines (once verified), enqueued, rejected, delivered (enqueued - parked:
+// exact once the file is done, the orders queue empty and every parked message peeked, else a
+// lower bound less the unpeeked parked messages and the whole backlog) and parked, since when
+// it is in flight and whether its invocation has probably died (silent: no checkpoint for
+// silentAfter; stalled: the claim's lease expired); and warnings at the stack's alarm
+// thresholds: the oldest order past half the retention, a backlog needing more than half the
+// retention at the API rate, a backlog that will not drain before the retention, a file
+// message older than the files visibility timeout, a silent or stalled file, a parked message
+// expiring within 48 h.
 // --watch refreshes the report in place at its interval until Ctrl-C (with --json, one
 // document per refresh).
 //
