@@ -176,9 +176,14 @@ func (c Config) Governor(rate float64) governor.Config {
 	return governor.Config{Rate: rate, Skew: c.ClockSkew, Margin: c.Margin, FailureThreshold: c.BreakerThreshold, ProbeInterval: c.ProbeInterval}
 }
 
-// openHold is how long an order waits (given back) when it meets the open breaker: two probe
-// intervals, so a backlog comes back spread out and not all at each probe.
-func (c Config) openHold() time.Duration { return 2 * max(c.ProbeInterval, time.Second) }
+// openHold is how long an order waits (given back) when it meets the open breaker, for u
+// uniform in [0, 1): one to three probe intervals (two on average), so that a backlog comes back
+// spread over the probe interval, not in waves: when a probe closes the breaker, orders are
+// already arriving at backlog / (2 x interval) a second.
+func (c Config) openHold(u float64) time.Duration {
+	pi := max(c.ProbeInterval, time.Second)
+	return pi + time.Duration(2*u*float64(pi))
+}
 
 // storeRetry is how long an order waits (given back) when the governor's store failed.
 const storeRetry = 10 * time.Second

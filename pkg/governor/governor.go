@@ -206,12 +206,15 @@ func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot
 		}
 		now := g.clock.Now()
 		at, reason := g.next(st, now)
-		if !fits(at) {
+		probe := st.Open()
+		// While open, the probe goes to a caller that can send it now (within Margin): nobody
+		// sleeps on a probe slot, and no probe is reserved ahead, which would hold the
+		// schedule, and the instances, after the probe that closes the breaker.
+		if !fits(at) || (probe && at.Sub(now) > g.cfg.Margin) {
 			return Slot{}, &WaitError{Until: at, Reason: reason}
 		}
 		n := st
 		n.Last, n.By = at, g.cfg.Instance
-		probe := st.Open()
 		if probe {
 			n.ProbeAt = at.Add(g.cfg.ProbeInterval)
 		}
