@@ -22,7 +22,7 @@
 // its RateLimit-Policy quota/window caps the rate. A 429 cuts the shared rate (times
 // Decrease, never below the rate that held before the last raise, nor below MinRate), once per
 // congestion event: answers to slots reserved before the cut do not cut again. It cuts when the
-// 429s repeat within ThrottleWindow, or when the rate in force is neither the API's
+// 429s repeat within ThrottleWindow (and RepeatSlots slots), or when the rate in force is neither the API's
 // RateLimit-Policy rate nor proven by Proof successes in a row at it (a fresh record's ceiling,
 // a rate just cut or raised); a lone 429 at a proven rate (a request that reached the API a
 // little early) only pauses. After Hold
