@@ -251,6 +251,10 @@ func runGoverned(b *testing.B, c govCase) *govResult {
 	if cfg.ProbeInterval == 0 {
 		cfg.ProbeInterval = governor.DefaultProbeInterval
 	}
+	if c.scale > 1 {
+		cfg.Hold = time.Duration(float64(governor.DefaultHold) / c.scale)
+		cfg.ThrottleWindow = time.Duration(float64(governor.DefaultThrottleWindow) / c.scale)
+	}
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
 	}
@@ -274,10 +278,6 @@ func runGoverned(b *testing.B, c govCase) *govResult {
 		}
 		gcfg := cfg.Governor(cfg.APIRate)
 		gcfg.Instance = "i" + strconv.Itoa(i)
-		if c.scale > 1 {
-			gcfg.Hold = time.Duration(float64(governor.DefaultHold) / c.scale)
-			gcfg.ThrottleWindow = time.Duration(float64(governor.DefaultThrottleWindow) / c.scale)
-		}
 		gov, err := governor.New(gcfg, store, nil)
 		if err != nil {
 			b.Fatal(err)
