@@ -44,7 +44,8 @@ type MonitoringProps struct {
 // file message older than the files visibility timeout (ingest keeps failing); S3 events SNS
 // failed to deliver to the files queue, and any on the subscription's DLQ; files ingest refused
 // or stopped (its warn lines, ingest.LogFileRefused and LogFileStopped, counted by log metric
-// filters); and for each function, any ERROR log line (both consumers report partial batch
+// filters), the lines of such files never read and files waiting in S3 for room on the orders
+// queue (ingest's EMF metrics LinesUnread and FilesWaiting); and for each function, any ERROR log line (both consumers report partial batch
 // failures, which the Errors metric does not count), any error, any throttle, and p99 duration
 // above 80% of its timeout (ingest: see durationAlarm).
 type Monitoring struct {
@@ -179,6 +180,14 @@ func NewMonitoring(scope constructs.Construct, id string, props MonitoringProps)
 	m.alarm("GovernorErrors", governorMetric(dispatch.MetricGovernorErrors, "Sum", alarmPeriod), 0,
 		"Dispatch cannot reach the governor table: orders are given back unsent. Check DynamoDB and the dispatch role.")
 
+	// Ingest's own EMF metrics (dimension Function = its name): lines of refused or stopped
+	// files that were never read, and files held back in S3 for want of room on the orders queue.
+	ingestFn := props.Ingest.Function
+	m.alarm("IngestLinesUnread", emfOf(ingestFn, ingest.MetricsNamespace, ingest.MetricDimension, ingest.MetricLinesUnread, "Sum"), 0,
+		"Lines of a file ingest refused or stopped were not read as orders (LinesUnread): find the file by its `file refused` / `file stopped` warn line; its report's `unread` counts them.")
+	m.alarm("IngestFilesWaiting", emfOf(ingestFn, ingest.MetricsNamespace, ingest.MetricDimension, ingest.MetricFilesWaiting, "Sum"), 0,
+		"A file waits in S3 because the orders queue has no room left within its retention (FilesWaiting): its report says since when; it continues by itself once dispatch drains the backlog. `orderpipe status`.")
+
 	logs := m.logMetrics(props)
 	for _, l := range logs {
 		m.alarm(l.id, l.metric, 0, l.description)
@@ -278,10 +287,16 @@ func stat(statistic string) *awscloudwatch.MetricOptions {
 // emf is one of dispatch's embedded metric format (EMF) metrics of fn, this stack's dispatch
 // function (dimension dispatch.MetricDimension = its name).
 func emf(fn awslambda.Function, name, statistic string) awscloudwatch.IMetric {
+	return emfOf(fn, dispatch.MetricsNamespace, dispatch.MetricDimension, name, statistic)
+}
+
+// emfOf is the EMF metric name in namespace that fn emits with the one dimension dimension =
+// its function name: this stack's metrics, not another deployment's in the same account.
+func emfOf(fn awslambda.Function, namespace, dimension, name, statistic string) awscloudwatch.IMetric {
 	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
-		Namespace:     jsii.String(dispatch.MetricsNamespace),
+		Namespace:     jsii.String(namespace),
 		MetricName:    jsii.String(name),
-		DimensionsMap: &map[string]*string{dispatch.MetricDimension: fn.FunctionName()},
+		DimensionsMap: &map[string]*string{dimension: fn.FunctionName()},
 		Statistic:     jsii.String(statistic),
 		Label:         jsii.String(name + " " + statistic),
 		Period:        seconds(alarmPeriod),
@@ -330,6 +345,12 @@ func newDashboard(scope constructs.Construct, props MonitoringProps, logs []logM
 		graph("Order API latency and pacing wait (ms)",
 			emf(fn, dispatch.MetricApiLatency, "p50"), emf(fn, dispatch.MetricApiLatency, "p99"), emf(fn, dispatch.MetricPacingWait, "p99")),
 		graph("ERROR lines, refused and stopped files", logCounts...),
+	)
+	in := props.Ingest.Function
+	d.AddWidgets(
+		graph("Ingest: lines not read, files waiting for room (orderpipe EMF)",
+			emfOf(in, ingest.MetricsNamespace, ingest.MetricDimension, ingest.MetricLinesUnread, "Sum"),
+			emfOf(in, ingest.MetricsNamespace, ingest.MetricDimension, ingest.MetricFilesWaiting, "Sum")),
 	)
 	d.AddWidgets(
 		graph("Governor: shared rate (req/s), breaker open, held orders, store errors",

@@ -505,12 +505,13 @@ func TestAlarms(t *testing.T) {
 	s := full(t)
 	p := s.pipe
 	alarms := s.ofType("AWS::CloudWatch::Alarm")
-	if got, want := len(alarms), 2+2+1+3+2+3+2+3*3+2; got != want { // +2: BreakerOpen, GovernorErrors
+	if got, want := len(alarms), 2+2+1+3+2+3+2+3*3+2+2; got != want { // +2: BreakerOpen, GovernorErrors; +2: ingest's EMF
 		t.Errorf("alarms: got %d, want %d", got, want)
 	}
 	topic := jsonString([]any{map[string]any{"Ref": s.id(p.Monitoring.Topic)}})
-	// described renders an alarm as what it watches: "MetricName dimensions" for one metric,
-	// "math expression: each metric name and dimensions" for metric math.
+	// described renders an alarm as what it watches: "Namespace MetricName dimensions" for one
+	// metric, "math expression: each metric's namespace, name and dimensions" for metric math
+	// (and a metric with a label).
 	var described []map[string]any
 	for id, a := range alarms {
 		ap := props(a)
@@ -520,7 +521,7 @@ func TestAlarms(t *testing.T) {
 		if ap["ComparisonOperator"] != "GreaterThanThreshold" {
 			t.Errorf("alarm %s comparison: got %v", id, ap["ComparisonOperator"])
 		}
-		d := fmt.Sprintf("%v %s", ap["MetricName"], jsonString(ap["Dimensions"]))
+		d := fmt.Sprintf("%v %v %s", ap["Namespace"], ap["MetricName"], jsonString(ap["Dimensions"]))
 		if ap["MetricName"] == nil {
 			d = "math"
 			for _, m := range list(ap["Metrics"]) {
@@ -528,13 +529,18 @@ func TestAlarms(t *testing.T) {
 				if e, ok := mm["Expression"].(string); ok {
 					d += " " + e + ":"
 				}
-				d += fmt.Sprintf(" %v %s", jsonPath(mm, "MetricStat", "Metric", "MetricName"), jsonString(jsonPath(mm, "MetricStat", "Metric", "Dimensions")))
+				d += fmt.Sprintf(" %v %v %s", jsonPath(mm, "MetricStat", "Metric", "Namespace"), jsonPath(mm, "MetricStat", "Metric", "MetricName"),
+					jsonString(jsonPath(mm, "MetricStat", "Metric", "Dimensions")))
 			}
 		}
 		described = append(described, map[string]any{"what": d, "threshold": ap["Threshold"]})
 	}
 	st := pipeline.Defaults()
 	logs := func(metric string) string { return metric + " null" } // a log metric has no dimension
+	ingestEMF := func(metric string) string {
+		return ingest.MetricsNamespace + " " + metric + " " +
+			jsonString([]any{map[string]any{"Name": ingest.MetricDimension, "Value": map[string]any{"Ref": s.id(p.Ingest.Function)}}})
+	}
 	for _, c := range []struct {
 		name      string
 		watches   []string // fragments of the alarm's description
@@ -557,6 +563,9 @@ func TestAlarms(t *testing.T) {
 		{"redrive ERROR lines", []string{logs("Redrive" + MetricErrorLines)}, 0},
 		{"files refused", []string{logs(MetricFilesRefused)}, 0},
 		{"files stopped", []string{logs(MetricFilesStopped)}, 0},
+		// ingest's EMF metrics, this stack's ingest function's only
+		{"lines unread", []string{ingestEMF(ingest.MetricLinesUnread)}, 0},
+		{"files waiting", []string{ingestEMF(ingest.MetricFilesWaiting)}, 0},
 		{"dispatch p99", []string{"Duration", s.id(p.Dispatch.Function)}, 0.8 * float64(st.DispatchTimeout.Milliseconds())},
 		{"redrive p99", []string{"Duration", s.id(p.Redrive.Function)}, 0.8 * float64(st.RedriveTimeout.Milliseconds())},
 		// ingest checkpoints CheckpointMargin before its deadline by design: alarm past that.
@@ -612,7 +621,8 @@ func TestAlarms(t *testing.T) {
 	t.Run("dashboard", func(t *testing.T) {
 		dash := jsonString(s.resource(t, p.Monitoring.Dashboard))
 		for _, want := range append([]string{dispatch.MetricApiLatency, dispatch.MetricPacingWait, "ApproximateAgeOfOldestMessage",
-			"ApproximateNumberOfMessagesNotVisible", "NumberOfNotificationsFailed", MetricFilesRefused}, dispatch.OutcomeMetrics()...) {
+			"ApproximateNumberOfMessagesNotVisible", "NumberOfNotificationsFailed", MetricFilesRefused,
+			ingest.MetricLinesUnread, ingest.MetricFilesWaiting}, dispatch.OutcomeMetrics()...) {
 			if !strings.Contains(dash, want) {
 				t.Errorf("dashboard lacks %s", want)
 			}

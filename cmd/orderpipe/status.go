@@ -270,14 +270,31 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 		}
 		for i := range files {
 			files[i].Parked = parkedBySource["s3://"+files[i].Bucket+"/"+files[i].Key]
-			if files[i].Stalled {
+			switch {
+			case files[i].Stalled:
 				r.Warnings = append(r.Warnings, fmt.Sprintf("files: s3://%s/%s stalled at line %d: its ingest invocation died (lease expired %s ago); it resumes when the files queue shows its message again",
 					files[i].Bucket, files[i].Key, files[i].Lines, fmtDuration(st.now.Sub(files[i].LeaseUntil))))
+			case files[i].Silent:
+				r.Warnings = append(r.Warnings, fmt.Sprintf("files: s3://%s/%s has had no checkpoint for %s (the last after %d lines): %s; if so it resumes when its message reappears on the files queue (within the files visibility) or its claim's lease ends (%s)",
+					files[i].Bucket, files[i].Key, fmtDuration(st.now.Sub(files[i].CheckpointAt)), files[i].Lines, files[i].silence(), files[i].LeaseUntil.Format(time.RFC3339)))
 			}
+		}
+		if ordersDLQ, ok := queueNamed(r.Queues, "orders-dlq"); ok && ordersURL != "" {
+			setDelivered(files, r.Backlog, ordersDLQ.depth(), r.ParkedPeeked)
 		}
 		r.Files = files
 	}
 	return r, nil
+}
+
+// queueNamed returns the queue of qs named name.
+func queueNamed(qs []queueStatus, name string) (queueStatus, bool) {
+	for _, q := range qs {
+		if q.Queue == name {
+			return q, true
+		}
+	}
+	return queueStatus{}, false
 }
 
 // governor reads the governor's shared record.

@@ -12,10 +12,27 @@ import (
 	"github.com/orderpipe/orderpipe/pkg/s3event"
 )
 
-// checkpoint flushes the sender and saves the checkpoint at offset with the given owner and
+// position is where the sending pass stands in a file: a checkpoint.
+type position struct {
+	offset int64    // bytes of the decompressed object done
+	header []string // CSV header, nil before it is read
+	inLine bool     // offset is inside a line too long, rejected already: its rest is skipped
+}
+
+// positionOf is the position of rd, which started at base.
+func positionOf(base int64, rd *order.Reader) position {
+	return position{offset: base + rd.Offset(), header: rd.Header(), inLine: rd.InLine()}
+}
+
+// savedPosition is the position of the last checkpoint.
+func (st *State) savedPosition() position {
+	return position{offset: st.Offset, header: st.Header, inLine: st.InLine}
+}
+
+// checkpoint flushes the sender and saves the checkpoint at pos with the given owner and
 // lease (the claim's own for a periodic save; the zero lease releases the claim): the rejects
 // since the last save as a new part, the id set if it grew, then the state.
-func (r *fileRun) checkpoint(ctx context.Context, offset int64, header []string, owner string, lease time.Time) error {
+func (r *fileRun) checkpoint(ctx context.Context, pos position, owner string, lease time.Time) error {
 	st, err := r.flushProgress(ctx)
 	if err != nil {
 		return err
@@ -42,7 +59,7 @@ func (r *fileRun) checkpoint(ctx context.Context, offset int64, header []string,
 		}
 		st.TrackedIDs, st.IDsSlot = r.ids.n, slot
 	}
-	st.Offset, st.Line, st.Header = offset, r.line, header
+	st.Offset, st.Line, st.Header, st.InLine = pos.offset, r.line, pos.header, pos.inLine
 	st.Owner, st.LeaseUntil = owner, lease
 	return r.writeState(ctx, st)
 }
@@ -89,17 +106,17 @@ func (r *fileRun) writeState(ctx context.Context, st State) error {
 // The margin exists for this work: its S3 writes run detached from the invocation's cancel and
 // end a little before the deadline (handoffReserve), leaving time to read a state write of
 // unknown outcome back (claim.write) and then to send the continuation or release the claim.
-func (r *fileRun) handoff(ctx context.Context, offset int64, header []string) (Outcome, error) {
-	return r.handoffAfter(ctx, offset, header, 0)
+func (r *fileRun) handoff(ctx context.Context, pos position) (Outcome, error) {
+	return r.handoffAfter(ctx, pos, 0)
 }
 
 // handoffAfter is handoff with the continuation delayed by delay (at most 15 minutes).
-func (r *fileRun) handoffAfter(ctx context.Context, offset int64, header []string, delay time.Duration) (Outcome, error) {
+func (r *fileRun) handoffAfter(ctx context.Context, pos position, delay time.Duration) (Outcome, error) {
 	token := newToken()
 	r.saved.Continuations++
 	wctx, cancel := detach.Context(ctx, r.svc.handoffReserve(), 0)
 	defer cancel()
-	if err := r.checkpoint(wctx, offset, header, token, r.svc.now().Add(DefaultLease)); err != nil {
+	if err := r.checkpoint(wctx, pos, token, r.svc.now().Add(DefaultLease)); err != nil {
 		r.saved.Continuations--
 		return 0, err
 	}

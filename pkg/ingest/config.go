@@ -25,6 +25,8 @@ const (
 	EnvLogLevel         = "LOG_LEVEL"
 	EnvAPIRate          = "API_RATE"         // the same as dispatch's: what drains the orders queue
 	EnvOrdersRetention  = "ORDERS_RETENTION" // the orders queue's message retention
+	// EnvFunctionName is set by Lambda, never by a deployment.
+	EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 )
 
 // Config is the ingest function's configuration (docs/CONTRACTS.md, "Environment"). Build it
@@ -54,6 +56,9 @@ type Config struct {
 	// WaitDelay is how long a file that found no room waits before it looks again (the
 	// continuation's DelaySeconds, at most 15 minutes). Not read from the environment.
 	WaitDelay time.Duration
+	// FunctionName (AWS_LAMBDA_FUNCTION_NAME, default "ingest") is the value of the metrics'
+	// Function dimension, so that each deployment's alarms count only its own files.
+	FunctionName string
 }
 
 // Defaults of the optional settings.
@@ -68,7 +73,8 @@ const (
 	DefaultFilesVisibility  = 4 * time.Minute  // pipeline.Defaults().FilesVisibility
 	// MinFilesVisibility keeps the heartbeat (a third of it) at a second or more
 	// (pipeline.MinFilesVisibility).
-	MinFilesVisibility = 3 * time.Second
+	MinFilesVisibility  = 3 * time.Second
+	DefaultFunctionName = "ingest"
 )
 
 // RetentionMargin is the part of the orders queue's retention the room keeps free: an order
@@ -90,6 +96,7 @@ func DefaultConfig() Config {
 		APIRate:          pipeline.Defaults().APIRate,
 		OrdersRetention:  pipeline.Defaults().QueueRetention,
 		WaitDelay:        DefaultWaitDelay,
+		FunctionName:     DefaultFunctionName,
 	}
 }
 
@@ -106,9 +113,10 @@ func (c Config) Room() int64 {
 	return int64(c.APIRate * (c.OrdersRetention - c.OrdersRetention/RetentionMargin).Seconds())
 }
 
-// Environ returns the environment LoadConfig reads c back from: every variable of the contract.
-// CheckpointEvery is not part of the environment. For a valid c whose CheckpointEvery is the
-// default, LoadConfig(Environ) returns c.
+// Environ returns the environment LoadConfig reads c back from: every variable of the contract
+// except AWS_LAMBDA_FUNCTION_NAME (Lambda sets it). CheckpointEvery is not part of the
+// environment. For a valid c whose CheckpointEvery and FunctionName are the defaults,
+// LoadConfig(Environ) returns c.
 func (c Config) Environ() map[string]string {
 	return map[string]string{
 		EnvOrdersQueueURL:   c.OrdersQueueURL,
@@ -133,6 +141,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	var errs []error
 	if v := getenv(EnvIDField); v != "" {
 		c.IDField = v
+	}
+	if v := getenv(EnvFunctionName); v != "" {
+		c.FunctionName = v
 	}
 	intVar := func(name string, dst *int64) {
 		if v := getenv(name); v != "" {
@@ -194,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if c.IDField == "" {
 		bad("%s is empty", EnvIDField)
+	}
+	if c.FunctionName == "" {
+		bad("FunctionName is empty")
 	}
 	if c.MaxLineBytes < 1 || c.MaxLineBytes > MaxMessageBytes {
 		bad("%s %d: want 1..%d", EnvMaxLineBytes, c.MaxLineBytes, MaxMessageBytes)

@@ -28,11 +28,12 @@ func TestLoadConfig(t *testing.T) {
 		MaxLineBytes: 262144, MaxFileBytes: 10737418240, SendConcurrency: 4,
 		CheckpointMargin: 60 * time.Second, CheckpointEvery: time.Minute, FilesVisibility: ingest.DefaultFilesVisibility, LogLevel: slog.LevelInfo,
 		APIRate: 1, OrdersRetention: 14 * 24 * time.Hour, WaitDelay: 15 * time.Minute,
+		FunctionName: "ingest",
 	}
 	custom := defaults
 	custom.IDField, custom.MaxLineBytes, custom.MaxFileBytes, custom.SendConcurrency = "orderId", 1000, 5000, 8
 	custom.CheckpointMargin, custom.LogLevel, custom.FilesVisibility = 90*time.Second, slog.LevelDebug, 5*time.Minute
-	custom.APIRate, custom.OrdersRetention = 2.5, 96*time.Hour
+	custom.APIRate, custom.OrdersRetention, custom.FunctionName = 2.5, 96*time.Hour, "orderpipe-IngestFn"
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -41,7 +42,8 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{"defaults", base, defaults, nil},
 		{"all set", with("ID_FIELD", "orderId", "MAX_LINE_BYTES", "1000", "MAX_FILE_BYTES", "5000",
-			"SEND_CONCURRENCY", "8", "CHECKPOINT_MARGIN", "90s", "LOG_LEVEL", "debug", "FILES_VISIBILITY", "5m", "API_RATE", "2.5", "ORDERS_RETENTION", "96h"), custom, nil},
+			"SEND_CONCURRENCY", "8", "CHECKPOINT_MARGIN", "90s", "LOG_LEVEL", "debug", "FILES_VISIBILITY", "5m", "API_RATE", "2.5", "ORDERS_RETENTION", "96h",
+			"AWS_LAMBDA_FUNCTION_NAME", "orderpipe-IngestFn"), custom, nil},
 		{"required missing", map[string]string{}, ingest.Config{}, []string{"ORDERS_QUEUE_URL is required", "FILES_QUEUE_URL is required"}},
 		{"not numbers", with("MAX_LINE_BYTES", "big", "SEND_CONCURRENCY", "4.5"), ingest.Config{}, []string{"MAX_LINE_BYTES", "SEND_CONCURRENCY"}},
 		{"out of range", with("MAX_LINE_BYTES", "0", "MAX_FILE_BYTES", "-1", "SEND_CONCURRENCY", "65", "CHECKPOINT_MARGIN", "-1s", "FILES_VISIBILITY", "2s"), ingest.Config{},

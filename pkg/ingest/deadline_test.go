@@ -32,63 +32,92 @@ func (c *steppingClock) Sleep(ctx context.Context, d time.Duration) error {
 	return clock.Sleep(ctx, d)
 }
 
-// A gzip of one order, 64 MiB of newlines and one order, read with invocations whose checkpoint
-// time comes after nine looks at the clock: the readers yield inside the newlines, so that each
-// invocation checkpoints inside them and hands over, and the file ends with both orders sent
-// once and the ledger balanced.
-func TestIngestNewlineBombAtShortDeadline(t *testing.T) {
-	e := newEnv(t)
-	const key = "uploads/bomb.jsonl.gz"
-	const first, last = `{"id":"a"}` + "\n", `{"id":"b"}` + "\n"
-	body := first + strings.Repeat("\n", 64<<20) + last
-	e.put(t, key, gzipped(t, body, gzip.BestCompression))
-	var offsets []int64 // of the checkpoints handed over in the sending pass
-	invoke := func(token string) ingest.Outcome {
-		t.Helper()
-		c, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		svc := ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Clock: &steppingClock{start: time.Now()}})
-		out, err := svc.Ingest(c, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, token)
-		if err != nil {
-			t.Fatalf("Ingest = %v", err)
-		}
-		return out
-	}
-	out := invoke("")
-	for i := 0; out == ingest.Continued; i++ {
-		if i > 20 {
-			t.Fatalf("still continuing after %d invocations", i)
-		}
-		var st ingest.State
-		e.get(t, "state/"+key+"@null.json", &st)
-		if st.VerifiedETag != "" {
-			offsets = append(offsets, st.Offset)
-		}
-		m, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &e.filesURL, MaxNumberOfMessages: 1, WaitTimeSeconds: 1})
-		if err != nil || len(m.Messages) != 1 {
-			t.Fatalf("continuation: %d messages, %v; want 1", len(m.Messages), err)
-		}
-		msg, err := s3event.Decode(aws.ToString(m.Messages[0].Body))
-		if err != nil || msg.Continuation == nil {
-			t.Fatalf("decode continuation: %v, %+v", err, msg)
-		}
-		e.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &e.filesURL, ReceiptHandle: m.Messages[0].ReceiptHandle})
-		out = invoke(msg.Continuation.Token)
-	}
-	inside := 0
-	for _, o := range offsets {
-		if o > int64(len(first)) && o < int64(len(body)-len(last)) {
-			inside++
-		}
-	}
-	if inside < 2 {
-		t.Errorf("send checkpoints at offsets %v: want at least two inside the newlines", offsets)
-	}
-	if got := receiveAllDup(t, e.sqs, e.ordersURL); len(got) != 2 {
-		t.Errorf("orders sent %q, want a and b once", got)
-	}
-	var rep ingest.Report
-	if !e.get(t, "reports/"+key+".json", &rep) || rep.Lines != 2 || rep.Enqueued != 2 || rep.Unread != 0 || rep.Rejected != 0 {
-		t.Errorf("report lines %d enqueued %d rejected %d unread %d; want 2, 2, 0, 0", rep.Lines, rep.Enqueued, rep.Rejected, rep.Unread)
+// Files where nothing is returned for a long stretch, gzip-compressed, read with invocations
+// whose checkpoint time comes after nine looks at the clock: 32 MiB of newlines between two
+// orders, 32 MiB of blank lines before a CSV header, and a line of 32 MiB (too long) between two
+// orders, the passes looking at the clock every MiB. The readers yield inside the stretch, so
+// that each invocation checkpoints inside it and hands over (the verifying pass and the sending
+// pass alike), and the file ends with both orders sent once and the ledger balanced.
+func TestIngestAtShortDeadline(t *testing.T) {
+	// The passes look at the clock every chunk: 32 of them.
+	const stretch, chunk = 32 << 20, 1 << 20
+	for _, tt := range []struct {
+		name, key           string
+		before, body, after string
+		wantLines, rejected int64
+		wantInLine          bool   // checkpoints inside the stretch say they are inside a line
+		refused             string // the file is refused (by the verifying pass alone) for this
+	}{
+		{"newline bomb", "uploads/bomb.jsonl.gz", `{"id":"a"}` + "\n", strings.Repeat("\n", stretch), `{"id":"b"}` + "\n", 2, 0, false, ""},
+		{"blank lines before a csv header", "uploads/blank-head.csv.gz", "", strings.Repeat("\r\n", stretch/2), "id,n\na,1\nb,2\n", 2, 0, false, ""},
+		{"huge line", "uploads/huge-line.jsonl.gz", `{"id":"a"}` + "\n", `{"id":"x","pad":"` + strings.Repeat("x", stretch) + `"}` + "\n", `{"id":"b"}` + "\n", 3, 1, true, ""},
+		// The reason found by the first invocation, not what the resumed count knows.
+		{"huge csv header", "uploads/huge-head.csv.gz", "", "id," + strings.Repeat("h", stretch) + "\n", "a,1\nb,2\n", 2, 0, true, "line longer than"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			body := tt.before + tt.body + tt.after
+			e.put(t, tt.key, gzipped(t, body, gzip.BestCompression))
+			inside := func(o int64) bool { return o > int64(len(tt.before)) && o < int64(len(body)-len(tt.after)) }
+			var sendInside, verifyInside int // checkpoints inside the stretch, by pass
+			invoke := func(token string) ingest.Outcome {
+				t.Helper()
+				c, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				defer cancel()
+				svc := ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Clock: &steppingClock{start: time.Now()}})
+				ingest.SetChunks(svc, chunk, chunk)
+				out, err := svc.Ingest(c, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: tt.key}, token)
+				if err != nil {
+					t.Fatalf("Ingest = %v", err)
+				}
+				return out
+			}
+			out := invoke("")
+			for i := 0; out == ingest.Continued; i++ {
+				if i > 30 {
+					t.Fatalf("still continuing after %d invocations", i)
+				}
+				var st ingest.State
+				e.get(t, "state/"+tt.key+"@null.json", &st)
+				switch {
+				case st.VerifiedETag == "" && inside(st.VerifyOffset) && st.VerifyInLine == tt.wantInLine:
+					verifyInside++
+				case st.VerifiedETag != "" && inside(st.Offset) && st.InLine == tt.wantInLine:
+					sendInside++
+				}
+				m, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &e.filesURL, MaxNumberOfMessages: 1, WaitTimeSeconds: 1})
+				if err != nil || len(m.Messages) != 1 {
+					t.Fatalf("continuation: %d messages, %v; want 1", len(m.Messages), err)
+				}
+				msg, err := s3event.Decode(aws.ToString(m.Messages[0].Body))
+				if err != nil || msg.Continuation == nil {
+					t.Fatalf("decode continuation: %v, %+v", err, msg)
+				}
+				e.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &e.filesURL, ReceiptHandle: m.Messages[0].ReceiptHandle})
+				out = invoke(msg.Continuation.Token)
+			}
+			if tt.refused != "" {
+				var rep ingest.Report
+				if !e.get(t, "reports/"+tt.key+".json", &rep) || !strings.Contains(rep.Refused, tt.refused) || rep.Lines != tt.wantLines || rep.Unread != tt.wantLines || rep.Enqueued != 0 {
+					t.Errorf("report refused %q lines %d unread %d enqueued %d; want refused for %q, %d lines unread, none enqueued",
+						rep.Refused, rep.Lines, rep.Unread, rep.Enqueued, tt.refused, tt.wantLines)
+				}
+				if verifyInside < 2 {
+					t.Errorf("%d checkpoints of the verifying pass inside the header line, want at least two", verifyInside)
+				}
+				return
+			}
+			if verifyInside < 2 || sendInside < 2 {
+				t.Errorf("checkpoints inside the stretch (inLine %v): %d of the verifying pass, %d of the sending pass; want at least two each",
+					tt.wantInLine, verifyInside, sendInside)
+			}
+			if got := receiveAllDup(t, e.sqs, e.ordersURL); len(got) != 2 {
+				t.Errorf("orders sent %q, want a and b once", got)
+			}
+			var rep ingest.Report
+			if !e.get(t, "reports/"+tt.key+".json", &rep) || rep.Lines != tt.wantLines || rep.Enqueued != 2 || rep.Unread != 0 || rep.Rejected != tt.rejected {
+				t.Errorf("report lines %d enqueued %d rejected %d unread %d; want %d, 2, %d, 0", rep.Lines, rep.Enqueued, rep.Rejected, rep.Unread, tt.wantLines, tt.rejected)
+			}
+		})
 	}
 }

@@ -86,7 +86,7 @@
 //
 // # State schema
 //
-// The state object carries "schemaVersion" (StateSchemaVersion, 1). A state object without it
+// The state object carries "schemaVersion" (StateSchemaVersion, 3). A state object without it
 // has the same layout and is read as version 1; every write puts the current version. A state
 // object of a newer version (written by a newer ingest during a rollback, say) is refused:
 // the message fails with ErrStateSchema and the object is left as it is, never taken over or
@@ -145,6 +145,9 @@
 // does not name, so a checkpoint whose state write fails leaves the saved one whole.
 // When several files-queue messages arrive in one batch and the checkpoint time has come, the
 // later ones are put back on the files queue as continuations without a token.
+// A context from WithStop brings the checkpoint time forward to the moment its channel closes
+// (the local runner's Ctrl-C): the invocation hands over the same way at its next line (or
+// verifying chunk) and returns, and a later run resumes at that line.
 //
 // # Duplicate ids inside a file
 //
@@ -173,8 +176,8 @@
 // far in "unread". A file whose reading stops after verification (it should not happen: the
 // bytes are pinned) reports "stopped" and the lines not read in "unread". Both are done:
 // retrying cannot help. Either is logged at WARN ("file refused", "file stopped") and counted in
-// the EMF metrics FilesRefused, FilesStopped and LinesUnread (namespace orderpipe, no
-// dimensions), which infra alarms on. A report's lines = enqueued + rejected + unread.
+// the EMF metrics FilesRefused, FilesStopped and LinesUnread (namespace orderpipe, dimension
+// Function = Config.FunctionName), which infra alarms on. A report's lines = enqueued + rejected + unread.
 //
 // Backpressure (room.go): before sending, ingest reads the orders queue's backlog and enqueues
 // no more than Config.Room (what the API drains at API_RATE within ORDERS_RETENTION less a
@@ -182,8 +185,11 @@
 // checkpoint, a waiting report (waiting, waitingSince), a WARN "file waiting" and a
 // continuation delayed by Config.WaitDelay, which looks again.
 //
-// Both passes look at the clock inside long runs of blank lines (order.Options.YieldBytes,
-// Reader.Count's budget), so a checkpoint is taken in time whatever the file holds.
+// Both passes look at the clock every few MiB of input whatever it holds: inside long runs of
+// blank lines, blank lines before a CSV header, and a huge line being skipped
+// (order.Options.YieldBytes, Reader.Count's budget), so a checkpoint is taken in time. A
+// checkpoint inside a huge line (already rejected, or counted) says so (State.InLine,
+// VerifyInLine) and the next invocation skips the rest of it first.
 //
 // A missing object (ErrObjectMissing), a queue that keeps failing (ErrSendFailed), a state of a
 // newer schema (ErrStateSchema), S3 or SQS errors, and ErrBusy when its re-send fails, fail the

@@ -3,3 +3,7 @@ package ingest
 // SetVerify turns the verifying pass on or off: the benchmarks measure ingest with and without
 // it side by side.
 func SetVerify(s *Service, on bool) { s.skipVerify = !on }
+
+// SetChunks sets how many bytes the verifying pass counts, and the sending pass reads without an
+// order, between two looks at the clock: the deadline tests use small files.
+func SetChunks(s *Service, verify, yield int64) { s.chunks.verify, s.chunks.yield = verify, yield }

@@ -257,9 +257,9 @@ func TestIngestRefusesAndStops(t *testing.T) {
 			if rep.Lines != rep.Enqueued+rep.Rejected+rep.Unread {
 				t.Errorf("report lines %d != enqueued %d + rejected %d + unread %d", rep.Lines, rep.Enqueued, rep.Rejected, rep.Unread)
 			}
-			wantMetric := fmt.Sprintf(`"FilesRefused":1,"FilesStopped":0,"FilesWaiting":0,"LinesUnread":%d`, rep.Unread)
-			if !strings.Contains(metrics.String(), wantMetric) {
-				t.Errorf("metrics %q, want %s", metrics.String(), wantMetric)
+			wantMetric := fmt.Sprintf(`"FilesRefused":1,"FilesStopped":0,"FilesWaiting":0,"Function":"ingest","LinesUnread":%d`, rep.Unread)
+			if got := metrics.String(); !strings.Contains(got, wantMetric) || !strings.Contains(got, `"Dimensions":[["Function"]]`) {
+				t.Errorf("metrics %q, want %s with the dimension Function", got, wantMetric)
 			}
 			// The stack's log metric filters count these lines (infra, Monitoring).
 			want := fmt.Sprintf("level=WARN msg=%q", ingest.LogFileRefused)

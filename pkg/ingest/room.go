@@ -47,14 +47,14 @@ func (r *fileRun) makeRoom(ctx context.Context) (budget int64, out Outcome, ok b
 	if room > 0 {
 		return room, 0, true, nil // this much now, the rest when the queue has drained
 	}
-	out, err = r.wait(ctx, st.Offset, st.Header, fmt.Sprintf("the orders queue holds %d orders and this file %d more", backlog, need))
+	out, err = r.wait(ctx, st.savedPosition(), fmt.Sprintf("the orders queue holds %d orders and this file %d more", backlog, need))
 	return 0, out, false, err
 }
 
 // wait checkpoints at offset and hands the file over to a continuation delayed by
 // Config.WaitDelay: the orders queue has no room for its next orders (full says how). The
 // report says the file is waiting and since when; the state keeps WaitingSince.
-func (r *fileRun) wait(ctx context.Context, offset int64, header []string, full string) (Outcome, error) {
+func (r *fileRun) wait(ctx context.Context, pos position, full string) (Outcome, error) {
 	if r.saved.WaitingSince.IsZero() {
 		r.saved.WaitingSince = r.svc.now()
 	}
@@ -67,7 +67,7 @@ func (r *fileRun) wait(ctx context.Context, offset int64, header []string, full 
 	if err := r.writeWaitingReport(ctx, why); err != nil {
 		return 0, err
 	}
-	return r.handoffAfter(ctx, offset, header, r.svc.cfg.WaitDelay)
+	return r.handoffAfter(ctx, pos, r.svc.cfg.WaitDelay)
 }
 
 // LogFileWaiting is the log message of a file held back in S3 because the orders queue is full.

@@ -164,7 +164,7 @@ func (r *fileRun) openAndSend(ctx context.Context, eventSize int64) (Outcome, er
 	}
 	rd, err := order.Open(body, r.claim.obj.Key, order.Options{
 		IDField: r.svc.cfg.IDField, MaxLineBytes: r.svc.cfg.MaxLineBytes, Header: st.Header, StartLine: st.Line,
-		YieldBytes: yieldBytes,
+		InLine: st.InLine, YieldBytes: r.svc.chunks.yield,
 	})
 	if err != nil {
 		return r.finish(ctx, "", err.Error()) // not a gzip stream: retrying cannot help
@@ -229,7 +229,8 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 		case err == io.EOF:
 			return r.finish(ctx, "", "")
 		case err == order.ErrYield:
-			// Only blank lines so far: nothing to count, but the clock is looked at.
+			// Only blank lines or the rest of a line too long so far: nothing to count, but the
+			// clock is looked at.
 			r.line = rd.Line()
 		case errors.As(err, &le):
 			r.line = le.Line
@@ -240,7 +241,7 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 			return r.finish(ctx, "", fmt.Sprintf("after line %d: %v", r.line, err))
 		case err != nil:
 			// An I/O error: keep what is done so that the retry resumes here.
-			return 0, errors.Join(err, r.checkpoint(ctx, base+rd.Offset(), rd.Header(), "", time.Time{}))
+			return 0, errors.Join(err, r.checkpoint(ctx, positionOf(base, rd), "", time.Time{}))
 		default:
 			r.line = o.Line
 			if !r.ids.add(hashID(o.ID)) {
@@ -273,11 +274,11 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 		now := r.svc.now()
 		switch {
 		case r.budget > 0 && r.added >= r.budget:
-			return r.wait(ctx, base+rd.Offset(), rd.Header(), fmt.Sprintf("%d orders of this file enqueued, the orders queue is full", r.added))
-		case !stopAt.IsZero() && now.After(stopAt):
-			return r.handoff(ctx, base+rd.Offset(), rd.Header())
+			return r.wait(ctx, positionOf(base, rd), fmt.Sprintf("%d orders of this file enqueued, the orders queue is full", r.added))
+		case checkpointDue(ctx, stopAt, now):
+			return r.handoff(ctx, positionOf(base, rd))
 		case now.After(saveAt):
-			if err := r.checkpoint(ctx, base+rd.Offset(), rd.Header(), r.claim.state.Owner, r.claim.state.LeaseUntil); err != nil {
+			if err := r.checkpoint(ctx, positionOf(base, rd), r.claim.state.Owner, r.claim.state.LeaseUntil); err != nil {
 				return 0, err
 			}
 			saveAt = now.Add(r.svc.cfg.CheckpointEvery)

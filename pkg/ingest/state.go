@@ -28,8 +28,11 @@ const (
 // newer one is refused with ErrStateSchema, never overwritten. Version 2 adds the verifying
 // pass (VerifiedETag, FileLines, Verify*), Unread and WaitingSince: an ingest that knows only
 // version 1 would send a file's orders without verifying it, so it must not read them. A
-// version 1 state reads as a file not yet verified.
-const StateSchemaVersion = 2
+// version 1 state reads as a file not yet verified. Version 3 adds InLine and VerifyInLine (a
+// checkpoint inside a line too long): an ingest that knows only version 2 would read the rest
+// of that line as a line of its own, so it must not read them either. A version 2 state has
+// neither set.
+const StateSchemaVersion = 3
 
 // ErrStateSchema is wrapped by the error for a state object of a schema version newer than
 // StateSchemaVersion (written by a newer ingest): the message fails, the state is left as it is.
@@ -59,6 +62,9 @@ type State struct {
 	Offset int64    `json:"offset"`
 	Line   int64    `json:"line"`             // line number of the last line before Offset
 	Header []string `json:"header,omitempty"` // CSV header
+	// InLine: Offset is inside line Line, a line too long already rejected, whose rest is
+	// skipped first (a checkpoint taken while skipping a huge line).
+	InLine bool `json:"inLine,omitempty"`
 
 	Lines                 int64    `json:"lines"`
 	Enqueued              int64    `json:"enqueued"`
@@ -80,6 +86,7 @@ type State struct {
 	VerifyLines     int64    `json:"verifyLines,omitempty"`     // lines counted before VerifyOffset
 	VerifyHeader    []string `json:"verifyHeader,omitempty"`    // CSV header read by the count
 	VerifyBadHeader string   `json:"verifyBadHeader,omitempty"` // why the CSV header is unusable
+	VerifyInLine    bool     `json:"verifyInLine,omitempty"`    // VerifyOffset is inside a line too long, counted already
 
 	Unread       int64     `json:"unread,omitempty"`      // lines not read: the file was refused or stopped
 	WaitingSince time.Time `json:"waitingSince,omitzero"` // the orders queue had no room for the file since then

@@ -16,13 +16,15 @@ import (
 	"github.com/orderpipe/orderpipe/pkg/order"
 )
 
-// verifyChunk is how many (decompressed) bytes the verifying pass counts between two looks at
-// the clock.
-const verifyChunk = 8 << 20
-
-// yieldBytes bounds the blank lines the send pass reads between two looks at the clock
-// (order.Options.YieldBytes).
-const yieldBytes = 4 << 20
+// How often the passes look at the clock, in (decompressed) bytes read, whatever they hold
+// (Service.chunks; tests make them smaller).
+const (
+	// verifyChunk is how many bytes the verifying pass counts between two looks.
+	verifyChunk = 8 << 20
+	// yieldBytes bounds the bytes the sending pass reads without an order to return (blank
+	// lines, the rest of a line too long) between two looks (order.Options.YieldBytes).
+	yieldBytes = 4 << 20
+)
 
 // verified reports whether the object version was read whole and found usable by an earlier
 // verifying pass.
@@ -63,7 +65,7 @@ func (r *fileRun) verifyOnce(ctx context.Context) (out Outcome, ok bool, err err
 		return out, false, err
 	}
 	cb := &countingBody{r: body}
-	opts := order.Options{IDField: r.svc.cfg.IDField, MaxLineBytes: r.svc.cfg.MaxLineBytes, Header: st.VerifyHeader}
+	opts := order.Options{IDField: r.svc.cfg.IDField, MaxLineBytes: r.svc.cfg.MaxLineBytes, Header: st.VerifyHeader, InLine: st.VerifyInLine}
 	if st.VerifyBadHeader != "" {
 		opts.Header = []string{} // unusable: count the lines all the same
 	}
@@ -79,28 +81,33 @@ func (r *fileRun) verifyOnce(ctx context.Context) (out Outcome, ok bool, err err
 	lines := st.VerifyLines
 	stopAt := r.svc.stopAt(ctx)
 	for {
-		n, err := rd.Count(verifyChunk)
+		n, err := rd.Count(r.svc.chunks.verify)
 		lines += n
 		switch {
 		case err == io.EOF:
 			r.saved.VerifiedETag, r.saved.FileLines = st.ETag, lines
-			r.saved.VerifyOffset, r.saved.VerifyLines, r.saved.VerifyHeader, r.saved.VerifyBadHeader = 0, 0, nil, ""
+			r.saved.VerifyOffset, r.saved.VerifyLines, r.saved.VerifyHeader, r.saved.VerifyBadHeader, r.saved.VerifyInLine = 0, 0, nil, "", false
 			st.VerifiedETag, st.FileLines = st.ETag, lines
 			return 0, true, nil
 		case errors.Is(err, order.ErrBadHeader):
-			out, err := r.refuse(ctx, err.Error(), lines)
+			reason := err.Error()
+			if st.VerifyBadHeader != "" {
+				reason = st.VerifyBadHeader // found by an earlier invocation
+			}
+			out, err := r.refuse(ctx, reason, lines)
 			return out, false, err
 		case err != nil:
 			out, err := r.verifyFault(ctx, cb, err, lines)
 			return out, false, err
 		}
-		if !stopAt.IsZero() && r.svc.now().After(stopAt) {
+		if checkpointDue(ctx, stopAt, r.svc.now()) {
 			r.saved.VerifyOffset, r.saved.VerifyLines = st.VerifyOffset+rd.Offset(), lines
-			r.saved.VerifyHeader = rd.Header()
-			if f, _, _ := order.FormatOf(r.claim.obj.Key); f == order.CSV && rd.Header() == nil {
-				r.saved.VerifyBadHeader = "unusable csv header" // Count read it first
+			r.saved.VerifyHeader, r.saved.VerifyInLine = rd.Header(), rd.InLine()
+			if err := rd.BadHeader(); err != nil && st.VerifyBadHeader == "" {
+				r.saved.VerifyBadHeader = err.Error() // resumed, the count knows only that it is unusable
 			}
-			out, err := r.handoff(ctx, 0, nil)
+			// The sending pass has not started, or (a state of schema 1) stands where it stood.
+			out, err := r.handoff(ctx, st.savedPosition())
 			return out, false, err
 		}
 	}

@@ -25,8 +25,10 @@ import (
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
+	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
+	"github.com/orderpipe/orderpipe/pkg/s3event"
 )
 
 // DefaultReceiveWait is the pollers' long poll when Options.ReceiveWait is zero.
@@ -368,6 +370,12 @@ func (p *Pipeline) Start(ctx context.Context) {
 	}
 	p.started = true
 	ctx, p.cancel = context.WithCancel(ctx)
+	// The ingest invocations in flight checkpoint at once when the pipeline stops (only those
+	// running in this process: a bootstrap goes on to its own checkpoint time).
+	files, stop := p.Files.Handler, ctx.Done()
+	p.Files.Handler = func(ictx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		return files(ingest.WithStop(ictx, stop), ev)
+	}
 	p.done = make(chan struct{})
 	go func() {
 		defer close(p.done)
@@ -382,7 +390,9 @@ func (p *Pipeline) Start(ctx context.Context) {
 }
 
 // Stop stops both pollers and waits until the receives and invocations in flight have
-// finished (see Poller.Run), then closes the bootstraps' Processes. It returns the pollers'
+// finished (see Poller.Run; an ingest invocation in this process checkpoints at its next line,
+// ingest.WithStop, and hands the rest of its file to a continuation on the files queue, which a
+// later pipeline on the same resources resumes), then closes the bootstraps' Processes. It returns the pollers'
 // errors (a field out of range) and the Processes'; before Start it only closes the Processes.
 func (p *Pipeline) Stop() error {
 	p.mu.Lock()
@@ -401,6 +411,42 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.Start(ctx)
 	<-ctx.Done()
 	return p.Stop()
+}
+
+// Busy is what the pipeline's invocations in flight work on.
+type Busy struct {
+	Files  []string // the files ingest reads, s3://bucket/key
+	Orders []string // the ids of the orders dispatch sends
+}
+
+// Busy returns what the invocations in flight work on now. Safe for concurrent use.
+func (p *Pipeline) Busy() Busy {
+	var b Busy
+	for _, inv := range p.Files.InFlight() {
+		for _, m := range inv.Records {
+			msg, err := s3event.Decode(m.Body)
+			if err != nil {
+				continue
+			}
+			recs := msg.Records
+			if c := msg.Continuation; c != nil {
+				recs = []s3event.Record{c.Record()}
+			}
+			for _, r := range recs {
+				if r.Created() {
+					b.Files = append(b.Files, "s3://"+r.Bucket+"/"+r.Key)
+				}
+			}
+		}
+	}
+	for _, inv := range p.Orders.InFlight() {
+		for _, m := range inv.Records {
+			if a, ok := m.MessageAttributes[order.AttrOrderID]; ok && a.StringValue != nil {
+				b.Orders = append(b.Orders, *a.StringValue)
+			}
+		}
+	}
+	return b
 }
 
 // Pending is how many messages the files and the orders queue hold: visible, in flight or

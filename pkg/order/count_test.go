@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // A byte order mark is not part of the first line: a BOM and a line of exactly MaxLineBytes is
@@ -133,6 +135,121 @@ func TestCountResume(t *testing.T) {
 			n, err := rd.Count(0)
 			if n != 2 || !errors.Is(err, tt.wantErr) {
 				t.Errorf("Count = %d, %v; want 2, %v", n, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// yieldInputs are inputs where a reader must yield without a line to return: inside a line too
+// long (JSON Lines, and a CSV header), and in blank lines before a CSV header.
+var yieldInputs = []struct {
+	name      string
+	f         Format
+	in        string
+	nextStops bool // Next stops at once: a header line too long is fatal
+}{
+	{"json huge line", JSONLines, `{"id":"A"}` + "\n" + strings.Repeat("x", 200<<10) + "\n" + `{"id":"B"}` + "\n", false},
+	{"json huge last line", JSONLines, `{"id":"A"}` + "\n" + strings.Repeat("y", 200<<10), false},
+	{"csv blank lines before the header", CSV, strings.Repeat("\n", 50<<10) + "id,n\nA,1\nB,2\n", false},
+	{"csv huge first line", CSV, strings.Repeat("h", 200<<10) + "\nA,1\n", true},
+}
+
+// Next with YieldBytes yields inside a huge line and in blank lines before a CSV header, each
+// time after about YieldBytes (a buffer more at most); a Reader resumed at each yield (Offset,
+// Line, Header, InLine) returns what one uninterrupted Reader returns.
+func TestNextYieldsAndResumes(t *testing.T) {
+	const yield, max int64 = 4 << 10, 1 << 10
+	type result struct {
+		id   string
+		line int64
+		err  string
+	}
+	read := func(in string, f Format, yields bool) (got []result, n int) {
+		opts := Options{MaxLineBytes: int(max)}
+		base := int64(0)
+		if yields {
+			opts.YieldBytes = yield
+		}
+		rd := NewReader(strings.NewReader(in), f, opts)
+		for {
+			before := rd.Offset()
+			o, err := rd.Next()
+			var le *LineError
+			switch {
+			case err == io.EOF:
+				return got, n
+			case err == ErrYield:
+				if c := rd.Offset() - before; c < yield || c > yield+max+int64(len(bom))+2 {
+					t.Fatalf("yield after %d bytes, want %d to %d", c, yield, yield+max+int64(len(bom))+2)
+				}
+				n++
+				// Resume at the checkpoint with a new Reader.
+				base += rd.Offset()
+				opts.StartLine, opts.Header, opts.InLine = rd.Line(), rd.Header(), rd.InLine()
+				rd = NewReader(strings.NewReader(in[base:]), f, opts)
+			case errors.As(err, &le):
+				got = append(got, result{line: le.Line, err: le.Reason})
+			case err != nil:
+				return append(got, result{err: err.Error()}), n
+			default:
+				got = append(got, result{id: o.ID, line: o.Line})
+			}
+		}
+	}
+	for _, tt := range yieldInputs {
+		t.Run(tt.name, func(t *testing.T) {
+			want, _ := read(tt.in, tt.f, false)
+			got, yields := read(tt.in, tt.f, true)
+			if yields < 5 && !tt.nextStops {
+				t.Errorf("%d yields, want at least 5", yields)
+			}
+			if diff := cmp.Diff(want, got, cmp.AllowUnexported(result{})); diff != "" {
+				t.Errorf("resumed at each yield (-once +resumed):\n%s", diff)
+			}
+		})
+	}
+}
+
+// Count stops inside a huge line and in blank lines before a CSV header once it consumed its
+// budget (a buffer more at most); a count resumed there (Skip, Header, InLine) counts what one
+// count to the end does.
+func TestCountYieldsAndResumes(t *testing.T) {
+	const budget, max int64 = 4 << 10, 1 << 10
+	for _, tt := range yieldInputs {
+		t.Run(tt.name, func(t *testing.T) {
+			whole, wantErr := NewReader(strings.NewReader(tt.in), tt.f, Options{MaxLineBytes: int(max)}).Count(0)
+			var total, offset int64
+			var header []string
+			inLine, stops := false, 0
+			for {
+				opts := Options{MaxLineBytes: int(max), Header: header, InLine: inLine}
+				if offset > 0 {
+					opts.StartLine = 1 // not the first line: no byte order mark
+				}
+				rd := NewReader(strings.NewReader(tt.in), tt.f, opts)
+				if err := rd.Skip(offset); err != nil {
+					t.Fatal(err)
+				}
+				n, err := rd.Count(budget)
+				total += n
+				if err != nil {
+					if err != wantErr && !(errors.Is(err, ErrBadHeader) && errors.Is(wantErr, ErrBadHeader)) {
+						t.Fatalf("Count error %v, want %v", err, wantErr)
+					}
+					break
+				}
+				if c := rd.Offset(); c < budget || c > budget+max+int64(len(bom))+2 {
+					t.Fatalf("count stopped after %d bytes, want %d to %d", c, budget, budget+max+int64(len(bom))+2)
+				}
+				stops++
+				offset += rd.Offset()
+				header, inLine = rd.Header(), rd.InLine()
+				if rd.BadHeader() != nil {
+					header = []string{}
+				}
+			}
+			if total != whole || stops < 5 {
+				t.Errorf("resumed count %d after %d stops, want %d after at least 5", total, stops, whole)
 			}
 		})
 	}

@@ -7,8 +7,9 @@ import (
 )
 
 // readHeader reads the CSV header row: the first line that is not blank. An input without one
-// gives io.EOF (an empty file holds no orders).
-func (r *Reader) readHeader() error {
+// gives io.EOF (an empty file holds no orders). Once the blank lines before it take the bytes
+// consumed since start to budget (0 or less: no bound), it returns ErrYield; call it again to go on.
+func (r *Reader) readHeader(start, budget int64) error {
 	for {
 		line, long, err := r.readLine()
 		if err != nil {
@@ -17,6 +18,8 @@ func (r *Reader) readHeader() error {
 		switch {
 		case long:
 			return fmt.Errorf("read csv header, line %d: %w: %s", r.line, ErrBadHeader, r.long)
+		case blank(line) && budget > 0 && r.offset-start >= budget:
+			return ErrYield
 		case blank(line):
 			continue
 		case !utf8.Valid(line):

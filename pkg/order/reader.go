@@ -51,9 +51,10 @@ const maxRaw = 1 << 10
 // one of .jsonl, .ndjson or .csv, optionally followed by .gz.
 var ErrUnknownFormat = errors.New("unknown orders file format")
 
-// ErrYield is returned by Next when it consumed Options.YieldBytes of blank lines without
-// finding a line to return. It is not an error of the file: Offset and Line count the blank
-// lines consumed, and the next call to Next goes on from there.
+// ErrYield is returned by Next when it consumed Options.YieldBytes without finding a line to
+// return: blank lines, blank lines before a CSV header, or the rest of a line too long that it
+// is skipping (InLine then reports true). It is not an error of the file: Offset and Line count
+// what was consumed, and the next call to Next goes on from there.
 var ErrYield = errors.New("no order yet")
 
 // ErrBadHeader is returned (wrapped) by Next when a CSV file's header cannot be used: a
@@ -98,9 +99,14 @@ type Options struct {
 	// order mark is accepted only when StartLine is 0.
 	StartLine int64
 	// YieldBytes bounds the bytes Next consumes without a result: once a call has consumed this
-	// many in blank lines, it returns ErrYield so that the caller can look at its clock (and
-	// checkpoint at Offset) inside a long run of blank lines. 0 or less means never.
+	// many in blank lines (before a CSV header too) or in skipping a line too long, it returns
+	// ErrYield so that the caller can look at its clock (and checkpoint at Offset, with InLine)
+	// inside a long run of blank lines or a huge line. 0 or less means never.
 	YieldBytes int64
+	// InLine says the input starts inside a line too long that was already returned (as a
+	// LineError, or counted), whose number is StartLine: its rest is skipped first. It resumes a
+	// checkpoint taken where InLine reported true.
+	InLine bool
 }
 
 // Order is one valid order read from a file.
@@ -178,10 +184,13 @@ type Reader struct {
 	long   string // the reason for a line longer than max
 	line   int64
 	offset int64
-	bom    bool  // a byte order mark may still come
-	yield  int64 // Options.YieldBytes
-	err    error // sticky: io.EOF or a fatal error
-	badHdr error // Count: the unusable CSV header, reported at the end of the count
+	bom    bool // a byte order mark may still come
+	// skipping: the current line is too long, was returned (or counted) already, and its rest
+	// is still to be consumed (skipLine)
+	skipping bool
+	yield    int64 // Options.YieldBytes
+	err      error // sticky: io.EOF or a fatal error
+	badHdr   error // Count: the unusable CSV header, reported at the end of the count
 
 	header  []string
 	keys    [][]byte   // CSV: `"name":` for each column, JSON-escaped
@@ -200,13 +209,14 @@ type Reader struct {
 // the id column or with duplicate names) are returned by the first call to Next.
 func NewReader(r io.Reader, f Format, opts Options) *Reader {
 	rd := &Reader{
-		format: f,
-		id:     opts.IDField,
-		max:    opts.MaxLineBytes,
-		line:   opts.StartLine,
-		bom:    opts.StartLine == 0,
-		yield:  opts.YieldBytes,
-		idCol:  -1,
+		format:   f,
+		id:       opts.IDField,
+		max:      opts.MaxLineBytes,
+		line:     opts.StartLine,
+		bom:      opts.StartLine == 0 && !opts.InLine,
+		skipping: opts.InLine,
+		yield:    opts.YieldBytes,
+		idCol:    -1,
 	}
 	if rd.id == "" {
 		rd.id = DefaultIDField
@@ -278,9 +288,19 @@ func (r *Reader) Line() int64 { return r.line }
 
 // Offset is the number of bytes of the (decompressed) input this Reader consumed through the
 // end of the last line Next returned, valid or rejected, including its line end (and the blank
-// lines before it); after Next returns io.EOF it is the length of the input. A Reader resumed at
-// a checkpoint counts from where it started: add the checkpoint's offset.
+// lines before it); after Next returns io.EOF it is the length of the input. A line too long is
+// returned (rejected) before its end is read: while InLine reports true, Offset counts the part
+// of it consumed so far. A Reader resumed at a checkpoint counts from where it started: add the
+// checkpoint's offset.
 func (r *Reader) Offset() int64 { return r.offset }
+
+// InLine reports whether the Reader stopped inside a line too long, already returned or counted,
+// whose rest it has still to skip: a checkpoint at Offset must be resumed with Options.InLine.
+func (r *Reader) InLine() bool { return r.skipping }
+
+// BadHeader returns why Count found the CSV header unusable (it counts on all the same), or nil:
+// a count resumed after it takes an empty non-nil Options.Header.
+func (r *Reader) BadHeader() error { return r.badHdr }
 
 // Header returns a copy of the CSV header, to store in a checkpoint; nil for JSON Lines or
 // before the header is read.
@@ -293,13 +313,24 @@ func (r *Reader) Next() (Order, error) {
 	if r.err != nil {
 		return Order{}, r.err
 	}
+	start := r.offset
+	if r.skipping {
+		if err := r.skipLine(r.yield); err != nil {
+			r.err = err
+			return Order{}, err
+		}
+		if r.skipping {
+			return Order{}, ErrYield
+		}
+	}
 	if r.format == CSV && r.header == nil {
-		if err := r.readHeader(); err != nil {
+		if err := r.readHeader(start, r.yield); err == ErrYield {
+			return Order{}, err
+		} else if err != nil {
 			r.err = err
 			return Order{}, err
 		}
 	}
-	start := r.offset
 	for {
 		line, long, err := r.readLine()
 		if err != nil {
@@ -334,8 +365,9 @@ func (r *Reader) Next() (Order, error) {
 }
 
 // readLine reads the next line and returns it without its line end, counting it in r.line and
-// r.offset. A line longer than r.max is consumed whole but only its first bytes are returned,
-// with long set. At the end of the input it returns io.EOF; other errors are fatal.
+// r.offset. A line longer than r.max is returned with long set as soon as its first maxRaw bytes
+// are read (or it ended): only those are returned, and r.skipping says its rest is still to be
+// consumed (skipLine). At the end of the input it returns io.EOF; other errors are fatal.
 func (r *Reader) readLine() (line []byte, long bool, err error) {
 	b, err := r.br.ReadSlice('\n')
 	n := int64(len(b))
@@ -343,14 +375,15 @@ func (r *Reader) readLine() (line []byte, long bool, err error) {
 		long = true
 		// Keep the start for Raw: the next ReadSlice overwrites the buffer.
 		keep := append(r.scratch[:0], b[:min(len(b), maxRaw)]...)
-		for err == bufio.ErrBufferFull {
+		for err == bufio.ErrBufferFull && len(keep) < maxRaw {
 			b, err = r.br.ReadSlice('\n')
 			n += int64(len(b))
-			if len(keep) < maxRaw {
-				keep = append(keep, bytes.TrimSuffix(b[:min(len(b), maxRaw-len(keep))], []byte{'\n'})...)
-			}
+			keep = append(keep, bytes.TrimSuffix(b[:min(len(b), maxRaw-len(keep))], []byte{'\n'})...)
 		}
-		if len(keep) < maxRaw { // the whole line is kept: drop its "\r"
+		switch {
+		case err == bufio.ErrBufferFull:
+			r.skipping, err = true, nil
+		case len(keep) < maxRaw: // the whole line is kept: drop its "\r"
 			keep = bytes.TrimSuffix(keep, []byte{'\r'})
 		}
 		r.scratch = keep
@@ -378,6 +411,25 @@ func (r *Reader) readLine() (line []byte, long bool, err error) {
 		long = len(b) > r.max
 	}
 	return b, long, nil
+}
+
+// skipLine consumes the rest of a line too long that readLine returned in part (r.skipping),
+// counting it in r.offset: to the end of the line, or until budget bytes are consumed (0 or less:
+// no bound) with r.skipping still set.
+func (r *Reader) skipLine(budget int64) error {
+	for n := int64(0); r.skipping && (budget <= 0 || n < budget); {
+		b, err := r.br.ReadSlice('\n')
+		n += int64(len(b))
+		r.offset += int64(len(b))
+		switch {
+		case err == bufio.ErrBufferFull:
+		case err == nil || err == io.EOF:
+			r.skipping = false
+		default:
+			return fmt.Errorf("read orders line %d: %w", r.line, err)
+		}
+	}
+	return nil
 }
 
 // reject returns the LineError for the current line.
@@ -434,15 +486,24 @@ func ValidID(id string) bool {
 // fatal, as for Next. Count and Next are not meant to be mixed on one Reader.
 //
 // To resume a count, open the input as for Next (Options.Header: the Header read by the count
-// so far, or an empty non-nil slice when it was unusable) and Skip to where the count stopped.
+// so far, or an empty non-nil slice when it was unusable; Options.InLine: InLine) and Skip to
+// where the count stopped (Offset). A line too long is counted when it starts; its rest, blank
+// lines before a CSV header and the header itself count against budget too.
 func (r *Reader) Count(budget int64) (int64, error) {
 	if r.err != nil && r.err != r.badHdr {
 		return 0, r.err
 	}
 	r.err = nil
+	start := r.offset
+	var n int64
 	if r.format == CSV && r.header == nil && r.badHdr == nil {
-		err := r.readHeader()
+		err := r.skipLine(budget)
+		if err == nil && !r.skipping {
+			err = r.readHeader(start, budget)
+		}
 		switch {
+		case err == ErrYield || err == nil && r.skipping:
+			return 0, nil // no header yet: blank lines, or a line too long being skipped
 		case errors.Is(err, ErrBadHeader):
 			r.badHdr = err
 		case err != nil:
@@ -450,9 +511,16 @@ func (r *Reader) Count(budget int64) (int64, error) {
 			return 0, err
 		}
 	}
-	var n int64
-	start := r.offset
 	for budget <= 0 || r.offset-start < budget {
+		if r.skipping {
+			if err := r.skipLine(budget - (r.offset - start)); err != nil {
+				r.err = err
+				return n, err
+			}
+			if r.skipping {
+				break
+			}
+		}
 		line, long, err := r.readLine()
 		if err == io.EOF && r.badHdr != nil {
 			err = r.badHdr
