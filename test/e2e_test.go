@@ -195,7 +195,8 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 			// alone (no governor table), so the functions' 4 s deadlines are not spent on the
 			// shared stand-in's DynamoDB under the other packages' load, and a breaker opened by
 			// per-order faults does not hold every order. The governor is tested in
-			// pkg/governor, pkg/dispatch (benchmarks against the stand-in API) and pkg/local.
+			// pkg/governor, pkg/dispatch (benchmarks against the stand-in API), pkg/local and,
+			// end to end, TestE2EGovernedStrictAPI (e2eOptions.governor).
 			if o.governor > 0 {
 				c.Margin = o.governor
 				return
