@@ -134,6 +134,9 @@ type e2eOptions struct {
 	hangIDs []string         // never answered while the hang switch is on (see hangSwitch)
 	apiRate float64          // API_RATE; 0 means e2eSettings' 50 requests/s
 	timeout time.Duration    // ORDER_API_TIMEOUT; 0 means e2eAPITimeout
+	// governor keeps the stack's GOVERNOR_TABLE (one schedule for both instances) with this
+	// GOVERNOR_MARGIN; 0: each instance paces alone, as in most of these tests (below).
+	governor time.Duration
 	// ingest and dispatch wrap the handlers, to inject crashes; nil leaves them as they are.
 	ingest, dispatch func(local.Handler) local.Handler
 }
@@ -192,7 +195,12 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 			// alone (no governor table), so the functions' 4 s deadlines are not spent on the
 			// shared stand-in's DynamoDB under the other packages' load, and a breaker opened by
 			// per-order faults does not hold every order. The governor is tested in
-			// pkg/governor, pkg/dispatch (benchmarks against the stand-in API) and pkg/local.
+			// pkg/governor, pkg/dispatch (benchmarks against the stand-in API), pkg/local and,
+			// end to end, TestE2EGovernedStrictAPI (e2eOptions.governor).
+			if o.governor > 0 {
+				c.Margin = o.governor
+				return
+			}
 			c.GovernorTable, c.BreakerThreshold = "", 1000
 		},
 		Logger: slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
