@@ -93,11 +93,13 @@ func TestMain(m *testing.M) {
 // e2eSettings is a deployment that keeps every AWS rule of pipeline.Settings but with timeouts
 // short enough that a retry takes a second and a redelivery after a crash well under a minute,
 // times slow (e2eSlowness). The dispatch timeout must leave the order API client's 2 s margin
-// plus a request.
+// plus a request. The files visibility, which a file's message waits out after a failure or a
+// crash (and a busy copy as its delay), is twice the ingest timeout: ingest's heartbeat extends
+// it every third of it.
 func e2eSettings(slow time.Duration) pipeline.Settings {
 	s := pipeline.Defaults()
 	s.APIRate, s.Instances, s.ReservedConcurrency = 50, 2, 2
-	s.IngestTimeout, s.FilesVisibility = slow*5*time.Second, slow*30*time.Second
+	s.IngestTimeout, s.FilesVisibility = slow*5*time.Second, slow*10*time.Second
 	s.DispatchTimeout, s.OrdersVisibility = slow*4*time.Second, slow*24*time.Second
 	s.MaxReceiveCount, s.MaxAttempts = 6, 4
 	s.QueueRetention, s.DLQRetention = time.Hour, 2*time.Hour
@@ -134,6 +136,9 @@ type e2eOptions struct {
 	hangIDs []string         // never answered while the hang switch is on (see hangSwitch)
 	apiRate float64          // API_RATE; 0 means e2eSettings' 50 requests/s
 	timeout time.Duration    // ORDER_API_TIMEOUT; 0 means e2eAPITimeout
+	// governor keeps the stack's GOVERNOR_TABLE (one schedule for both instances) with this
+	// GOVERNOR_MARGIN; 0: each instance paces alone, as in most of these tests (below).
+	governor time.Duration
 	// ingest and dispatch wrap the handlers, to inject crashes; nil leaves them as they are.
 	ingest, dispatch func(local.Handler) local.Handler
 }
@@ -185,14 +190,21 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 		// The synthesized stack's event source mappings and function environments, with the
 		// timings (and retention, budget) of settings: seconds instead of minutes.
 		Template: e2eStackTemplate(t), Retime: func(s *pipeline.Settings) { *s = settings },
-		Ingest: func(c *ingest.Config) { c.CheckpointMargin = slow * 2 * time.Second },
+		// One process: no clock skew between invocations for the lease's slack to cover, so a
+		// claim whose release failed is free a moment after its invocation's deadline.
+		Ingest: func(c *ingest.Config) { c.CheckpointMargin, c.LeaseSlack = slow*2*time.Second, slow*time.Second },
 		Dispatch: func(c *dispatch.Config) {
 			c.APITimeout, c.BackoffBase, c.BackoffMax = apiTimeout, time.Second, time.Second
 			// These tests are about each order's fate, not flow control: each instance paces
 			// alone (no governor table), so the functions' 4 s deadlines are not spent on the
 			// shared stand-in's DynamoDB under the other packages' load, and a breaker opened by
 			// per-order faults does not hold every order. The governor is tested in
-			// pkg/governor, pkg/dispatch (benchmarks against the stand-in API) and pkg/local.
+			// pkg/governor, pkg/dispatch (benchmarks against the stand-in API), pkg/local and,
+			// end to end, TestE2EGovernedStrictAPI (e2eOptions.governor).
+			if o.governor > 0 {
+				c.Margin = o.governor
+				return
+			}
 			c.GovernorTable, c.BreakerThreshold = "", 1000
 		},
 		Logger: slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),

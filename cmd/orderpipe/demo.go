@@ -131,11 +131,14 @@ func runDemo(ctx context.Context, c *cli, args []string) error {
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	ran := make(chan error, 1)
-	go func() { ran <- p.run(runCtx) }()
+	go func() { ran <- p.run(runCtx, c.stderr) }()
 	l, err := p.demo(ctx, c, progress, smp, *timeout)
 	stopRun()
 	if rerr := <-ran; err == nil {
 		err = rerr
+	}
+	if ctx.Err() != nil && p.api != nil {
+		printAPIStats(c, p.api.Stats())
 	}
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)

@@ -166,6 +166,9 @@ func printRedrive(c *cli, res redrive.Result) error {
 	if res.AlreadyMoved > 0 {
 		fmt.Fprintf(w, "deleted %d copies an earlier run had already moved (their move records say sent)\n", res.AlreadyMoved)
 	}
+	if res.Resent > 0 {
+		fmt.Fprintf(w, "sent %d again: an earlier run recorded them as sending and ended before it recorded them sent (their move records count the resends; dispatch's delivery records keep a delivered order from a second PUT)\n", res.Resent)
+	}
 	var byClass []string
 	for _, cl := range slices.Sorted(maps.Keys(res.ByClass)) {
 		n := res.ByClass[cl]

@@ -62,11 +62,15 @@
 // the backlog's change between refreshes under --watch) and the ETA at the measured rate, or
 // at the API rate when none was measured; per file, from ingest's state objects of the last
 // 24 h (at most --files, in-flight ones first), a progress bar of the bytes read, the lines
-// read, enqueued, rejected and parked, since when it is in flight and whether its invocation
-// died (stalled: the claim's lease expired); and warnings at the stack's alarm thresholds:
-// the oldest order past half the retention, a backlog needing more than half the retention at
-// the API rate, a backlog that will not drain before the retention, a file message older than
-// the files visibility timeout, a stalled file, a parked message expiring within 48 h.
+// read of the file's lines (once verified), enqueued, rejected, delivered (enqueued - parked:
+// exact once the file is done, the orders queue empty and every parked message peeked, else a
+// lower bound less the unpeeked parked messages and the whole backlog) and parked, since when
+// it is in flight and whether its invocation has probably died (silent: no checkpoint for
+// silentAfter; stalled: the claim's lease expired); and warnings at the stack's alarm
+// thresholds: the oldest order past half the retention, a backlog needing more than half the
+// retention at the API rate, a backlog that will not drain before the retention, a file
+// message older than the files visibility timeout, a silent or stalled file, a parked message
+// expiring within 48 h.
 // --watch refreshes the report in place at its interval until Ctrl-C (with --json, one
 // document per refresh).
 //
@@ -75,7 +79,9 @@
 // datapoint of the last five minutes. Against a stand-in (--age-source peek, the default with
 // an endpoint) a dead-letter queue's age is estimated from the SentTimestamp of the peeked
 // messages: the oldest among them, so a lower bound when not every message was peeked; a source
-// queue's age is not known there. SentTimestamp is what retention
+// queue's age is that of its oldest message in an invocation in flight, from the snapshot a
+// running local publishes (local.InFlightKey, "local runner: in flight"; a lower bound too),
+// and unknown without one. SentTimestamp is what retention
 // counts from; a message moved by a redrive policy keeps its original one.
 //
 // # Local and demo
@@ -91,7 +97,13 @@
 // concurrent instances, each a Dispatcher of its own (its own pacing at API_RATE/instances), as
 // Lambda instances are. The handlers are built from their LoadConfig with the environment a
 // deployment gives them. local prints the resources and the export line that points upload,
-// status and dlq at them. Ctrl-C lets invocations in flight finish; a second Ctrl-C kills. It
+// status and dlq at them. Ctrl-C stops it in seconds: it says what it waits for ("stopping:
+// ingest of s3://b/k checkpointing; dispatch finishing 1 request (order o-1)"), an ingest
+// invocation checkpoints at its next line and hands the rest of its file to a continuation on
+// the files queue (ingest.WithStop; a bootstrap goes on to its own checkpoint time), dispatch
+// finishes the requests in flight, and it prints where each file stopped ("checkpointed after N
+// lines"): the next local (or demo) on the same resources resumes there, nothing sent twice or
+// lost. A second Ctrl-C kills (the crash case: the file resumes after the files visibility). It
 // checks its flags (--api must be an http(s) URL) before it starts or creates anything, and on
 // stop prints the stand-in API's counts (requests, accepted, duplicates, 429s, errors).
 //

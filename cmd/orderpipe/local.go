@@ -31,7 +31,7 @@ func runLocal(ctx context.Context, c *cli, args []string) error {
 	} else if err := printPipeline(c, p.info()); err != nil {
 		return err
 	}
-	runErr := p.run(ctx)
+	runErr := p.run(ctx, c.stderr)
 	if p.api != nil {
 		printAPIStats(c, p.api.Stats())
 	}
@@ -56,7 +56,7 @@ func printPipeline(c *cli, in pipelineInfo) error {
 	if in.StandInAPI {
 		api = "stand-in"
 	}
-	fmt.Fprintf(w, "orderpipe local: running; Ctrl-C stops it (invocations in flight finish first, a second Ctrl-C kills)\n")
+	fmt.Fprintf(w, "orderpipe local: running; Ctrl-C stops it (ingest checkpoints at once, dispatch finishes the requests in flight; a second Ctrl-C kills)\n")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, row := range [][2]string{
 		{"endpoint", in.Endpoint},

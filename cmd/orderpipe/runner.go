@@ -4,12 +4,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -158,7 +160,7 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 		Bootstraps: po.bootstraps, BootstrapOutput: c.stderr,
 		Ingest:      func(c *ingest.Config) { c.LogLevel = po.logLevel },
 		Dispatch:    func(c *dispatch.Config) { c.LogLevel = po.logLevel },
-		ReceiveWait: 2 * time.Second, Logger: log,
+		ReceiveWait: 2 * time.Second, Logger: log, InFlightEvery: inflightEvery,
 	})
 	if err != nil {
 		return nil, err
@@ -170,6 +172,10 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	}
 	return p, nil
 }
+
+// inflightEvery is how often local and demo publish their pollers' in-flight messages for
+// status (local.InFlightKey).
+const inflightEvery = 2 * time.Second
 
 // checkAPIURL is a usage error unless u is an absolute http(s) URL with a host.
 func checkAPIURL(u string) error {
@@ -201,8 +207,69 @@ func (p *localPipeline) startAPI(po pipelineOptions) error {
 	return nil
 }
 
-// run runs the pipeline until ctx is done and the invocations in flight have finished.
-func (p *localPipeline) run(ctx context.Context) error { return p.pipe.Run(ctx) }
+// run runs the pipeline until ctx is done, then stops it: the ingest invocations in flight
+// checkpoint at their next line and hand the rest of their file to a continuation, the dispatch
+// invocations finish their request. Before it waits it writes to w what it waits for, and after
+// it where each file it waited for stopped (nothing when nothing was in flight).
+func (p *localPipeline) run(ctx context.Context, w io.Writer) error {
+	p.pipe.Start(ctx)
+	<-ctx.Done()
+	busy := p.pipe.Busy()
+	if len(busy.Files)+len(busy.Orders) > 0 {
+		fmt.Fprintf(w, "stopping: %s (a second Ctrl-C kills)\n", stopping(busy))
+	}
+	err := p.pipe.Stop()
+	if len(busy.Files) > 0 {
+		p.printCheckpoints(w, busy.Files)
+	}
+	return err
+}
+
+// stopping says what the pipeline waits for: "ingest of s3://b/k checkpointing; dispatch
+// finishing 1 request (order o-1)".
+func stopping(b local.Busy) string {
+	var parts []string
+	for _, f := range b.Files {
+		parts = append(parts, "ingest of "+f+" checkpointing")
+	}
+	if n := len(b.Orders); n > 0 {
+		parts = append(parts, fmt.Sprintf("dispatch finishing %d request%s (order %s)", n, plural(n), strings.Join(b.Orders, ", ")))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// printCheckpoints writes where ingest left each of files (s3://bucket/key), from its state.
+func (p *localPipeline) printCheckpoints(w io.Writer, files []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st := statusRun{s: p.session, now: time.Now()}
+	progress, err := st.files(ctx, p.res.Bucket, maxStateReads)
+	if err != nil {
+		fmt.Fprintf(w, "ingest: where the files stopped is unknown: %v\n", err)
+		return
+	}
+	for _, uri := range files {
+		for _, f := range progress {
+			if "s3://"+f.Bucket+"/"+f.Key != uri {
+				continue
+			}
+			if f.Status == ingest.StatusRunning {
+				fmt.Fprintf(w, "ingest of %s checkpointed after %d lines (%d enqueued, %d rejected; %s of the bytes): the next orderpipe local on these resources resumes there\n",
+					uri, f.Lines, f.Enqueued, f.Rejected, strings.TrimSpace(percent(f.Offset, f.Size)))
+			} else {
+				fmt.Fprintf(w, "ingest of %s finished: %d lines (%d enqueued, %d rejected)\n", uri, f.Lines, f.Enqueued, f.Rejected)
+			}
+			break
+		}
+	}
+}
 
 // close stops the stand-in API and moto if they were started here.
 func (p *localPipeline) close() {

@@ -160,8 +160,22 @@ type fileProgress struct {
 	Lines    int64  `json:"lines"`  // read: enqueued + rejected
 	Enqueued int64  `json:"enqueued"`
 	Rejected int64  `json:"rejected"`
+	// FileLines is the file's lines (N) once ingest's verifying pass has counted them; 0 before.
+	FileLines int64 `json:"fileLines,omitempty"`
 	// Parked counts the orders of this file among the parked messages status peeked.
-	Parked       int       `json:"parked"`
+	Parked int `json:"parked"`
+	// Delivered is how many of the file's enqueued orders have left the orders queue without
+	// being parked: exactly (DeliveredIs "exact") when the file is done, the orders queue empty
+	// and every parked message peeked, else at least that many ("atLeast": enqueued - parked -
+	// the parked messages not peeked - the whole orders backlog); "" when the orders queue or
+	// the DLQ is not configured.
+	Delivered   int64  `json:"delivered"`
+	DeliveredIs string `json:"deliveredIs,omitempty"`
+	// Silent: a running file whose state has not been written for silentAfter: an invocation
+	// sending its orders checkpoints every minute, so it has probably died (Stalled follows
+	// when the claim's lease ends); one verifying a large file (FileLines still 0) writes
+	// nothing until the pass ends.
+	Silent       bool      `json:"silent,omitempty"`
 	StartedAt    time.Time `json:"startedAt"`
 	CheckpointAt time.Time `json:"checkpointAt"` // when the state object was last written
 	LeaseUntil   time.Time `json:"leaseUntil,omitzero"`
@@ -170,6 +184,25 @@ type fileProgress struct {
 	Unread       int64     `json:"unread,omitempty"`
 	Refused      string    `json:"refused,omitempty"`
 	WaitingSince time.Time `json:"waitingSince,omitzero"`
+}
+
+// silentAfter is how long a running file's state may go unwritten before status calls it
+// silent: ingest's periodic checkpoint (ingest.DefaultCheckpointEvery) plus 20 s for a slow
+// flush.
+const silentAfter = ingest.DefaultCheckpointEvery + 20*time.Second
+
+// setDelivered sets each file's Delivered from the orders backlog and the parked messages:
+// dlqDepth parked in all, of which peeked were looked at (their files' counts are in Parked).
+func setDelivered(files []fileProgress, backlog, dlqDepth int64, peeked int) {
+	unpeeked := max(dlqDepth-int64(peeked), 0)
+	for i := range files {
+		f := &files[i]
+		f.Delivered = max(f.Enqueued-int64(f.Parked)-unpeeked-backlog, 0)
+		f.DeliveredIs = "atLeast"
+		if f.Status == ingest.StatusDone && backlog == 0 && unpeeked == 0 {
+			f.DeliveredIs = "exact"
+		}
+	}
 }
 
 // fileWindow is how recent a state object must be for status to show its file.
@@ -214,9 +247,13 @@ func (st statusRun) files(ctx context.Context, bucket string, max int) ([]filePr
 		f := fileProgress{Bucket: s.Bucket, Key: s.Key, Version: s.Version, Status: s.Status, Size: s.Size, Offset: s.Offset,
 			Lines: s.Lines, Enqueued: s.Enqueued, Rejected: s.Rejected, StartedAt: s.StartedAt, CheckpointAt: aws.ToTime(o.LastModified),
 			Unread: s.Unread, Refused: s.Refused, WaitingSince: s.WaitingSince}
+		if s.VerifiedETag != "" {
+			f.FileLines = s.FileLines
+		}
 		if s.Status == ingest.StatusRunning {
 			f.LeaseUntil = s.LeaseUntil
 			f.Stalled = !s.LeaseUntil.IsZero() && st.now.After(s.LeaseUntil) && s.WaitingSince.IsZero()
+			f.Silent = !f.Stalled && s.WaitingSince.IsZero() && st.now.Sub(f.CheckpointAt) > silentAfter
 		} else {
 			f.Offset = f.Size
 		}
@@ -249,12 +286,35 @@ func printFiles(w io.Writer, files []fileProgress, now time.Time) {
 			state = fmt.Sprintf("WAITING in S3 since %s (%s): the orders queue has no room", f.WaitingSince.Format(time.RFC3339), fmtDuration(now.Sub(f.WaitingSince)))
 		case f.Stalled:
 			state = fmt.Sprintf("STALLED: lease expired %s ago, resumes when the file message reappears", fmtDuration(now.Sub(f.LeaseUntil)))
+		case f.Silent:
+			state = fmt.Sprintf("SILENT: in flight since %s, no checkpoint for %s: %s",
+				f.StartedAt.Format(time.RFC3339), fmtDuration(now.Sub(f.CheckpointAt)), f.silence())
 		case f.Status == ingest.StatusRunning:
 			state = fmt.Sprintf("in flight since %s (%s), checkpoint %s ago", f.StartedAt.Format(time.RFC3339), fmtDuration(now.Sub(f.StartedAt)), fmtDuration(now.Sub(f.CheckpointAt)))
 		}
-		fmt.Fprintf(w, "  %s %s s3://%s/%s: read %d lines (enqueued %d, rejected %d), parked %d; %s\n",
-			bar(f.Offset, f.Size, 20), percent(f.Offset, f.Size), f.Bucket, f.Key, f.Lines, f.Enqueued, f.Rejected, f.Parked, state)
+		of := ""
+		if f.FileLines > 0 {
+			of = fmt.Sprintf(" of %d", f.FileLines)
+		}
+		delivered := ""
+		switch f.DeliveredIs {
+		case "exact":
+			delivered = fmt.Sprintf(", delivered %d", f.Delivered)
+		case "atLeast":
+			delivered = fmt.Sprintf(", delivered >= %d", f.Delivered)
+		}
+		fmt.Fprintf(w, "  %s %s s3://%s/%s: read %d%s lines (enqueued %d, rejected %d)%s, parked %d; %s\n",
+			bar(f.Offset, f.Size, 20), percent(f.Offset, f.Size), f.Bucket, f.Key, f.Lines, of, f.Enqueued, f.Rejected, delivered, f.Parked, state)
 	}
+}
+
+// silence says what a Silent file's missing checkpoints mean.
+func (f fileProgress) silence() string {
+	why := fmt.Sprintf("its ingest invocation probably died (a live one checkpoints every %s)", fmtDuration(ingest.DefaultCheckpointEvery))
+	if f.FileLines == 0 {
+		why += " unless it is still verifying a large file"
+	}
+	return why
 }
 
 // bar is a progress bar of width cells for done of total.

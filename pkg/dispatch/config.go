@@ -35,6 +35,8 @@ const (
 	EnvGovernorTable    = "GOVERNOR_TABLE"
 	EnvClockSkew        = "GOVERNOR_CLOCK_SKEW"
 	EnvMargin           = "GOVERNOR_MARGIN"
+	EnvHold             = "GOVERNOR_HOLD"
+	EnvThrottleWindow   = "GOVERNOR_THROTTLE_WINDOW"
 	EnvBreakerThreshold = "BREAKER_THRESHOLD"
 	EnvProbeInterval    = "BREAKER_PROBE_INTERVAL"
 	// EnvFunctionName is set by Lambda, never by a deployment.
@@ -72,6 +74,11 @@ type Config struct {
 	// Margin is GOVERNOR_MARGIN: added between slots and how late a sender may still use its
 	// slot; default (0) governor.Config's: 2 % of 1/rate within [1ms, 20ms].
 	Margin time.Duration
+	// Hold is GOVERNOR_HOLD, default 1m: no raise of the shared rate for this long after a cut.
+	Hold time.Duration
+	// ThrottleWindow is GOVERNOR_THROTTLE_WINDOW, default 10s: a 429 this soon after the
+	// previous one (and within governor.RepeatSlots slots) is a repeat and cuts the rate.
+	ThrottleWindow time.Duration
 	// BreakerThreshold is BREAKER_THRESHOLD, default 5: failures in a row that open the breaker.
 	BreakerThreshold int
 	ProbeInterval    time.Duration // BREAKER_PROBE_INTERVAL, default 30s: one probe per interval while open
@@ -120,6 +127,8 @@ func DefaultConfig() Config {
 
 		BreakerThreshold: governor.DefaultFailureThreshold,
 		ProbeInterval:    governor.DefaultProbeInterval,
+		Hold:             governor.DefaultHold,
+		ThrottleWindow:   governor.DefaultThrottleWindow,
 	}
 }
 
@@ -153,6 +162,8 @@ func (c Config) Environ() map[string]string {
 
 		EnvClockSkew:        c.ClockSkew.String(),
 		EnvMargin:           c.Margin.String(),
+		EnvHold:             c.Hold.String(),
+		EnvThrottleWindow:   c.ThrottleWindow.String(),
 		EnvBreakerThreshold: strconv.Itoa(c.BreakerThreshold),
 		EnvProbeInterval:    c.ProbeInterval.String(),
 	}
@@ -173,12 +184,18 @@ func (c Config) PerInstanceRate() float64 { return c.APIRate / float64(c.APIInst
 
 // Governor is the governor configuration derived from c, at ceiling rate.
 func (c Config) Governor(rate float64) governor.Config {
-	return governor.Config{Rate: rate, Skew: c.ClockSkew, Margin: c.Margin, FailureThreshold: c.BreakerThreshold, ProbeInterval: c.ProbeInterval}
+	return governor.Config{Rate: rate, Skew: c.ClockSkew, Margin: c.Margin, FailureThreshold: c.BreakerThreshold, ProbeInterval: c.ProbeInterval,
+		Hold: c.Hold, ThrottleWindow: c.ThrottleWindow}
 }
 
-// openHold is how long an order waits (given back) when it meets the open breaker: two probe
-// intervals, so a backlog comes back spread out and not all at each probe.
-func (c Config) openHold() time.Duration { return 2 * max(c.ProbeInterval, time.Second) }
+// openHold is how long an order waits (given back) when it meets the open breaker, for u
+// uniform in [0, 1): one to three probe intervals (two on average), so that a backlog comes back
+// spread over the probe interval, not in waves: when a probe closes the breaker, orders are
+// already arriving at backlog / (2 x interval) a second.
+func (c Config) openHold(u float64) time.Duration {
+	pi := max(c.ProbeInterval, time.Second)
+	return pi + time.Duration(2*u*float64(pi))
+}
 
 // storeRetry is how long an order waits (given back) when the governor's store failed.
 const storeRetry = 10 * time.Second
@@ -272,6 +289,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		Margin:           nonNegative(EnvMargin),
 		BreakerThreshold: count(EnvBreakerThreshold, d.BreakerThreshold),
 		ProbeInterval:    dur(EnvProbeInterval, d.ProbeInterval),
+		Hold:             dur(EnvHold, d.Hold),
+		ThrottleWindow:   dur(EnvThrottleWindow, d.ThrottleWindow),
 	}
 	if v := str(EnvLogLevel, d.LogLevel.String(), false); c.LogLevel.UnmarshalText([]byte(v)) != nil {
 		errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", EnvLogLevel, v))

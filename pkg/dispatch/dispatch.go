@@ -288,7 +288,7 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 		// The breaker's probe failed: the API is down, which says nothing about this order, so
 		// it waits like the others without spending its budget.
 		m.transient++
-		return d.apply(ctx, log.With("status", res.Status), msg, attempts, d.giveBack(attempts, d.cfg.openHold(), "breaker probe: "+res.Detail))
+		return d.apply(ctx, log.With("status", res.Status), msg, attempts, d.giveBack(attempts, d.cfg.openHold(d.rand()), "breaker probe: "+res.Detail))
 	}
 	switch dec.class {
 	case "delivered":
@@ -333,7 +333,7 @@ func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.
 			delay := max(wait.Until.Sub(d.clock.Now()), 0)
 			if wait.Reason == governor.ReasonOpen {
 				m.breakerOpen = true
-				delay = max(delay, d.cfg.openHold())
+				delay = max(delay, d.cfg.openHold(d.rand()))
 			}
 			return governor.Slot{}, delay, "no request slot before the deadline: " + wait.Reason, false
 		case err != nil && ctx.Err() != nil:

@@ -17,7 +17,8 @@
 // slot (the schedule is full until past the deadline, a pause, the open breaker) or whose
 // governor store fails (nothing is sent that the schedule does not account for; logged at error
 // level once a minute per instance) is given back without being attempted (a fresh copy delayed
-// until its slot could start; two probe intervals when the breaker is open; 10 s after a store
+// until its slot could start; one to three probe intervals, uniformly, when the breaker is open
+// (so that the backlog comes back spread out, not in waves); 10 s after a store
 // failure), so it spends none of its retry budget. A failed breaker probe is given back the same
 // way: the API is down, which says nothing about that order. Time comes from an injected Clock.
 //

@@ -30,7 +30,7 @@ func sharedPair(t *testing.T, cfg Config, store governor.Store) (a, b *Dispatche
 		}
 		api := &fakeAPI{clock: clk, budget: 1000 * time.Hour, start: clk.t}
 		q := &recordingQueue{}
-		return New(cfg, q, api, Options{Clock: clk, Metrics: &bytes.Buffer{}, Governor: g}), api, q
+		return New(cfg, q, api, Options{Clock: clk, Metrics: &bytes.Buffer{}, Governor: g, Rand: func() float64 { return 0.5 }}), api, q
 	}
 	a, apiA, qa = mk("a")
 	b, apiB, qb = mk("b")
@@ -103,16 +103,19 @@ func TestOpenBreakerHoldsOrdersWithoutSpendingBudget(t *testing.T) {
 	}
 	if len(qb.sent) != 1 || qb.sent[0].DelaySeconds != int32(2*cfg.ProbeInterval/time.Second) ||
 		*qb.sent[0].MessageAttributes[order.AttrRetries].StringValue != "2" {
-		t.Fatalf("held order re-sent %+v, want one fresh copy delayed two probe intervals with Retries 2", qb.sent)
+		t.Fatalf("held order re-sent %+v, want one fresh copy delayed two probe intervals (the mean hold) with Retries 2", qb.sent)
 	}
-	// With time for it, an instance takes the probe; it fails: given back, budget untouched.
+	// An order arriving once the probe is due is the probe; it fails: given back, budget
+	// untouched.
 	b.api.(*fakeAPI).budget = 1000 * time.Hour
+	clk.t = clk.t.Add(cfg.ProbeInterval)
 	b.Handle(ctx, retried(batch("probe"), "2"))
 	if len(apiB.at) != 1 || len(qb.sent) != 2 || *qb.sent[1].MessageAttributes[order.AttrRetries].StringValue != "2" {
 		t.Fatalf("after a failed probe: %d PUTs, re-sent %d; want 1 PUT and a fresh copy with Retries 2", len(apiB.at), len(qb.sent))
 	}
 	probeAt := apiB.at[0]
 	// The next probe goes one interval later and succeeds: the breaker closes.
+	clk.t = apiB.start.Add(probeAt + cfg.ProbeInterval)
 	a.Handle(ctx, batch("p2"))
 	if got := apiA.at[2] - probeAt; got < 30*time.Second {
 		t.Errorf("second probe %v after the first, want >= 30s", got)

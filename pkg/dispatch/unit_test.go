@@ -55,7 +55,7 @@ func TestLoadConfig(t *testing.T) {
 	defaults := Config{OrdersQueueURL: "http://q/orders", DLQURL: "http://q/orders-dlq", APIBaseURL: "https://api.example.com/v1",
 		APITimeout: 10 * time.Second, APIRate: 1, APIInstances: 2, MaxAttempts: 8, BackoffBase: 2 * time.Second,
 		BackoffMax: 15 * time.Minute, MaxThrottled: 24 * time.Hour, FunctionName: "dispatch", MinRequest: time.Second,
-		BreakerThreshold: 5, ProbeInterval: 30 * time.Second, IDField: "id"}
+		BreakerThreshold: 5, ProbeInterval: 30 * time.Second, Hold: time.Minute, ThrottleWindow: 10 * time.Second, IDField: "id"}
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
@@ -66,10 +66,11 @@ func TestLoadConfig(t *testing.T) {
 		{"everything set", with("ORDER_API_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x", "ORDER_API_TIMEOUT", "3s",
 			"API_RATE", "20", "API_INSTANCES", "4", "MAX_ATTEMPTS", "5", "BACKOFF_BASE", "1s", "BACKOFF_MAX", "1m",
 			"LOG_LEVEL", "debug", "AWS_LAMBDA_FUNCTION_NAME", "orderpipe-dispatch", "MAX_THROTTLED", "6h", "GOVERNOR_TABLE", "gov",
-			"GOVERNOR_CLOCK_SKEW", "100ms", "GOVERNOR_MARGIN", "5ms", "BREAKER_THRESHOLD", "3", "BREAKER_PROBE_INTERVAL", "10s", "ID_FIELD", "orderId"), func(c *Config) {
+			"GOVERNOR_CLOCK_SKEW", "100ms", "GOVERNOR_MARGIN", "5ms", "BREAKER_THRESHOLD", "3", "BREAKER_PROBE_INTERVAL", "10s", "ID_FIELD", "orderId",
+			"GOVERNOR_HOLD", "2m", "GOVERNOR_THROTTLE_WINDOW", "5s"), func(c *Config) {
 			c.IDField = "orderId"
 			c.GovernorTable, c.ClockSkew, c.BreakerThreshold, c.ProbeInterval = "gov", 100*time.Millisecond, 3, 10*time.Second
-			c.Margin = 5 * time.Millisecond
+			c.Margin, c.Hold, c.ThrottleWindow = 5*time.Millisecond, 2*time.Minute, 5*time.Second
 			c.APISecretARN, c.APITimeout, c.APIRate, c.APIInstances, c.MaxAttempts = "arn:aws:secretsmanager:us-east-1:1:secret:x", 3*time.Second, 20, 4, 5
 			c.BackoffBase, c.BackoffMax, c.LogLevel, c.FunctionName = time.Second, time.Minute, -4, "orderpipe-dispatch"
 			c.MaxThrottled = 6 * time.Hour

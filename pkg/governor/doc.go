@@ -5,9 +5,13 @@
 //
 // # Pacing
 //
-// Reserve reads the record and takes the next slot, at = max(now, last + 1/rate + Margin [+ Skew
-// when the last slot was another instance's], paused-until, next probe), by writing last = at
-// conditional on the version it read; a conflicting writer makes it read again. The caller
+// Reserve takes the next slot, at = max(now, last + 1/rate + Margin [+ Skew when the last slot
+// was another instance's], paused-until, next probe). When the store is an Advancer and the
+// record was, when this Governor last saw it, at a rate with the breaker closed, it takes the
+// slot with one atomic write conditional on the rate, policy, breaker and pause being unchanged
+// (Advance: last + 1/rate + Margin + Skew, or now when the schedule is idle). Otherwise, or when
+// that condition fails, it reads the record and writes last = at conditional on the version it
+// read; a conflicting writer makes it read again. The caller
 // sleeps until at and sends only if it wakes before at + Margin (Slot.Late); a later wake-up
 // gives the slot up, so two requests never leave closer than 1/rate on one clock whoever sends
 // them. Skew covers instances whose clocks differ: requests from two instances whose clocks
@@ -22,7 +26,7 @@
 // its RateLimit-Policy quota/window caps the rate. A 429 cuts the shared rate (times
 // Decrease, never below the rate that held before the last raise, nor below MinRate), once per
 // congestion event: answers to slots reserved before the cut do not cut again. It cuts when the
-// 429s repeat within ThrottleWindow, or when the rate in force is neither the API's
+// 429s repeat within ThrottleWindow (and RepeatSlots slots), or when the rate in force is neither the API's
 // RateLimit-Policy rate nor proven by Proof successes in a row at it (a fresh record's ceiling,
 // a rate just cut or raised); a lone 429 at a proven rate (a request that reached the API a
 // little early) only pauses. After Hold
@@ -31,17 +35,19 @@
 // # Circuit breaker
 //
 // FailureThreshold failures in a row across instances (5xx, timeouts, connection errors) open
-// the breaker. While open, Reserve hands out one probe slot per ProbeInterval and answers every
-// other caller with a *WaitError ("breaker open") until the next probe; the caller gives its
-// order back without spending its retry budget. Any answer that is not a 5xx closes it.
+// the breaker; they never cut the rate. While open, Reserve hands out one probe slot per
+// ProbeInterval, to a caller that can send it at once (within Margin: no probe is reserved
+// ahead), and answers every other caller with a *WaitError ("breaker open") until the next
+// probe; the caller gives its order back without spending its retry budget. Any answer that is
+// not a 5xx closes it, and the next slot is reckoned from the probe.
 //
 // # Cost
 //
-// A reservation is one strongly consistent GetItem and one conditional UpdateItem (more when
-// another instance wrote in between). Report reads and writes only when the answer may change the
-// record: an ordinary answer to a slot reserved while all was well (no failures on record,
-// breaker closed, full rate, the same RateLimit-Policy) costs nothing, so at full rate an order
-// costs one read and one write. Such an answer does not reset a failure run recorded by another
+// A reservation is one conditional UpdateItem when the record is as last seen (Advance), else a
+// strongly consistent GetItem and a conditional UpdateItem (more when another instance wrote in
+// between). Report reads and writes only when the answer may change the record: an ordinary
+// answer to a slot reserved while all was well (no failures on record, breaker closed, full
+// rate, the same RateLimit-Policy) costs nothing, so at full rate an order costs one write. Such an answer does not reset a failure run recorded by another
 // instance after the slot was reserved; the next answer read with the record does.
 //
 // # Faults

@@ -3,6 +3,7 @@ package governor
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -128,5 +129,63 @@ func TestMissingTableIsAStoreError(t *testing.T) {
 	var se *StoreError
 	if _, err := g.Reserve(context.Background(), always); !errors.As(err, &se) {
 		t.Errorf("Reserve on a missing table = %v, want a StoreError", err)
+	}
+}
+
+func TestAdvanceSameOnBothStores(t *testing.T) {
+	gap := 1010 * time.Millisecond
+	base := State{Version: 4, Last: t0, By: "b", Rate: 1, Policy: 2, Run: 3}
+	busy := Advance{Rate: 1, Policy: 2, Gap: gap, Now: t0.Add(time.Second), Latest: t0.Add(time.Minute), By: "a", Busy: true}
+	tests := []struct {
+		name     string
+		st       State
+		a        Advance
+		wantLast time.Time // zero: ErrConflict, nothing written
+	}{
+		{"busy", base, busy, t0.Add(gap)},
+		{"busy, tried idle first", base, func() Advance { a := busy; a.Busy = false; return a }(), t0.Add(gap)},
+		{"idle", base, func() Advance { a := busy; a.Now = t0.Add(time.Hour); a.Latest = t0.Add(2 * time.Hour); return a }(), t0.Add(time.Hour)},
+		{"busy beyond the latest start", base, func() Advance { a := busy; a.Latest = t0.Add(time.Second); return a }(), time.Time{}},
+		{"idle after the latest start", base, func() Advance { a := busy; a.Now = t0.Add(time.Hour); a.Latest = t0; return a }(), time.Time{}},
+		{"paused beyond the last slot", func() State { s := base; s.PausedUntil = t0.Add(time.Millisecond); return s }(), busy, time.Time{}},
+		{"pause over", func() State { s := base; s.PausedUntil = t0.Add(-time.Second); return s }(), busy, t0.Add(gap)},
+		{"breaker open", func() State { s := base; s.OpenedAt = t0.Add(-time.Minute); return s }(), busy, time.Time{}},
+		{"rate changed", func() State { s := base; s.Rate = 0.5; return s }(), busy, time.Time{}},
+		{"policy changed", func() State { s := base; s.Policy = 1; return s }(), busy, time.Time{}},
+		{"no record", State{}, busy, time.Time{}},
+	}
+	c, table := newTable(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			mem := &MemoryStore{st: tt.st}
+			ddb := NewDynamoStore(c, table, "k"+strconv.Itoa(i))
+			if tt.st.Version > 0 {
+				if err := ddb.Save(ctx, tt.st, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, s := range map[string]interface {
+				Store
+				Advancer
+			}{"memory": mem, "dynamodb": ddb} {
+				got, err := s.Advance(ctx, tt.a)
+				after, lerr := s.Load(ctx)
+				if lerr != nil {
+					t.Fatal(lerr)
+				}
+				if tt.wantLast.IsZero() {
+					if !errors.Is(err, ErrConflict) || !equal(after, tt.st) {
+						t.Errorf("%s: Advance = %+v, %v; record %+v; want ErrConflict and the record unchanged", name, got, err, after)
+					}
+					continue
+				}
+				want := tt.st
+				want.Last, want.By, want.Version = tt.wantLast, "a", tt.st.Version+1
+				if err != nil || !equal(got, want) || !equal(after, want) {
+					t.Errorf("%s: Advance = %+v, %v; record %+v; want %+v", name, got, err, after, want)
+				}
+			}
+		})
 	}
 }

@@ -13,10 +13,14 @@ import (
 
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultDecrease         = 0.5
-	DefaultStep             = 0.05
-	DefaultHold             = time.Minute
-	DefaultThrottleWindow   = 10 * time.Second
+	DefaultDecrease       = 0.5
+	DefaultStep           = 0.05
+	DefaultHold           = time.Minute
+	DefaultThrottleWindow = 10 * time.Second
+	// RepeatSlots bounds the throttle window in slots: at 20 requests/s a 429 is a repeat
+	// within 1 s, not 10 s (200 requests, in which a request or two reaching the API early
+	// is jitter, not a limit below the rate).
+	RepeatSlots             = 20
 	DefaultProof            = 10
 	DefaultFailureThreshold = 5
 	DefaultProbeInterval    = 30 * time.Second
@@ -41,8 +45,9 @@ type Config struct {
 	Decrease float64       // multiplicative decrease on a throttle, default 0.5
 	Step     float64       // additive increase per success, a fraction of Rate, default 0.05
 	Hold     time.Duration // no increase for this long after a cut, default 1m
-	// ThrottleWindow: a 429 within this long of the previous one is a repeat and cuts the
-	// rate; a lone 429 only pauses. Default 10s.
+	// ThrottleWindow: a 429 within this long of the previous one, and within RepeatSlots
+	// slots at the rate in force, is a repeat and cuts the rate; a lone 429 only pauses.
+	// Default 10s.
 	ThrottleWindow time.Duration
 	// Proof: successes in a row at a rate that prove it. A 429 at a rate not yet proven cuts
 	// it at once (the API's limit is below it); at a proven rate a lone 429 only pauses.
@@ -120,6 +125,47 @@ type Store interface {
 	Save(ctx context.Context, next State, prevVersion int64) error
 }
 
+// Advancer is a Store that takes the next slot of a busy or idle schedule in one atomic write,
+// without reading the record first (DynamoStore: one conditional UpdateItem).
+type Advancer interface {
+	// Advance takes a slot when the record is as a expects: it exists, has a's Rate and
+	// Policy, its breaker is closed, and either (busy) Last + Gap >= Now, PausedUntil <= Last
+	// and Last + Gap <= Latest: Last moves to Last + Gap; or (idle) Last + Gap < Now,
+	// PausedUntil <= Now <= Latest: Last moves to Now. It sets By, increments the version and
+	// returns the record as written. Otherwise it writes nothing and returns an error wrapping
+	// ErrConflict. Busy says which case to try first.
+	Advance(ctx context.Context, a Advance) (State, error)
+}
+
+// Advance is what Advancer.Advance expects of the record, and the slot it takes.
+type Advance struct {
+	Rate, Policy float64       // the record's Rate and Policy: Gap holds under them
+	Gap          time.Duration // between two slots: 1/rate + Margin + Skew
+	Now, Latest  time.Time     // the slot starts at Now or later, and no later than Latest
+	By           string
+	Busy         bool // try the busy case first
+}
+
+// take returns the record after a on st, and whether a's expectations hold (the one rule both
+// Advancers apply).
+func (a Advance) take(st State) (State, bool) {
+	if st.Version <= 0 || st.Rate != a.Rate || st.Policy != a.Policy || st.Open() {
+		return st, false
+	}
+	next := st.Last.Add(a.Gap)
+	switch {
+	case !next.Before(a.Now) && !st.PausedUntil.After(st.Last) && !next.After(a.Latest):
+		st.Last = next
+	case next.Before(a.Now) && !st.PausedUntil.After(a.Now) && !a.Now.After(a.Latest):
+		st.Last = a.Now
+	default:
+		return st, false
+	}
+	st.By = a.By
+	st.Version++
+	return st, true
+}
+
 // Store errors.
 var (
 	ErrConflict = errors.New("governor record changed since it was read")
@@ -171,6 +217,9 @@ type Governor struct {
 	cfg   Config
 	store Store
 	clock Clock
+
+	mu   sync.Mutex
+	seen State // the record as this Governor last read or wrote it; Version 0: none yet
 }
 
 // New returns a Governor on store. clock nil means the system clock.
@@ -199,6 +248,9 @@ func (g *Governor) Config() Config { return g.cfg }
 // reserved), or ctx's error.
 func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot, error) {
 	defer g.turn()()
+	if slot, ok, err := g.advance(ctx, fits); ok || err != nil {
+		return slot, err
+	}
 	for range g.cfg.Conflicts {
 		st, err := g.load(ctx)
 		if err != nil {
@@ -206,12 +258,15 @@ func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot
 		}
 		now := g.clock.Now()
 		at, reason := g.next(st, now)
-		if !fits(at) {
+		probe := st.Open()
+		// While open, the probe goes to a caller that can send it now (within Margin): nobody
+		// sleeps on a probe slot, and no probe is reserved ahead, which would hold the
+		// schedule, and the instances, after the probe that closes the breaker.
+		if !fits(at) || (probe && at.Sub(now) > g.cfg.Margin) {
 			return Slot{}, &WaitError{Until: at, Reason: reason}
 		}
 		n := st
 		n.Last, n.By = at, g.cfg.Instance
-		probe := st.Open()
 		if probe {
 			n.ProbeAt = at.Add(g.cfg.ProbeInterval)
 		}
@@ -225,11 +280,73 @@ func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot
 		if err != nil {
 			return Slot{}, err
 		}
-		rate := st.rate(g.cfg.Rate)
-		quiet := st.Failures == 0 && !st.Open() && (st.Rate <= 0 || st.Rate >= g.cfg.Rate) && st.Run >= g.cfg.Proof
-		return Slot{At: at, Late: at.Add(g.cfg.Margin), Probe: probe, Rate: rate, quiet: quiet, policy: st.Policy}, nil
+		n.Version = max(st.Version, 0) + 1
+		g.see(n)
+		return g.slot(st, at, probe), nil
 	}
 	return Slot{}, &StoreError{Err: fmt.Errorf("reserve: %d conflicting writes in a row", g.cfg.Conflicts)}
+}
+
+// slot is the slot at reserved on record st (as read before the reservation).
+func (g *Governor) slot(st State, at time.Time, probe bool) Slot {
+	quiet := st.Failures == 0 && !st.Open() && (st.Rate <= 0 || st.Rate >= g.cfg.Rate) && st.Run >= g.cfg.Proof
+	return Slot{At: at, Late: at.Add(g.cfg.Margin), Probe: probe, Rate: st.rate(g.cfg.Rate), quiet: quiet, policy: st.Policy}
+}
+
+// advance takes a slot with one atomic write when the store is an Advancer and the record, as
+// this Governor last saw it, had a closed breaker and a rate: the write is conditional on the
+// rate and policy being unchanged, so the gap it adds is the one the record's rate asks for.
+// It reports false, having reserved nothing, when the record is not as expected (Reserve then
+// reads it), or when fits refuses now (Reserve works out until when).
+func (g *Governor) advance(ctx context.Context, fits func(time.Time) bool) (Slot, bool, error) {
+	adv, ok := g.store.(Advancer)
+	g.mu.Lock()
+	seen := g.seen
+	g.mu.Unlock()
+	now := g.clock.Now()
+	if !ok || seen.Version <= 0 || seen.Open() || seen.Rate <= 0 || !fits(now) {
+		return Slot{}, false, nil
+	}
+	gap := interval(seen.rate(g.cfg.Rate)) + g.cfg.Margin + g.cfg.Skew
+	a := Advance{Rate: seen.Rate, Policy: seen.Policy, Gap: gap, Now: now, Latest: latest(fits, now),
+		By: g.cfg.Instance, Busy: !seen.Last.Add(gap).Before(now)}
+	sctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
+	defer cancel()
+	st, err := adv.Advance(sctx, a)
+	switch {
+	case errors.Is(err, ErrConflict):
+		return Slot{}, false, nil
+	case err != nil:
+		return Slot{}, false, &StoreError{Err: fmt.Errorf("advance: %w", err)}
+	}
+	g.see(st)
+	return g.slot(st, st.Last, false), true, nil
+}
+
+// latest is the latest start fits accepts from now on, to a millisecond, within a day; fits
+// accepts now and every time before one it accepts.
+func latest(fits func(time.Time) bool, now time.Time) time.Time {
+	lo, step := now, time.Second
+	for step < 24*time.Hour && fits(now.Add(step)) {
+		lo, step = now.Add(step), 2*step
+	}
+	hi := now.Add(step)
+	for hi.Sub(lo) > time.Millisecond {
+		mid := lo.Add(hi.Sub(lo) / 2)
+		if fits(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// see keeps st as the record this Governor last read or wrote.
+func (g *Governor) see(st State) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.seen = st
 }
 
 // ErrSlotTaken is Retake's answer when another slot was reserved after the late one.
@@ -325,6 +442,7 @@ func (g *Governor) Report(ctx context.Context, slot Slot, o Outcome) (State, err
 			return State{}, err
 		}
 		n.Version = max(st.Version, 0) + 1
+		g.see(n)
 		return n, nil
 	}
 	return State{}, &StoreError{Err: fmt.Errorf("report: %d conflicting writes in a row", g.cfg.Conflicts)}
@@ -352,6 +470,7 @@ func (g *Governor) load(ctx context.Context) (State, error) {
 	case st.Version == 0:
 		return fresh(g.cfg, g.clock.Now()), nil
 	}
+	g.see(st)
 	return st, nil
 }
 

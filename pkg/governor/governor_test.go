@@ -40,8 +40,11 @@ func reserve(t *testing.T, g *Governor) Slot {
 	return s
 }
 
+// readWrite is a Store without Advance: every reservation reads and writes.
+type readWrite struct{ Store }
+
 func TestSlotsAreSpacedAcrossInstances(t *testing.T) {
-	a, b, clk := newPair(t, Config{Rate: 1, Margin: 10 * time.Millisecond, Skew: 50 * time.Millisecond}, &MemoryStore{})
+	a, b, clk := newPair(t, Config{Rate: 1, Margin: 10 * time.Millisecond, Skew: 50 * time.Millisecond}, readWrite{&MemoryStore{}})
 	first := reserve(t, a)
 	// A fresh record puts the first slot one gap after its creation: a lost record's last
 	// request may just have gone.
@@ -63,6 +66,52 @@ func TestSlotsAreSpacedAcrossInstances(t *testing.T) {
 	clk.Add(time.Hour)
 	if s := reserve(t, a); !s.At.Equal(clk.Now()) {
 		t.Errorf("slot after idle %v, want now %v", s.At, clk.Now())
+	}
+}
+
+func TestAdvanceTakesSlotsInOneWrite(t *testing.T) {
+	store := &countingStore{}
+	a, b, clk := newPair(t, Config{Rate: 1, Margin: 10 * time.Millisecond, Skew: 50 * time.Millisecond}, store)
+	first := reserve(t, a) // nothing seen yet: read and write
+	second := reserve(t, b)
+	third := reserve(t, b) // b saw the record: one Advance
+	fourth := reserve(t, a)
+	if store.loads != 2 || store.saves != 2 || store.advances != 2 {
+		t.Errorf("4 reservations: %d loads, %d saves, %d advances; want 2, 2, 2", store.loads, store.saves, store.advances)
+	}
+	// An Advance cannot tell whose the last slot was: it always adds the skew.
+	for i, gap := range []time.Duration{second.At.Sub(first.At), third.At.Sub(second.At), fourth.At.Sub(third.At)} {
+		if want := time.Second + 60*time.Millisecond; gap != want {
+			t.Errorf("gap %d: %v, want %v", i+1, gap, want)
+		}
+	}
+	// Idle: the next slot is now, in one write.
+	clk.Add(time.Hour)
+	if s := reserve(t, b); !s.At.Equal(clk.Now()) || store.advances != 3 {
+		t.Errorf("slot after idle %v (%d advances), want now %v in one Advance", s.At, store.advances, clk.Now())
+	}
+	// Another instance cuts the rate: the expected record is gone, so a reads it again and
+	// paces at the new rate.
+	clk.Add(time.Hour)
+	s := reserve(t, b)
+	clk.Set(s.At)
+	if _, err := b.Report(context.Background(), s, Outcome{Kind: Throttled}); err != nil {
+		t.Fatal(err)
+	}
+	loads := store.loads
+	s1 := reserve(t, a)
+	if store.loads != loads+1 {
+		t.Errorf("reserve after another instance's cut: %d loads, want one more", store.loads-loads)
+	}
+	if s1.Rate != 0.5 {
+		t.Errorf("rate after the cut %v, want 0.5", s1.Rate)
+	}
+	// A pause beyond the last slot is not taken in one write either.
+	if _, err := b.Report(context.Background(), s1, Outcome{Kind: Throttled, RetryAfter: time.Minute, HasRetryAfter: true}); err != nil {
+		t.Fatal(err)
+	}
+	if s2 := reserve(t, a); s2.At.Before(clk.Now().Add(time.Minute)) {
+		t.Errorf("slot %v during a pause until %v", s2.At, clk.Now().Add(time.Minute))
 	}
 }
 
@@ -187,6 +236,36 @@ func TestThrottlePausesEveryoneAndCutsOnRepeats(t *testing.T) {
 	}
 }
 
+func TestRepeatWindowIsBoundedInSlots(t *testing.T) {
+	tests := []struct {
+		after   time.Duration // the second 429's slot, after the first 429
+		wantCut bool
+	}{
+		{500 * time.Millisecond, true},   // 10 slots at 20/s: a repeat
+		{1500 * time.Millisecond, false}, // 30 slots: within ThrottleWindow, not RepeatSlots
+	}
+	for _, tt := range tests {
+		a, _, clk := newPair(t, Config{Rate: 20}, &MemoryStore{})
+		ctx := context.Background()
+		prove(t, a, clk)
+		s := reserve(t, a)
+		clk.Set(s.At)
+		if _, err := a.Report(ctx, s, Outcome{Kind: Throttled}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Add(tt.after)
+		s = reserve(t, a)
+		clk.Set(s.At)
+		st, err := a.Report(ctx, s, Outcome{Kind: Throttled})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cut := st.Rate < 20; cut != tt.wantCut {
+			t.Errorf("second 429 %v after the first: rate %v, cut %v; want cut %v", tt.after, st.Rate, cut, tt.wantCut)
+		}
+	}
+}
+
 func TestFirst429AtAnUnprovenRateCuts(t *testing.T) {
 	a, b, clk := newPair(t, Config{Rate: 2, Margin: time.Millisecond, Proof: 3}, &MemoryStore{})
 	ctx := context.Background()
@@ -307,19 +386,24 @@ func TestBreaker(t *testing.T) {
 		t.Fatalf("breaker closed after 3 failures in a row across instances")
 	}
 	opened := clk.Now()
-	// Before the probe time: nobody gets a slot within 10 s.
-	_, err := a.Reserve(ctx, func(at time.Time) bool { return at.Sub(clk.Now()) < 10*time.Second })
-	var we *WaitError
-	if !errors.As(err, &we) || we.Reason != "breaker open" || !we.Until.Equal(opened.Add(30*time.Second)) {
-		t.Fatalf("Reserve while open = %v, want a WaitError until %v", err, opened.Add(30*time.Second))
+	// Before the probe time nobody gets a slot, however far its deadline: the probe goes to a
+	// caller that can send it at once, so nobody sleeps on a probe slot and none is held ahead.
+	for _, fits := range []func(time.Time) bool{always, func(at time.Time) bool { return at.Sub(clk.Now()) < 10*time.Second }} {
+		_, err := a.Reserve(ctx, fits)
+		var we *WaitError
+		if !errors.As(err, &we) || we.Reason != ReasonOpen || !we.Until.Equal(opened.Add(30*time.Second)) {
+			t.Fatalf("Reserve while open = %v, want a WaitError until %v", err, opened.Add(30*time.Second))
+		}
 	}
-	// One probe per interval.
+	// One probe per interval, to the first caller once it is due.
+	clk.Set(opened.Add(31 * time.Second))
 	probe := reserve(t, b)
-	if !probe.Probe || !probe.At.Equal(opened.Add(30*time.Second)) {
-		t.Errorf("probe slot %+v, want a probe at %v", probe, opened.Add(30*time.Second))
+	if !probe.Probe || !probe.At.Equal(clk.Now()) {
+		t.Errorf("probe slot %+v, want a probe at once (%v)", probe, clk.Now())
 	}
-	if next := reserve(t, a); !next.At.Equal(probe.At.Add(30 * time.Second)) {
-		t.Errorf("next slot while open %v, want one probe interval after the probe %v", next.At, probe.At)
+	var we *WaitError
+	if _, err := a.Reserve(ctx, always); !errors.As(err, &we) || we.Reason != ReasonOpen || !we.Until.Equal(probe.At.Add(30*time.Second)) {
+		t.Errorf("Reserve after the probe = %v, want a WaitError until %v", err, probe.At.Add(30*time.Second))
 	}
 	// The probe fails: still open. The next probe succeeds: closed, normal pacing.
 	clk.Set(probe.At)
@@ -463,7 +547,12 @@ func TestClockSkewMargin(t *testing.T) {
 // countingStore counts the calls that reach a MemoryStore.
 type countingStore struct {
 	MemoryStore
-	loads, saves int
+	loads, saves, advances int
+}
+
+func (c *countingStore) Advance(ctx context.Context, a Advance) (State, error) {
+	c.advances++
+	return c.MemoryStore.Advance(ctx, a)
 }
 
 func (c *countingStore) Load(ctx context.Context) (State, error) {
@@ -483,21 +572,21 @@ func TestOrdinaryAnswersCostNoStoreCall(t *testing.T) {
 	prove(t, a, clk) // the first success proves the rate: one write
 	store.loads, store.saves = 0, 0
 	s := reserve(t, a)
-	if store.loads != 1 || store.saves != 1 {
-		t.Fatalf("reserve: %d loads, %d saves, want 1 and 1", store.loads, store.saves)
+	if store.loads != 0 || store.saves != 0 || store.advances != 1 {
+		t.Fatalf("reserve: %d loads, %d saves, %d advances, want one Advance", store.loads, store.saves, store.advances)
 	}
 	clk.Set(s.At)
-	if _, err := a.Report(ctx, s, Outcome{Kind: Answered}); err != nil || store.loads != 1 || store.saves != 1 {
+	if _, err := a.Report(ctx, s, Outcome{Kind: Answered}); err != nil || store.loads != 0 || store.saves != 0 {
 		t.Errorf("an ordinary 200: %d loads, %d saves (err %v), want no store call", store.loads, store.saves, err)
 	}
 	// A failure, and an answer with RateLimit news, are recorded.
-	if _, err := a.Report(ctx, s, Outcome{Kind: Failed}); err != nil || store.saves != 2 {
+	if _, err := a.Report(ctx, s, Outcome{Kind: Failed}); err != nil || store.saves != 1 {
 		t.Errorf("a failure: %d saves (err %v), want it written", store.saves, err)
 	}
 	s = reserve(t, a) // not quiet any more: a failure is on record
 	clk.Set(s.At)
 	st, _ := a.Report(ctx, s, Outcome{Kind: Answered})
-	if st.Failures != 0 || store.saves != 4 {
+	if st.Failures != 0 || store.saves != 2 {
 		t.Errorf("a success after a failure: failures %d, %d saves; want the run reset and written", st.Failures, store.saves)
 	}
 }

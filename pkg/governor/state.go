@@ -119,11 +119,12 @@ func (s State) apply(cfg Config, o Outcome, at, now time.Time) (State, bool) {
 		n.ThrottledAt = now
 		// A lone 429 at a proven rate (a request that reached the API a little early: network
 		// or scheduling jitter) only pauses. The rate is cut when the 429s repeat (another
-		// congestion event, a request reserved after the last 429, within ThrottleWindow of it)
+		// congestion event, a request reserved after the last 429, within ThrottleWindow and
+		// RepeatSlots slots of it)
 		// or when the rate in force is neither the API's advertised one nor proven yet by Proof
 		// successes in a row (the API's limit is below it, or a raise overshot). Requests reserved before the last cut answer
 		// for the old rate.
-		repeated := !s.ThrottledAt.IsZero() && at.After(s.ThrottledAt) && now.Sub(s.ThrottledAt) < cfg.ThrottleWindow
+		repeated := !s.ThrottledAt.IsZero() && at.After(s.ThrottledAt) && now.Sub(s.ThrottledAt) < min(cfg.ThrottleWindow, RepeatSlots*interval(cur))
 		// The API's own RateLimit-Policy needs no proof: a 429 at the rate it advertises is jitter.
 		advertised := n.Policy > 0 && n.Policy <= cur
 		unproven := s.Run < cfg.Proof && !advertised

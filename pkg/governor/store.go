@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,18 @@ func (m *MemoryStore) Save(_ context.Context, next State, prev int64) error {
 	}
 	m.st = next
 	return nil
+}
+
+// Advance takes a slot if the record is as a expects (see Advancer).
+func (m *MemoryStore) Advance(_ context.Context, a Advance) (State, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := a.take(m.st)
+	if !ok {
+		return State{}, ErrConflict
+	}
+	m.st = st
+	return st, nil
 }
 
 // DynamoAPI is the part of the DynamoDB client the store uses: GetItem and UpdateItem only,
@@ -70,7 +83,8 @@ const (
 )
 
 // DynamoStore keeps the record as one item of a DynamoDB table, read with a strongly consistent
-// GetItem and written with an UpdateItem conditional on its version. Safe for concurrent use.
+// GetItem and written with an UpdateItem conditional on its version; Advance takes a slot with
+// one UpdateItem whose condition is the expected record. Safe for concurrent use.
 //
 // Within one process the Governors sharing a DynamoStore take turns (it is a Locker): each
 // read-modify-write runs alone, so they never conflict with each other, and the local stand-in,
@@ -252,4 +266,61 @@ func (d *DynamoStore) Save(ctx context.Context, next State, prev int64) error {
 		return fmt.Errorf("save governor item %s/%s: %w", d.table, d.key, err)
 	}
 	return nil
+}
+
+// Advance takes a slot with one UpdateItem (ReturnValues ALL_NEW) conditional on the record
+// being as a expects, trying the busy case (Last + Gap) first when a.Busy, else the idle one
+// (Now), then the other. DynamoDB applies the condition and the write atomically, so two
+// Advances never take the same slot; the version goes up by one, so a read-modify-write that
+// read before it conflicts.
+func (d *DynamoStore) Advance(ctx context.Context, a Advance) (State, error) {
+	n := func(x int64) types.AttributeValue {
+		return &types.AttributeValueMemberN{Value: strconv.FormatInt(x, 10)}
+	}
+	f := func(x float64) types.AttributeValue {
+		return &types.AttributeValueMemberN{Value: strconv.FormatFloat(x, 'g', -1, 64)}
+	}
+	names := map[string]string{"#v": attrVersion, "#last": attrLast, "#by": attrBy, "#rate": attrRate,
+		"#policy": attrPolicy, "#opened": attrOpenedAt, "#paused": attrPaused}
+	expect := "#v >= :one AND #rate = :rate AND #policy = :policy AND #opened = :zero AND "
+	cases := []struct{ set, cond string }{
+		{"#last = #last + :gap", "#last >= :lo AND #last <= :hi AND #paused <= #last"}, // busy
+		{"#last = :now", "#last < :lo AND #paused <= :now"},                            // idle
+	}
+	if !a.Busy {
+		cases[0], cases[1] = cases[1], cases[0]
+	}
+	for _, c := range cases {
+		values := map[string]types.AttributeValue{":one": n(1), ":rate": f(a.Rate), ":policy": f(a.Policy), ":zero": n(0),
+			":by": &types.AttributeValueMemberS{Value: a.By}}
+		if strings.Contains(c.cond, ":lo") {
+			values[":lo"] = n(a.Now.Add(-a.Gap).UnixNano())
+		}
+		if strings.Contains(c.set, ":gap") {
+			values[":gap"], values[":hi"] = n(int64(a.Gap)), n(a.Latest.Add(-a.Gap).UnixNano())
+		} else {
+			if a.Now.After(a.Latest) {
+				continue
+			}
+			values[":now"] = n(a.Now.UnixNano())
+		}
+		out, err := d.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                 aws.String(d.table),
+			Key:                       d.itemKey(),
+			UpdateExpression:          aws.String("SET " + c.set + ", #v = #v + :one, #by = :by"),
+			ConditionExpression:       aws.String(expect + c.cond),
+			ExpressionAttributeNames:  names,
+			ExpressionAttributeValues: values,
+			ReturnValues:              types.ReturnValueAllNew,
+		})
+		var failed *types.ConditionalCheckFailedException
+		if errors.As(err, &failed) {
+			continue
+		}
+		if err != nil {
+			return State{}, fmt.Errorf("advance governor item %s/%s: %w", d.table, d.key, err)
+		}
+		return decode(out.Attributes)
+	}
+	return State{}, fmt.Errorf("advance governor item %s/%s: %w", d.table, d.key, ErrConflict)
 }

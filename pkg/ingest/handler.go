@@ -75,7 +75,7 @@ func (s *Service) handleMessage(ctx context.Context, m events.SQSMessage, starte
 			s.log.InfoContext(ctx, "skip event", "messageID", m.MessageId, "event", rec.EventName, "bucket", rec.Bucket, "key", rec.Key)
 			continue
 		}
-		if stop := s.stopAt(ctx); *started && !stop.IsZero() && s.now().After(stop) {
+		if *started && checkpointDue(ctx, s.stopAt(ctx), s.now()) {
 			if err := s.sendContinuation(ctx, rec, token, 0); err != nil {
 				return err
 			}

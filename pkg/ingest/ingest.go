@@ -100,6 +100,34 @@ func (s *Service) stopAt(ctx context.Context) time.Time {
 	return d.Add(-s.cfg.CheckpointMargin)
 }
 
+// stopKey is the context key of WithStop's channel.
+type stopKey struct{}
+
+// WithStop returns ctx carrying stop. Once stop is closed, an invocation of Handle or Ingest
+// with the returned context checkpoints at its next line as it does at its checkpoint time: the
+// orders read so far are enqueued, the claim is handed to a continuation on the files queue (a
+// later invocation resumes at that line) and the file's message succeeds. Lambda has no such
+// signal (an invocation ends at its deadline); the local runner closes stop when it is asked to
+// stop, so that it exits at once without losing or repeating an order.
+func WithStop(ctx context.Context, stop <-chan struct{}) context.Context {
+	return context.WithValue(ctx, stopKey{}, stop)
+}
+
+// checkpointDue reports whether an invocation must checkpoint now: at stopAt (never when zero),
+// or once WithStop's channel is closed.
+func checkpointDue(ctx context.Context, stopAt, now time.Time) bool {
+	if !stopAt.IsZero() && now.After(stopAt) {
+		return true
+	}
+	stop, _ := ctx.Value(stopKey{}).(<-chan struct{})
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // handoffReserve is how long before the deadline the hand-over's writes must end: the
 // BookkeepingReserve plus up to a second (a quarter of the margin if that is less) to read a
 // state write back and send the continuation or release the claim.

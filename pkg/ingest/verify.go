@@ -100,7 +100,7 @@ func (r *fileRun) verifyOnce(ctx context.Context) (out Outcome, ok bool, err err
 			out, err := r.verifyFault(ctx, cb, err, lines)
 			return out, false, err
 		}
-		if !stopAt.IsZero() && r.svc.now().After(stopAt) {
+		if checkpointDue(ctx, stopAt, r.svc.now()) {
 			r.saved.VerifyOffset, r.saved.VerifyLines = st.VerifyOffset+rd.Offset(), lines
 			r.saved.VerifyHeader, r.saved.VerifyInLine = rd.Header(), rd.InLine()
 			if err := rd.BadHeader(); err != nil && st.VerifyBadHeader == "" {

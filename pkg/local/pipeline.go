@@ -25,8 +25,10 @@ import (
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
+	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
+	"github.com/orderpipe/orderpipe/pkg/s3event"
 )
 
 // DefaultReceiveWait is the pollers' long poll when Options.ReceiveWait is zero.
@@ -83,6 +85,10 @@ type Options struct {
 	// BootstrapOutput receives the bootstraps' stdout and stderr; nil: os.Stderr.
 	BootstrapOutput io.Writer
 
+	// InFlightEvery, when set, makes the running Pipeline publish its pollers' in-flight
+	// messages to InFlightKey in the bucket at this interval (and remove it when it stops).
+	InFlightEvery time.Duration
+
 	// ReceiveWait is the pollers' long poll, 1 s to 20 s; zero: DefaultReceiveWait.
 	ReceiveWait time.Duration
 	// Logger receives the pollers' logs and, unless DispatchOptions says otherwise, dispatch's.
@@ -117,6 +123,9 @@ type Pipeline struct {
 	IngestSQS, DispatchSQS *sqs.Client
 
 	procs []*Process // the bootstraps' execution environments, closed by Stop
+
+	inflightEvery time.Duration // Options.InFlightEvery
+	log           *slog.Logger
 
 	mu      sync.Mutex
 	started bool
@@ -165,6 +174,9 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		Settings:  o.Settings,
 		S3:        s3.NewFromConfig(o.AWS, S3Options),
 		SQS:       sqs.NewFromConfig(o.AWS),
+
+		inflightEvery: o.InFlightEvery,
+		log:           o.Logger,
 	}
 	p.IngestS3, p.IngestSQS, p.DispatchSQS = p.S3, p.SQS, p.SQS
 	dispatchAWS := o.AWS
@@ -336,7 +348,7 @@ func (p *Pipeline) closeProcs() error {
 func dispatchPool(cfg dispatch.Config, client *sqs.Client, n int, options func(int) (dispatch.Options, error)) (Handler, error) {
 	pool := make(chan *dispatch.Dispatcher, n)
 	for i := range n {
-		api, err := orderapi.New(cfg.OrderAPI(), nil, nil)
+		api, err := orderapi.New(cfg.OrderAPI(), orderapi.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("order API client: %w", err)
 		}
@@ -368,6 +380,12 @@ func (p *Pipeline) Start(ctx context.Context) {
 	}
 	p.started = true
 	ctx, p.cancel = context.WithCancel(ctx)
+	// The ingest invocations in flight checkpoint at once when the pipeline stops (only those
+	// running in this process: a bootstrap goes on to its own checkpoint time).
+	files, stop := p.Files.Handler, ctx.Done()
+	p.Files.Handler = func(ictx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		return files(ingest.WithStop(ictx, stop), ev)
+	}
 	p.done = make(chan struct{})
 	go func() {
 		defer close(p.done)
@@ -376,13 +394,19 @@ func (p *Pipeline) Start(ctx context.Context) {
 		for i, pl := range []*Poller{p.Files, p.Orders} {
 			wg.Go(func() { errs[i] = pl.Run(ctx) })
 		}
+		if p.inflightEvery > 0 {
+			// Stops with the pollers' context: the last invocations are not in it.
+			wg.Go(func() { p.publishInFlight(ctx, p.inflightEvery) })
+		}
 		wg.Wait()
 		p.err = errors.Join(errs...)
 	}()
 }
 
 // Stop stops both pollers and waits until the receives and invocations in flight have
-// finished (see Poller.Run), then closes the bootstraps' Processes. It returns the pollers'
+// finished (see Poller.Run; an ingest invocation in this process checkpoints at its next line,
+// ingest.WithStop, and hands the rest of its file to a continuation on the files queue, which a
+// later pipeline on the same resources resumes), then closes the bootstraps' Processes. It returns the pollers'
 // errors (a field out of range) and the Processes'; before Start it only closes the Processes.
 func (p *Pipeline) Stop() error {
 	p.mu.Lock()
@@ -401,6 +425,42 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.Start(ctx)
 	<-ctx.Done()
 	return p.Stop()
+}
+
+// Busy is what the pipeline's invocations in flight work on.
+type Busy struct {
+	Files  []string // the files ingest reads, s3://bucket/key
+	Orders []string // the ids of the orders dispatch sends
+}
+
+// Busy returns what the invocations in flight work on now. Safe for concurrent use.
+func (p *Pipeline) Busy() Busy {
+	var b Busy
+	for _, inv := range p.Files.InFlight() {
+		for _, m := range inv.Records {
+			msg, err := s3event.Decode(m.Body)
+			if err != nil {
+				continue
+			}
+			recs := msg.Records
+			if c := msg.Continuation; c != nil {
+				recs = []s3event.Record{c.Record()}
+			}
+			for _, r := range recs {
+				if r.Created() {
+					b.Files = append(b.Files, "s3://"+r.Bucket+"/"+r.Key)
+				}
+			}
+		}
+	}
+	for _, inv := range p.Orders.InFlight() {
+		for _, m := range inv.Records {
+			if a, ok := m.MessageAttributes[order.AttrOrderID]; ok && a.StringValue != nil {
+				b.Orders = append(b.Orders, *a.StringValue)
+			}
+		}
+	}
+	return b
 }
 
 // Pending is how many messages the files and the orders queue hold: visible, in flight or

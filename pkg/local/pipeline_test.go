@@ -35,12 +35,7 @@ func pipelineSettings() pipeline.Settings {
 // stand-in API once, the bad line is rejected, and the queues end empty.
 func TestPipeline(t *testing.T) {
 	t.Parallel()
-	api, err := apiserver.New(apiserver.Config{RPS: 100, Burst: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(api)
-	t.Cleanup(ts.Close)
+	api, ts := standInAPI(t, apiserver.Config{RPS: 100, Burst: 4})
 	var tuned []string
 	p, err := local.NewPipeline(context.Background(), local.Options{
 		AWS: awstest.Config(t), Names: local.NamesFor(awstest.Name(t, "pipe")), Settings: pipelineSettings(), APIBaseURL: ts.URL,
@@ -87,22 +82,7 @@ func TestPipeline(t *testing.T) {
 	if _, err := p.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: &p.Resources.Bucket, Key: &key, Body: bytes.NewReader([]byte(body))}); err != nil {
 		t.Fatalf("upload: %v", err)
 	}
-	// The deadline only ends a stuck test; nothing here measures time.
-	deadline := time.Now().Add(3 * time.Minute)
-	for quiet := 0; quiet < 2; time.Sleep(300 * time.Millisecond) {
-		files, orders, err := p.Pending(ctx)
-		if err != nil {
-			t.Fatalf("Pending: %v", err)
-		}
-		_, rerr := p.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &p.Resources.Bucket, Key: aws.String(ingest.ReportKey(key))})
-		quiet++
-		if files+orders > 0 || rerr != nil || api.Stats().Deliveries < 3 {
-			quiet = 0
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not quiescent: files %d, orders %d pending, report: %v, API %+v, pollers %+v %+v", files, orders, rerr, api.Stats(), p.Files.Stats(), p.Orders.Stats())
-		}
-	}
+	waitQuiescent(t, p, api, key, 3)
 	if err := p.Stop(); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
@@ -175,5 +155,40 @@ func TestNewPipelineErrors(t *testing.T) {
 	})
 	if err := (&local.Pipeline{}).Stop(); err != nil {
 		t.Errorf("Stop before Start: %v", err)
+	}
+}
+
+// standInAPI serves a stand-in order API of cfg for the test.
+func standInAPI(t *testing.T, cfg apiserver.Config) (*apiserver.Server, *httptest.Server) {
+	t.Helper()
+	api, err := apiserver.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(api)
+	t.Cleanup(ts.Close)
+	return api, ts
+}
+
+// waitQuiescent waits until key's report exists, the API has taken deliveries and both queues
+// stay empty for two looks in a row.
+func waitQuiescent(t *testing.T, p *local.Pipeline, api *apiserver.Server, key string, deliveries int) {
+	t.Helper()
+	ctx := context.Background()
+	// The deadline only ends a stuck test; nothing here measures time.
+	deadline := time.Now().Add(awstest.Scale(t, p.SQS, 3*time.Minute))
+	for quiet := 0; quiet < 2; time.Sleep(300 * time.Millisecond) {
+		files, orders, err := p.Pending(ctx)
+		if err != nil {
+			t.Fatalf("Pending: %v", err)
+		}
+		_, rerr := p.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &p.Resources.Bucket, Key: aws.String(ingest.ReportKey(key))})
+		quiet++
+		if files+orders > 0 || rerr != nil || api.Stats().Deliveries < deliveries {
+			quiet = 0
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not quiescent: files %d, orders %d pending, report: %v, API %+v, pollers %+v %+v", files, orders, rerr, api.Stats(), p.Files.Stats(), p.Orders.Stats())
+		}
 	}
 }

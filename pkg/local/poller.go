@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,9 @@ type Poller struct {
 	// 1 and 2 at once, and a second PUT of its order). SQS itself hands a message to one receive.
 	receiveMu sync.Mutex
 
+	inflightMu sync.Mutex
+	inflight   map[string]Invocation // by request id
+
 	stats struct {
 		received, invocations, deleted, itemFailures, failures, crashes, timeouts, receiveErrors, deleteErrors, released atomic.Int64
 	}
@@ -100,6 +104,40 @@ func (p *Poller) Stats() Stats {
 		ItemFailures: s.itemFailures.Load(), Failures: s.failures.Load(), Crashes: s.crashes.Load(),
 		Timeouts: s.timeouts.Load(), ReceiveErrors: s.receiveErrors.Load(), DeleteErrors: s.deleteErrors.Load(),
 		Released: s.released.Load(),
+	}
+}
+
+// Invocation is an invocation in flight.
+type Invocation struct {
+	RequestID string
+	Started   time.Time
+	Records   []events.SQSMessage
+}
+
+// InFlight returns the invocations in flight, oldest first. Safe to call concurrently with Run.
+func (p *Poller) InFlight() []Invocation {
+	p.inflightMu.Lock()
+	defer p.inflightMu.Unlock()
+	out := make([]Invocation, 0, len(p.inflight))
+	for _, inv := range p.inflight {
+		out = append(out, inv)
+	}
+	slices.SortFunc(out, func(a, b Invocation) int { return a.Started.Compare(b.Started) })
+	return out
+}
+
+// track records inv as in flight until the returned func is called.
+func (p *Poller) track(inv Invocation) (done func()) {
+	p.inflightMu.Lock()
+	if p.inflight == nil {
+		p.inflight = map[string]Invocation{}
+	}
+	p.inflight[inv.RequestID] = inv
+	p.inflightMu.Unlock()
+	return func() {
+		p.inflightMu.Lock()
+		delete(p.inflight, inv.RequestID)
+		p.inflightMu.Unlock()
 	}
 }
 
@@ -257,6 +295,7 @@ func (p *Poller) invoke(ctx context.Context, c config, msgs []sqstypes.Message) 
 		ev.Records[i] = SQSMessage(m, p.QueueARN, c.region)
 	}
 	requestID := newRequestID()
+	defer p.track(Invocation{RequestID: requestID, Started: time.Now(), Records: ev.Records})()
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	ictx = lambdacontext.NewContext(ictx, &lambdacontext.LambdaContext{AwsRequestID: requestID, InvokedFunctionArn: c.functionARN})

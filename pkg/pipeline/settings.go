@@ -35,8 +35,9 @@ type Settings struct {
 	MaxAttempts int // dispatch transient budget; must leave room below MaxReceiveCount
 
 	// The governor's circuit breaker: failures in a row that open it, and one probe per
-	// ProbeInterval while open. An order that meets the open breaker comes back after two probe
-	// intervals as a delayed copy, so 2 x ProbeInterval must fit SendMessage's 15-minute delay.
+	// ProbeInterval while open. An order that meets the open breaker comes back after one to
+	// three probe intervals as a delayed copy, so 3 x ProbeInterval must fit SendMessage's
+	// 15-minute delay.
 	BreakerThreshold int
 	ProbeInterval    time.Duration
 }
@@ -150,8 +151,8 @@ func (s Settings) Validate() error {
 	if s.BreakerThreshold < 1 {
 		bad("BreakerThreshold %d: want at least 1 failure in a row to open the breaker", s.BreakerThreshold)
 	}
-	if s.ProbeInterval < time.Second || 2*s.ProbeInterval > MaxDelay {
-		bad("ProbeInterval %v: want 1s to %v (orders held by the open breaker come back after two intervals, a SendMessage delay of at most %v)", s.ProbeInterval, MaxDelay/2, MaxDelay)
+	if s.ProbeInterval < time.Second || 3*s.ProbeInterval > MaxDelay {
+		bad("ProbeInterval %v: want 1s to %v (orders held by the open breaker come back after one to three intervals, a SendMessage delay of at most %v)", s.ProbeInterval, MaxDelay/3, MaxDelay)
 	}
 	return errors.Join(errs...)
 }

@@ -16,8 +16,9 @@
 //     between a send and its delete (killed, timed out, a failed delete) leaves the order in both
 //     queues; when a later run meets that DLQ message again, its "sent" record says so and it is
 //     deleted without a second send (Result.AlreadyMoved). Only a run that ends between the send
-//     and the "sent" record can cause a second send (logged as action=resend; the order API's
-//     Idempotency-Key absorbs it). A failed send or a failed record leaves the message in the
+//     and the "sent" record can cause a second send (logged as action=resend, counted in
+//     Result.Resent and in the record's Resends, FirstAt keeping the first attempt's time;
+//     dispatch's delivery record and the order API's Idempotency-Key absorb it). A failed send or a failed record leaves the message in the
 //     DLQ. Without a Journal a selective move is refused (ErrNoJournal).
 //     Messages received but not moved (not selected, failed, or a dry run) are made visible again
 //     (ChangeMessageVisibility 0) when the scan ends. The scan ends at Max, at an empty receive,

@@ -37,6 +37,12 @@ type Move struct {
 	// SentMessageID is the id of the copy on the orders queue, once State is MoveSent.
 	SentMessageID string    `json:"sentMessageId,omitempty"`
 	SentAt        time.Time `json:"sentAt,omitzero"`
+	// Resends counts the earlier runs that recorded MoveSending for this message and ended
+	// before MoveSent: each may have put a copy on the orders queue, so this move may repeat
+	// one (dispatch's delivery record keeps a delivered order from a second PUT). FirstAt is
+	// when the first of them was recorded. The record stays one per DLQ message.
+	Resends int       `json:"resends,omitempty"`
+	FirstAt time.Time `json:"firstAt,omitzero"`
 }
 
 // Journal keeps the Move records. The selective move writes a record before each send and

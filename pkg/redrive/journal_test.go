@@ -189,3 +189,55 @@ func TestRunKilledMidway(t *testing.T) {
 		t.Errorf("got %d move records, want %d", len(list.Contents), n)
 	}
 }
+
+// sendingOnlyJournal loses every MoveSent record, as a run killed between its send and that
+// record leaves the journal.
+type sendingOnlyJournal struct{ redrive.S3Journal }
+
+func (j sendingOnlyJournal) Put(ctx context.Context, m redrive.Move) error {
+	if m.State == redrive.MoveSent {
+		return errInjected
+	}
+	return j.S3Journal.Put(ctx, m)
+}
+
+// TestRunMarksAResend: a run killed between each send and its MoveSent record (the record lost,
+// the DLQ message not deleted) leaves records that say sending. The next run cannot know
+// whether the order went out, sends it again and records the repeat: one record per parked
+// message, state sent, Resends 1, FirstAt the first run's time, and Result.Resent counts them.
+func TestRunMarksAResend(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.ScanVisibility = time.Second
+	park(t, e.client, e.cfg.DLQURL, loadParked(t))
+	journal := newJournal(t)
+
+	first, err := newRedriver(t, e.cfg, failingSQS{SQS: e.client, deleteFails: true}, redrive.Options{Journal: sendingOnlyJournal{journal}}).
+		Run(context.Background(), redrive.Request{Operator: "alice"})
+	if err != nil || first.Moved != 6 || first.Resent != 0 {
+		t.Fatalf("first run: %v, %d moved, %d resent; want 6 moved, 0 resent", err, first.Moved, first.Resent)
+	}
+	waitVisible(t, e.client, e.cfg.DLQURL, 6)
+	second, err := newRedriver(t, e.cfg, e.client, redrive.Options{Journal: journal}).Run(context.Background(), redrive.Request{Operator: "bob"})
+	if err != nil || second.Moved != 6 || second.Resent != 6 || second.AlreadyMoved != 0 {
+		t.Fatalf("second run: %v, %d moved, %d resent, %d already moved; want 6, 6, 0", err, second.Moved, second.Resent, second.AlreadyMoved)
+	}
+	checkParked(t, e, nil)
+	list, err := journal.Client.(*s3.Client).ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &journal.Bucket, Prefix: aws.String(redrive.DefaultJournalPrefix)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Contents) != 6 {
+		t.Errorf("got %d move records, want one per parked message (6)", len(list.Contents))
+	}
+	for _, o := range list.Contents {
+		id := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(o.Key), redrive.DefaultJournalPrefix), ".json")
+		m, ok, err := journal.Get(context.Background(), id)
+		if err != nil || !ok {
+			t.Fatalf("record of %s: ok %v, error %v", id, ok, err)
+		}
+		if m.State != redrive.MoveSent || m.Resends != 1 || m.FirstAt.IsZero() || !m.FirstAt.Before(m.At) || m.Operator != "bob" {
+			t.Errorf("record of %s: got %+v; want sent by bob, 1 resend, first recorded before this move", id, m)
+		}
+	}
+}

@@ -152,7 +152,11 @@ type Result struct {
 	// AlreadyMoved counts messages an earlier run sent (their Move record says MoveSent) and
 	// did not delete: deleted now, not sent again.
 	AlreadyMoved int `json:"alreadyMoved,omitempty"`
-	Released     int `json:"released"` // made visible again in the DLQ at the end
+	// Resent counts messages an earlier run recorded as sending and ended before recording
+	// them sent: sent again (their Move record's Resends says how often), as that run may not
+	// have sent them.
+	Resent   int `json:"resent,omitempty"`
+	Released int `json:"released"` // made visible again in the DLQ at the end
 
 	ByClass map[string]ClassCount `json:"byClass,omitempty"`
 

@@ -151,14 +151,20 @@ func (s *scan) move(ctx context.Context, m sqstypes.Message) error {
 	if err := s.r.limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("wait to send message %s: %w", e.MessageID, err)
 	}
-	if found {
-		// An earlier run wrote MoveSending and ended before MoveSent: it may have sent, or not.
-		// Sending again risks a duplicate (absorbed by the Idempotency-Key); not sending risks
-		// losing the order.
-		s.r.audit(ctx, slog.LevelWarn, "resend", e, false, "recordedAt", rec.At, "recordedBy", rec.Operator)
-	}
+	prev := rec
 	rec = Move{MessageID: e.MessageID, OrderID: e.OrderID, Class: e.Class, Source: e.Source, Line: e.Line,
 		Operator: s.req.operator(), State: MoveSending, At: s.r.now().UTC()}
+	if found {
+		// An earlier run wrote MoveSending and ended before MoveSent: it may have sent, or not.
+		// Sending again risks a duplicate (absorbed by the delivery record and the
+		// Idempotency-Key); not sending risks losing the order. The record marks the repeat.
+		rec.Resends, rec.FirstAt = prev.Resends+1, prev.FirstAt
+		if rec.FirstAt.IsZero() {
+			rec.FirstAt = prev.At
+		}
+		s.res.Resent++
+		s.r.audit(ctx, slog.LevelWarn, "resend", e, false, "recordedAt", prev.At, "recordedBy", prev.Operator, "resends", rec.Resends)
+	}
 	if err := s.r.journal.Put(ctx, rec); err != nil {
 		return s.notSent(ctx, e, "record-failed", err)
 	}
