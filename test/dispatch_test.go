@@ -73,7 +73,7 @@ func TestDispatchLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	newInstance := func() *dispatch.Dispatcher {
-		api, err := orderapi.New(dc.OrderAPI(), nil, nil)
+		api, err := orderapi.New(dc.OrderAPI(), orderapi.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -102,21 +102,23 @@ func (k killableSQS) ChangeMessageVisibility(ctx context.Context, in *sqs.Change
 }
 
 // TestE2EIngestKilledMidFile kills the ingest process (every later call of it without effect,
-// its invocation ended as a crash) once it has enqueued a third of a 600-order file, between
+// its invocation ended as a crash) once it has enqueued a third of a 300-order file, between
 // checkpoints. A new process gets the same files-queue message once its visibility runs out
 // (nobody heartbeats it any more), takes its claim over at once and resumes from the last
 // checkpoint, re-sending the orders enqueued since; dispatch's delivery record deletes those
 // copies unsent. Every order reaches the API exactly once, none is lost, the file is finished.
 func TestE2EIngestKilledMidFile(t *testing.T) {
 	t.Parallel()
-	const key, n = "uploads/killed.jsonl", 600
+	const key, n = "uploads/killed.jsonl", 300
 	p := newE2E(t, e2eOptions{apiRate: 100})
 	s := p.settings
-	s.IngestTimeout = p.slow * 20 * time.Second
+	// The first invocation has 8 s (times the slowness) to enqueue the third of the file at
+	// which it is killed, before its checkpoint time.
+	s.IngestTimeout = p.slow * 12 * time.Second
+	s.FilesVisibility = s.IngestTimeout // the deployed rule's least
 	p.retune(t, s)
 	cfg := p.IngestConfig
-	cfg.CheckpointMargin, cfg.CheckpointEvery = p.slow*5*time.Second, 500*time.Millisecond
-	cfg.FilesVisibility = s.FilesVisibility
+	cfg.CheckpointMargin, cfg.CheckpointEvery = p.slow*4*time.Second, 500*time.Millisecond
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +261,7 @@ func TestE2EDispatchKilledMidOrder(t *testing.T) {
 	p := newE2E(t, e2eOptions{})
 	db := dynamodb.NewFromConfig(e2eAdmin(t))
 	ledger := delivery.New(db, p.DispatchConfig.DeliveryTable, nil)
-	api, err := orderapi.New(p.DispatchConfig.OrderAPI(), nil, nil)
+	api, err := orderapi.New(p.DispatchConfig.OrderAPI(), orderapi.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/time/rate"
 
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
@@ -52,6 +53,7 @@ func (p *e2ePipeline) retune(t *testing.T, s pipeline.Settings) {
 		t.Fatalf("provisioning again gave other resources:\n%s", cmp.Diff(p.res, res))
 	}
 	p.settings, p.Settings = s, s
+	p.IngestConfig.FilesVisibility = s.FilesVisibility // for handlers made after this
 	p.files.FunctionTimeout, p.orders.FunctionTimeout = s.IngestTimeout, s.DispatchTimeout
 }
 
@@ -74,7 +76,7 @@ func (p *e2ePipeline) shortDeadlineDispatch(t *testing.T, margin time.Duration) 
 	}
 	ac := cfg.OrderAPI()
 	ac.Margin = margin
-	api, err := orderapi.New(ac, nil, nil)
+	api, err := orderapi.New(ac, orderapi.Options{})
 	if err != nil {
 		t.Fatalf("order API client: %v", err)
 	}
@@ -205,6 +207,19 @@ func (p *e2ePipeline) ingestHandler(t *testing.T, margin time.Duration) local.Ha
 	return ingest.New(cfg, p.IngestS3, p.IngestSQS, ingest.Options{}).Handle
 }
 
+// pacedBatches is an ingest queue whose SendMessageBatch calls wait for the limiter.
+type pacedBatches struct {
+	ingest.Queue
+	lim *rate.Limiter
+}
+
+func (q pacedBatches) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	if err := q.lim.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return q.Queue.SendMessageBatch(ctx, in, o...)
+}
+
 // names reports whether a files-queue message body names key.
 func names(body, key string) bool {
 	msg, err := s3event.Decode(body)
@@ -316,33 +331,42 @@ func TestE2EFilesDLQ(t *testing.T) {
 	}
 }
 
-// TestE2EIngestCheckpoint ingests a file of 400 orders through the files poller with a short
-// ingest timeout (6 s) and a CHECKPOINT_MARGIN (5.5 s) that leaves each invocation about 0.5 s
-// of work before it must checkpoint and hand over: moto takes at most ~300 orders/s, so the
-// file needs several continuations (both times the test's slowness, e2eSlowness). The margin is wide because the hand-over (flush the batches
-// in flight, save rejects, id set and state, send the continuation) takes seconds on a busy
-// moto. No invocation may fail or be killed at its deadline, every valid line is delivered
-// exactly once, a duplicate id far from its first use is still found (the id set carries over),
-// the rejects of every invocation are in the rejects object, and the ledger balances.
+// TestE2EIngestCheckpoint ingests a file of 200 orders through the files poller with a short
+// ingest timeout (6 s) and a CHECKPOINT_MARGIN that leaves each invocation 1 s of work before it
+// must checkpoint and hand over, while ingest sends one SendMessageBatch at a time, paced at 3 a
+// second (the work and the pace both times the test's slowness, e2eSlowness): an invocation
+// enqueues about 30 orders and never more than 70 (the batches in flight at the checkpoint time
+// are flushed), so the file needs at least three invocations, more when the stand-in cannot
+// keep the pace. The margin is wide because the hand-over (flush the batches in flight, save
+// rejects, id set and state, send the continuation) takes seconds on a busy moto. No
+// invocation may fail or be killed at its deadline, every valid line is delivered exactly once,
+// a duplicate id far from its first use is still found (the id set carries over), the rejects
+// of every invocation are in the rejects object, and the ledger balances.
 func TestE2EIngestCheckpoint(t *testing.T) {
 	t.Parallel()
-	const key, n, minContinuations = "uploads/big.jsonl", 400, 2
+	const key, n, minContinuations = "uploads/big.jsonl", 200, 2
 	p := newE2E(t, e2eOptions{apiRate: 400})
 	s := p.settings
-	s.IngestTimeout, s.FilesVisibility = p.slow*6*time.Second, p.slow*36*time.Second
+	s.IngestTimeout, s.FilesVisibility = p.slow*6*time.Second, p.slow*12*time.Second
 	p.retune(t, s)
-	p.files.Handler = p.ingestHandler(t, p.slow*5500*time.Millisecond)
+	cfg := p.IngestConfig
+	cfg.CheckpointMargin, cfg.SendConcurrency = s.IngestTimeout-p.slow*time.Second, 1
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	paced := pacedBatches{p.IngestSQS, rate.NewLimiter(rate.Limit(3/float64(p.slow)), 1)}
+	p.files.Handler = ingest.New(cfg, p.IngestS3, paced, ingest.Options{}).Handle
 	p.start(t)
 
 	f := &e2eFile{key: key, ids: map[int64]string{}, rejects: map[int64]string{
-		150: order.ReasonInvalidJSON, 350: ingest.ReasonDuplicateID, n - 1: order.ReasonMissingID,
+		80: order.ReasonInvalidJSON, 180: ingest.ReasonDuplicateID, n - 1: order.ReasonMissingID,
 	}}
 	for line := int64(1); line <= n; line++ {
 		id := fmt.Sprintf("k-%04d", line)
 		switch line {
-		case 150:
-			f.body = append(f.body, `{"id":"k-0150","amount":`+"\n"...)
-		case 350:
+		case 80:
+			f.body = append(f.body, `{"id":"k-0080","amount":`+"\n"...)
+		case 180:
 			f.body = fmt.Appendf(f.body, `{"id":"k-0010","amount":"%d.50"}`+"\n", line) // line 10's id
 		case n - 1:
 			f.body = fmt.Appendf(f.body, `{"amount":"%d.50"}`+"\n", line)

@@ -93,11 +93,13 @@ func TestMain(m *testing.M) {
 // e2eSettings is a deployment that keeps every AWS rule of pipeline.Settings but with timeouts
 // short enough that a retry takes a second and a redelivery after a crash well under a minute,
 // times slow (e2eSlowness). The dispatch timeout must leave the order API client's 2 s margin
-// plus a request.
+// plus a request. The files visibility, which a file's message waits out after a failure or a
+// crash (and a busy copy as its delay), is twice the ingest timeout: ingest's heartbeat extends
+// it every third of it.
 func e2eSettings(slow time.Duration) pipeline.Settings {
 	s := pipeline.Defaults()
 	s.APIRate, s.Instances, s.ReservedConcurrency = 50, 2, 2
-	s.IngestTimeout, s.FilesVisibility = slow*5*time.Second, slow*30*time.Second
+	s.IngestTimeout, s.FilesVisibility = slow*5*time.Second, slow*10*time.Second
 	s.DispatchTimeout, s.OrdersVisibility = slow*4*time.Second, slow*24*time.Second
 	s.MaxReceiveCount, s.MaxAttempts = 6, 4
 	s.QueueRetention, s.DLQRetention = time.Hour, 2*time.Hour
@@ -188,7 +190,9 @@ func newE2E(t testing.TB, o e2eOptions) *e2ePipeline {
 		// The synthesized stack's event source mappings and function environments, with the
 		// timings (and retention, budget) of settings: seconds instead of minutes.
 		Template: e2eStackTemplate(t), Retime: func(s *pipeline.Settings) { *s = settings },
-		Ingest: func(c *ingest.Config) { c.CheckpointMargin = slow * 2 * time.Second },
+		// One process: no clock skew between invocations for the lease's slack to cover, so a
+		// claim whose release failed is free a moment after its invocation's deadline.
+		Ingest: func(c *ingest.Config) { c.CheckpointMargin, c.LeaseSlack = slow*2*time.Second, slow*time.Second },
 		Dispatch: func(c *dispatch.Config) {
 			c.APITimeout, c.BackoffBase, c.BackoffMax = apiTimeout, time.Second, time.Second
 			// These tests are about each order's fate, not flow control: each instance paces

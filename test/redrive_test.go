@@ -125,7 +125,7 @@ func newDispatcher(t *testing.T, client *sqs.Client, queueURL, dlqURL string, pl
 	if err := dc.Validate(); err != nil {
 		t.Fatalf("dispatch config: %v", err)
 	}
-	oa, err := orderapi.New(dc.OrderAPI(), nil, nil)
+	oa, err := orderapi.New(dc.OrderAPI(), orderapi.Options{})
 	if err != nil {
 		t.Fatalf("order API client: %v", err)
 	}

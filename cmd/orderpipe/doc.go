@@ -79,7 +79,9 @@
 // datapoint of the last five minutes. Against a stand-in (--age-source peek, the default with
 // an endpoint) a dead-letter queue's age is estimated from the SentTimestamp of the peeked
 // messages: the oldest among them, so a lower bound when not every message was peeked; a source
-// queue's age is not known there. SentTimestamp is what retention
+// queue's age is that of its oldest message in an invocation in flight, from the snapshot a
+// running local publishes (local.InFlightKey, "local runner: in flight"; a lower bound too),
+// and unknown without one. SentTimestamp is what retention
 // counts from; a message moved by a redrive policy keeps its original one.
 //
 // # Local and demo

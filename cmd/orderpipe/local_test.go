@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +108,43 @@ func readReport(t *testing.T, c *s3.Client, bucket, key string, rep *ingest.Repo
 		t.Fatalf("decode report: %v", err)
 	}
 	return true
+}
+
+// TestStatusInFlightAgeFromLocalRunner: against `local`, status shows the age of the orders
+// queue's in-flight message from the runner's side channel (local.InFlightKey), with no receive
+// on the queue: an order API that never answers keeps one dispatch invocation in flight.
+func TestStatusInFlightAgeFromLocalRunner(t *testing.T) {
+	t.Parallel()
+	hang := make(chan struct{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(api.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	info, done, errb := startLocal(ctx, t, "--name-prefix", awstest.Name(t, "age"), "--api", api.URL)
+	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { close(hang) }) // first: the request in flight ends, local stops at once
+	res := info.Resources
+	s3c := s3.NewFromConfig(awstest.Config(t), local.S3Options)
+	if _, err := s3c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &res.Bucket, Key: aws.String("uploads/one.jsonl"), Body: strings.NewReader(`{"id":"o-1"}` + "\n")}); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	args := []string{"status", "--json", "--files", "0", "--bucket", res.Bucket, "--files-queue", res.FilesQueue, "--files-dlq", res.FilesDLQ,
+		"--orders-queue", res.OrdersQueue, "--orders-dlq", res.OrdersDLQ}
+	deadline := time.Now().Add(time.Minute * awstest.MaxScale)
+	for {
+		var r statusReport
+		mustJSON(t, standIn(t, args...), &r)
+		if q, ok := queueNamed(r.Queues, "orders"); ok && q.AgeSource == ageLocalRunner && q.OldestAgeSeconds != nil && q.InFlight > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed the orders queue's in-flight age from the local runner: %+v\n%s", r.Queues, errb.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -160,7 +160,7 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 		Bootstraps: po.bootstraps, BootstrapOutput: c.stderr,
 		Ingest:      func(c *ingest.Config) { c.LogLevel = po.logLevel },
 		Dispatch:    func(c *dispatch.Config) { c.LogLevel = po.logLevel },
-		ReceiveWait: 2 * time.Second, Logger: log,
+		ReceiveWait: 2 * time.Second, Logger: log, InFlightEvery: inflightEvery,
 	})
 	if err != nil {
 		return nil, err
@@ -172,6 +172,10 @@ func (c *cli) startPipeline(ctx context.Context, o *options, po pipelineOptions)
 	}
 	return p, nil
 }
+
+// inflightEvery is how often local and demo publish their pollers' in-flight messages for
+// status (local.InFlightKey).
+const inflightEvery = 2 * time.Second
 
 // checkAPIURL is a usage error unless u is an absolute http(s) URL with a host.
 func checkAPIURL(u string) error {

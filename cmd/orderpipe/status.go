@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,10 +16,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/orderpipe/orderpipe/pkg/governor"
+	"github.com/orderpipe/orderpipe/pkg/local"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/pipeline"
 )
@@ -179,6 +183,13 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 	r := statusReport{At: st.now, ParkedByClass: map[string]int{}, Rate: rate, RateSource: st.rateSource, Files: []fileProgress{}, Warnings: []string{}}
 	parkedBySource := map[string]int{}
 	var ordersURL string
+	var inflight *local.InFlightSnapshot
+	if st.ageSource == agePeek && st.s.names.Bucket != "" {
+		var err error
+		if inflight, err = st.localInFlight(ctx, st.s.names.Bucket); err != nil {
+			return r, err
+		}
+	}
 	for _, q := range []struct {
 		name string
 		kind resourceKind
@@ -201,6 +212,9 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 			if err := st.cloudWatchAge(ctx, &qs); err != nil {
 				return r, err
 			}
+		}
+		if inflight != nil {
+			inFlightAge(&qs, *inflight, st.now)
 		}
 		classes, age := st.peekPlan(q.name)
 		if (classes || age) && qs.depth() > 0 {
@@ -285,6 +299,52 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 		r.Files = files
 	}
 	return r, nil
+}
+
+// ageLocalRunner is the age source of a source queue's in-flight messages as the local runner
+// publishes them (local.InFlightKey): a lower bound of the queue's oldest message.
+const ageLocalRunner = "local runner: in flight"
+
+// localInFlight reads the snapshot a running `orderpipe local` publishes of its pollers'
+// in-flight messages; nil when there is none or it is stale (older than three of its
+// intervals: the runner is gone).
+func (st statusRun) localInFlight(ctx context.Context, bucket string) (*local.InFlightSnapshot, error) {
+	out, err := st.s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: aws.String(local.InFlightKey)})
+	if errors.As(err, new(*s3types.NoSuchKey)) || errors.As(err, new(*s3types.NoSuchBucket)) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the local runner's in-flight messages s3://%s/%s: %w", bucket, local.InFlightKey, err)
+	}
+	defer out.Body.Close()
+	var snap local.InFlightSnapshot
+	if err := json.NewDecoder(out.Body).Decode(&snap); err != nil {
+		return nil, fmt.Errorf("decode the local runner's in-flight messages s3://%s/%s: %w", bucket, local.InFlightKey, err)
+	}
+	if st.now.Sub(snap.At) > 3*max(snap.Every, time.Second) {
+		return nil, nil
+	}
+	return &snap, nil
+}
+
+// inFlightAge sets q's oldest age from the snapshot's oldest in-flight message of q, when q
+// has no age yet.
+func inFlightAge(q *queueStatus, snap local.InFlightSnapshot, now time.Time) {
+	var oldest time.Time
+	for url, msgs := range snap.Queues {
+		if queueName(url) != queueName(q.URL) {
+			continue
+		}
+		for _, m := range msgs {
+			if !m.SentAt.IsZero() && (oldest.IsZero() || m.SentAt.Before(oldest)) {
+				oldest = m.SentAt
+			}
+		}
+	}
+	if q.OldestAgeSeconds == nil && !oldest.IsZero() {
+		age := int64(max(now.Sub(oldest), 0) / time.Second)
+		q.OldestAgeSeconds, q.AgeSource = &age, ageLocalRunner
+	}
 }
 
 // queueNamed returns the queue of qs named name.

@@ -110,7 +110,7 @@ func TestStatusShowsKilledIngest(t *testing.T) {
 	if f := statusAt(silentAfter + time.Second); !f.Silent || f.Stalled {
 		t.Errorf("status %v on: %+v; want it silent, not yet stalled", silentAfter+time.Second, f)
 	}
-	if f := statusAt(4*time.Minute + ingest.LeaseSlack + time.Second); !f.Stalled || f.Silent {
+	if f := statusAt(4*time.Minute + icfg.LeaseSlack + time.Second); !f.Stalled || f.Silent {
 		t.Errorf("status past the lease: %+v; want it stalled", f)
 	}
 }

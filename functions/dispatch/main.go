@@ -44,7 +44,7 @@ func wire(ctx context.Context) (*dispatch.Dispatcher, error) {
 	if cfg.APISecretARN != "" {
 		secrets = secretsmanager.NewFromConfig(awsCfg)
 	}
-	api, err := orderapi.New(cfg.OrderAPI(), nil, secrets)
+	api, err := orderapi.New(cfg.OrderAPI(), orderapi.Options{Secrets: secrets})
 	if err != nil {
 		return nil, fmt.Errorf("order API client: %w", err)
 	}

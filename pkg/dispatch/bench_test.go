@@ -87,7 +87,7 @@ func benchDispatch(b *testing.B, apiRate float64, apiBurst int, pace float64) {
 	for i := range insts {
 		in := &instance{}
 		insts[i] = in
-		client, err := orderapi.New(cfg.OrderAPI(), nil, nil)
+		client, err := orderapi.New(cfg.OrderAPI(), orderapi.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -272,7 +272,7 @@ func runGoverned(b *testing.B, c govCase) *govResult {
 	var wg sync.WaitGroup
 	r.start = time.Now()
 	for i := range c.instances {
-		client, err := orderapi.New(cfg.OrderAPI(), nil, nil)
+		client, err := orderapi.New(cfg.OrderAPI(), orderapi.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -56,6 +56,9 @@ type Config struct {
 	// WaitDelay is how long a file that found no room waits before it looks again (the
 	// continuation's DelaySeconds, at most 15 minutes). Not read from the environment.
 	WaitDelay time.Duration
+	// LeaseSlack is how long a claim outlives its invocation's deadline, for clock skew
+	// between invocations (see Ingest). Not read from the environment.
+	LeaseSlack time.Duration
 	// FunctionName (AWS_LAMBDA_FUNCTION_NAME, default "ingest") is the value of the metrics'
 	// Function dimension, so that each deployment's alarms count only its own files.
 	FunctionName string
@@ -70,7 +73,8 @@ const (
 	DefaultCheckpointMargin = 60 * time.Second
 	DefaultCheckpointEvery  = time.Minute
 	DefaultWaitDelay        = 15 * time.Minute // SQS's longest DelaySeconds
-	DefaultFilesVisibility  = 4 * time.Minute  // pipeline.Defaults().FilesVisibility
+	DefaultLeaseSlack       = time.Minute
+	DefaultFilesVisibility  = 4 * time.Minute // pipeline.Defaults().FilesVisibility
 	// MinFilesVisibility keeps the heartbeat (a third of it) at a second or more
 	// (pipeline.MinFilesVisibility).
 	MinFilesVisibility  = 3 * time.Second
@@ -96,6 +100,7 @@ func DefaultConfig() Config {
 		APIRate:          pipeline.Defaults().APIRate,
 		OrdersRetention:  pipeline.Defaults().QueueRetention,
 		WaitDelay:        DefaultWaitDelay,
+		LeaseSlack:       DefaultLeaseSlack,
 		FunctionName:     DefaultFunctionName,
 	}
 }
@@ -114,9 +119,9 @@ func (c Config) Room() int64 {
 }
 
 // Environ returns the environment LoadConfig reads c back from: every variable of the contract
-// except AWS_LAMBDA_FUNCTION_NAME (Lambda sets it). CheckpointEvery is not part of the
-// environment. For a valid c whose CheckpointEvery and FunctionName are the defaults,
-// LoadConfig(Environ) returns c.
+// except AWS_LAMBDA_FUNCTION_NAME (Lambda sets it). CheckpointEvery, WaitDelay and LeaseSlack
+// are not part of the environment. For a valid c whose CheckpointEvery, WaitDelay, LeaseSlack
+// and FunctionName are the defaults, LoadConfig(Environ) returns c.
 func (c Config) Environ() map[string]string {
 	return map[string]string{
 		EnvOrdersQueueURL:   c.OrdersQueueURL,
@@ -235,6 +240,9 @@ func (c Config) Validate() error {
 	}
 	if c.WaitDelay <= 0 || c.WaitDelay > DefaultWaitDelay {
 		bad("WaitDelay %v: want 0 < delay <= %v", c.WaitDelay, DefaultWaitDelay)
+	}
+	if c.LeaseSlack <= 0 {
+		bad("LeaseSlack %v: want > 0", c.LeaseSlack)
 	}
 	return errors.Join(errs...)
 }

@@ -27,7 +27,7 @@ func TestLoadConfig(t *testing.T) {
 		OrdersQueueURL: "http://q/orders", FilesQueueURL: "http://q/files", IDField: "id",
 		MaxLineBytes: 262144, MaxFileBytes: 10737418240, SendConcurrency: 4,
 		CheckpointMargin: 60 * time.Second, CheckpointEvery: time.Minute, FilesVisibility: ingest.DefaultFilesVisibility, LogLevel: slog.LevelInfo,
-		APIRate: 1, OrdersRetention: 14 * 24 * time.Hour, WaitDelay: 15 * time.Minute,
+		APIRate: 1, OrdersRetention: 14 * 24 * time.Hour, WaitDelay: 15 * time.Minute, LeaseSlack: time.Minute,
 		FunctionName: "ingest",
 	}
 	custom := defaults
@@ -96,6 +96,32 @@ func TestEnviron(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.cfg, got); diff != "" {
 				t.Errorf("round trip (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestValidateOutsideTheEnvironment: the settings LoadConfig does not read are checked too.
+func TestValidateOutsideTheEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		set     func(*ingest.Config)
+		wantErr string
+	}{
+		{"no checkpoint interval", func(c *ingest.Config) { c.CheckpointEvery = 0 }, "CheckpointEvery 0s"},
+		{"no wait delay", func(c *ingest.Config) { c.WaitDelay = 0 }, "WaitDelay 0s"},
+		{"wait delay above SQS's", func(c *ingest.Config) { c.WaitDelay = 16 * time.Minute }, "WaitDelay 16m0s"},
+		{"no lease slack", func(c *ingest.Config) { c.LeaseSlack = 0 }, "LeaseSlack 0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ingest.DefaultConfig()
+			c.OrdersQueueURL, c.FilesQueueURL = "http://q/orders", "http://q/files"
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate of the defaults: %v", err)
+			}
+			tc.set(&c)
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Validate = %v, want an error mentioning %q", err, tc.wantErr)
 			}
 		})
 	}

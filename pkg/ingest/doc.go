@@ -72,9 +72,9 @@
 // over (the same message), and the old one's next state write fails its compare-and-swap and it
 // stops; orders both sent are absorbed the same way.
 //
-// The lease of a claim ends LeaseSlack after the invocation's deadline (DefaultLease from now
-// without one). On an error the claim is released at once (lease in the past) so that the
-// retried message resumes without waiting.
+// The lease of a claim ends Config.LeaseSlack (a minute by default) after the invocation's
+// deadline (DefaultLease from now without one). On an error the claim is released at once
+// (lease in the past) so that the retried message resumes without waiting.
 //
 // A state write whose outcome is unknown (an error other than 412, e.g. its reply cut off by the
 // deadline) is read back: when the state holds the bytes written, the write landed and counts

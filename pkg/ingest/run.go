@@ -20,14 +20,10 @@ import (
 // exist: the message fails and is retried, then parked on the files DLQ.
 var ErrObjectMissing = errors.New("object not found")
 
-// Lease lengths of a claim.
-const (
-	// LeaseSlack is added to the invocation's deadline: the claim outlives the invocation
-	// by this much, for clock skew between invocations.
-	LeaseSlack = time.Minute
-	// DefaultLease is the lease without a deadline, and of a claim handed to a continuation.
-	DefaultLease = 15 * time.Minute
-)
+// DefaultLease is the lease of a claim without a deadline, and of a claim handed to a
+// continuation. With a deadline the lease ends Config.LeaseSlack after it: the claim outlives
+// the invocation by that much, for clock skew between invocations.
+const DefaultLease = 15 * time.Minute
 
 // Outcome says how Ingest left an object version.
 type Outcome int
@@ -63,7 +59,7 @@ func (s *Service) Ingest(ctx context.Context, rec s3event.Record, token string) 
 	now := s.now()
 	lease := now.Add(DefaultLease)
 	if d, ok := ctx.Deadline(); ok {
-		lease = d.Add(LeaseSlack)
+		lease = d.Add(s.cfg.LeaseSlack)
 	}
 	// An S3 event names a version that is most likely fresh: its GET from the first byte goes
 	// out together with the claim (used only once the claim is held at offset 0). A

@@ -18,8 +18,10 @@
 // and the end-to-end tests: NewPipeline provisions the resources, builds the ingest and
 // dispatch configurations a deployment would get (from the resources and Settings, adjustable
 // through Options) and their handlers (one dispatch.Dispatcher per dispatch instance), and a
-// Poller for each source queue; Start and Stop run and stop both pollers, and Pending says how
-// many messages the two queues still hold. The order API is the caller's (APIBaseURL), usually
+// Poller for each source queue; Start and Stop run and stop both pollers, Pending says how
+// many messages the two queues still hold, Busy what the invocations in flight work on, and with
+// Options.InFlightEvery the running Pipeline publishes its in-flight messages to InFlightKey
+// (the side channel `orderpipe status` reads their ages from). The order API is the caller's (APIBaseURL), usually
 // the stand-in of pkg/local/apiserver.
 //
 // # The deployed roles, enforced

@@ -85,6 +85,10 @@ type Options struct {
 	// BootstrapOutput receives the bootstraps' stdout and stderr; nil: os.Stderr.
 	BootstrapOutput io.Writer
 
+	// InFlightEvery, when set, makes the running Pipeline publish its pollers' in-flight
+	// messages to InFlightKey in the bucket at this interval (and remove it when it stops).
+	InFlightEvery time.Duration
+
 	// ReceiveWait is the pollers' long poll, 1 s to 20 s; zero: DefaultReceiveWait.
 	ReceiveWait time.Duration
 	// Logger receives the pollers' logs and, unless DispatchOptions says otherwise, dispatch's.
@@ -119,6 +123,9 @@ type Pipeline struct {
 	IngestSQS, DispatchSQS *sqs.Client
 
 	procs []*Process // the bootstraps' execution environments, closed by Stop
+
+	inflightEvery time.Duration // Options.InFlightEvery
+	log           *slog.Logger
 
 	mu      sync.Mutex
 	started bool
@@ -167,6 +174,9 @@ func NewPipeline(ctx context.Context, o Options) (*Pipeline, error) {
 		Settings:  o.Settings,
 		S3:        s3.NewFromConfig(o.AWS, S3Options),
 		SQS:       sqs.NewFromConfig(o.AWS),
+
+		inflightEvery: o.InFlightEvery,
+		log:           o.Logger,
 	}
 	p.IngestS3, p.IngestSQS, p.DispatchSQS = p.S3, p.SQS, p.SQS
 	dispatchAWS := o.AWS
@@ -338,7 +348,7 @@ func (p *Pipeline) closeProcs() error {
 func dispatchPool(cfg dispatch.Config, client *sqs.Client, n int, options func(int) (dispatch.Options, error)) (Handler, error) {
 	pool := make(chan *dispatch.Dispatcher, n)
 	for i := range n {
-		api, err := orderapi.New(cfg.OrderAPI(), nil, nil)
+		api, err := orderapi.New(cfg.OrderAPI(), orderapi.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("order API client: %w", err)
 		}
@@ -383,6 +393,10 @@ func (p *Pipeline) Start(ctx context.Context) {
 		errs := make([]error, 2)
 		for i, pl := range []*Poller{p.Files, p.Orders} {
 			wg.Go(func() { errs[i] = pl.Run(ctx) })
+		}
+		if p.inflightEvery > 0 {
+			// Stops with the pollers' context: the last invocations are not in it.
+			wg.Go(func() { p.publishInFlight(ctx, p.inflightEvery) })
 		}
 		wg.Wait()
 		p.err = errors.Join(errs...)

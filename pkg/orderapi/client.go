@@ -89,7 +89,17 @@ type Config struct {
 	// fetched again after a 401.
 	SecretARN string
 	SecretTTL time.Duration
-	// Now is the clock, for Retry-After dates, latency and the secret's TTL; nil means time.Now.
+}
+
+// Options are the Client's optional dependencies; the zero value is usable when
+// Config.SecretARN is empty.
+type Options struct {
+	// HTTPClient sends the requests; default: a client of the Client's own with a keep-alive
+	// transport. Its CheckRedirect is replaced: the Client never follows redirects.
+	HTTPClient *http.Client
+	// Secrets fetches the Authorization secret; required when Config.SecretARN is set.
+	Secrets SecretsAPI
+	// Now is the clock, for Retry-After dates, latency and the secret's TTL; default time.Now.
 	Now func() time.Time
 }
 
@@ -99,19 +109,20 @@ type Client struct {
 	base    string
 	http    *http.Client
 	secrets SecretsAPI
+	now     func() time.Time
 
 	mu        sync.Mutex
 	auth      string
 	fetchedAt time.Time
 }
 
-// New returns a Client. hc may be nil: the client then uses its own keep-alive transport. sm may
-// be nil when cfg.SecretARN is empty. The client never follows redirects.
-func New(cfg Config, hc *http.Client, sm SecretsAPI) (*Client, error) {
+// New returns a Client for cfg with the dependencies of o. It fails for an unusable
+// cfg.BaseURL, or a cfg.SecretARN without o.Secrets.
+func New(cfg Config, o Options) (*Client, error) {
 	if err := CheckBaseURL(cfg.BaseURL); err != nil {
 		return nil, err
 	}
-	if cfg.SecretARN != "" && sm == nil {
+	if cfg.SecretARN != "" && o.Secrets == nil {
 		return nil, errors.New("order API secret ARN set but no Secrets Manager client given")
 	}
 	if cfg.Timeout <= 0 {
@@ -123,9 +134,10 @@ func New(cfg Config, hc *http.Client, sm SecretsAPI) (*Client, error) {
 	if cfg.SecretTTL <= 0 {
 		cfg.SecretTTL = DefaultSecretTTL
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if o.Now == nil {
+		o.Now = time.Now
 	}
+	hc := o.HTTPClient
 	if hc == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 4
@@ -133,7 +145,7 @@ func New(cfg Config, hc *http.Client, sm SecretsAPI) (*Client, error) {
 	}
 	c := *hc
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), http: &c, secrets: sm}, nil
+	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), http: &c, secrets: o.Secrets, now: o.Now}, nil
 }
 
 // CheckBaseURL returns an error unless base is an absolute http(s) URL usable as Config.BaseURL.
@@ -152,7 +164,7 @@ func CheckBaseURL(base string) error {
 
 // Budget is the timeout a request started now would get: min(Timeout, deadline - now - Margin).
 // It is <= 0 when the context's deadline leaves no time.
-func (c *Client) Budget(ctx context.Context) time.Duration { return c.BudgetAt(ctx, c.cfg.Now()) }
+func (c *Client) Budget(ctx context.Context) time.Duration { return c.BudgetAt(ctx, c.now()) }
 
 // BudgetAt is Budget for a request that would start at start (after a pacing wait).
 func (c *Client) BudgetAt(ctx context.Context, start time.Time) time.Duration {
@@ -203,9 +215,9 @@ func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error
 		req.Header.Set("Authorization", auth)
 	}
 
-	start := c.cfg.Now()
+	start := c.now()
 	resp, err := c.http.Do(req)
-	res := Result{Sent: true, Latency: c.cfg.Now().Sub(start)}
+	res := Result{Sent: true, Latency: c.now().Sub(start)}
 	if err != nil {
 		return classifyError(ctx, res, budget, err)
 	}
@@ -214,7 +226,7 @@ func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error
 		resp.Body.Close()
 	}()
 	res.Status = resp.StatusCode
-	res.RetryAfter, res.HasRetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())
+	res.RetryAfter, res.HasRetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), c.now())
 	res.RateLimit = ParseRateLimit(resp.Header)
 	res.Class = ClassifyStatus(resp.StatusCode)
 	if res.Class == Delivered {
@@ -333,7 +345,7 @@ func (c *Client) authorization(ctx context.Context) (string, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.cfg.Now()
+	now := c.now()
 	if c.auth != "" && now.Sub(c.fetchedAt) < c.cfg.SecretTTL {
 		return c.auth, nil
 	}

@@ -53,9 +53,9 @@ func order(t *testing.T) []byte {
 	return b
 }
 
-func newClient(t *testing.T, cfg orderapi.Config, sm orderapi.SecretsAPI) *orderapi.Client {
+func newClient(t *testing.T, cfg orderapi.Config, o orderapi.Options) *orderapi.Client {
 	t.Helper()
-	c, err := orderapi.New(cfg, nil, sm)
+	c, err := orderapi.New(cfg, o)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -73,7 +73,7 @@ func TestPutSendsTheContract(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	defer ts.Close()
-	c := newClient(t, orderapi.Config{BaseURL: ts.URL + "/v1/"}, nil)
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL + "/v1/"}, orderapi.Options{})
 	res, err := c.Put(context.Background(), "a/b?c d", order(t))
 	if err != nil || res.Class != orderapi.Delivered || res.Status != http.StatusCreated || !res.Sent {
 		t.Fatalf("Put = %+v, %v; want delivered 201", res, err)
@@ -114,7 +114,7 @@ func TestClassification(t *testing.T) {
 				io.WriteString(w, tc.body)
 			}))
 			defer ts.Close()
-			c := newClient(t, orderapi.Config{BaseURL: ts.URL, Now: func() time.Time { return t0 }}, nil)
+			c := newClient(t, orderapi.Config{BaseURL: ts.URL}, orderapi.Options{Now: func() time.Time { return t0 }})
 			got, err := c.Put(context.Background(), "A-1", order(t))
 			tc.want.Sent = true
 			if diff := cmp.Diff(tc.want, got); diff != "" {
@@ -158,7 +158,7 @@ func TestParseRetryAfter(t *testing.T) {
 }
 
 func TestBudget(t *testing.T) {
-	c := newClient(t, orderapi.Config{BaseURL: "http://api.invalid", Timeout: 10 * time.Second, Margin: time.Second, Now: func() time.Time { return t0 }}, nil)
+	c := newClient(t, orderapi.Config{BaseURL: "http://api.invalid", Timeout: 10 * time.Second, Margin: time.Second}, orderapi.Options{Now: func() time.Time { return t0 }})
 	for _, tc := range []struct {
 		name     string
 		deadline time.Duration // from t0; 0: none
@@ -203,7 +203,7 @@ func standIn(t *testing.T, cfg apiserver.Config) (*apiserver.Server, string) {
 
 func TestTimeoutIsCappedByTheDeadline(t *testing.T) {
 	api, url := standIn(t, apiserver.Config{HangIDs: []string{"slow"}, HangFor: time.Minute})
-	c := newClient(t, orderapi.Config{BaseURL: url, Timeout: time.Minute, Margin: 200 * time.Millisecond}, nil)
+	c := newClient(t, orderapi.Config{BaseURL: url, Timeout: time.Minute, Margin: 200 * time.Millisecond}, orderapi.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	res, err := c.Put(ctx, "slow", order(t))
@@ -225,7 +225,7 @@ func TestTimeoutIsCappedByTheDeadline(t *testing.T) {
 
 func TestConnectionErrorsAreNotRetried(t *testing.T) {
 	api, url := standIn(t, apiserver.Config{ResetIDs: []string{"reset"}})
-	c := newClient(t, orderapi.Config{BaseURL: url}, nil)
+	c := newClient(t, orderapi.Config{BaseURL: url}, orderapi.Options{})
 	ctx := context.Background()
 	if _, err := c.Put(ctx, "first", order(t)); err != nil { // leaves a keep-alive connection to reuse
 		t.Fatal(err)
@@ -240,7 +240,7 @@ func TestConnectionErrorsAreNotRetried(t *testing.T) {
 
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
-	c = newClient(t, orderapi.Config{BaseURL: closed.URL}, nil)
+	c = newClient(t, orderapi.Config{BaseURL: closed.URL}, orderapi.Options{})
 	if res, _ := c.Put(ctx, "A-1", order(t)); !res.ConnError || res.Class != orderapi.Transient {
 		t.Errorf("Put to a closed port = %+v, want a transient connection error", res)
 	}
@@ -260,7 +260,7 @@ func TestConnectionsAreReused(t *testing.T) {
 	}
 	ts.Start()
 	defer ts.Close()
-	c := newClient(t, orderapi.Config{BaseURL: ts.URL}, nil)
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL}, orderapi.Options{})
 	for _, id := range []string{"a", "bad", "fail", "b", "bad", "c"} {
 		c.Put(context.Background(), id, order(t))
 	}
@@ -297,7 +297,7 @@ func TestAuthorizationFromSecretsManager(t *testing.T) {
 	defer ts.Close()
 	counting := &countingSecrets{SecretsAPI: sm}
 	clk := &clock{t: t0}
-	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: *out.ARN, SecretTTL: time.Minute, Now: clk.Now}, counting)
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: *out.ARN, SecretTTL: time.Minute}, orderapi.Options{Secrets: counting, Now: clk.Now})
 
 	type step struct {
 		Class   orderapi.Class
@@ -336,7 +336,7 @@ func TestMissingSecretSendsNothing(t *testing.T) {
 	defer ts.Close()
 	sm := secretsmanager.NewFromConfig(awstest.Config(t))
 	arn := "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + awstest.Name(t, "missing")
-	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: arn}, sm)
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: arn}, orderapi.Options{Secrets: sm})
 	res, err := c.Put(context.Background(), "A-1", order(t))
 	if err == nil || res.Sent || res.Class != orderapi.Transient || requests.Load() != 0 {
 		t.Errorf("Put = %+v, %v with %d requests; want an unsent transient failure", res, err, requests.Load())
@@ -354,7 +354,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"secret without client", orderapi.Config{BaseURL: "https://api.example.com", SecretARN: "arn:x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := orderapi.New(tc.cfg, nil, nil); err == nil {
+			if _, err := orderapi.New(tc.cfg, orderapi.Options{}); err == nil {
 				t.Error("New: nil error, want one")
 			}
 		})
@@ -407,7 +407,7 @@ func TestBudgetCountsTheSecretFetch(t *testing.T) {
 	// The clock starts at the real now so that the context's deadline lies in the future.
 	clk := &clock{t: time.Now()}
 	c := newClient(t, orderapi.Config{BaseURL: ts.URL, Timeout: 10 * time.Second, Margin: 2 * time.Second,
-		SecretARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:api", Now: clk.Now}, slowSecrets{clk, 1500 * time.Millisecond})
+		SecretARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:api"}, orderapi.Options{Secrets: slowSecrets{clk, 1500 * time.Millisecond}, Now: clk.Now})
 	// 3 s to the deadline: 1 s of budget before the fetch, none after it.
 	ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(3*time.Second))
 	defer cancel()
