@@ -11,7 +11,9 @@
 // slot with one atomic write conditional on the rate, policy, breaker and pause being unchanged
 // (Advance: last + 1/rate + Margin + Skew, or now when the schedule is idle). Otherwise, or when
 // that condition fails, it reads the record and writes last = at conditional on the version it
-// read; a conflicting writer makes it read again. The caller
+// read; a conflicting writer makes it read again. "now" is the time of the reservation plus
+// the lead, the time a write to the store takes (the largest measured, decaying): the caller
+// learns of its slot when the write returns, and must not be late for it already. The caller
 // sleeps until at and sends only if it wakes before at + Margin (Slot.Late); a later wake-up
 // gives the slot up, so two requests never leave closer than 1/rate on one clock whoever sends
 // them. Skew covers instances whose clocks differ: requests from two instances whose clocks

@@ -219,7 +219,8 @@ type Governor struct {
 	clock Clock
 
 	mu   sync.Mutex
-	seen State // the record as this Governor last read or wrote it; Version 0: none yet
+	seen State         // the record as this Governor last read or wrote it; Version 0: none yet
+	lead time.Duration // how long a write to the store takes (a decaying maximum): see Reserve
 }
 
 // New returns a Governor on store. clock nil means the system clock.
@@ -246,6 +247,10 @@ func (g *Governor) Config() Config { return g.cfg }
 // *WaitError (nothing reserved: the schedule, a pause or the open breaker puts the next slot
 // where fits refuses it), a *StoreError (the store failed or kept changing under us: nothing
 // reserved), or ctx's error.
+//
+// A slot starts no sooner than the time a write to the store takes from now (the lead: a
+// decaying maximum of the writes measured), so that the caller, who learns of its slot when the
+// write returns, is not already late for it.
 func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot, error) {
 	defer g.turn()()
 	if slot, ok, err := g.advance(ctx, fits); ok || err != nil {
@@ -256,13 +261,13 @@ func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot
 		if err != nil {
 			return Slot{}, err
 		}
-		now := g.clock.Now()
-		at, reason := g.next(st, now)
+		now, lead := g.clock.Now(), g.leadTime()
+		at, reason := g.next(st, now.Add(lead))
 		probe := st.Open()
 		// While open, the probe goes to a caller that can send it now (within Margin): nobody
 		// sleeps on a probe slot, and no probe is reserved ahead, which would hold the
 		// schedule, and the instances, after the probe that closes the breaker.
-		if !fits(at) || (probe && at.Sub(now) > g.cfg.Margin) {
+		if !fits(at) || (probe && at.Sub(now) > g.cfg.Margin+lead) {
 			return Slot{}, &WaitError{Until: at, Reason: reason}
 		}
 		n := st
@@ -303,7 +308,8 @@ func (g *Governor) advance(ctx context.Context, fits func(time.Time) bool) (Slot
 	g.mu.Lock()
 	seen := g.seen
 	g.mu.Unlock()
-	now := g.clock.Now()
+	start := g.clock.Now()
+	now := start.Add(g.leadTime())
 	if !ok || seen.Version <= 0 || seen.Open() || seen.Rate <= 0 || !fits(now) {
 		return Slot{}, false, nil
 	}
@@ -313,6 +319,9 @@ func (g *Governor) advance(ctx context.Context, fits func(time.Time) bool) (Slot
 	sctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
 	defer cancel()
 	st, err := adv.Advance(sctx, a)
+	if err == nil || errors.Is(err, ErrConflict) {
+		g.observe(g.clock.Now().Sub(start))
+	}
 	switch {
 	case errors.Is(err, ErrConflict):
 		return Slot{}, false, nil
@@ -340,6 +349,20 @@ func latest(fits func(time.Time) bool, now time.Time) time.Time {
 		}
 	}
 	return lo
+}
+
+// observe takes an answered write's duration into the lead: the largest seen, decaying by an eighth a
+// write, at most StoreTimeout.
+func (g *Governor) observe(d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.lead = min(max(d, g.lead-g.lead/8), g.cfg.StoreTimeout)
+}
+
+func (g *Governor) leadTime() time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lead
 }
 
 // see keeps st as the record this Governor last read or wrote.
@@ -478,7 +501,12 @@ func (g *Governor) save(ctx context.Context, n State, prev int64) error {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
 	defer cancel()
 	n.Version = max(prev, 0) + 1
-	if err := g.store.Save(ctx, n, prev); err != nil {
+	start := g.clock.Now()
+	err := g.store.Save(ctx, n, prev)
+	if err == nil || errors.Is(err, ErrConflict) {
+		g.observe(g.clock.Now().Sub(start))
+	}
+	if err != nil {
 		if errors.Is(err, ErrConflict) {
 			return err
 		}

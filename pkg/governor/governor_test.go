@@ -544,6 +544,46 @@ func TestClockSkewMargin(t *testing.T) {
 	}
 }
 
+// slowStore is a MemoryStore whose writes take latency on clk.
+type slowStore struct {
+	MemoryStore
+	clk     *clock.Manual
+	latency time.Duration
+}
+
+func (s *slowStore) Save(ctx context.Context, n State, prev int64) error {
+	s.clk.Add(s.latency)
+	return s.MemoryStore.Save(ctx, n, prev)
+}
+
+func (s *slowStore) Advance(ctx context.Context, a Advance) (State, error) {
+	s.clk.Add(s.latency)
+	return s.MemoryStore.Advance(ctx, a)
+}
+
+func TestSlotsLeadTheStoresLatency(t *testing.T) {
+	for _, advance := range []bool{true, false} {
+		clk := clock.NewManual(t0)
+		slow := &slowStore{clk: clk, latency: 80 * time.Millisecond}
+		var store Store = slow
+		if !advance {
+			store = readWrite{slow}
+		}
+		g, err := New(Config{Rate: 1, Instance: "a"}, store, clk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, g) // the first write measures the store
+		for i := range 3 {
+			clk.Add(time.Hour) // idle: the slot would be "now" when the write was sent
+			s := reserve(t, g)
+			if clk.Now().After(s.Late) {
+				t.Errorf("advance %v, slot %d: the write returned at %v, after the slot's latest start %v", advance, i, clk.Now(), s.Late)
+			}
+		}
+	}
+}
+
 // countingStore counts the calls that reach a MemoryStore.
 type countingStore struct {
 	MemoryStore

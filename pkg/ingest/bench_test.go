@@ -10,11 +10,14 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -321,10 +324,14 @@ func vmHWM(b *testing.B) int64 {
 
 // BenchmarkIngestVerify ingests a generated file of 100 MB (ORDERPIPE_BENCH_MB to change it),
 // JSON Lines and the same lines gzip-compressed, streamed from moto's S3 to a discard sink, with
-// and without the verifying pass, side by side in one run: verify-share is the part of the
-// ingest time the verifying pass costs (1 - without/with, from the two sub-benchmarks' ns/op),
-// reported on the "with" sub-benchmark. The sink sends nothing: against a real orders queue the
-// sending pass takes far longer and the share is smaller still. peak-RSS-MB is the process's.
+// and without the verifying pass side by side: each iteration ingests the file once without and
+// once with it, alternating which goes first, so that the other work on the machine weighs on
+// both alike. verify-share-% is the part of the ingest time the verifying pass costs (1 -
+// without/with, from the summed wall times), verify-cpu-share-% the same from this process's
+// CPU time (user + system: what ingest itself spends, moto's serving of the second GET aside).
+// peak-RSS-MB is the process's peak resident set during the ingests with the pass (reset before
+// each ingest), peak-RSS-without-MB without it. The sink sends nothing: against a real orders
+// queue the sending pass takes far longer and the share is smaller still.
 func BenchmarkIngestVerify(b *testing.B) {
 	size := benchFileSize()
 	e := newEnv(b)
@@ -332,31 +339,80 @@ func BenchmarkIngestVerify(b *testing.B) {
 	ctx := context.Background()
 	for _, key := range []string{"uploads/verify.jsonl", "uploads/verify.jsonl.gz"} {
 		lines := uploadGenerated(b, e, key, size)
-		var without float64
-		for _, verify := range []bool{false, true} {
-			name := strings.TrimPrefix(key, "uploads/verify.") + "/verify=" + strconv.FormatBool(verify)
-			b.Run(name, func(b *testing.B) {
-				svc := ingest.New(e.cfg, e.s3, discard{}, ingest.Options{})
-				ingest.SetVerify(svc, verify)
-				resetPeakRSS(b)
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
+		b.Run(strings.TrimPrefix(key, "uploads/verify."), func(b *testing.B) {
+			var wall, cpu, peak, heap [2]float64 // [0]: without the pass, [1]: with it
+			for i := 0; i < b.N; i++ {
+				for j := range 2 {
+					verify := (i+j)%2 == 1 // without first on even iterations
+					v := 0
+					if verify {
+						v = 1
+					}
+					svc := ingest.New(e.cfg, e.s3, discard{}, ingest.Options{})
+					ingest.SetVerify(svc, verify)
+					b.StopTimer()
+					resetPeakRSS(b)
+					stopHeap := samplePeakHeap()
+					cpu0, start := cpuTime(b), time.Now()
+					b.StartTimer()
 					ingestAgain(ctx, b, e, svc, key)
+					wall[v] += time.Since(start).Seconds()
+					cpu[v] += cpuTime(b) - cpu0
+					heap[v] = max(heap[v], stopHeap())
+					peak[v] = max(peak[v], float64(vmHWM(b))/(1<<20))
+					var rep ingest.Report
+					if e.get(b, "reports/"+key+".json", &rep); rep.Enqueued != lines {
+						b.Errorf("verify=%v: enqueued %d, want %d", verify, rep.Enqueued, lines)
+					}
 				}
-				b.StopTimer()
-				var rep ingest.Report
-				if e.get(b, "reports/"+key+".json", &rep); rep.Enqueued != lines {
-					b.Errorf("enqueued %d, want %d", rep.Enqueued, lines)
-				}
-				perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-				b.ReportMetric(float64(vmHWM(b))/(1<<20), "peak-RSS-MB")
-				b.ReportMetric(float64(size)/(1<<20)/(perOp/1e9), "MB/s")
-				if !verify {
-					without = perOp
-				} else if without > 0 {
-					b.ReportMetric(100*(1-without/perOp), "verify-share-%")
-				}
-			})
-		}
+			}
+			n := float64(b.N)
+			b.ReportMetric(wall[0]/n, "s-without")
+			b.ReportMetric(wall[1]/n, "s-with")
+			b.ReportMetric(100*(1-wall[0]/wall[1]), "verify-share-%")
+			b.ReportMetric(100*(1-cpu[0]/cpu[1]), "verify-cpu-share-%")
+			b.ReportMetric(peak[1], "peak-RSS-MB")
+			b.ReportMetric(peak[0], "peak-RSS-without-MB")
+			b.ReportMetric(heap[1], "peak-heap-MB")
+			b.ReportMetric(heap[0], "peak-heap-without-MB")
+			b.ReportMetric(float64(size)/(1<<20)/(wall[1]/n), "MB/s")
+		})
 	}
+}
+
+// samplePeakHeap samples the Go heap (objects, live or not yet swept) every millisecond until
+// the function it returns is called, which returns the largest sample in MB.
+func samplePeakHeap() func() float64 {
+	done := make(chan struct{})
+	peak := make(chan float64)
+	go func() {
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		var most uint64
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			most = max(most, s[0].Value.Uint64())
+			select {
+			case <-done:
+				peak <- float64(most) / (1 << 20)
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		return <-peak
+	}
+}
+
+// cpuTime is the user + system CPU time this process has used, in seconds.
+func cpuTime(b *testing.B) float64 {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
