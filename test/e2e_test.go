@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -82,7 +83,32 @@ func e2eAdmin(t testing.TB) aws.Config {
 	return local.ClientConfig(e2eEndpoint(t), e2eMoto.admin)
 }
 
+// e2eParallel is how many of this package's parallel tests run at once on an idle machine,
+// unless -parallel is given: most of their time is spent waiting for the pipeline (a
+// visibility timeout, pacing), not computing, so running only GOMAXPROCS of them (go test's
+// default) leaves an idle machine idle. On a busy machine (less than e2eIdleShare of the CPUs
+// to spare, measured by spareCPU when the package starts) they compete for CPU with each other
+// and their stand-in, whose slowness would outgrow what the tests stretch their deadlines by
+// (e2eSlowness, at most 4 times): go test's default stays.
+const (
+	e2eParallel  = 4
+	e2eIdleShare = 0.8
+)
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	share := spareCPU(200 * time.Millisecond)
+	if !given && share >= e2eIdleShare {
+		if err := flag.Set("test.parallel", strconv.Itoa(e2eParallel)); err != nil {
+			fmt.Fprintln(os.Stderr, "set -test.parallel:", err)
+			os.Exit(2)
+		}
+	}
+	if testing.Verbose() {
+		fmt.Printf("test: %.0f%% of the CPUs to spare, -parallel %s\n", 100*share, flag.Lookup("test.parallel").Value)
+	}
 	code := m.Run()
 	if e2eMoto.stop != nil {
 		e2eMoto.stop()

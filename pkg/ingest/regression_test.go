@@ -62,11 +62,17 @@ func receiveAllDup(t *testing.T, c *sqs.Client, url string) []string {
 		if len(out.Messages) == 0 {
 			empty++
 		}
+		var entries []sqstypes.DeleteMessageBatchRequestEntry
 		for _, m := range out.Messages {
 			got = append(got, aws.ToString(m.Body))
-			if _, err := c.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatalf("delete: %v", err)
-			}
+			entries = append(entries, sqstypes.DeleteMessageBatchRequestEntry{Id: m.MessageId, ReceiptHandle: m.ReceiptHandle})
+		}
+		if len(entries) == 0 {
+			continue
+		}
+		del, err := c.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: &url, Entries: entries})
+		if err != nil || len(del.Failed) > 0 {
+			t.Fatalf("delete: %v %+v", err, del)
 		}
 	}
 	return got

@@ -35,7 +35,9 @@ func (q *stopAfterFirstBatch) SendMessageBatch(ctx context.Context, in *sqs.Send
 func TestHandleStopCheckpoints(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	const key, n = "uploads/stopped.jsonl", 500
+	// Longer than what the reader can queue before the stop (the sender holds at most
+	// 2 x SEND_CONCURRENCY batches of 10 and the one being filled), so the stop lands mid-file.
+	const key, n = "uploads/stopped.jsonl", 200
 	var body strings.Builder
 	var want []string
 	for i := range n {
