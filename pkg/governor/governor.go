@@ -375,10 +375,12 @@ func (g *Governor) see(st State) {
 // ErrSlotTaken is Retake's answer when another slot was reserved after the late one.
 var ErrSlotTaken = errors.New("a later slot is reserved: the late slot cannot move")
 
-// Retake moves a slot whose sender woke after its Late bound to now, if it is still the last
-// reserved slot (nobody reserved after it), and returns the moved slot: the next slot is then
-// reckoned from the real send. Otherwise it returns ErrSlotTaken (the slot is lost; reserve
-// another), a *StoreError, or ctx's error.
+// Retake moves a slot whose sender woke after its Late bound to now plus the lead (the time a
+// store write takes, as in Reserve), if it is still the last reserved slot (nobody reserved
+// after it), and returns the moved slot: the next slot is then reckoned from the real send. The
+// sender may send at once, up to the moved slot's Late: nothing is reserved between the old
+// slot and the moved one. Otherwise it returns ErrSlotTaken (the slot is lost; reserve another),
+// a *StoreError, or ctx's error.
 func (g *Governor) Retake(ctx context.Context, slot Slot) (Slot, error) {
 	defer g.turn()()
 	st, err := g.load(ctx)
@@ -388,11 +390,11 @@ func (g *Governor) Retake(ctx context.Context, slot Slot) (Slot, error) {
 	if !st.Last.Equal(slot.At) || st.By != g.cfg.Instance {
 		return Slot{}, ErrSlotTaken
 	}
-	now := g.clock.Now()
+	at := g.clock.Now().Add(g.leadTime())
 	n := st
-	n.Last = now
+	n.Last = at
 	if slot.Probe {
-		n.ProbeAt = now.Add(g.cfg.ProbeInterval)
+		n.ProbeAt = at.Add(g.cfg.ProbeInterval)
 	}
 	if err := g.save(ctx, n, st.Version); err != nil {
 		if errors.Is(err, ErrConflict) {
@@ -400,7 +402,7 @@ func (g *Governor) Retake(ctx context.Context, slot Slot) (Slot, error) {
 		}
 		return Slot{}, err
 	}
-	slot.At, slot.Late = now, now.Add(g.cfg.Margin)
+	slot.At, slot.Late = at, at.Add(g.cfg.Margin)
 	return slot, nil
 }
 

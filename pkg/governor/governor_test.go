@@ -581,6 +581,13 @@ func TestSlotsLeadTheStoresLatency(t *testing.T) {
 				t.Errorf("advance %v, slot %d: the write returned at %v, after the slot's latest start %v", advance, i, clk.Now(), s.Late)
 			}
 		}
+		// A late sender's slot moved to now is not already late when the move returns.
+		s := reserve(t, g)
+		clk.Set(s.Late.Add(time.Second))
+		moved, err := g.Retake(context.Background(), s)
+		if err != nil || clk.Now().After(moved.Late) {
+			t.Errorf("advance %v: Retake = %+v, %v; returned at %v, want a slot whose latest start is not past", advance, moved, err, clk.Now())
+		}
 	}
 }
 
