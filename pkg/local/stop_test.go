@@ -32,7 +32,7 @@ import (
 func TestPipelineStopCheckpointsIngest(t *testing.T) {
 	t.Parallel()
 	api, ts := standInAPI(t, apiserver.Config{RPS: 200, Burst: 10})
-	const n, key = 400, "uploads/stopped.jsonl"
+	const n, key = 300, "uploads/stopped.jsonl"
 	names := local.NamesFor(awstest.Name(t, "stop"))
 
 	runCtx, stopRun := context.WithCancel(context.Background())
@@ -54,10 +54,14 @@ func TestPipelineStopCheckpointsIngest(t *testing.T) {
 			return next.HandleInitialize(ctx, in)
 		}), middleware.Before)
 	}
+	// Ingest gets room to finish the rest in one invocation on a loaded stand-in: the stop, not
+	// a timeout, is what this test is about.
+	settings := pipelineSettings()
+	settings.IngestTimeout = 30 * time.Second
 	newPipeline := func(hold bool) *local.Pipeline {
 		t.Helper()
 		p, err := local.NewPipeline(context.Background(), local.Options{
-			AWS: awstest.Config(t), Names: names, Settings: pipelineSettings(), APIBaseURL: ts.URL,
+			AWS: awstest.Config(t), Names: names, Settings: settings, APIBaseURL: ts.URL,
 			Ingest: func(c *ingest.Config) { c.CheckpointMargin = 2 * time.Second },
 			// Each instance paces alone (see TestPipeline).
 			Dispatch: func(c *dispatch.Config) { c.APITimeout, c.GovernorTable = 2*time.Second, "" },
