@@ -67,6 +67,8 @@ func TestParseContext(t *testing.T) {
 		{name: "one instance", ctx: map[string]any{CtxAPIBaseURL: "https://a.example", CtxInstances: 1.0}, wantErr: []string{"SQS event sources need at least 2"}},
 		{name: "reserved below instances", ctx: map[string]any{CtxAPIBaseURL: "https://a.example", CtxInstances: 4.0, CtxReservedConcurrency: 3.0},
 			wantErr: []string{"Instances (ESM MaximumConcurrency) 4 > ReservedConcurrency 3"}},
+		{name: "too few instances for the rate", ctx: map[string]any{CtxAPIBaseURL: "https://a.example", CtxAPIRate: 20.0, CtxInstances: 2.0},
+			wantErr: []string{"raise instances to 4"}},
 		{name: "too many instances", ctx: map[string]any{CtxAPIBaseURL: "https://a.example", CtxInstances: 1001.0}, wantErr: []string{"at most 1000"}},
 		{name: "pipeline without source", ctx: map[string]any{CtxAPIBaseURL: "https://a.example", CtxPipeline: true}, wantErr: []string{"pipeline=true needs a source"}},
 		{name: "pipeline bad repository", ctx: map[string]any{CtxAPIBaseURL: "https://a.example", CtxPipeline: "true",

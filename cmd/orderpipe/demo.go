@@ -137,8 +137,11 @@ func runDemo(ctx context.Context, c *cli, args []string) error {
 	if rerr := <-ran; err == nil {
 		err = rerr
 	}
-	if ctx.Err() != nil && p.api != nil {
-		printAPIStats(c, p.api.Stats())
+	if ctx.Err() != nil {
+		if p.api != nil {
+			printAPIStats(c, p.api.Stats())
+		}
+		return errors.New("demo: interrupted before the ledger settled")
 	}
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)

@@ -115,5 +115,6 @@
 // ledger: lines (blank ones aside, from ingest's report) = delivered (distinct ids the API
 // accepted) + rejected (report) + parked (orders DLQ). It exits 0 only when the ledger balances
 // and every valid order id was delivered or parked; 1 otherwise, or when it has not settled by
-// --timeout. Each demo uses fresh resources (demo-<random>-...).
+// --timeout (or on Ctrl-C: it says so and prints the stand-in API's counts). Each demo uses fresh
+// resources (demo-<random>-...).
 package main

@@ -17,6 +17,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/syncbuf"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
 	"github.com/orderpipe/orderpipe/pkg/local"
 )
@@ -146,5 +147,35 @@ func TestStatusInFlightAgeFromLocalRunner(t *testing.T) {
 			t.Fatalf("status never showed the orders queue's in-flight age from the local runner: %+v\n%s", r.Queues, errb.String())
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestDemoCtrlC: Ctrl-C of demo once it has uploaded its file stops it, says it was interrupted
+// and prints the stand-in API's counts.
+func TestDemoCtrlC(t *testing.T) {
+	t.Parallel()
+	var out, errb syncbuf.Buffer
+	c := &cli{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- c.main(ctx, []string{"demo", "--orders", "400", "--endpoint", awstest.Endpoint(), "--log-level", "error"})
+	}()
+	for !strings.Contains(out.String(), "uploaded s3://") {
+		select {
+		case code := <-done:
+			t.Fatalf("demo exited %d before uploading: %s", code, errb.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cancel()
+	if code := <-done; code != exitFailure {
+		t.Errorf("demo exited %d after Ctrl-C, want %d", code, exitFailure)
+	}
+	for _, want := range []string{"stand-in order API: ", "demo: interrupted before the ledger settled"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr after Ctrl-C lacks %q:\n%s", want, errb.String())
+		}
 	}
 }
