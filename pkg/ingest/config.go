@@ -81,6 +81,13 @@ const (
 	DefaultFunctionName = "ingest"
 )
 
+// MemoryLimit is the soft memory limit of the ingest process (runtime/debug.SetMemoryLimit),
+// which the function's main sets unless GOMEMLIMIT is set. One file's live heap is 15-35 MB
+// (the duplicate-id set's table of at most 8 MiB, the reader's buffer, the batches in flight);
+// the sending pass allocates fast, and when the process is short of CPU the collector falls
+// behind and the heap grows to 2-4 times that. The limit makes it collect sooner instead.
+const MemoryLimit = 48 << 20
+
 // RetentionMargin is the part of the orders queue's retention the room keeps free: an order
 // enqueued when the room is full still drains with a quarter of its retention left.
 const RetentionMargin = 4 // the margin is OrdersRetention / RetentionMargin
