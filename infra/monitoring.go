@@ -228,7 +228,7 @@ func (m *Monitoring) logMetrics(props MonitoringProps) []logMetric {
 			fmt.Sprintf("The %s function logged ERROR lines (failed messages it reports back to the queue, which the Errors metric misses): search its log group for %q.", f.name, errorLevel))
 	}
 	add(MetricFilesRefused, props.Ingest.LogGroup, awslogs.FilterPattern_AllTerms(jsii.String(ingest.LogFileRefused)),
-		"Ingest refused a file whole (unknown file name, or larger than MAX_FILE_BYTES): none of its lines were read. See its report.")
+		"Ingest refused a file whole (unknown file name, failed verification, larger than MAX_FILE_BYTES or than MAX_DECOMPRESSED_BYTES decompressed): none of its lines were sent. See its report.")
 	add(MetricFilesStopped, props.Ingest.LogGroup, awslogs.FilterPattern_AllTerms(jsii.String(ingest.LogFileStopped)),
 		"Ingest stopped reading a file half-way (bad CSV header, corrupt gzip): the lines after that point were not read. See its report.")
 	return out

@@ -16,7 +16,6 @@ import (
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/pkg/local"
-	"github.com/orderpipe/orderpipe/pkg/order"
 )
 
 // seen records the messages a handler was invoked with that match a predicate: their message
@@ -107,22 +106,13 @@ func TestE2EDuplicateEvent(t *testing.T) {
 // TestE2ECrash crashes each function once: dispatch panics on the first invocation for one
 // order, before sending it; ingest returns an error after it has done all the work for a file.
 // Both messages come back after their queue's visibility timeout: the order is delivered, the
-// file is found done and skipped, and nothing is lost or sent twice.
+// file is found done and skipped, and nothing is lost or sent twice. Dispatch runs with a 1 s
+// timeout (times the slowness), so that the orders visibility, 6 times it, is short.
 func TestE2ECrash(t *testing.T) {
 	t.Parallel()
 	const key, crashID = "uploads/crash.jsonl", "x-04"
 	var orderCalls, fileCalls seen
 	p := newE2E(t, e2eOptions{
-		dispatch: func(h local.Handler) local.Handler {
-			return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-				for _, m := range ev.Records {
-					if a, ok := m.MessageAttributes[order.AttrOrderID]; ok && aws.ToString(a.StringValue) == crashID && orderCalls.add(m) == 1 {
-						panic("injected crash before sending " + crashID)
-					}
-				}
-				return h(ctx, ev)
-			}
-		},
 		ingest: func(h local.Handler) local.Handler {
 			return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 				resp, err := h(ctx, ev)
@@ -135,6 +125,18 @@ func TestE2ECrash(t *testing.T) {
 			}
 		},
 	})
+	s := p.settings
+	s.DispatchTimeout, s.OrdersVisibility = p.slow*time.Second, p.slow*6*time.Second
+	p.retune(t, s)
+	dispatchH := p.shortDeadlineDispatch(t, p.slow*300*time.Millisecond)
+	p.orders.Handler = func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		for _, m := range ev.Records {
+			if orderID(m) == crashID && orderCalls.add(m) == 1 {
+				panic("injected crash before sending " + crashID)
+			}
+		}
+		return dispatchH(ctx, ev)
+	}
 	p.start(t)
 	f := &e2eFile{key: key, body: e2eFixture(t, "crash.jsonl"), ids: numbered("x", 10)}
 	f.version = p.upload(t, key, f.body)

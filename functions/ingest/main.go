@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -30,6 +31,9 @@ func run() error {
 		return err
 	}
 	slog.SetDefault(lambdalog.New(cfg.LogLevel))
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(ingest.MemoryLimit)
+	}
 	awsCfg, err := config.LoadDefaultConfig(context.Background())
 	if err != nil {
 		return fmt.Errorf("load AWS config: %w", err)

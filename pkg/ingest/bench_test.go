@@ -176,8 +176,10 @@ func (discard) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput,
 
 // BenchmarkIngestPeakRSS ingests a generated file of 100 MB (1 GB with ORDERPIPE_BENCH_1GB=1)
 // streamed from moto's S3 and reports the process's peak resident set (VmHWM) during the
-// ingest. Orders go to a discard sink: pushing millions of messages into moto would take hours.
+// ingest, with ingest.MemoryLimit set as the function sets it. Orders go to a discard sink:
+// pushing millions of messages into moto would take hours.
 func BenchmarkIngestPeakRSS(b *testing.B) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(ingest.MemoryLimit)) // as the function runs
 	size := benchFileSize()
 	if os.Getenv("ORDERPIPE_BENCH_1GB") == "1" {
 		size = 1 << 30
@@ -330,9 +332,11 @@ func vmHWM(b *testing.B) int64 {
 // without/with, from the summed wall times), verify-cpu-share-% the same from this process's
 // CPU time (user + system: what ingest itself spends, moto's serving of the second GET aside).
 // peak-RSS-MB is the process's peak resident set during the ingests with the pass (reset before
-// each ingest), peak-RSS-without-MB without it. The sink sends nothing: against a real orders
-// queue the sending pass takes far longer and the share is smaller still.
+// each ingest), peak-RSS-without-MB without it; the process runs with ingest.MemoryLimit, as the
+// function does. The sink sends nothing: against a real orders queue the sending pass takes far
+// longer and the share is smaller still.
 func BenchmarkIngestVerify(b *testing.B) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(ingest.MemoryLimit)) // as the function runs
 	size := benchFileSize()
 	e := newEnv(b)
 	e.cfg.APIRate = 1e6 // a room for the whole file: the discard sink drains at once

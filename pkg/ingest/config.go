@@ -14,17 +14,18 @@ import (
 
 // Environment variable names LoadConfig reads (docs/CONTRACTS.md, "Environment").
 const (
-	EnvOrdersQueueURL   = "ORDERS_QUEUE_URL"
-	EnvFilesQueueURL    = "FILES_QUEUE_URL"
-	EnvIDField          = "ID_FIELD"
-	EnvMaxLineBytes     = "MAX_LINE_BYTES"
-	EnvMaxFileBytes     = "MAX_FILE_BYTES"
-	EnvSendConcurrency  = "SEND_CONCURRENCY"
-	EnvCheckpointMargin = "CHECKPOINT_MARGIN"
-	EnvFilesVisibility  = "FILES_VISIBILITY"
-	EnvLogLevel         = "LOG_LEVEL"
-	EnvAPIRate          = "API_RATE"         // the same as dispatch's: what drains the orders queue
-	EnvOrdersRetention  = "ORDERS_RETENTION" // the orders queue's message retention
+	EnvOrdersQueueURL       = "ORDERS_QUEUE_URL"
+	EnvFilesQueueURL        = "FILES_QUEUE_URL"
+	EnvIDField              = "ID_FIELD"
+	EnvMaxLineBytes         = "MAX_LINE_BYTES"
+	EnvMaxFileBytes         = "MAX_FILE_BYTES"
+	EnvMaxDecompressedBytes = "MAX_DECOMPRESSED_BYTES"
+	EnvSendConcurrency      = "SEND_CONCURRENCY"
+	EnvCheckpointMargin     = "CHECKPOINT_MARGIN"
+	EnvFilesVisibility      = "FILES_VISIBILITY"
+	EnvLogLevel             = "LOG_LEVEL"
+	EnvAPIRate              = "API_RATE"         // the same as dispatch's: what drains the orders queue
+	EnvOrdersRetention      = "ORDERS_RETENTION" // the orders queue's message retention
 	// EnvFunctionName is set by Lambda, never by a deployment.
 	EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 )
@@ -33,13 +34,16 @@ const (
 // with LoadConfig, or from DefaultConfig with the queue URLs set; a hand-built Config must pass
 // Validate.
 type Config struct {
-	OrdersQueueURL   string        // ORDERS_QUEUE_URL: where orders are sent
-	FilesQueueURL    string        // FILES_QUEUE_URL: where continuations are sent
-	IDField          string        // ID_FIELD: name of the order id field
-	MaxLineBytes     int           // MAX_LINE_BYTES: longer lines are rejected
-	MaxFileBytes     int64         // MAX_FILE_BYTES: larger objects are refused whole
-	SendConcurrency  int           // SEND_CONCURRENCY: SendMessageBatch calls in flight
-	CheckpointMargin time.Duration // CHECKPOINT_MARGIN: stop this long before the deadline
+	OrdersQueueURL string // ORDERS_QUEUE_URL: where orders are sent
+	FilesQueueURL  string // FILES_QUEUE_URL: where continuations are sent
+	IDField        string // ID_FIELD: name of the order id field
+	MaxLineBytes   int    // MAX_LINE_BYTES: longer lines are rejected
+	MaxFileBytes   int64  // MAX_FILE_BYTES: larger objects are refused whole
+	// MaxDecompressedBytes (MAX_DECOMPRESSED_BYTES): a file whose content (a gzip object's
+	// decompressed stream) is longer is refused whole by the verifying pass.
+	MaxDecompressedBytes int64
+	SendConcurrency      int           // SEND_CONCURRENCY: SendMessageBatch calls in flight
+	CheckpointMargin     time.Duration // CHECKPOINT_MARGIN: stop this long before the deadline
 	// FilesVisibility (FILES_VISIBILITY) is the files queue's visibility timeout: the handler
 	// sets each message of its batch invisible for this long again every third of it while it
 	// works (the heartbeat), so a crashed invocation's message is back within it.
@@ -66,20 +70,31 @@ type Config struct {
 
 // Defaults of the optional settings.
 const (
-	DefaultIDField          = "id"
-	DefaultMaxLineBytes     = 256 << 10
-	DefaultMaxFileBytes     = 10 << 30
-	DefaultSendConcurrency  = 4
-	DefaultCheckpointMargin = 60 * time.Second
-	DefaultCheckpointEvery  = time.Minute
-	DefaultWaitDelay        = 15 * time.Minute // SQS's longest DelaySeconds
-	DefaultLeaseSlack       = time.Minute
-	DefaultFilesVisibility  = 4 * time.Minute // pipeline.Defaults().FilesVisibility
+	DefaultIDField      = "id"
+	DefaultMaxLineBytes = 256 << 10
+	DefaultMaxFileBytes = 10 << 30
+	// DefaultMaxDecompressedBytes is ten times DefaultMaxFileBytes: order files gzip about 5-10
+	// to 1, so an honest gzip within MAX_FILE_BYTES fits, and a gzip bomb stops after ~3 minutes
+	// of decompression (~600 MB/s) instead of days.
+	DefaultMaxDecompressedBytes = 10 * DefaultMaxFileBytes
+	DefaultSendConcurrency      = 4
+	DefaultCheckpointMargin     = 60 * time.Second
+	DefaultCheckpointEvery      = time.Minute
+	DefaultWaitDelay            = 15 * time.Minute // SQS's longest DelaySeconds
+	DefaultLeaseSlack           = time.Minute
+	DefaultFilesVisibility      = 4 * time.Minute // pipeline.Defaults().FilesVisibility
 	// MinFilesVisibility keeps the heartbeat (a third of it) at a second or more
 	// (pipeline.MinFilesVisibility).
 	MinFilesVisibility  = 3 * time.Second
 	DefaultFunctionName = "ingest"
 )
+
+// MemoryLimit is the soft memory limit of the ingest process (runtime/debug.SetMemoryLimit),
+// which the function's main sets unless GOMEMLIMIT is set. One file's live heap is 15-35 MB
+// (the duplicate-id set's table of at most 8 MiB, the reader's buffer, the batches in flight);
+// the sending pass allocates fast, and when the process is short of CPU the collector falls
+// behind and the heap grows to 2-4 times that. The limit makes it collect sooner instead.
+const MemoryLimit = 48 << 20
 
 // RetentionMargin is the part of the orders queue's retention the room keeps free: an order
 // enqueued when the room is full still drains with a quarter of its retention left.
@@ -89,19 +104,20 @@ const RetentionMargin = 4 // the margin is OrdersRetention / RetentionMargin
 // default, the queue URLs empty (they are required).
 func DefaultConfig() Config {
 	return Config{
-		IDField:          DefaultIDField,
-		MaxLineBytes:     DefaultMaxLineBytes,
-		MaxFileBytes:     DefaultMaxFileBytes,
-		SendConcurrency:  DefaultSendConcurrency,
-		CheckpointMargin: DefaultCheckpointMargin,
-		CheckpointEvery:  DefaultCheckpointEvery,
-		FilesVisibility:  DefaultFilesVisibility,
-		LogLevel:         slog.LevelInfo,
-		APIRate:          pipeline.Defaults().APIRate,
-		OrdersRetention:  pipeline.Defaults().QueueRetention,
-		WaitDelay:        DefaultWaitDelay,
-		LeaseSlack:       DefaultLeaseSlack,
-		FunctionName:     DefaultFunctionName,
+		IDField:              DefaultIDField,
+		MaxLineBytes:         DefaultMaxLineBytes,
+		MaxFileBytes:         DefaultMaxFileBytes,
+		MaxDecompressedBytes: DefaultMaxDecompressedBytes,
+		SendConcurrency:      DefaultSendConcurrency,
+		CheckpointMargin:     DefaultCheckpointMargin,
+		CheckpointEvery:      DefaultCheckpointEvery,
+		FilesVisibility:      DefaultFilesVisibility,
+		LogLevel:             slog.LevelInfo,
+		APIRate:              pipeline.Defaults().APIRate,
+		OrdersRetention:      pipeline.Defaults().QueueRetention,
+		WaitDelay:            DefaultWaitDelay,
+		LeaseSlack:           DefaultLeaseSlack,
+		FunctionName:         DefaultFunctionName,
 	}
 }
 
@@ -124,17 +140,18 @@ func (c Config) Room() int64 {
 // and FunctionName are the defaults, LoadConfig(Environ) returns c.
 func (c Config) Environ() map[string]string {
 	return map[string]string{
-		EnvOrdersQueueURL:   c.OrdersQueueURL,
-		EnvFilesQueueURL:    c.FilesQueueURL,
-		EnvIDField:          c.IDField,
-		EnvMaxLineBytes:     strconv.Itoa(c.MaxLineBytes),
-		EnvMaxFileBytes:     strconv.FormatInt(c.MaxFileBytes, 10),
-		EnvSendConcurrency:  strconv.Itoa(c.SendConcurrency),
-		EnvCheckpointMargin: c.CheckpointMargin.String(),
-		EnvFilesVisibility:  c.FilesVisibility.String(),
-		EnvLogLevel:         c.LogLevel.String(),
-		EnvAPIRate:          strconv.FormatFloat(c.APIRate, 'g', -1, 64),
-		EnvOrdersRetention:  c.OrdersRetention.String(),
+		EnvOrdersQueueURL:       c.OrdersQueueURL,
+		EnvFilesQueueURL:        c.FilesQueueURL,
+		EnvIDField:              c.IDField,
+		EnvMaxLineBytes:         strconv.Itoa(c.MaxLineBytes),
+		EnvMaxFileBytes:         strconv.FormatInt(c.MaxFileBytes, 10),
+		EnvMaxDecompressedBytes: strconv.FormatInt(c.MaxDecompressedBytes, 10),
+		EnvSendConcurrency:      strconv.Itoa(c.SendConcurrency),
+		EnvCheckpointMargin:     c.CheckpointMargin.String(),
+		EnvFilesVisibility:      c.FilesVisibility.String(),
+		EnvLogLevel:             c.LogLevel.String(),
+		EnvAPIRate:              strconv.FormatFloat(c.APIRate, 'g', -1, 64),
+		EnvOrdersRetention:      c.OrdersRetention.String(),
 	}
 }
 
@@ -163,6 +180,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	maxLine, conc := int64(c.MaxLineBytes), int64(c.SendConcurrency)
 	intVar(EnvMaxLineBytes, &maxLine)
 	intVar(EnvMaxFileBytes, &c.MaxFileBytes)
+	intVar(EnvMaxDecompressedBytes, &c.MaxDecompressedBytes)
 	intVar(EnvSendConcurrency, &conc)
 	c.MaxLineBytes, c.SendConcurrency = int(maxLine), int(conc)
 	durVar := func(name, example string, dst *time.Duration) {
@@ -219,6 +237,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFileBytes < 1 {
 		bad("%s %d: want > 0", EnvMaxFileBytes, c.MaxFileBytes)
+	}
+	if c.MaxDecompressedBytes < 1 {
+		bad("%s %d: want > 0", EnvMaxDecompressedBytes, c.MaxDecompressedBytes)
 	}
 	if c.SendConcurrency < 1 || c.SendConcurrency > 64 {
 		bad("%s %d: want 1..64", EnvSendConcurrency, c.SendConcurrency)

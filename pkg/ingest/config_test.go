@@ -25,13 +25,14 @@ func TestLoadConfig(t *testing.T) {
 	}
 	defaults := ingest.Config{
 		OrdersQueueURL: "http://q/orders", FilesQueueURL: "http://q/files", IDField: "id",
-		MaxLineBytes: 262144, MaxFileBytes: 10737418240, SendConcurrency: 4,
+		MaxLineBytes: 262144, MaxFileBytes: 10737418240, MaxDecompressedBytes: 107374182400, SendConcurrency: 4,
 		CheckpointMargin: 60 * time.Second, CheckpointEvery: time.Minute, FilesVisibility: ingest.DefaultFilesVisibility, LogLevel: slog.LevelInfo,
 		APIRate: 1, OrdersRetention: 14 * 24 * time.Hour, WaitDelay: 15 * time.Minute, LeaseSlack: time.Minute,
 		FunctionName: "ingest",
 	}
 	custom := defaults
 	custom.IDField, custom.MaxLineBytes, custom.MaxFileBytes, custom.SendConcurrency = "orderId", 1000, 5000, 8
+	custom.MaxDecompressedBytes = 50000
 	custom.CheckpointMargin, custom.LogLevel, custom.FilesVisibility = 90*time.Second, slog.LevelDebug, 5*time.Minute
 	custom.APIRate, custom.OrdersRetention, custom.FunctionName = 2.5, 96*time.Hour, "orderpipe-IngestFn"
 	tests := []struct {
@@ -41,13 +42,13 @@ func TestLoadConfig(t *testing.T) {
 		wantErr []string // substrings of the error
 	}{
 		{"defaults", base, defaults, nil},
-		{"all set", with("ID_FIELD", "orderId", "MAX_LINE_BYTES", "1000", "MAX_FILE_BYTES", "5000",
+		{"all set", with("ID_FIELD", "orderId", "MAX_LINE_BYTES", "1000", "MAX_FILE_BYTES", "5000", "MAX_DECOMPRESSED_BYTES", "50000",
 			"SEND_CONCURRENCY", "8", "CHECKPOINT_MARGIN", "90s", "LOG_LEVEL", "debug", "FILES_VISIBILITY", "5m", "API_RATE", "2.5", "ORDERS_RETENTION", "96h",
 			"AWS_LAMBDA_FUNCTION_NAME", "orderpipe-IngestFn"), custom, nil},
 		{"required missing", map[string]string{}, ingest.Config{}, []string{"ORDERS_QUEUE_URL is required", "FILES_QUEUE_URL is required"}},
 		{"not numbers", with("MAX_LINE_BYTES", "big", "SEND_CONCURRENCY", "4.5"), ingest.Config{}, []string{"MAX_LINE_BYTES", "SEND_CONCURRENCY"}},
-		{"out of range", with("MAX_LINE_BYTES", "0", "MAX_FILE_BYTES", "-1", "SEND_CONCURRENCY", "65", "CHECKPOINT_MARGIN", "-1s", "FILES_VISIBILITY", "2s"), ingest.Config{},
-			[]string{"MAX_LINE_BYTES 0", "MAX_FILE_BYTES -1", "SEND_CONCURRENCY 65", "CHECKPOINT_MARGIN -1s", "FILES_VISIBILITY 2s"}},
+		{"out of range", with("MAX_LINE_BYTES", "0", "MAX_FILE_BYTES", "-1", "MAX_DECOMPRESSED_BYTES", "0", "SEND_CONCURRENCY", "65", "CHECKPOINT_MARGIN", "-1s", "FILES_VISIBILITY", "2s"), ingest.Config{},
+			[]string{"MAX_LINE_BYTES 0", "MAX_FILE_BYTES -1", "MAX_DECOMPRESSED_BYTES 0", "SEND_CONCURRENCY 65", "CHECKPOINT_MARGIN -1s", "FILES_VISIBILITY 2s"}},
 		{"bad duration and level", with("CHECKPOINT_MARGIN", "60", "LOG_LEVEL", "loud"), ingest.Config{}, []string{"CHECKPOINT_MARGIN", "LOG_LEVEL"}},
 		{"bad room", with("API_RATE", "0", "ORDERS_RETENTION", "30s"), ingest.Config{}, []string{"API_RATE 0", "ORDERS_RETENTION 30s"}},
 	}
@@ -82,6 +83,7 @@ func TestEnviron(t *testing.T) {
 	required.OrdersQueueURL, required.FilesQueueURL = "http://q/orders", "http://q/files"
 	everything := required
 	everything.IDField, everything.MaxLineBytes, everything.MaxFileBytes, everything.SendConcurrency = "orderId", 1000, 5000, 8
+	everything.MaxDecompressedBytes = 50000
 	everything.CheckpointMargin, everything.LogLevel = 1500*time.Millisecond, slog.LevelWarn
 	everything.APIRate, everything.OrdersRetention = 0.25, time.Hour
 	for _, tc := range []struct {

@@ -171,8 +171,8 @@
 // keeps nothing.
 //
 // A file that cannot be read whole (unknown extension, larger than MAX_FILE_BYTES, not gzip, a
-// corrupt or truncated gzip stream, an unusable CSV header, a body that does not match its S3
-// checksum twice) is refused at once: report with "refused", no orders, the lines counted so
+// corrupt or truncated gzip stream, content longer than MAX_DECOMPRESSED_BYTES, an unusable CSV
+// header, a body that does not match its S3 checksum twice) is refused at once: report with "refused", no orders, the lines counted so
 // far in "unread". A file whose reading stops after verification (it should not happen: the
 // bytes are pinned) reports "stopped" and the lines not read in "unread". Both are done:
 // retrying cannot help. Either is logged at WARN ("file refused", "file stopped") and counted in

@@ -195,7 +195,8 @@ func TestIngestRefusesAndStops(t *testing.T) {
 	gz := gzipped(t, orders, gzip.DefaultCompression)
 	badCRC := gzipped(t, orders, gzip.NoCompression)
 	at := bytes.LastIndex(badCRC, []byte(`"1.00"`))
-	badCRC[at+1] = '9' // the stored order now says 9.00: the member's CRC-32 no longer matches
+	badCRC[at+1] = '9'                                                     // the stored order now says 9.00: the member's CRC-32 no longer matches
+	bomb := gzipped(t, strings.Repeat("\n", 16<<20), gzip.BestCompression) // 16 MiB of blank lines in ~16 KiB
 	tests := []struct {
 		name        string
 		key         string
@@ -204,19 +205,23 @@ func TestIngestRefusesAndStops(t *testing.T) {
 		maxFile     int64
 		wantRefused string
 		wantUnread  int64
+		maxContent  int64 // MAX_DECOMPRESSED_BYTES
 	}{
-		{"too large", "uploads/big.jsonl", []byte(threeOrders), "", 10, "object is 33 bytes, above MAX_FILE_BYTES 10", 0},
-		{"unknown extension", "uploads/orders.txt", []byte(threeOrders), "", 0, "unsupported file name", 0},
-		{"csv without id column", "uploads/noid.csv", []byte("name,amount\nx,1\n"), "", 0, `bad csv header: no "id" column`, 1},
-		{"csv header ID", "uploads/upper.csv", []byte("ID,amount\nA1,1\n\nA2,2\n"), "", 0, `no "id" column`, 2},
-		{"csv header space id", "uploads/space.csv", []byte(" id,amount\nA1,1\nA2,2\nA3,3\n"), "", 0, `no "id" column`, 3},
-		{"csv two id columns", "uploads/twice.csv", []byte("id,amount,id\nA1,1,A1\n"), "", 0, `duplicate column "id"`, 1},
-		{"corrupt gzip", "uploads/bad.jsonl.gz", []byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffgarbage"), "", 0, "corrupt gzip stream after 0 lines", 0},
-		{"not gzip at all", "uploads/plain.jsonl.gz", []byte(threeOrders), "", 0, "gzip: invalid header", 0},
-		{"truncated gzip", "uploads/cut.jsonl.gz", gz[:len(gz)*6/10], "", 0, "gzip stream truncated after", -1},
-		{"bad gzip crc", "uploads/crc.jsonl.gz", badCRC, "", 0, "gzip: invalid checksum", 200},
-		{"garbage after a gzip member", "uploads/tail.jsonl.gz", append(slices.Clone(gz), "junk that is no gzip member"...), "", 0, "gzip: invalid header", 200},
-		{"s3 checksum mismatch", "uploads/s3crc.jsonl", []byte(threeOrders), "AAAAAA==", 0, "does not match its S3 checksum", 3},
+		{"too large", "uploads/big.jsonl", []byte(threeOrders), "", 10, "object is 33 bytes, above MAX_FILE_BYTES 10", 0, 0},
+		{"unknown extension", "uploads/orders.txt", []byte(threeOrders), "", 0, "unsupported file name", 0, 0},
+		{"csv without id column", "uploads/noid.csv", []byte("name,amount\nx,1\n"), "", 0, `bad csv header: no "id" column`, 1, 0},
+		{"csv header ID", "uploads/upper.csv", []byte("ID,amount\nA1,1\n\nA2,2\n"), "", 0, `no "id" column`, 2, 0},
+		{"csv header space id", "uploads/space.csv", []byte(" id,amount\nA1,1\nA2,2\nA3,3\n"), "", 0, `no "id" column`, 3, 0},
+		{"csv two id columns", "uploads/twice.csv", []byte("id,amount,id\nA1,1,A1\n"), "", 0, `duplicate column "id"`, 1, 0},
+		{"corrupt gzip", "uploads/bad.jsonl.gz", []byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffgarbage"), "", 0, "corrupt gzip stream after 0 lines", 0, 0},
+		{"not gzip at all", "uploads/plain.jsonl.gz", []byte(threeOrders), "", 0, "gzip: invalid header", 0, 0},
+		{"truncated gzip", "uploads/cut.jsonl.gz", gz[:len(gz)*6/10], "", 0, "gzip stream truncated after", -1, 0},
+		{"bad gzip crc", "uploads/crc.jsonl.gz", badCRC, "", 0, "gzip: invalid checksum", 200, 0},
+		{"garbage after a gzip member", "uploads/tail.jsonl.gz", append(slices.Clone(gz), "junk that is no gzip member"...), "", 0, "gzip: invalid header", 200, 0},
+		{"s3 checksum mismatch", "uploads/s3crc.jsonl", []byte(threeOrders), "AAAAAA==", 0, "does not match its S3 checksum", 3, 0},
+		{"gzip bomb", "uploads/bomb.jsonl.gz", bomb, "", 0, "decompressed beyond MAX_DECOMPRESSED_BYTES 100000", 0, 100000},
+		{"gzip beyond the limit", "uploads/long.jsonl.gz", gz, "", 0, fmt.Sprintf("decompressed beyond MAX_DECOMPRESSED_BYTES %d", len(orders)-1), 200, int64(len(orders) - 1)},
+		{"plain beyond the limit", "uploads/long.jsonl", []byte(threeOrders), "", 0, "decompressed beyond MAX_DECOMPRESSED_BYTES 20", 2, 20},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,6 +229,9 @@ func TestIngestRefusesAndStops(t *testing.T) {
 			e := newEnv(t)
 			if tt.maxFile > 0 {
 				e.cfg.MaxFileBytes = tt.maxFile
+			}
+			if tt.maxContent > 0 {
+				e.cfg.MaxDecompressedBytes = tt.maxContent
 			}
 			var logs, metrics syncbuf.Buffer
 			e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Metrics: &metrics})
@@ -267,6 +275,29 @@ func TestIngestRefusesAndStops(t *testing.T) {
 				t.Errorf("logs %q: want a line with %s and key=%s", got, want, tt.key)
 			}
 		})
+	}
+}
+
+// A gzip file whose content is exactly MAX_DECOMPRESSED_BYTES long is delivered whole, counted
+// in chunks smaller than the file like a long file is.
+func TestIngestWithinDecompressedLimit(t *testing.T) {
+	e := newEnv(t)
+	orders := manyOrders(200)
+	e.cfg.MaxDecompressedBytes = int64(len(orders))
+	e.svc = ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{})
+	ingest.SetChunks(e.svc, 1000, 1000)
+	const key = "uploads/within.jsonl.gz"
+	e.put(t, key, gzipped(t, orders, gzip.DefaultCompression))
+	got, err := e.svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, "")
+	if err != nil || got != ingest.Done {
+		t.Fatalf("Ingest = %v, %v; want done", got, err)
+	}
+	var rep ingest.Report
+	if !e.get(t, "reports/"+key+".json", &rep) {
+		t.Fatal("no report")
+	}
+	if n := len(receiveAll(t, e.sqs, e.ordersURL)); n != 200 || rep.Enqueued != 200 || rep.Refused != "" || rep.Unread != 0 {
+		t.Errorf("%d orders sent, report enqueued %d refused %q unread %d; want 200 sent, none refused", n, rep.Enqueued, rep.Refused, rep.Unread)
 	}
 }
 

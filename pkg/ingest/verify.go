@@ -32,7 +32,7 @@ func (st *State) verified() bool { return st.VerifiedETag != "" && st.VerifiedET
 
 // verify is the verifying pass: it reads the whole object (S3's checksum validated where the
 // object has one), decompresses a gzip file to its end (every member's CRC-32 and length
-// checked), checks a CSV header and counts the lines. Nothing is sent before it ends. On
+// checked) or to MAX_DECOMPRESSED_BYTES, checks a CSV header and counts the lines. Nothing is sent before it ends. On
 // success it records the ETag verified and the count in the state and returns ok. A file that
 // fails it is refused at once (finish, every counted line unread); at the checkpoint time the
 // pass hands off with its progress. An I/O error (a body cut short, a checksum mismatch on the
@@ -80,10 +80,16 @@ func (r *fileRun) verifyOnce(ctx context.Context) (out Outcome, ok bool, err err
 	}
 	lines := st.VerifyLines
 	stopAt := r.svc.stopAt(ctx)
+	maxContent := r.svc.cfg.MaxDecompressedBytes
 	for {
-		n, err := rd.Count(r.svc.chunks.verify)
+		// Count no further than one byte past MAX_DECOMPRESSED_BYTES: a gzip bomb is refused
+		// after that much decompression, not after all of it (a budget of 0 is no budget).
+		n, err := rd.Count(max(1, min(r.svc.chunks.verify, maxContent-st.VerifyOffset-rd.Offset()+1)))
 		lines += n
 		switch {
+		case (err == nil || err == io.EOF) && st.VerifyOffset+rd.Offset() > maxContent:
+			out, err := r.refuse(ctx, fmt.Sprintf("decompressed beyond MAX_DECOMPRESSED_BYTES %d", maxContent), lines)
+			return out, false, err
 		case err == io.EOF:
 			r.saved.VerifiedETag, r.saved.FileLines = st.ETag, lines
 			r.saved.VerifyOffset, r.saved.VerifyLines, r.saved.VerifyHeader, r.saved.VerifyBadHeader, r.saved.VerifyInLine = 0, 0, nil, "", false

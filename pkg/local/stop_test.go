@@ -62,7 +62,9 @@ func TestPipelineStopCheckpointsIngest(t *testing.T) {
 		t.Helper()
 		p, err := local.NewPipeline(context.Background(), local.Options{
 			AWS: awstest.Config(t), Names: names, Settings: settings, APIBaseURL: ts.URL,
-			Ingest: func(c *ingest.Config) { c.CheckpointMargin = 2 * time.Second },
+			// One process: a claim whose release failed (a deadline missed on a busy machine)
+			// is free a second after its deadline, not a minute (LeaseSlack covers clock skew).
+			Ingest: func(c *ingest.Config) { c.CheckpointMargin, c.LeaseSlack = 2*time.Second, time.Second },
 			// Each instance paces alone (see TestPipeline).
 			Dispatch: func(c *dispatch.Config) { c.APITimeout, c.GovernorTable = 2*time.Second, "" },
 			FunctionAWS: func(_ context.Context, function string, _ local.Resources) (aws.Config, error) {
