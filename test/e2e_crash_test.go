@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -165,12 +164,8 @@ func TestE2EIngestKilledMidFile(t *testing.T) {
 	}
 	p.start(t)
 
-	f := &e2eFile{key: key, ids: map[int64]string{}}
-	for line := int64(1); line <= n; line++ {
-		id := fmt.Sprintf("x-%04d", line)
-		f.ids[line] = id
-		f.body = fmt.Appendf(f.body, `{"id":%q,"amount":"%d.25"}`+"\n", id, line)
-	}
+	body, ids := ordersNumbered("x", n)
+	f := &e2eFile{key: key, body: body, ids: ids}
 	f.version = p.upload(t, key, f.body)
 	files := []*e2eFile{f}
 	p.settle(t, 4*time.Minute, files)
@@ -292,12 +287,8 @@ func TestE2EDispatchKilledMidOrder(t *testing.T) {
 	}
 	p.start(t)
 
-	f := &e2eFile{key: key, ids: map[int64]string{}}
-	for line := int64(1); line <= n; line++ {
-		id := fmt.Sprintf("y-%03d", line)
-		f.ids[line] = id
-		f.body = fmt.Appendf(f.body, `{"id":%q,"amount":"%d.75"}`+"\n", id, line)
-	}
+	body, ids := ordersNumbered("y", n)
+	f := &e2eFile{key: key, body: body, ids: ids}
 	f.version = p.upload(t, key, f.body)
 	files := []*e2eFile{f}
 	p.settle(t, 3*time.Minute, files)
