@@ -47,7 +47,8 @@ type Governor interface {
 	Reserve(ctx context.Context, fits func(time.Time) bool) (governor.Slot, error)
 	Report(ctx context.Context, slot governor.Slot, o governor.Outcome) (governor.State, error)
 	Retake(ctx context.Context, slot governor.Slot) (governor.Slot, error)
-	// Woke records when the sender woke for slot: the governor's margin adapts to it.
+	// Woke records how late slot's request left (written, or a wake-up too late): the
+	// governor's margin adapts to it.
 	Woke(slot governor.Slot, at time.Time)
 }
 
@@ -277,6 +278,12 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 	}
 
 	res, _ := d.api.Put(ctx, id, []byte(msg.Body))
+	// How late the request left its slot (written, or else tried) is what the margin adapts to.
+	left := res.Wrote
+	if left.IsZero() {
+		left = d.clock.Now()
+	}
+	d.gov.Woke(slot, left)
 	d.settle(ctx, log, claim, res, m)
 	if res.Sent {
 		m.latencyMs = append(m.latencyMs, ms(res.Latency))
@@ -352,8 +359,8 @@ func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.
 			return governor.Slot{}, 0, "deadline reached while waiting for the request slot", false
 		}
 		woke := d.clock.Now()
-		d.gov.Woke(slot, woke)
 		if woke.After(slot.Late) {
+			d.gov.Woke(slot, woke)
 			// Woke late: move the slot to now if nobody reserved after it, else take another.
 			m.lateSlots++
 			moved, err := d.gov.Retake(ctx, slot)

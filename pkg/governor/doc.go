@@ -21,9 +21,10 @@
 // gives the slot up, so two requests never leave closer than 1/rate on one clock whoever sends
 // them, whatever margins the instances use.
 //
-// The margin adapts to the host: the sender reports each wake-up (Woke), and a Governor
-// reserves with the margin that leaves the most of the rate for its last LatenessWindow
-// wake-ups (Margin: each wake-up later than the margin loses a slot, each millisecond of
+// The margin adapts to the host: the sender reports how late each slot's request left (Woke:
+// when it was written to the connection, or the wake-up that gave the slot up), and a
+// Governor reserves with the margin that leaves the most of the rate for its last
+// LatenessWindow of them (Margin: each wake-up later than the margin loses a slot, each millisecond of
 // margin is added between slots), at least Config.Margin and at most MaxMarginShare of 1/rate
 // above it. An instance on a starved host widens only the gaps after its own slots. Skew covers instances whose clocks differ: requests from two instances whose clocks
 // differ by d are 1/rate + Margin + Skew - d apart. Reserve takes a fits function and reserves

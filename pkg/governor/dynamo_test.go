@@ -193,3 +193,45 @@ func TestAdvanceSameOnBothStores(t *testing.T) {
 		})
 	}
 }
+
+// updateCounter counts UpdateItem calls (each refused conditional write is billed too).
+type updateCounter struct {
+	DynamoAPI
+	updates int
+}
+
+func (u *updateCounter) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	u.updates++
+	return u.DynamoAPI.UpdateItem(ctx, in, o...)
+}
+
+// TestBusyScheduleOneWriteASlot: two instances at 20 requests/s, each reserving its next slot
+// 100 ms after the start of its last (its PUT and bookkeeping), so that the record as each
+// last saw it (its own slot) looks idle while the other's slot keeps the schedule busy: each
+// slot still takes one UpdateItem, the busy case being tried first once an Advance found the
+// schedule busy.
+func TestBusyScheduleOneWriteASlot(t *testing.T) {
+	c, table := newTable(t)
+	counter := &updateCounter{DynamoAPI: c}
+	a, b, clk := newPair(t, Config{Rate: 20, Margin: time.Millisecond}, NewDynamoStore(counter, table, ""))
+	sa, sb := reserve(t, a), reserve(t, b)
+	round := func() {
+		clk.Set(sa.At.Add(100 * time.Millisecond))
+		sa = reserve(t, a)
+		if next := sb.At.Add(100 * time.Millisecond); next.After(clk.Now()) {
+			clk.Set(next)
+		}
+		sb = reserve(t, b)
+	}
+	for range 3 { // warm up: each has seen the record and found it busy
+		round()
+	}
+	before := counter.updates
+	const rounds = 10
+	for range rounds {
+		round()
+	}
+	if got := counter.updates - before; got != 2*rounds {
+		t.Errorf("%d slots took %d UpdateItems, want one each", 2*rounds, got)
+	}
+}

@@ -227,6 +227,7 @@ type Governor struct {
 	seen  State         // the record as this Governor last read or wrote it; Version 0: none yet
 	lead  time.Duration // how long a write to the store takes (a decaying maximum): see Reserve
 	wakes wakeups       // this Governor's senders' recent wake-ups, for the margin
+	busy  bool          // the last Advance found the schedule busy: try that case first
 }
 
 // New returns a Governor on store. clock nil means the system clock.
@@ -313,7 +314,7 @@ func (g *Governor) slot(st State, at time.Time, margin time.Duration, probe bool
 func (g *Governor) advance(ctx context.Context, fits func(time.Time) bool) (Slot, bool, error) {
 	adv, ok := g.store.(Advancer)
 	g.mu.Lock()
-	seen := g.seen
+	seen, busy := g.seen, g.busy
 	g.mu.Unlock()
 	start := g.clock.Now()
 	now := start.Add(g.leadTime())
@@ -323,7 +324,7 @@ func (g *Governor) advance(ctx context.Context, fits func(time.Time) bool) (Slot
 	rate := seen.rate(g.cfg.Rate)
 	gap, margin := interval(rate)+g.cfg.Skew, g.Margin(rate)
 	a := Advance{Rate: seen.Rate, Policy: seen.Policy, Gap: gap, Margin: margin, Now: now, Latest: latest(fits, now),
-		By: g.cfg.Instance, Busy: !seen.Late.Add(gap).Before(now)}
+		By: g.cfg.Instance, Busy: busy || !seen.Late.Add(gap).Before(now)}
 	sctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
 	defer cancel()
 	st, err := adv.Advance(sctx, a)
@@ -337,6 +338,11 @@ func (g *Governor) advance(ctx context.Context, fits func(time.Time) bool) (Slot
 		return Slot{}, false, &StoreError{Err: fmt.Errorf("advance: %w", err)}
 	}
 	g.see(st)
+	g.mu.Lock()
+	// Another instance's slots fill the schedule between this one's: the record as last seen
+	// says idle, but trying the idle case first would cost a refused write a slot.
+	g.busy = !st.Last.Equal(now)
+	g.mu.Unlock()
 	return g.slot(st, st.Last, margin, false), true, nil
 }
 
@@ -373,9 +379,10 @@ func (g *Governor) leadTime() time.Duration {
 	return g.lead
 }
 
-// Woke records that the sender of slot woke at at, to wait for it: how late it woke (at - the
-// slot's start) is one of the LatenessWindow wake-ups from which this Governor chooses its
-// margin (see Margin). A sender calls it after each wait for a slot, late or not.
+// Woke records that the sender of slot acted at at: how late (at - the slot's start) is one
+// of the LatenessWindow latenesses from which this Governor chooses its margin (see Margin).
+// A sender calls it once a slot: with the time its request was written to the connection, or
+// with its wake-up when it woke too late and gave the slot up.
 func (g *Governor) Woke(slot Slot, at time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -252,6 +252,17 @@ func exitStatus(err error) string {
 	return err.Error()
 }
 
+// Pid is the process id of the running binary, 0 between runs (to measure it: /proc, a CPU
+// cgroup). A binary started again after an exit has a new one. Safe for concurrent use.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Invoke sends payload to the function and returns its response, as a synchronous Lambda
 // invoke does. The deadline is ctx's, capped by Timeout (DefaultFunctionTimeout when neither is
 // set); the request id is that of a lambdacontext in ctx (the Poller puts one there), else a

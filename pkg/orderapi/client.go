@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -57,8 +58,11 @@ type Result struct {
 	ConnError     bool          // the connection failed (refused, reset, closed early)
 	Sent          bool          // the request was started (false: refused before sending)
 	Latency       time.Duration // from sending the request to the end of the response headers
-	Detail        string        // short, secret-free reason, e.g. "HTTP 422: unknown sku"
-	RateLimit     RateLimit     // the answer's RateLimit and RateLimit-Policy fields
+	// Wrote is when the request had been written to the connection (zero when it never was):
+	// how late a paced request really left.
+	Wrote     time.Time
+	Detail    string    // short, secret-free reason, e.g. "HTTP 422: unknown sku"
+	RateLimit RateLimit // the answer's RateLimit and RateLimit-Policy fields
 }
 
 // StatusError is the error Put returns for a non-2xx response.
@@ -201,6 +205,13 @@ func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error
 	}
 	rctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
+	var wroteMu sync.Mutex // the transport's writer calls WroteRequest
+	var wrote time.Time
+	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) {
+		wroteMu.Lock()
+		wrote = c.now()
+		wroteMu.Unlock()
+	}})
 	req, err := http.NewRequestWithContext(rctx, http.MethodPut, c.base+"/orders/"+url.PathEscape(id), bytes.NewReader(body))
 	if err != nil {
 		return Result{Class: Permanent, Detail: "cannot build request"}, fmt.Errorf("build request: %w", err)
@@ -218,6 +229,9 @@ func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error
 	start := c.now()
 	resp, err := c.http.Do(req)
 	res := Result{Sent: true, Latency: c.now().Sub(start)}
+	wroteMu.Lock()
+	res.Wrote = wrote
+	wroteMu.Unlock()
 	if err != nil {
 		return classifyError(ctx, res, budget, err)
 	}

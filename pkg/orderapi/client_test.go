@@ -116,7 +116,7 @@ func TestClassification(t *testing.T) {
 			defer ts.Close()
 			c := newClient(t, orderapi.Config{BaseURL: ts.URL}, orderapi.Options{Now: func() time.Time { return t0 }})
 			got, err := c.Put(context.Background(), "A-1", order(t))
-			tc.want.Sent = true
+			tc.want.Sent, tc.want.Wrote = true, t0 // written to the connection at the injected time
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("result (-want +got):\n%s", diff)
 			}

@@ -1,0 +1,307 @@
+package local
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/syncbuf"
+	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
+	"github.com/orderpipe/orderpipe/pkg/order"
+	"github.com/orderpipe/orderpipe/pkg/pipeline"
+)
+
+// cpuCgroupRoot is the cgroup v1 CPU controller; the benchmark makes one group per dispatch
+// process under it and removes it afterwards.
+const cpuCgroupRoot = "/sys/fs/cgroup/cpu"
+
+// lambdaFullVCPUMB is the memory at which Lambda gives a function one full vCPU: below it the
+// CPU share is proportional to the memory (128 MB: 7.2 %).
+const lambdaFullVCPUMB = 1769
+
+// BenchmarkDispatchCPUShare runs the compiled dispatch bootstrap as deployed (pkg/local
+// Processes behind the orders poller, the governor and the delivery record in the stand-in's
+// DynamoDB, 2 instances at API_RATE 1) against the strict stand-in (a token bucket of one
+// request at 1/s), each dispatch process in a cgroup v1 CPU group limited to the share of a vCPU
+// Lambda gives the memory (cpu.cfs_quota_us = memory/1769 of cpu.cfs_period_us = 100 ms). One op
+// is the whole run (-benchtime 1x). It needs root and a writable /sys/fs/cgroup/cpu, so it runs
+// only with ORDERPIPE_BENCH_CPU_SHARE set: a comma-separated list of memory sizes in MB (for
+// example 128,192,256; 0 runs without a group). ORDERPIPE_BENCH_ORDERS sets the orders per run
+// (default 60).
+//
+// It reports util% (accepted / (1 + 1/s x first-to-last arrival)), 429%, closer-than-1/rate
+// (pairs of arrivals closer than 1 s at the stand-in), dupPUTs, throttled-periods and
+// throttled-ms (the groups' cpu.stat), billed-s/order (wall time of the invocations per order
+// delivered: what Lambda bills), invocations/order, given-back-late/order (orders given back
+// because their sender woke after its slot's margin three times), margin-ms-median and margin-ms-max (the GovernorMargin metric of the invocations),
+// peak-rss-MB (VmHWM of the dispatch processes, the largest), restarts and load1 (the host's load average
+// at the end: the figures depend on it).
+func BenchmarkDispatchCPUShare(b *testing.B) {
+	list := os.Getenv("ORDERPIPE_BENCH_CPU_SHARE")
+	if list == "" {
+		b.Skip("set ORDERPIPE_BENCH_CPU_SHARE=128,192 (memory sizes in MB; needs root and " + cpuCgroupRoot + ")")
+	}
+	orders := 60
+	if v, err := strconv.Atoi(os.Getenv("ORDERPIPE_BENCH_ORDERS")); err == nil && v > 0 {
+		orders = v
+	}
+	for _, f := range strings.Split(list, ",") {
+		mb, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || mb < 0 {
+			b.Fatalf("ORDERPIPE_BENCH_CPU_SHARE: %q is not a memory size in MB", f)
+		}
+		b.Run(fmt.Sprintf("memory=%dMB", mb), func(b *testing.B) {
+			for b.Loop() {
+				runCPUShare(b, mb, orders)
+			}
+		})
+	}
+}
+
+func runCPUShare(b *testing.B, memoryMB, orders int) {
+	dir := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "dispatch"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "ingest"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for _, fn := range []string{"ingest", "dispatch"} {
+		if err := os.Symlink(buildFunction(b, "../../functions/"+fn), filepath.Join(dir, fn, "bootstrap")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const rate = 1
+	api, err := apiserver.New(apiserver.Config{RPS: rate, Burst: 1, Latency: 50 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(api)
+	defer ts.Close()
+	s := pipeline.Defaults() // API_RATE 1, 2 instances, a 30 s dispatch timeout: as deployed
+	var out syncbuf.Buffer
+	p, err := NewPipeline(context.Background(), Options{
+		AWS: awstest.Config(b), Names: NamesFor(awstest.Name(b, "cpushare")), Settings: s, APIBaseURL: ts.URL,
+		Bootstraps: dir, BootstrapOutput: &out, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatalf("NewPipeline: %v", err)
+	}
+	var dispatchProcs []*Process
+	for _, proc := range p.procs {
+		if proc.FunctionName == "dispatch" {
+			dispatchProcs = append(dispatchProcs, proc)
+		}
+	}
+	for _, proc := range dispatchProcs {
+		for deadline := time.Now().Add(time.Minute); proc.Pid() == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatal("the dispatch bootstrap did not start within a minute")
+			}
+		}
+	}
+	var groups []string
+	defer func() {
+		for _, g := range groups {
+			removeCgroup(b, g)
+		}
+	}()
+	if memoryMB > 0 {
+		quota := int(math.Round(float64(memoryMB) / lambdaFullVCPUMB * 100000))
+		for i, proc := range dispatchProcs {
+			g, err := cpuCgroup(fmt.Sprintf("orderpipe-bench-%d-%d", os.Getpid(), i), quota, proc.Pid())
+			if g != "" {
+				groups = append(groups, g)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var billedNs atomic.Int64
+	handler := p.Orders.Handler
+	p.Orders.Handler = func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		start := time.Now()
+		defer func() { billedNs.Add(int64(time.Since(start))) }()
+		return handler(ctx, ev)
+	}
+	sendOrders(b, p.DispatchSQS, p.Resources.OrdersQueueURL, orders)
+	ctx := context.Background()
+	p.Start(ctx)
+	// The deadline only ends a stuck run: 3 s an order is a third of the rate.
+	for deadline := time.Now().Add(time.Duration(orders)*3*time.Second + time.Minute); api.Stats().Accepted < orders; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Errorf("after %v: %d of %d orders accepted", time.Duration(orders)*3*time.Second+time.Minute, api.Stats().Accepted, orders)
+			break
+		}
+	}
+	var rss int64
+	for _, proc := range dispatchProcs {
+		rss = max(rss, vmHWM(proc.Pid()))
+	}
+	var throttled, throttledNs int64
+	for _, g := range groups {
+		st := cgroupStat(b, g)
+		throttled += st["nr_throttled"]
+		throttledNs += st["throttled_time"]
+	}
+	restarts := int64(0)
+	for _, proc := range dispatchProcs {
+		restarts += proc.Stats().Starts - 1
+	}
+	if err := p.Stop(); err != nil {
+		b.Errorf("Stop: %v", err)
+	}
+	load := loadAverage()
+
+	st := api.Stats()
+	arrivals := api.Arrivals()
+	if len(arrivals) < 2 {
+		b.Fatalf("%d requests reached the stand-in", len(arrivals))
+	}
+	_, closer := apiserver.MinGap(arrivals, time.Second/rate)
+	first, last := arrivals[0].At, arrivals[len(arrivals)-1].At
+	margins := emfValues(out.String(), "GovernorMargin")
+	slices.Sort(margins)
+	b.ReportMetric(100*float64(st.Accepted)/(1+last.Sub(first).Seconds()*rate), "util%")
+	b.ReportMetric(100*float64(st.Throttled)/float64(max(st.Requests, 1)), "429%")
+	b.ReportMetric(float64(closer), "closer-than-1/rate")
+	b.ReportMetric(float64(st.Duplicates), "dupPUTs")
+	b.ReportMetric(float64(throttled), "throttled-periods")
+	b.ReportMetric(float64(throttledNs)/1e6, "throttled-ms")
+	b.ReportMetric(float64(billedNs.Load())/1e9/float64(max(st.Accepted, 1)), "billed-s/order")
+	b.ReportMetric(float64(strings.Count(out.String(), "woke too late"))/float64(orders), "given-back-late/order")
+	b.ReportMetric(float64(strings.Count(out.String(), "\"_aws\""))/float64(orders), "invocations/order")
+	if len(margins) > 0 {
+		b.ReportMetric(margins[len(margins)/2], "margin-ms-median")
+		b.ReportMetric(margins[len(margins)-1], "margin-ms-max")
+	}
+	b.ReportMetric(float64(rss)/1e6, "peak-rss-MB")
+	b.ReportMetric(float64(restarts), "restarts")
+	b.ReportMetric(load, "load1")
+	if st.Duplicates > 0 {
+		b.Errorf("%d duplicate PUTs", st.Duplicates)
+	}
+}
+
+// sendOrders puts n orders on the orders queue as ingest would (body and OrderId attribute).
+func sendOrders(b *testing.B, c *sqs.Client, url string, n int) {
+	b.Helper()
+	for i := 0; i < n; i += 10 {
+		var entries []types.SendMessageBatchRequestEntry
+		for j := i; j < min(i+10, n); j++ {
+			id := fmt.Sprintf("cpu-%04d", j)
+			entries = append(entries, types.SendMessageBatchRequestEntry{
+				Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(`{"id":"` + id + `","amount":"1.00"}`),
+				MessageAttributes: map[string]types.MessageAttributeValue{
+					order.AttrOrderID: {DataType: aws.String("String"), StringValue: aws.String(id)},
+				},
+			})
+		}
+		out, err := c.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: &url, Entries: entries})
+		if err != nil || len(out.Failed) > 0 {
+			b.Fatalf("send orders: %v %+v", err, out)
+		}
+	}
+}
+
+// cpuCgroup makes the cgroup v1 CPU group name limited to quota µs of CPU per 100 ms and moves
+// pid into it. It returns the group's directory once made (remove it with removeCgroup).
+func cpuCgroup(name string, quota, pid int) (string, error) {
+	if pid == 0 {
+		return "", fmt.Errorf("cgroup %s: the process is not running", name)
+	}
+	dir := filepath.Join(cpuCgroupRoot, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", fmt.Errorf("cgroup: %w (needs root and cgroup v1 at %s)", err, cpuCgroupRoot)
+	}
+	for _, w := range []struct{ file, value string }{
+		{"cpu.cfs_period_us", "100000"}, {"cpu.cfs_quota_us", strconv.Itoa(quota)}, {"cgroup.procs", strconv.Itoa(pid)},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, w.file), []byte(w.value), 0o644); err != nil {
+			return dir, fmt.Errorf("cgroup %s: %w", name, err)
+		}
+	}
+	return dir, nil
+}
+
+// removeCgroup moves the group's remaining processes back to the root group and removes it.
+func removeCgroup(b *testing.B, dir string) {
+	if procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
+		for _, pid := range strings.Fields(string(procs)) {
+			_ = os.WriteFile(filepath.Join(cpuCgroupRoot, "cgroup.procs"), []byte(pid), 0o644)
+		}
+	}
+	if err := os.Remove(dir); err != nil {
+		b.Errorf("remove cgroup %s: %v", dir, err)
+	}
+}
+
+// cgroupStat reads a group's cpu.stat (nr_periods, nr_throttled, throttled_time in ns).
+func cgroupStat(b *testing.B, dir string) map[string]int64 {
+	data, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := map[string]int64{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), " "); ok {
+			st[k], _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return st
+}
+
+// vmHWM is a process's peak resident set in bytes (0 when it cannot be read).
+func vmHWM(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for l := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// loadAverage is the host's one-minute load average.
+func loadAverage() float64 {
+	data, _ := os.ReadFile("/proc/loadavg")
+	f, _ := strconv.ParseFloat(strings.Fields(string(data) + " 0")[0], 64)
+	return f
+}
+
+// emfValues returns the values of metric name in the EMF lines of out.
+func emfValues(out, name string) []float64 {
+	re := regexp.MustCompile(`"` + regexp.QuoteMeta(name) + `":([0-9.eE+-]+)`)
+	var vs []float64
+	for _, m := range re.FindAllStringSubmatch(out, -1) {
+		if v, err := strconv.ParseFloat(m[1], 64); err == nil {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
