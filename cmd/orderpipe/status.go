@@ -83,14 +83,17 @@ type governorStatus struct {
 	Table string `json:"table"`
 	// Rate is the adaptive rate in force (0: not lowered, the ceiling API_RATE applies);
 	// PolicyRate the API's advertised RateLimit-Policy rate (0: none seen).
-	Rate           float64    `json:"rate"`
-	PolicyRate     float64    `json:"policyRate"`
-	Breaker        string     `json:"breaker"` // closed or open
-	OpenSince      *time.Time `json:"openSince,omitempty"`
-	NextProbe      *time.Time `json:"nextProbe,omitempty"`
-	Failures       int        `json:"failures"` // failures in a row across instances
-	PausedUntil    *time.Time `json:"pausedUntil,omitempty"`
-	LastSlot       *time.Time `json:"lastSlot,omitempty"`
+	Rate        float64    `json:"rate"`
+	PolicyRate  float64    `json:"policyRate"`
+	Breaker     string     `json:"breaker"` // closed or open
+	OpenSince   *time.Time `json:"openSince,omitempty"`
+	NextProbe   *time.Time `json:"nextProbe,omitempty"`
+	Failures    int        `json:"failures"` // failures in a row across instances
+	PausedUntil *time.Time `json:"pausedUntil,omitempty"`
+	LastSlot    *time.Time `json:"lastSlot,omitempty"`
+	// LastMarginMs is the last slot's margin, ms: how late its sender could wake and still
+	// send (the margin adapts to each instance's wake-ups); 0: not recorded.
+	LastMarginMs   float64    `json:"lastMarginMs,omitempty"`
 	LastCut        *time.Time `json:"lastCut,omitempty"`
 	RecordReadable bool       `json:"recordReadable"`
 }
@@ -372,6 +375,9 @@ func (st statusRun) governor(ctx context.Context, table string) (governorStatus,
 	}
 	g.Rate, g.PolicyRate, g.Failures = rec.Rate, rec.Policy, rec.Failures
 	g.LastSlot, g.LastCut = at(rec.Last), at(rec.CutAt)
+	if !rec.Last.IsZero() && rec.Late.After(rec.Last) {
+		g.LastMarginMs = float64(rec.Late.Sub(rec.Last).Microseconds()) / 1000
+	}
 	if rec.PausedUntil.After(st.now) {
 		g.PausedUntil = at(rec.PausedUntil)
 	}
@@ -554,6 +560,9 @@ func (r statusReport) print(w io.Writer) error {
 			breaker += fmt.Sprintf(" since %s, next probe %s", g.OpenSince.Format(time.RFC3339), g.NextProbe.Format(time.RFC3339))
 		}
 		fmt.Fprintf(w, "governor: rate %s; breaker %s; failures in a row %d", rate, breaker, g.Failures)
+		if g.LastMarginMs > 0 {
+			fmt.Fprintf(w, "; last slot's margin %g ms", g.LastMarginMs)
+		}
 		if g.PausedUntil != nil {
 			fmt.Fprintf(w, "; paused until %s", g.PausedUntil.Format(time.RFC3339))
 		}

@@ -507,15 +507,16 @@ func TestStatusShowsTheGovernor(t *testing.T) {
 		t.Fatal(err)
 	}
 	opened := time.Now().Add(-20 * time.Minute).Truncate(time.Second)
-	rec := governor.State{Version: 1, Rate: 0.5, Failures: 7, OpenedAt: opened, ProbeAt: opened.Add(21 * time.Minute)}
+	last := opened.Add(-time.Minute)
+	rec := governor.State{Version: 1, Last: last, Late: last.Add(12500 * time.Microsecond), Rate: 0.5, Failures: 7, OpenedAt: opened, ProbeAt: opened.Add(21 * time.Minute)}
 	if err := governor.NewDynamoStore(db, table, "").Save(context.Background(), rec, 0); err != nil {
 		t.Fatal(err)
 	}
 	var got statusReport
 	mustJSON(t, standIn(t, append([]string{"status", "--json", "--governor-table", table}, queues...)...), &got)
 	g := got.Governor
-	if g == nil || g.Rate != 0.5 || g.Breaker != "open" || g.Failures != 7 || g.OpenSince == nil || !g.OpenSince.Equal(opened) {
-		t.Fatalf("governor %+v, want rate 0.5, breaker open since %v, 7 failures", g, opened)
+	if g == nil || g.Rate != 0.5 || g.Breaker != "open" || g.Failures != 7 || g.OpenSince == nil || !g.OpenSince.Equal(opened) || g.LastMarginMs != 12.5 {
+		t.Fatalf("governor %+v, want rate 0.5, breaker open since %v, 7 failures, last margin 12.5 ms", g, opened)
 	}
 	if diff := cmp.Diff([]bool{true}, warningsAbout(got, "governor: circuit breaker open")); diff != "" {
 		t.Errorf("warnings %q (-want +got):\n%s", got.Warnings, diff)
@@ -524,7 +525,7 @@ func TestStatusShowsTheGovernor(t *testing.T) {
 		t.Errorf("got rate %g from %q, want the governor's 0.5", got.Rate, got.RateSource)
 	}
 	r := standIn(t, append([]string{"status", "--governor-table", table}, queues...)...)
-	if want := "governor: rate 0.5 rps; breaker open since"; r.code != exitOK || !strings.Contains(r.stdout, want) {
+	if want := "governor: rate 0.5 rps; breaker open since"; r.code != exitOK || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, "last slot's margin 12.5 ms") {
 		t.Errorf("got exit %d, stdout\n%s\nwant it to contain %q", r.code, r.stdout, want)
 	}
 }

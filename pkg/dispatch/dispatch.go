@@ -47,6 +47,8 @@ type Governor interface {
 	Reserve(ctx context.Context, fits func(time.Time) bool) (governor.Slot, error)
 	Report(ctx context.Context, slot governor.Slot, o governor.Outcome) (governor.State, error)
 	Retake(ctx context.Context, slot governor.Slot) (governor.Slot, error)
+	// Woke records when the sender woke for slot: the governor's margin adapts to it.
+	Woke(slot governor.Slot, at time.Time)
 }
 
 // Clock is the Dispatcher's time. Sleep returns early with ctx's error.
@@ -344,11 +346,14 @@ func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.
 			return governor.Slot{}, d.cfg.storeRetry(), "governor unavailable", false
 		}
 		m.rate = slot.Rate
+		m.margin = max(m.margin, slot.Margin)
 		m.breakerOpen = m.breakerOpen || slot.Probe
 		if err := d.clock.Sleep(ctx, slot.At.Sub(d.clock.Now())); err != nil {
 			return governor.Slot{}, 0, "deadline reached while waiting for the request slot", false
 		}
-		if d.clock.Now().After(slot.Late) {
+		woke := d.clock.Now()
+		d.gov.Woke(slot, woke)
+		if woke.After(slot.Late) {
 			// Woke late: move the slot to now if nobody reserved after it, else take another.
 			m.lateSlots++
 			moved, err := d.gov.Retake(ctx, slot)
@@ -358,7 +363,7 @@ func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.
 			case (err == nil || errors.Is(err, governor.ErrSlotTaken)) && late+1 < maxLateSlots:
 				continue // taken, or the move itself took too long: the next slot counts from it
 			case err == nil || errors.Is(err, governor.ErrSlotTaken):
-				return governor.Slot{}, 0, "woke too late for the request slot", false
+				return governor.Slot{}, 0, fmt.Sprintf("woke too late for the request slot (%v after it, margin %v)", woke.Sub(slot.At).Round(time.Microsecond), slot.Margin), false
 			default:
 				m.governorErrors++
 				d.logStoreError(ctx, err)

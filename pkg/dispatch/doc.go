@@ -13,7 +13,9 @@
 //
 // A slot is reserved only where a request would still get MinRequest before the invocation's
 // deadline minus the client's margin; the Dispatcher sleeps until it and sends if it woke
-// before the slot's Late bound, else gives the slot up and takes another. An order that gets no
+// before the slot's Late bound (its start + the margin it was reserved with), else gives the
+// slot up and takes another (three at most, then the order is given back). Every wake-up is
+// reported to the governor (Woke), whose margin adapts to how late this instance wakes. An order that gets no
 // slot (the schedule is full until past the deadline, a pause, the open breaker) or whose
 // governor store fails (nothing is sent that the schedule does not account for; logged at error
 // level once a minute per instance) is given back without being attempted (a fresh copy delayed
@@ -97,6 +99,6 @@
 // latencyMs, detail, visibilitySec. Never the order body or the Authorization value. One EMF
 // line per invocation (namespace "orderpipe", dimension Function, metrics Sent, Throttled,
 // Transient, Permanent, Exhausted, Held (given back unsent by the governor), GovernorErrors,
-// BreakerOpen (0/1), ApiRate (the shared rate in force, requests/s), ApiLatency and PacingWait
-// in ms; with a Ledger also Duplicates, HeldElsewhere, PossibleRepeats and LedgerErrors).
+// BreakerOpen (0/1), ApiRate (the shared rate in force, requests/s), GovernorMargin (the
+// margin of the slot, ms), ApiLatency and PacingWait in ms; with a Ledger also Duplicates, HeldElsewhere, PossibleRepeats and LedgerErrors).
 package dispatch

@@ -21,6 +21,7 @@ const (
 	MetricPacingWait = "PacingWait" // milliseconds spent waiting for the request slot, per order
 
 	MetricApiRate        = "ApiRate"        // the shared rate in force, requests/s (when a slot was taken)
+	MetricGovernorMargin = "GovernorMargin" // milliseconds: the margin the slot was reserved with (when a slot was taken)
 	MetricBreakerOpen    = "BreakerOpen"    // 1 when the invocation met the open circuit breaker, else 0
 	MetricHeld           = "Held"           // orders given back unsent: schedule full, paused, breaker open
 	MetricGovernorErrors = "GovernorErrors" // governor store calls that failed
@@ -55,7 +56,8 @@ type metrics struct {
 	// the governor's
 	govHeld, lateSlots, governorErrors int
 	breakerOpen                        bool
-	rate                               float64 // the shared rate of the last slot taken; 0: none
+	rate                               float64       // the shared rate of the last slot taken; 0: none
+	margin                             time.Duration // the widest margin of the slots taken; 0: none
 }
 
 type emfMetric struct {
@@ -97,6 +99,9 @@ func writeEMF(w io.Writer, now time.Time, function string, m metrics) error {
 	add(MetricBreakerOpen, "None", open)
 	if m.rate > 0 {
 		add(MetricApiRate, "Count/Second", m.rate)
+	}
+	if m.margin > 0 {
+		add(MetricGovernorMargin, "Milliseconds", ms(m.margin))
 	}
 	if m.recorded {
 		add(MetricDuplicates, "Count", m.duplicates)

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -234,4 +235,46 @@ func (r *reserveAfter) Reserve(ctx context.Context, fits func(time.Time) bool) (
 		_, _ = r.other.Reserve(ctx, fits)
 	}
 	return s, err
+}
+
+// TestMarginAdaptsToLateWakeUps: on a host where every wake-up is 30 ms late, against a busy
+// schedule (another instance reserves after each slot), the order loses its first slot at the
+// 1 ms floor; that wake-up widens the instance's margin to 30 ms, so its next slot is used,
+// and the other instance's slot starts 1/rate after the end of that margin.
+func TestMarginAdaptsToLateWakeUps(t *testing.T) {
+	clk := &lateClock{testClock: testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, extra: 30 * time.Millisecond}
+	store := &governor.MemoryStore{}
+	mk := func(name string) *governor.Governor {
+		g, err := governor.New(governor.Config{Rate: 1, Margin: time.Millisecond, Instance: name}, store, clk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	a := mk("a")
+	api := &fakeAPI{clock: clk, budget: time.Hour, start: clk.t}
+	q := &recordingQueue{}
+	var metricsOut bytes.Buffer
+	d := New(testConfig(), q, api, Options{Clock: clk, Metrics: &metricsOut, Governor: &reserveAfter{Governor: a, other: mk("b")}})
+	if got := a.Margin(1); got != time.Millisecond {
+		t.Fatalf("margin before any wake-up: %v, want the 1 ms floor", got)
+	}
+	d.Handle(context.Background(), batch("x"))
+	if len(api.at) != 1 || len(q.sent) != 0 {
+		t.Fatalf("%d PUTs, %d given back; want the order sent on its second slot", len(api.at), len(q.sent))
+	}
+	if got := a.Margin(1); got != 30*time.Millisecond {
+		t.Errorf("margin after wake-ups 30 ms late: %v, want 30ms", got)
+	}
+	st, _ := store.Load(context.Background())
+	if sent := api.start.Add(api.at[0]); st.By != "b" || st.Last.Sub(sent) < time.Second {
+		t.Errorf("the next slot (%s's) starts %v after the late send, want >= 1s", st.By, st.Last.Sub(sent))
+	}
+	var m map[string]any
+	if err := json.Unmarshal(metricsOut.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m["GovernorMargin"]; got != 30.0 {
+		t.Errorf("GovernorMargin = %v, want 30 (ms)", got)
+	}
 }

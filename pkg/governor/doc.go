@@ -5,18 +5,27 @@
 //
 // # Pacing
 //
-// Reserve takes the next slot, at = max(now, last + 1/rate + Margin [+ Skew when the last slot
-// was another instance's], paused-until, next probe). When the store is an Advancer and the
-// record was, when this Governor last saw it, at a rate with the breaker closed, it takes the
-// slot with one atomic write conditional on the rate, policy, breaker and pause being unchanged
-// (Advance: last + 1/rate + Margin + Skew, or now when the schedule is idle). Otherwise, or when
+// Each slot carries a margin: how late its sender may wake and still send (the slot's Late =
+// its start + margin). The record keeps the last slot's start and its Late, and Reserve takes
+// the next slot, at = max(now, late + 1/rate [+ Skew when the last slot was another
+// instance's], paused-until, next probe): the schedule takes whatever margin the last slot's
+// sender needed. When the store is an Advancer and the record was, when this Governor last saw
+// it, at a rate with the breaker closed, it takes the slot with one atomic write conditional on
+// the rate, policy, breaker and pause being unchanged (Advance: late + 1/rate + Skew, or now
+// when the schedule is idle). Otherwise, or when
 // that condition fails, it reads the record and writes last = at conditional on the version it
 // read; a conflicting writer makes it read again. "now" is the time of the reservation plus
 // the lead, the time a write to the store takes (the largest measured, decaying): the caller
 // learns of its slot when the write returns, and must not be late for it already. The caller
-// sleeps until at and sends only if it wakes before at + Margin (Slot.Late); a later wake-up
+// sleeps until at and sends only if it wakes before at + margin (Slot.Late); a later wake-up
 // gives the slot up, so two requests never leave closer than 1/rate on one clock whoever sends
-// them. Skew covers instances whose clocks differ: requests from two instances whose clocks
+// them, whatever margins the instances use.
+//
+// The margin adapts to the host: the sender reports each wake-up (Woke), and a Governor
+// reserves with the margin that leaves the most of the rate for its last LatenessWindow
+// wake-ups (Margin: each wake-up later than the margin loses a slot, each millisecond of
+// margin is added between slots), at least Config.Margin and at most MaxMarginShare of 1/rate
+// above it. An instance on a starved host widens only the gaps after its own slots. Skew covers instances whose clocks differ: requests from two instances whose clocks
 // differ by d are 1/rate + Margin + Skew - d apart. Reserve takes a fits function and reserves
 // nothing when the slot would start where fits refuses (the invocation's deadline): a
 // *WaitError then says until when.

@@ -133,26 +133,30 @@ func TestMissingTableIsAStoreError(t *testing.T) {
 }
 
 func TestAdvanceSameOnBothStores(t *testing.T) {
-	gap := 1010 * time.Millisecond
-	base := State{Version: 4, Last: t0, By: "b", Rate: 1, Policy: 2, Run: 3}
-	busy := Advance{Rate: 1, Policy: 2, Gap: gap, Now: t0.Add(time.Second), Latest: t0.Add(time.Minute), By: "a", Busy: true}
+	// The last slot's margin was 10 ms; the new one's is 5 ms.
+	gap, margin := time.Second, 5*time.Millisecond
+	end := t0.Add(10 * time.Millisecond)
+	base := State{Version: 4, Last: t0, Late: end, By: "b", Rate: 1, Policy: 2, Run: 3}
+	busy := Advance{Rate: 1, Policy: 2, Gap: gap, Margin: margin, Now: t0.Add(time.Second), Latest: t0.Add(time.Minute), By: "a", Busy: true}
 	tests := []struct {
 		name     string
 		st       State
 		a        Advance
 		wantLast time.Time // zero: ErrConflict, nothing written
 	}{
-		{"busy", base, busy, t0.Add(gap)},
-		{"busy, tried idle first", base, func() Advance { a := busy; a.Busy = false; return a }(), t0.Add(gap)},
+		{"busy", base, busy, end.Add(gap)},
+		{"busy, tried idle first", base, func() Advance { a := busy; a.Busy = false; return a }(), end.Add(gap)},
 		{"idle", base, func() Advance { a := busy; a.Now = t0.Add(time.Hour); a.Latest = t0.Add(2 * time.Hour); return a }(), t0.Add(time.Hour)},
 		{"busy beyond the latest start", base, func() Advance { a := busy; a.Latest = t0.Add(time.Second); return a }(), time.Time{}},
 		{"idle after the latest start", base, func() Advance { a := busy; a.Now = t0.Add(time.Hour); a.Latest = t0; return a }(), time.Time{}},
 		{"paused beyond the last slot", func() State { s := base; s.PausedUntil = t0.Add(time.Millisecond); return s }(), busy, time.Time{}},
-		{"pause over", func() State { s := base; s.PausedUntil = t0.Add(-time.Second); return s }(), busy, t0.Add(gap)},
+		{"pause over", func() State { s := base; s.PausedUntil = t0.Add(-time.Second); return s }(), busy, end.Add(gap)},
 		{"breaker open", func() State { s := base; s.OpenedAt = t0.Add(-time.Minute); return s }(), busy, time.Time{}},
 		{"rate changed", func() State { s := base; s.Rate = 0.5; return s }(), busy, time.Time{}},
 		{"policy changed", func() State { s := base; s.Policy = 1; return s }(), busy, time.Time{}},
 		{"no record", State{}, busy, time.Time{}},
+		{"a record without the last slot's end", func() State { s := base; s.Late = time.Time{}; return s }(), busy, time.Time{}},
+		{"the end before the last slot (written without it)", func() State { s := base; s.Late = t0.Add(-time.Second); return s }(), busy, time.Time{}},
 	}
 	c, table := newTable(t)
 	for i, tt := range tests {
@@ -181,7 +185,7 @@ func TestAdvanceSameOnBothStores(t *testing.T) {
 					continue
 				}
 				want := tt.st
-				want.Last, want.By, want.Version = tt.wantLast, "a", tt.st.Version+1
+				want.Last, want.Late, want.By, want.Version = tt.wantLast, tt.wantLast.Add(margin), "a", tt.st.Version+1
 				if err != nil || !equal(got, want) || !equal(after, want) {
 					t.Errorf("%s: Advance = %+v, %v; record %+v; want %+v", name, got, err, after, want)
 				}

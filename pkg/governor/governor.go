@@ -34,9 +34,11 @@ const (
 type Config struct {
 	Rate float64 // the ceiling, requests/s: API_RATE
 
-	// Margin is added between any two slots and is how late a sender may wake and still use
-	// its slot: a later wake-up gives the slot up. Default: 2 % of 1/Rate, within
-	// [DefaultMinMargin, DefaultMaxMargin] (a timer wakes a little late even on an idle host).
+	// Margin is the floor of the margin: how late a sender may wake and still use its slot (a
+	// later wake-up gives the slot up), and what is added after its slot before the next one.
+	// The margin in use adapts to this Governor's measured wake-ups (Woke) above it, up to
+	// MaxMarginShare of 1/rate. Default: 2 % of 1/Rate, within [DefaultMinMargin,
+	// DefaultMaxMargin] (a timer wakes a little late even on an idle host).
 	Margin time.Duration
 	// Skew is the most two instances' clocks may differ; it is added between two slots taken
 	// by different instances. Default 0.
@@ -128,19 +130,20 @@ type Store interface {
 // Advancer is a Store that takes the next slot of a busy or idle schedule in one atomic write,
 // without reading the record first (DynamoStore: one conditional UpdateItem).
 type Advancer interface {
-	// Advance takes a slot when the record is as a expects: it exists, has a's Rate and
-	// Policy, its breaker is closed, and either (busy) Last + Gap >= Now, PausedUntil <= Last
-	// and Last + Gap <= Latest: Last moves to Last + Gap; or (idle) Last + Gap < Now,
-	// PausedUntil <= Now <= Latest: Last moves to Now. It sets By, increments the version and
-	// returns the record as written. Otherwise it writes nothing and returns an error wrapping
-	// ErrConflict. Busy says which case to try first.
+	// Advance takes a slot when the record is as a expects: it exists with Late >= Last, has a's
+	// Rate and Policy, its breaker is closed, and either (busy) Late + Gap >= Now, PausedUntil
+	// <= Last and Late + Gap <= Latest: Last moves to Late + Gap; or (idle) Late + Gap < Now,
+	// PausedUntil <= Now <= Latest: Last moves to Now. Late moves to the new Last + Margin. It
+	// sets By, increments the version and returns the record as written. Otherwise it writes
+	// nothing and returns an error wrapping ErrConflict. Busy says which case to try first.
 	Advance(ctx context.Context, a Advance) (State, error)
 }
 
 // Advance is what Advancer.Advance expects of the record, and the slot it takes.
 type Advance struct {
 	Rate, Policy float64       // the record's Rate and Policy: Gap holds under them
-	Gap          time.Duration // between two slots: 1/rate + Margin + Skew
+	Gap          time.Duration // from the end of the last slot (its Late) to the next: 1/rate + Skew
+	Margin       time.Duration // the new slot's margin: its Late is its start + Margin
 	Now, Latest  time.Time     // the slot starts at Now or later, and no later than Latest
 	By           string
 	Busy         bool // try the busy case first
@@ -149,10 +152,10 @@ type Advance struct {
 // take returns the record after a on st, and whether a's expectations hold (the one rule both
 // Advancers apply).
 func (a Advance) take(st State) (State, bool) {
-	if st.Version <= 0 || st.Rate != a.Rate || st.Policy != a.Policy || st.Open() {
+	if st.Version <= 0 || st.Late.Before(st.Last) || st.Late.IsZero() || st.Rate != a.Rate || st.Policy != a.Policy || st.Open() {
 		return st, false
 	}
-	next := st.Last.Add(a.Gap)
+	next := st.Late.Add(a.Gap)
 	switch {
 	case !next.Before(a.Now) && !st.PausedUntil.After(st.Last) && !next.After(a.Latest):
 		st.Last = next
@@ -161,6 +164,7 @@ func (a Advance) take(st State) (State, bool) {
 	default:
 		return st, false
 	}
+	st.Late = st.Last.Add(a.Margin)
 	st.By = a.By
 	st.Version++
 	return st, true
@@ -177,10 +181,11 @@ type Clock interface{ Now() time.Time }
 
 // Slot is a reserved start time for one request.
 type Slot struct {
-	At    time.Time // the request may start at At, and at most Margin later
-	Late  time.Time // At + Margin: a sender awake after Late gives the slot up
-	Probe bool      // the breaker is open and this request is its probe
-	Rate  float64   // the rate in force when reserved, requests/s
+	At     time.Time     // the request may start at At, and at most Margin later
+	Late   time.Time     // At + Margin: a sender awake after Late gives the slot up
+	Margin time.Duration // the margin this slot was reserved with (the Governor's when reserved)
+	Probe  bool          // the breaker is open and this request is its probe
+	Rate   float64       // the rate in force when reserved, requests/s
 
 	// quiet: when reserved, the record had no failures, a closed breaker, the full rate, proven,
 	// and policy, the API's RateLimit-Policy rate then: an ordinary answer changes nothing.
@@ -218,9 +223,10 @@ type Governor struct {
 	store Store
 	clock Clock
 
-	mu   sync.Mutex
-	seen State         // the record as this Governor last read or wrote it; Version 0: none yet
-	lead time.Duration // how long a write to the store takes (a decaying maximum): see Reserve
+	mu    sync.Mutex
+	seen  State         // the record as this Governor last read or wrote it; Version 0: none yet
+	lead  time.Duration // how long a write to the store takes (a decaying maximum): see Reserve
+	wakes wakeups       // this Governor's senders' recent wake-ups, for the margin
 }
 
 // New returns a Governor on store. clock nil means the system clock.
@@ -264,14 +270,15 @@ func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot
 		now, lead := g.clock.Now(), g.leadTime()
 		at, reason := g.next(st, now.Add(lead))
 		probe := st.Open()
-		// While open, the probe goes to a caller that can send it now (within Margin): nobody
-		// sleeps on a probe slot, and no probe is reserved ahead, which would hold the
+		margin := g.Margin(st.rate(g.cfg.Rate))
+		// While open, the probe goes to a caller that can send it now (within its margin):
+		// nobody sleeps on a probe slot, and no probe is reserved ahead, which would hold the
 		// schedule, and the instances, after the probe that closes the breaker.
-		if !fits(at) || (probe && at.Sub(now) > g.cfg.Margin+lead) {
+		if !fits(at) || (probe && at.Sub(now) > margin+lead) {
 			return Slot{}, &WaitError{Until: at, Reason: reason}
 		}
 		n := st
-		n.Last, n.By = at, g.cfg.Instance
+		n.Last, n.Late, n.By = at, at.Add(margin), g.cfg.Instance
 		if probe {
 			n.ProbeAt = at.Add(g.cfg.ProbeInterval)
 		}
@@ -287,15 +294,15 @@ func (g *Governor) Reserve(ctx context.Context, fits func(time.Time) bool) (Slot
 		}
 		n.Version = max(st.Version, 0) + 1
 		g.see(n)
-		return g.slot(st, at, probe), nil
+		return g.slot(st, at, margin, probe), nil
 	}
 	return Slot{}, &StoreError{Err: fmt.Errorf("reserve: %d conflicting writes in a row", g.cfg.Conflicts)}
 }
 
-// slot is the slot at reserved on record st (as read before the reservation).
-func (g *Governor) slot(st State, at time.Time, probe bool) Slot {
+// slot is the slot at, with margin, reserved on record st (as read before the reservation).
+func (g *Governor) slot(st State, at time.Time, margin time.Duration, probe bool) Slot {
 	quiet := st.Failures == 0 && !st.Open() && (st.Rate <= 0 || st.Rate >= g.cfg.Rate) && st.Run >= g.cfg.Proof
-	return Slot{At: at, Late: at.Add(g.cfg.Margin), Probe: probe, Rate: st.rate(g.cfg.Rate), quiet: quiet, policy: st.Policy}
+	return Slot{At: at, Late: at.Add(margin), Margin: margin, Probe: probe, Rate: st.rate(g.cfg.Rate), quiet: quiet, policy: st.Policy}
 }
 
 // advance takes a slot with one atomic write when the store is an Advancer and the record, as
@@ -310,12 +317,13 @@ func (g *Governor) advance(ctx context.Context, fits func(time.Time) bool) (Slot
 	g.mu.Unlock()
 	start := g.clock.Now()
 	now := start.Add(g.leadTime())
-	if !ok || seen.Version <= 0 || seen.Open() || seen.Rate <= 0 || !fits(now) {
+	if !ok || seen.Version <= 0 || seen.Open() || seen.Rate <= 0 || seen.Late.IsZero() || seen.Late.Before(seen.Last) || !fits(now) {
 		return Slot{}, false, nil
 	}
-	gap := interval(seen.rate(g.cfg.Rate)) + g.cfg.Margin + g.cfg.Skew
-	a := Advance{Rate: seen.Rate, Policy: seen.Policy, Gap: gap, Now: now, Latest: latest(fits, now),
-		By: g.cfg.Instance, Busy: !seen.Last.Add(gap).Before(now)}
+	rate := seen.rate(g.cfg.Rate)
+	gap, margin := interval(rate)+g.cfg.Skew, g.Margin(rate)
+	a := Advance{Rate: seen.Rate, Policy: seen.Policy, Gap: gap, Margin: margin, Now: now, Latest: latest(fits, now),
+		By: g.cfg.Instance, Busy: !seen.Late.Add(gap).Before(now)}
 	sctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
 	defer cancel()
 	st, err := adv.Advance(sctx, a)
@@ -329,7 +337,7 @@ func (g *Governor) advance(ctx context.Context, fits func(time.Time) bool) (Slot
 		return Slot{}, false, &StoreError{Err: fmt.Errorf("advance: %w", err)}
 	}
 	g.see(st)
-	return g.slot(st, st.Last, false), true, nil
+	return g.slot(st, st.Last, margin, false), true, nil
 }
 
 // latest is the latest start fits accepts from now on, to a millisecond, within a day; fits
@@ -365,6 +373,27 @@ func (g *Governor) leadTime() time.Duration {
 	return g.lead
 }
 
+// Woke records that the sender of slot woke at at, to wait for it: how late it woke (at - the
+// slot's start) is one of the LatenessWindow wake-ups from which this Governor chooses its
+// margin (see Margin). A sender calls it after each wait for a slot, late or not.
+func (g *Governor) Woke(slot Slot, at time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.wakes.add(at.Sub(slot.At))
+}
+
+// Margin is the margin this Governor reserves slots with at rate: how late its sender may wake
+// and still use a slot, and what the schedule adds after that slot. It is Config.Margin (the
+// floor) until wake-ups are recorded (Woke); then, of the floor and the lateness of each recent
+// wake-up up to MaxMarginShare of 1/rate, the one that leaves the most of the rate: the share
+// of wake-ups it covers times 1/rate / (1/rate + margin) (a wake-up later than the margin loses
+// its slot, a wider margin spaces every slot further).
+func (g *Governor) Margin(rate float64) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.wakes.margin(g.cfg.Margin, interval(rate))
+}
+
 // see keeps st as the record this Governor last read or wrote.
 func (g *Governor) see(st State) {
 	g.mu.Lock()
@@ -392,7 +421,7 @@ func (g *Governor) Retake(ctx context.Context, slot Slot) (Slot, error) {
 	}
 	at := g.clock.Now().Add(g.leadTime())
 	n := st
-	n.Last = at
+	n.Last, n.Late = at, at.Add(slot.Margin)
 	if slot.Probe {
 		n.ProbeAt = at.Add(g.cfg.ProbeInterval)
 	}
@@ -402,7 +431,7 @@ func (g *Governor) Retake(ctx context.Context, slot Slot) (Slot, error) {
 		}
 		return Slot{}, err
 	}
-	slot.At, slot.Late = at, at.Add(g.cfg.Margin)
+	slot.At, slot.Late = at, at.Add(slot.Margin)
 	return slot, nil
 }
 
@@ -419,11 +448,11 @@ func (g *Governor) turn() func() {
 // next is the earliest start a new slot may have at now, and what bounds it.
 func (g *Governor) next(st State, now time.Time) (time.Time, string) {
 	at, reason := now, ReasonFull
-	gap := interval(st.rate(g.cfg.Rate)) + g.cfg.Margin
+	gap := interval(st.rate(g.cfg.Rate))
 	if st.By != g.cfg.Instance {
 		gap += g.cfg.Skew
 	}
-	if t := st.Last.Add(gap); t.After(at) {
+	if t := st.late(g.cfg.Margin).Add(gap); t.After(at) {
 		at = t
 	}
 	if st.PausedUntil.After(at) {

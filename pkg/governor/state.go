@@ -13,7 +13,11 @@ type State struct {
 	Version int64
 
 	Last time.Time // start of the last reserved slot
-	By   string    // instance that reserved it
+	// Late is the latest its sender may send (Last + the margin it was reserved with): the
+	// next slot starts 1/rate (+ skew) after it. Zero (a record written without it): Last +
+	// Config.Margin.
+	Late time.Time
+	By   string // instance that reserved it
 
 	Rate        float64   // current rate, requests/s; <= 0 means the ceiling
 	Good        float64   // highest rate sustained since the last cut; 0: unknown
@@ -32,6 +36,17 @@ type State struct {
 
 // Open reports whether the breaker is open.
 func (s State) Open() bool { return !s.OpenedAt.IsZero() }
+
+// late is the end of the last slot: Late, or Last + floor when the record has none.
+func (s State) late(floor time.Duration) time.Time {
+	if s.Late.IsZero() {
+		return s.Last.Add(floor)
+	}
+	if s.Late.Before(s.Last) {
+		return s.Last
+	}
+	return s.Late
+}
 
 // rate is the rate in force under the ceiling: the adaptive rate, capped by the API's policy.
 func (s State) rate(ceiling float64) float64 {
@@ -57,7 +72,7 @@ func interval(rate float64) time.Duration {
 // margins) away, since a request of a lost record's schedule may just have gone; full rate,
 // breaker closed.
 func fresh(cfg Config, now time.Time) State {
-	return State{Last: now, By: "", Rate: cfg.Rate}
+	return State{Last: now, Late: now.Add(cfg.Margin), By: "", Rate: cfg.Rate}
 }
 
 // Kind is what an answer of the API says about the API.
@@ -160,7 +175,7 @@ func (s State) apply(cfg Config, o Outcome, at, now time.Time) (State, bool) {
 }
 
 func equal(a, b State) bool {
-	return a.Version == b.Version && a.Last.Equal(b.Last) && a.By == b.By && a.Rate == b.Rate &&
+	return a.Version == b.Version && a.Last.Equal(b.Last) && a.Late.Equal(b.Late) && a.By == b.By && a.Rate == b.Rate &&
 		a.Good == b.Good && a.Run == b.Run && a.CutAt.Equal(b.CutAt) && a.RaisedAt.Equal(b.RaisedAt) && a.ThrottledAt.Equal(b.ThrottledAt) &&
 		a.PausedUntil.Equal(b.PausedUntil) && a.Policy == b.Policy && a.Failures == b.Failures &&
 		a.OpenedAt.Equal(b.OpenedAt) && a.ProbeAt.Equal(b.ProbeAt)

@@ -68,6 +68,7 @@ const (
 const (
 	attrVersion  = "v"
 	attrLast     = "last"
+	attrLate     = "late"
 	attrBy       = "by"
 	attrRate     = "rate"
 	attrGood     = "good"
@@ -177,7 +178,7 @@ func decode(item map[string]types.AttributeValue) (State, error) {
 	if st.Version < 0 {
 		bad = append(bad, attrVersion)
 	}
-	st.Last, st.CutAt, st.RaisedAt, st.ThrottledAt = tm(attrLast), tm(attrCutAt), tm(attrRaisedAt), tm(attrThrottle)
+	st.Last, st.Late, st.CutAt, st.RaisedAt, st.ThrottledAt = tm(attrLast), tm(attrLate), tm(attrCutAt), tm(attrRaisedAt), tm(attrThrottle)
 	st.PausedUntil, st.OpenedAt, st.ProbeAt = tm(attrPaused), tm(attrOpenedAt), tm(attrProbeAt)
 	st.Rate, st.Good, st.Policy = num(attrRate), num(attrGood), num(attrPolicy)
 	st.Failures, st.Run = int(num(attrFailures)), int(num(attrRun))
@@ -222,6 +223,7 @@ func (d *DynamoStore) Save(ctx context.Context, next State, prev int64) error {
 	}
 	put(attrVersion, n(strconv.FormatInt(next.Version, 10)))
 	put(attrLast, t(next.Last))
+	put(attrLate, t(next.Late))
 	put(attrBy, &types.AttributeValueMemberS{Value: next.By})
 	put(attrRate, f(next.Rate))
 	put(attrGood, f(next.Good))
@@ -269,8 +271,10 @@ func (d *DynamoStore) Save(ctx context.Context, next State, prev int64) error {
 }
 
 // Advance takes a slot with one UpdateItem (ReturnValues ALL_NEW) conditional on the record
-// being as a expects, trying the busy case (Last + Gap) first when a.Busy, else the idle one
-// (Now), then the other. DynamoDB applies the condition and the write atomically, so two
+// being as a expects, trying the busy case (Late + Gap) first when a.Busy, else the idle one
+// (Now), then the other. DynamoDB evaluates every action of an update expression on the item
+// as it was before the update, so the busy case sets last = late + Gap and late = late + Gap +
+// Margin in one write. DynamoDB applies the condition and the write atomically, so two
 // Advances never take the same slot; the version goes up by one, so a read-modify-write that
 // read before it conflicts.
 func (d *DynamoStore) Advance(ctx context.Context, a Advance) (State, error) {
@@ -280,12 +284,12 @@ func (d *DynamoStore) Advance(ctx context.Context, a Advance) (State, error) {
 	f := func(x float64) types.AttributeValue {
 		return &types.AttributeValueMemberN{Value: strconv.FormatFloat(x, 'g', -1, 64)}
 	}
-	names := map[string]string{"#v": attrVersion, "#last": attrLast, "#by": attrBy, "#rate": attrRate,
+	names := map[string]string{"#v": attrVersion, "#last": attrLast, "#late": attrLate, "#by": attrBy, "#rate": attrRate,
 		"#policy": attrPolicy, "#opened": attrOpenedAt, "#paused": attrPaused}
-	expect := "#v >= :one AND #rate = :rate AND #policy = :policy AND #opened = :zero AND "
+	expect := "#v >= :one AND #late >= #last AND #rate = :rate AND #policy = :policy AND #opened = :zero AND "
 	cases := []struct{ set, cond string }{
-		{"#last = #last + :gap", "#last >= :lo AND #last <= :hi AND #paused <= #last"}, // busy
-		{"#last = :now", "#last < :lo AND #paused <= :now"},                            // idle
+		{"#last = #late + :gap, #late = #late + :gapm", "#late >= :lo AND #late <= :hi AND #paused <= #last"}, // busy
+		{"#last = :now, #late = :nowm", "#late < :lo AND #paused <= :now"},                                    // idle
 	}
 	if !a.Busy {
 		cases[0], cases[1] = cases[1], cases[0]
@@ -298,11 +302,12 @@ func (d *DynamoStore) Advance(ctx context.Context, a Advance) (State, error) {
 		}
 		if strings.Contains(c.set, ":gap") {
 			values[":gap"], values[":hi"] = n(int64(a.Gap)), n(a.Latest.Add(-a.Gap).UnixNano())
+			values[":gapm"] = n(int64(a.Gap + a.Margin))
 		} else {
 			if a.Now.After(a.Latest) {
 				continue
 			}
-			values[":now"] = n(a.Now.UnixNano())
+			values[":now"], values[":nowm"] = n(a.Now.UnixNano()), n(a.Now.Add(a.Margin).UnixNano())
 		}
 		out, err := d.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:                 aws.String(d.table),
