@@ -4,11 +4,13 @@ GO    ?= go
 ARCH  ?= arm64
 PKGS  ?= ./...
 FUNCTIONS := ingest dispatch redrive
-# Test packages one at a time: the end-to-end tests run real deadlines against the stand-ins,
-# and two cores shared with other packages' moto traffic make them miss them. (make test TEST_P=2)
-TEST_P ?= 1
-# A package's tests stretch their waits and the pipeline's deadlines on a busy machine
-# (awstest.Scale), so the bound on one package is far above its idle time (test/: a few minutes).
+# make test runs every package but the end-to-end one (test/) first, TEST_P at a time, then
+# test/ alone: its tests mostly wait on the pipeline, so it runs several at once when it finds
+# the CPUs spare as it starts (e2eParallel in test/), which it finds only with no other package
+# beside it. The other packages stretch their waits on a busy machine (awstest.Scale).
+# TEST_P=1 runs them one at a time.
+TEST_P ?= 2
+E2E_PKG := github.com/orderpipe/orderpipe/test
 TEST_TIMEOUT ?= 20m
 
 export MOTO_PORT ?= 4566
@@ -42,7 +44,9 @@ test: tools ## vet and run every test against a local moto_server (started and s
 	@scripts/moto.sh start && trap 'scripts/moto.sh stop' EXIT && \
 	  $(GO) vet $(PKGS) && \
 	  { unformatted=$$(gofmt -l $$(find . $(GOFMT_PRUNE) -name '*.go' -print)); [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }; } && \
-	  AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -count=1 -p $(TEST_P) -timeout $(TEST_TIMEOUT) $(PKGS)
+	  pkgs=$$($(GO) list $(PKGS)) && rest=$$(grep -vx '$(E2E_PKG)' <<<"$$pkgs" || true) && \
+	  { [ -z "$$rest" ] || AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -count=1 -p $(TEST_P) -timeout $(TEST_TIMEOUT) $$rest; } && \
+	  { ! grep -qx '$(E2E_PKG)' <<<"$$pkgs" || AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL_TEST) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(E2E_PKG); }
 
 bench: tools ## run the benchmarks (see docs/BENCHMARKS.md)
 	@scripts/moto.sh start && trap 'scripts/moto.sh stop' EXIT && \

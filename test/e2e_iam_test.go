@@ -43,18 +43,23 @@ var e2eTemplate struct {
 }
 
 // e2eStackTemplate synthesizes the CDK app once per test binary (seconds when the cached
-// assembly is current; a first build of the app takes minutes).
+// assembly is current; a first build of the app takes minutes), or waits for synthesizeE2E.
 func e2eStackTemplate(t testing.TB) *local.Template {
 	t.Helper()
+	synthesizeE2E()
+	if e2eTemplate.err != nil {
+		t.Fatalf("synthesized template: %v", e2eTemplate.err)
+	}
+	return e2eTemplate.t
+}
+
+// synthesizeE2E synthesizes e2eTemplate, once; a later call waits for the first.
+func synthesizeE2E() {
 	e2eTemplate.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
 		e2eTemplate.t, e2eTemplate.err = local.SynthPlaceholders(ctx, "..", filepath.Join(os.TempDir(), "orderpipe-synth"), e2eStack, nil)
 	})
-	if e2eTemplate.err != nil {
-		t.Fatalf("synthesized template: %v", e2eTemplate.err)
-	}
-	return e2eTemplate.t
 }
 
 // e2eFunctionAWS is local.Options.FunctionAWS for the end-to-end pipelines: the configuration

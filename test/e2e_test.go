@@ -109,7 +109,16 @@ func TestMain(m *testing.M) {
 	if testing.Verbose() {
 		fmt.Printf("test: %.0f%% of the CPUs to spare, -parallel %s\n", 100*share, flag.Lookup("test.parallel").Value)
 	}
+	// Every test runs (no -run): the end-to-end tests' template is synthesized while the tests
+	// that need none run first, instead of by the first end-to-end test while the others wait.
+	prefetch := flag.Lookup("test.run").Value.String() == ""
+	if prefetch {
+		go synthesizeE2E()
+	}
 	code := m.Run()
+	if prefetch {
+		synthesizeE2E() // the synthesis ends before the process does
+	}
 	if e2eMoto.stop != nil {
 		e2eMoto.stop()
 	}

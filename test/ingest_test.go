@@ -106,8 +106,14 @@ func (e *ingestEnv) until(t *testing.T, d time.Duration) time.Time {
 // them, waiting up to wait (scaled, see until) for the first.
 func (e *ingestEnv) receive(t *testing.T, wait time.Duration) []events.SQSMessage {
 	t.Helper()
+	return e.receiveBy(t, e.until(t, wait))
+}
+
+// receiveBy is receive until deadline; it makes at least one receive call.
+func (e *ingestEnv) receiveBy(t *testing.T, deadline time.Time) []events.SQSMessage {
+	t.Helper()
 	var msgs []events.SQSMessage
-	for deadline := e.until(t, wait); len(msgs) == 0 && time.Now().Before(deadline); {
+	for first := true; first || len(msgs) == 0 && time.Now().Before(deadline); first = false {
 		out, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
 			QueueUrl: &e.filesURL, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
@@ -150,11 +156,13 @@ func (e *ingestEnv) handle(t *testing.T, ctx context.Context, msgs []events.SQSM
 
 // drain handles files-queue messages until none is left (continuations included) and returns
 // the number of handler calls; every call must succeed. ctxFor gives each call's context.
+// It waits for the first message (scaled); after a call, what the call put on the files queue
+// (a continuation, sent without delay) is there when it returns: drain ends when the queue has
+// nothing for drainIdle, not scaled, as it is a wait for nothing more.
 func (e *ingestEnv) drain(t *testing.T, ctxFor func() (context.Context, context.CancelFunc)) int {
 	t.Helper()
 	calls := 0
-	for wait := 10 * time.Second; ; wait = 2 * time.Second {
-		msgs := e.receive(t, wait)
+	for msgs := e.receive(t, 10*time.Second); ; msgs = e.receiveBy(t, time.Now().Add(drainIdle)) {
 		if len(msgs) == 0 {
 			return calls
 		}
@@ -170,6 +178,9 @@ func (e *ingestEnv) drain(t *testing.T, ctxFor func() (context.Context, context.
 		}
 	}
 }
+
+// drainIdle is how long drain waits for the files queue's next message after a handler call.
+const drainIdle = 2 * time.Second
 
 func background() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 5*time.Minute)

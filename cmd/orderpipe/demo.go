@@ -241,7 +241,7 @@ func (p *localPipeline) ledger(ctx context.Context, key string, ids []string) (l
 		return l, nil
 	}
 	parkedIDs := map[string]bool{}
-	_, err = scanner{sqs: p.session.sqs, queueURL: p.res.OrdersDLQURL, max: len(ids) + 10}.scan(ctx, func(m sqstypes.Message) verdict {
+	_, err = p.session.scanner(p.res.OrdersDLQURL, len(ids)+10).scan(ctx, func(m sqstypes.Message) verdict {
 		pk := parkedFrom(m)
 		parkedIDs[pk.OrderID] = true
 		l.ParkedByClass[pk.Class]++

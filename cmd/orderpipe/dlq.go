@@ -47,5 +47,5 @@ func (c *cli) openDLQ(ctx context.Context, o *options, max int) (*session, scann
 	if err != nil {
 		return nil, scanner{}, err
 	}
-	return s, scanner{sqs: s.sqs, queueURL: url, max: max}, nil
+	return s, s.scanner(url, max), nil
 }

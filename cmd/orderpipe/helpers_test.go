@@ -25,8 +25,13 @@ type result struct {
 // runCLI runs the CLI in process with env as its whole environment.
 func runCLI(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
+	return runWith(&cli{getenv: func(k string) string { return env[k] }}, args...)
+}
+
+// runWith runs c with args, capturing its stdout and stderr.
+func runWith(c *cli, args ...string) result {
 	var out, errb bytes.Buffer
-	c := &cli{stdout: &out, stderr: &errb, getenv: func(k string) string { return env[k] }}
+	c.stdout, c.stderr = &out, &errb
 	code := c.main(context.Background(), args)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }

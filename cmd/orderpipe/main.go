@@ -61,6 +61,9 @@ type cli struct {
 	clock          func() time.Time // nil: time.Now
 	// lambda builds the client dlq redrive invokes the redrive function with; nil: the SDK's.
 	lambda func(aws.Config) invoker
+	// peekWait is how long a scan's receive long-polls for more messages; 0: peekWait. Under a
+	// second, its receives are short polls.
+	peekWait time.Duration
 }
 
 func (c *cli) now() time.Time {

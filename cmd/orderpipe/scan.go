@@ -21,6 +21,10 @@ import (
 // keeps visible again as soon as it ends.
 const peekVisibility = 30 * time.Second
 
+// peekWait is how long a scan's receive long-polls for more messages: a short poll of SQS
+// samples only some of its servers and can find none of the messages a queue holds.
+const peekWait = time.Second
+
 // scanner reads a queue without consuming it: it receives up to max distinct messages, each
 // hidden for peekVisibility, hands each to a visitor, deletes the ones the visitor takes and
 // makes all others visible again before returning (even when ctx is cancelled). Each receive
@@ -33,6 +37,7 @@ type scanner struct {
 	sqs      *sqs.Client
 	queueURL string
 	max      int
+	wait     time.Duration // each receive's long poll; 0: peekWait
 }
 
 // verdict is a visitor's decision about one message.
@@ -50,8 +55,12 @@ func (s scanner) scan(ctx context.Context, visit func(sqstypes.Message) verdict)
 			err = fmt.Errorf("%w: they reappear within %v", rerr, peekVisibility)
 		}
 	}()
+	wait := s.wait
+	if wait == 0 {
+		wait = peekWait
+	}
 	for n < s.max {
-		fresh, received, err := q.Receive(ctx, min(10, s.max-n), peekVisibility, time.Second)
+		fresh, received, err := q.Receive(ctx, min(10, s.max-n), peekVisibility, wait)
 		if err != nil {
 			return n, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -24,6 +25,12 @@ type session struct {
 	sqs      *sqs.Client
 	names    resourceNames     // queues are URLs once resolved by queueURL
 	outputs  map[string]string // the stack's outputs; nil without --stack
+	peekWait time.Duration     // cli.peekWait
+}
+
+// scanner reads the queue at queueURL without consuming it, up to max messages.
+func (s *session) scanner(queueURL string, max int) scanner {
+	return scanner{sqs: s.sqs, queueURL: queueURL, max: max, wait: s.peekWait}
 }
 
 // connect loads the AWS configuration and resolves the resource names: flags, then the
@@ -39,6 +46,7 @@ func (c *cli) connect(ctx context.Context, o *options) (*session, error) {
 		s3:       s3.NewFromConfig(cfg, func(so *s3.Options) { so.UsePathStyle = endpoint != "" }),
 		sqs:      sqs.NewFromConfig(cfg),
 		names:    o.names,
+		peekWait: c.peekWait,
 	}
 	for _, r := range resourceSpecs {
 		if p := r.field(&s.names); *p == "" {

@@ -222,7 +222,7 @@ func (st statusRun) report(ctx context.Context, rate float64) (statusReport, err
 		classes, age := st.peekPlan(q.name)
 		if (classes || age) && qs.depth() > 0 {
 			var oldest time.Time
-			n, err := scanner{sqs: st.s.sqs, queueURL: url, max: st.peekMax}.scan(ctx, func(m sqstypes.Message) verdict {
+			n, err := st.s.scanner(url, st.peekMax).scan(ctx, func(m sqstypes.Message) verdict {
 				if t := sentAt(m); !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
 					oldest = t
 				}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -31,9 +30,7 @@ func run() error {
 		return err
 	}
 	slog.SetDefault(lambdalog.New(cfg.LogLevel))
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(ingest.MemoryLimit)
-	}
+	ingest.ApplyMemoryLimit(os.Getenv)
 	awsCfg, err := config.LoadDefaultConfig(context.Background())
 	if err != nil {
 		return fmt.Errorf("load AWS config: %w", err)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -176,10 +177,11 @@ func (discard) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput,
 
 // BenchmarkIngestPeakRSS ingests a generated file of 100 MB (1 GB with ORDERPIPE_BENCH_1GB=1)
 // streamed from moto's S3 and reports the process's peak resident set (VmHWM) during the
-// ingest, with ingest.MemoryLimit set as the function sets it. Orders go to a discard sink:
-// pushing millions of messages into moto would take hours.
+// ingest, with the memory limit the function's main sets (ingest.ApplyMemoryLimit:
+// GOMEMLIMIT=off runs without one). Orders go to a discard sink: pushing millions of messages
+// into moto would take hours.
 func BenchmarkIngestPeakRSS(b *testing.B) {
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(ingest.MemoryLimit)) // as the function runs
+	defer debug.SetMemoryLimit(ingest.ApplyMemoryLimit(os.Getenv)) // as the function's main does
 	size := benchFileSize()
 	if os.Getenv("ORDERPIPE_BENCH_1GB") == "1" {
 		size = 1 << 30
@@ -204,6 +206,7 @@ func BenchmarkIngestPeakRSS(b *testing.B) {
 	}
 	b.ReportMetric(float64(vmHWM(b))/(1<<20), "peak-RSS-MB")
 	b.ReportMetric(float64(before)/(1<<20), "RSS-before-MB")
+	b.ReportMetric(memoryLimitMB(), "mem-limit-MB")
 	b.ReportMetric(float64(size*int64(b.N))/(1<<20)/b.Elapsed().Seconds(), "MB/s")
 	b.ReportMetric(float64(lines*int64(b.N))/b.Elapsed().Seconds(), "orders/s")
 	b.Logf("%d MB, %d orders, duplicate check %s", size>>20, lines, rep.DuplicateCheck)
@@ -332,11 +335,12 @@ func vmHWM(b *testing.B) int64 {
 // without/with, from the summed wall times), verify-cpu-share-% the same from this process's
 // CPU time (user + system: what ingest itself spends, moto's serving of the second GET aside).
 // peak-RSS-MB is the process's peak resident set during the ingests with the pass (reset before
-// each ingest), peak-RSS-without-MB without it; the process runs with ingest.MemoryLimit, as the
-// function does. The sink sends nothing: against a real orders queue the sending pass takes far
-// longer and the share is smaller still.
+// each ingest), peak-RSS-without-MB without it; the process runs with the memory limit the
+// function's main sets (ingest.ApplyMemoryLimit: GOMEMLIMIT=off runs without one). The sink
+// sends nothing: against a real orders queue the sending pass takes far longer and the share is
+// smaller still.
 func BenchmarkIngestVerify(b *testing.B) {
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(ingest.MemoryLimit)) // as the function runs
+	defer debug.SetMemoryLimit(ingest.ApplyMemoryLimit(os.Getenv)) // as the function's main does
 	size := benchFileSize()
 	e := newEnv(b)
 	e.cfg.APIRate = 1e6 // a room for the whole file: the discard sink drains at once
@@ -380,6 +384,7 @@ func BenchmarkIngestVerify(b *testing.B) {
 			b.ReportMetric(heap[1], "peak-heap-MB")
 			b.ReportMetric(heap[0], "peak-heap-without-MB")
 			b.ReportMetric(float64(size)/(1<<20)/(wall[1]/n), "MB/s")
+			b.ReportMetric(memoryLimitMB(), "mem-limit-MB")
 		})
 	}
 }
@@ -409,6 +414,14 @@ func samplePeakHeap() func() float64 {
 		close(done)
 		return <-peak
 	}
+}
+
+// memoryLimitMB is the process's soft memory limit in MB, 0 for none.
+func memoryLimitMB() float64 {
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		return float64(l) / (1 << 20)
+	}
+	return 0
 }
 
 // cpuTime is the user + system CPU time this process has used, in seconds.

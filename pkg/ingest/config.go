@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -90,11 +91,21 @@ const (
 )
 
 // MemoryLimit is the soft memory limit of the ingest process (runtime/debug.SetMemoryLimit),
-// which the function's main sets unless GOMEMLIMIT is set. One file's live heap is 15-35 MB
-// (the duplicate-id set's table of at most 8 MiB, the reader's buffer, the batches in flight);
-// the sending pass allocates fast, and when the process is short of CPU the collector falls
-// behind and the heap grows to 2-4 times that. The limit makes it collect sooner instead.
+// which the function's main sets with ApplyMemoryLimit. One file's live heap is 15-35 MB (the
+// duplicate-id set's table of at most 8 MiB, the reader's buffer, the batches in flight); when
+// the process is short of CPU the collector can fall behind the sending pass and let the heap
+// grow past that. The limit makes it collect sooner instead.
 const MemoryLimit = 48 << 20
+
+// ApplyMemoryLimit sets the process's soft memory limit to MemoryLimit unless the Go runtime's
+// GOMEMLIMIT is set in getenv (GOMEMLIMIT=off runs without a limit), and returns the limit in
+// force before, for debug.SetMemoryLimit to restore.
+func ApplyMemoryLimit(getenv func(string) string) int64 {
+	if getenv("GOMEMLIMIT") != "" {
+		return debug.SetMemoryLimit(-1) // reads it
+	}
+	return debug.SetMemoryLimit(MemoryLimit)
+}
 
 // RetentionMargin is the part of the orders queue's retention the room keeps free: an order
 // enqueued when the room is full still drains with a quarter of its retention left.

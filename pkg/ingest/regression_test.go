@@ -54,8 +54,20 @@ func TestIngestOverwrittenBeforeRead(t *testing.T) {
 func receiveAllDup(t *testing.T, c *sqs.Client, url string) []string {
 	t.Helper()
 	var got []string
+	for _, m := range receiveMessages(t, c, url) {
+		got = append(got, aws.ToString(m.Body))
+	}
+	return got
+}
+
+// receiveMessages receives and deletes every message of a queue, attributes included.
+func receiveMessages(t *testing.T, c *sqs.Client, url string) []sqstypes.Message {
+	t.Helper()
+	var got []sqstypes.Message
 	for empty := 0; empty < 2; {
-		out, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, VisibilityTimeout: 600})
+		out, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
+			QueueUrl: &url, MaxNumberOfMessages: 10, VisibilityTimeout: 600, MessageAttributeNames: []string{"All"},
+		})
 		if err != nil {
 			t.Fatalf("receive: %v", err)
 		}
@@ -64,7 +76,7 @@ func receiveAllDup(t *testing.T, c *sqs.Client, url string) []string {
 		}
 		var entries []sqstypes.DeleteMessageBatchRequestEntry
 		for _, m := range out.Messages {
-			got = append(got, aws.ToString(m.Body))
+			got = append(got, m)
 			entries = append(entries, sqstypes.DeleteMessageBatchRequestEntry{Id: m.MessageId, ReceiptHandle: m.ReceiptHandle})
 		}
 		if len(entries) == 0 {

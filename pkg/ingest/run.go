@@ -216,6 +216,7 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 	defer r.send.Close()
 	obj, base := r.claim.obj, r.claim.state.Offset
 	src := obj.uri()
+	e := &Entry{Source: src, Version: obj.Version} // Add copies it: one for every order
 	stopAt := r.svc.stopAt(ctx)
 	saveAt := r.svc.now().Add(r.svc.cfg.CheckpointEvery)
 	var le *order.LineError
@@ -251,7 +252,7 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 				}
 				break
 			}
-			e := &Entry{ID: o.ID, Body: string(o.Body), Line: o.Line, Source: src, Version: obj.Version}
+			e.ID, e.Body, e.Line = o.ID, o.Body, o.Line
 			if e.size() > MaxMessageBytes {
 				// The queue would refuse the whole batch, on every retry of the file.
 				if err := r.rejects.add(o.Line, ReasonTooLarge, o.Body); err != nil {
@@ -285,7 +286,7 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 // rejectRefused records an order the queue refused for a reason of its own as a rejected line.
 func (r *fileRun) rejectRefused(f Refusal) {
 	reason := "refused by the queue: " + f.Code
-	if err := r.rejects.add(f.Entry.Line, reason, []byte(f.Entry.Body)); err != nil {
+	if err := r.rejects.add(f.Entry.Line, reason, f.Entry.Body); err != nil {
 		r.svc.log.Error("record refused order", "orderID", f.Entry.ID, "error", err)
 	}
 }

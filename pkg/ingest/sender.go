@@ -41,7 +41,7 @@ type BatchSender interface {
 // Entry is one order message to send.
 type Entry struct {
 	ID      string // order id
-	Body    string // order JSON
+	Body    []byte // order JSON
 	Line    int64  // line number in the file
 	Source  string // s3://bucket/key
 	Version string // object version or order.NullVersion
@@ -55,26 +55,124 @@ func (e *Entry) size() int {
 	return len(e.Body) + names + types + len(e.ID) + len(e.Source) + len(e.Version) + digits(e.Line)
 }
 
-func digits(n int64) int { return len(strconv.FormatInt(n, 10)) }
-
-func (e *Entry) request(id string) sqstypes.SendMessageBatchRequestEntry {
-	str := func(v string) sqstypes.MessageAttributeValue {
-		return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+// digits is the length of n in decimal.
+func digits(n int64) int {
+	d := 1
+	if n < 0 {
+		d++
 	}
-	return sqstypes.SendMessageBatchRequestEntry{
-		Id:          aws.String(id),
-		MessageBody: aws.String(e.Body),
-		MessageAttributes: map[string]sqstypes.MessageAttributeValue{
-			order.AttrOrderID:       str(e.ID),
-			order.AttrSource:        str(e.Source),
-			order.AttrSourceVersion: str(e.Version),
-			order.AttrLine:          {DataType: aws.String("Number"), StringValue: aws.String(strconv.FormatInt(e.Line, 10))},
-		},
+	for n /= 10; n != 0; n /= 10 {
+		d++
+	}
+	return d
+}
+
+// The attributes' data types and the batch entry ids "0" to "9", the index of the entry in its
+// batch: SendMessageBatchRequestEntry takes pointers, which point here rather than to copies.
+var (
+	typeString = "String"
+	typeNumber = "Number"
+	entryIDs   = func() (ids [MaxBatchEntries]string) {
+		for i := range ids {
+			ids[i] = strconv.Itoa(i)
+		}
+		return ids
+	}()
+)
+
+// batch is the entries of one SendMessageBatch. Its entries own their bodies: Add copies each
+// into text, so the caller's buffer may be reused. A batch is recycled once sent, so nothing
+// of it may be kept after: a Refusal's Entry is valid only during the Refused callback.
+type batch struct {
+	entries []Entry // Body of each is a slice of text
+	text    []byte  // the bodies, then the line numbers in decimal, as added
+	bytes   int     // its size as SQS counts it
+
+	// Set by seal: the entries' bodies and line numbers as strings (slices of one string copy
+	// of text), for the request's pointers.
+	bodies [MaxBatchEntries]string
+	lines  [MaxBatchEntries]string
+}
+
+// add copies e into the batch; size is e.size().
+func (b *batch) add(e *Entry, size int) {
+	start := len(b.text)
+	b.text = append(b.text, e.Body...)
+	b.entries = append(b.entries, *e)
+	b.entries[len(b.entries)-1].Body = b.text[start:len(b.text):len(b.text)]
+	b.bytes += size
+}
+
+// seal makes the strings the requests point to, slices of one string: a single allocation for
+// the batch's bodies and line numbers. The entries' bodies then alias text, which seal has
+// finished appending to.
+func (b *batch) seal() {
+	for i := range b.entries {
+		b.text = strconv.AppendInt(b.text, b.entries[i].Line, 10)
+	}
+	text := string(b.text)
+	off := 0
+	for i := range b.entries {
+		e := &b.entries[i]
+		n := len(e.Body)
+		e.Body, b.bodies[i] = b.text[off:off+n:off+n], text[off:off+n]
+		off += n
+	}
+	for i := range b.entries {
+		n := digits(b.entries[i].Line)
+		b.lines[i] = text[off : off+n]
+		off += n
 	}
 }
 
+// keptText is the largest text buffer a recycled batch keeps: a file of large orders does not
+// hold 2*Concurrency+1 buffers of up to MaxBatchBytes once its batches are sent.
+const keptText = 64 << 10
+
+// reset empties b for reuse.
+func (b *batch) reset() {
+	clear(b.entries) // drop the ids and sources: the batch may wait in the free list
+	b.entries, b.text, b.bytes = b.entries[:0], b.text[:0], 0
+	if cap(b.text) > keptText {
+		b.text = nil
+	}
+	clear(b.bodies[:])
+	clear(b.lines[:])
+}
+
+// requests is a sending goroutine's SendMessageBatch input, reused from batch to batch: the SDK
+// keeps nothing of its input once SendMessageBatch returns. The attribute maps are made once;
+// every pointer points into the batch being sent or at the constants above.
+type requests struct {
+	in      sqs.SendMessageBatchInput
+	entries [MaxBatchEntries]sqstypes.SendMessageBatchRequestEntry
+}
+
+func newRequests(queueURL *string) *requests {
+	r := &requests{in: sqs.SendMessageBatchInput{QueueUrl: queueURL}}
+	for i := range r.entries {
+		r.entries[i] = sqstypes.SendMessageBatchRequestEntry{Id: &entryIDs[i], MessageAttributes: make(map[string]sqstypes.MessageAttributeValue, 4)}
+	}
+	return r
+}
+
+// fill makes the request entries of sealed batch b: entry i has the id entryIDs[i].
+func (r *requests) fill(b *batch) []sqstypes.SendMessageBatchRequestEntry {
+	for i := range b.entries {
+		e, q := &b.entries[i], &r.entries[i]
+		q.MessageBody = &b.bodies[i]
+		m := q.MessageAttributes
+		m[order.AttrOrderID] = sqstypes.MessageAttributeValue{DataType: &typeString, StringValue: &e.ID}
+		m[order.AttrSource] = sqstypes.MessageAttributeValue{DataType: &typeString, StringValue: &e.Source}
+		m[order.AttrSourceVersion] = sqstypes.MessageAttributeValue{DataType: &typeString, StringValue: &e.Version}
+		m[order.AttrLine] = sqstypes.MessageAttributeValue{DataType: &typeNumber, StringValue: &b.lines[i]}
+	}
+	return r.entries[:len(b.entries)]
+}
+
 // Refusal is an entry the queue refused for a reason of the entry itself (SenderFault): it
-// cannot be sent however often it is retried, so it becomes a rejected line.
+// cannot be sent however often it is retried, so it becomes a rejected line. Entry belongs to
+// the Sender and is valid only during the Refused callback (copy what is kept).
 type Refusal struct {
 	Entry *Entry
 	Code  string
@@ -96,12 +194,12 @@ type Sender struct {
 
 	ctx     context.Context
 	cancel  context.CancelFunc
-	batches chan []*Entry
+	batches chan *batch
+	free    chan *batch // sent batches, for reuse
 	workers sync.WaitGroup
 	pending sync.WaitGroup
 
-	batch      []*Entry // the batch being filled
-	batchBytes int      // its size as SQS counts it
+	batch *batch // the batch being filled
 
 	sent atomic.Int64
 	mu   sync.Mutex
@@ -137,8 +235,11 @@ func NewSender(ctx context.Context, client BatchSender, queueURL string, o Sende
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Sender{
 		client: client, queueURL: queueURL, attempts: o.MaxAttempts, backoff: o.Backoff, refused: o.Refused, clock: o.Clock,
-		ctx: ctx, cancel: cancel, batches: make(chan []*Entry, o.Concurrency),
+		ctx: ctx, cancel: cancel, batches: make(chan *batch, o.Concurrency),
+		// Batches exist at most: Concurrency being sent, Concurrency waiting, one being filled.
+		free: make(chan *batch, 2*o.Concurrency+1),
 	}
+	s.batch = s.newBatch()
 	for range o.Concurrency {
 		s.workers.Add(1)
 		go s.worker()
@@ -146,19 +247,19 @@ func NewSender(ctx context.Context, client BatchSender, queueURL string, o Sende
 	return s
 }
 
-// Add queues e for sending; it blocks while Concurrency batches are in flight. After a failure
-// it returns the error and drops e.
+// Add queues a copy of e (its Body included: the caller may reuse e and its Body once Add
+// returns); it blocks while Concurrency batches are in flight. After a failure it returns the
+// error and drops e.
 func (s *Sender) Add(e *Entry) error {
 	if err := s.Err(); err != nil {
 		return err
 	}
 	n := e.size()
-	if len(s.batch) > 0 && s.batchBytes+n > MaxBatchBytes {
+	if len(s.batch.entries) > 0 && s.batch.bytes+n > MaxBatchBytes {
 		s.submitBatch()
 	}
-	s.batch = append(s.batch, e)
-	s.batchBytes += n
-	if len(s.batch) == MaxBatchEntries {
+	s.batch.add(e, n)
+	if len(s.batch.entries) == MaxBatchEntries {
 		s.submitBatch() // full: send it now rather than when the next entry arrives
 	}
 	return nil
@@ -167,17 +268,38 @@ func (s *Sender) Add(e *Entry) error {
 // submitBatch hands the batch being filled to the sending goroutines and starts a new one;
 // it blocks while Concurrency batches are in flight.
 func (s *Sender) submitBatch() {
-	if len(s.batch) == 0 {
+	if len(s.batch.entries) == 0 {
 		return
 	}
+	s.batch.seal()
 	s.pending.Add(1)
 	select {
 	case s.batches <- s.batch:
+		s.batch = s.newBatch()
 	case <-s.ctx.Done():
 		s.pending.Done()
 		s.fail(fmt.Errorf("send orders: %w", s.ctx.Err()))
+		s.batch.reset()
 	}
-	s.batch, s.batchBytes = make([]*Entry, 0, MaxBatchEntries), 0
+}
+
+// newBatch returns an empty batch, a recycled one if there is one.
+func (s *Sender) newBatch() *batch {
+	select {
+	case b := <-s.free:
+		return b
+	default:
+		return &batch{entries: make([]Entry, 0, MaxBatchEntries)}
+	}
+}
+
+// recycle empties a sent batch and keeps it for reuse.
+func (s *Sender) recycle(b *batch) {
+	b.reset()
+	select {
+	case s.free <- b:
+	default:
+	}
 }
 
 // Flush sends what is queued and waits for every batch in flight. It returns the first error
@@ -217,24 +339,25 @@ func (s *Sender) fail(err error) {
 // worker sends the batches it receives until Close; after the first error it drops them.
 func (s *Sender) worker() {
 	defer s.workers.Done()
+	reqs := newRequests(&s.queueURL)
 	for b := range s.batches {
 		if s.Err() == nil {
-			if err := s.sendBatch(b); err != nil {
+			if err := s.sendBatch(reqs, b); err != nil {
 				s.fail(err)
 			}
 		}
+		s.recycle(b)
 		s.pending.Done()
 	}
 }
 
 // sendBatch sends one batch, retrying the entries that failed for a reason of the queue.
-func (s *Sender) sendBatch(b []*Entry) error {
-	reqs := make([]sqstypes.SendMessageBatchRequestEntry, len(b))
-	for i, e := range b {
-		reqs[i] = e.request(strconv.Itoa(i))
-	}
+func (s *Sender) sendBatch(r *requests, sealed *batch) error {
+	b := sealed.entries
+	reqs := r.fill(sealed)
 	for attempt := 1; ; attempt++ {
-		out, err := s.client.SendMessageBatch(s.ctx, &sqs.SendMessageBatchInput{QueueUrl: &s.queueURL, Entries: reqs})
+		r.in.Entries = reqs
+		out, err := s.client.SendMessageBatch(s.ctx, &r.in)
 		if err != nil {
 			return fmt.Errorf("send message batch (lines %d-%d): %w", b[0].Line, b[len(b)-1].Line, err)
 		}
@@ -255,7 +378,7 @@ func (s *Sender) sendBatch(b []*Entry) error {
 			}
 			i, _ := strconv.Atoi(*r.Id)
 			if entryFault(f) && s.refused != nil {
-				s.refused(Refusal{Entry: b[i], Code: aws.ToString(f.Code)})
+				s.refused(Refusal{Entry: &b[i], Code: aws.ToString(f.Code)})
 				continue
 			}
 			if f.SenderFault && !throttled(f) {

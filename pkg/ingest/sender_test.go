@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
 	"github.com/orderpipe/orderpipe/pkg/ingest"
@@ -53,7 +54,7 @@ func entry(i int, bodyLen int) *ingest.Entry {
 	id := fmt.Sprintf("o-%04d", i)
 	pre := `{"id":"` + id + `","pad":"`
 	pad := max(0, bodyLen-len(pre)-2)
-	return &ingest.Entry{ID: id, Body: pre + strings.Repeat("p", pad) + `"}`, Line: int64(i), Source: source, Version: order.NullVersion}
+	return &ingest.Entry{ID: id, Body: []byte(pre + strings.Repeat("p", pad) + `"}`), Line: int64(i), Source: source, Version: order.NullVersion}
 }
 
 // receiveAll receives and deletes every message of a queue and returns the bodies, sorted,
@@ -102,7 +103,7 @@ func TestSenderBatchLimits(t *testing.T) {
 			var want []string
 			for i, n := range tt.sizes {
 				e := entry(i+1, n)
-				want = append(want, e.Body)
+				want = append(want, string(e.Body))
 				if err := s.Add(e); err != nil {
 					t.Fatalf("Add: %v", err)
 				}
@@ -121,6 +122,73 @@ func TestSenderBatchLimits(t *testing.T) {
 				t.Errorf("bodies on the queue (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// sentMessage is what SendMessageBatch carries of one entry, or what the queue gives back.
+type sentMessage struct {
+	Body  string
+	Attrs map[string]string // name: data type + " " + value
+}
+
+func sentOf(body *string, attrs map[string]sqstypes.MessageAttributeValue) sentMessage {
+	m := sentMessage{Body: aws.ToString(body), Attrs: map[string]string{}}
+	for k, v := range attrs {
+		m.Attrs[k] = aws.ToString(v.DataType) + " " + aws.ToString(v.StringValue)
+	}
+	return m
+}
+
+// The Sender copies each entry (the caller reuses one Entry and one body buffer, as the sending
+// pass does) and reuses its batches and requests: every message must still carry its own body
+// and attributes, in the calls as they are made (copied during the call) and on the queue.
+func TestSenderSendsEachEntryAsGiven(t *testing.T) {
+	cfg := awstest.Config(t)
+	client := awstest.SQS(cfg)
+	url, _ := awstest.NewQueue(t, cfg, nil)
+	var mu sync.Mutex
+	var calls []sentMessage
+	spy := batchFunc(func(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+		mu.Lock()
+		for _, e := range in.Entries {
+			calls = append(calls, sentOf(e.MessageBody, e.MessageAttributes))
+		}
+		mu.Unlock()
+		return client.SendMessageBatch(ctx, in, o...)
+	})
+	s := ingest.NewSender(context.Background(), spy, url, ingest.SenderOptions{Concurrency: 4})
+	defer s.Close()
+	const n = 95
+	const version = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
+	e := &ingest.Entry{Source: source, Version: version}
+	var body []byte
+	var want []sentMessage
+	for i := range n {
+		line := int64(i) * int64(i) * 104729 // 1 to 12 digits
+		id := fmt.Sprintf("o-%d", i)
+		body = fmt.Appendf(body[:0], `{"id":%q,"pad":"%s"}`, id, strings.Repeat("x", i*37%200))
+		want = append(want, sentMessage{Body: string(body), Attrs: map[string]string{
+			order.AttrOrderID: "String " + id, order.AttrSource: "String " + source,
+			order.AttrSourceVersion: "String " + version, order.AttrLine: "Number " + strconv.FormatInt(line, 10),
+		}})
+		e.ID, e.Body, e.Line = id, body, line
+		if err := s.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	byBody := cmpopts.SortSlices(func(a, b sentMessage) bool { return a.Body < b.Body })
+	if diff := cmp.Diff(want, calls, byBody); diff != "" {
+		t.Errorf("entries of the SendMessageBatch calls (-want +got):\n%s", diff)
+	}
+	var got []sentMessage
+	for _, m := range receiveMessages(t, client, url) {
+		got = append(got, sentOf(m.Body, m.MessageAttributes))
+	}
+	if diff := cmp.Diff(want, got, byBody); diff != "" {
+		t.Errorf("messages on the queue (-want +got):\n%s", diff)
 	}
 }
 
@@ -166,16 +234,23 @@ func TestSenderRetriesFailedEntries(t *testing.T) {
 	// Call 0 fails entries 1 and 3 (retryable) and refuses 5; call 1 (the retry of 1 and 3)
 	// fails 3 again; call 2 sends it.
 	f := failing(client, map[int][]string{0: {"1", "3"}, 1: {"3"}}, map[int][]string{0: {"5"}}, &calls)
-	var refused []ingest.Refusal
+	// A Refusal's Entry is the Sender's, valid during the callback: keep copies.
+	type refusal struct {
+		line       int64
+		body, code string
+	}
+	var refused []refusal
 	s := ingest.NewSender(context.Background(), f, url, ingest.SenderOptions{
-		Concurrency: 1, Backoff: time.Millisecond, Refused: func(r ingest.Refusal) { refused = append(refused, r) },
+		Concurrency: 1, Backoff: time.Millisecond, Refused: func(r ingest.Refusal) {
+			refused = append(refused, refusal{r.Entry.Line, string(r.Entry.Body), r.Code})
+		},
 	})
 	defer s.Close()
 	var want []string
 	for i := range 10 {
 		e := entry(i+1, 50)
 		if i != 5 {
-			want = append(want, e.Body)
+			want = append(want, string(e.Body))
 		}
 		if err := s.Add(e); err != nil {
 			t.Fatal(err)
@@ -187,8 +262,8 @@ func TestSenderRetriesFailedEntries(t *testing.T) {
 	if calls != 3 {
 		t.Errorf("got %d SendMessageBatch calls, want 3", calls)
 	}
-	if len(refused) != 1 || refused[0].Entry.Line != 6 || refused[0].Code != "InvalidMessageContents" {
-		t.Errorf("refused = %+v, want line 6 with InvalidMessageContents", refused)
+	if diff := cmp.Diff([]refusal{{6, string(entry(6, 50).Body), "InvalidMessageContents"}}, refused, cmp.AllowUnexported(refusal{})); diff != "" {
+		t.Errorf("refused (-want +got):\n%s", diff)
 	}
 	if got, want := s.Sent(), int64(9); got != want {
 		t.Errorf("Sent() = %d, want %d", got, want)
