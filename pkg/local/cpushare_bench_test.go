@@ -7,17 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,8 +43,7 @@ const lambdaFullVCPUMB = 1769
 // DynamoDB, 2 instances at API_RATE 1) against the strict stand-in (a token bucket of one
 // request at 1/s), each dispatch process in a cgroup v1 CPU group limited to the share of a vCPU
 // Lambda gives the memory (cpu.cfs_quota_us = memory/1769 of cpu.cfs_period_us = 100 ms). One op
-// is the whole run (-benchtime 1x). Its DynamoDB calls pass one at a time (serialDynamoDB), as
-// DynamoDB's conditional writes are atomic and the stand-in's are not. It needs root and a writable /sys/fs/cgroup/cpu, so it runs
+// is the whole run (-benchtime 1x). It needs root and a writable /sys/fs/cgroup/cpu, so it runs
 // only with ORDERPIPE_BENCH_CPU_SHARE set: a comma-separated list of memory sizes in MB (for
 // example 128,192,256; 0 runs without a group). ORDERPIPE_BENCH_ORDERS sets the orders per run
 // (default 60).
@@ -105,7 +100,7 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 	s := pipeline.Defaults() // API_RATE 1, 2 instances, a 30 s dispatch timeout: as deployed
 	var out syncbuf.Buffer
 	p, err := NewPipeline(context.Background(), Options{
-		AWS: awstest.ConfigAt(b, serialDynamoDB(b, awstest.Endpoint())), Names: NamesFor(awstest.Name(b, "cpushare")), Settings: s, APIBaseURL: ts.URL,
+		AWS: awstest.Config(b), Names: NamesFor(awstest.Name(b, "cpushare")), Settings: s, APIBaseURL: ts.URL,
 		Bootstraps: dir, BootstrapOutput: &out, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -207,29 +202,6 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 	if st.Duplicates > 0 {
 		b.Errorf("%d duplicate PUTs", st.Duplicates)
 	}
-}
-
-// serialDynamoDB returns the URL of a proxy to the stand-in at endpoint that passes one
-// DynamoDB request at a time. The stand-in checks a condition and writes without a lock (two
-// concurrent conditional UpdateItems on one item both succeeded there), and the dispatch
-// bootstraps are separate processes, which the local runner's in-process turns do not cover:
-// without the proxy two of them could take the same slot, which DynamoDB never allows.
-func serialDynamoDB(b *testing.B, endpoint string) string {
-	target, err := url.Parse(endpoint)
-	if err != nil {
-		b.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	var mu sync.Mutex
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.Header.Get("X-Amz-Target"), "DynamoDB_") {
-			mu.Lock()
-			defer mu.Unlock()
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	b.Cleanup(ts.Close)
-	return ts.URL
 }
 
 // sendOrders puts n orders on the orders queue as ingest would (body and OrderId attribute).

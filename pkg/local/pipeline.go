@@ -81,6 +81,8 @@ type Options struct {
 	// <dir>/dispatch/bootstrap, as `make build` writes them): the pollers invoke them as
 	// Processes through the Runtime API (one per poller slot) with the configurations'
 	// environment, instead of the handlers in this process. DispatchOptions is not used then.
+	// The dispatch bootstraps reach the stand-in through a proxy that passes one DynamoDB
+	// request at a time (the stand-in's conditional writes are not atomic between processes).
 	Bootstraps string
 	// BootstrapOutput receives the bootstraps' stdout and stderr; nil: os.Stderr.
 	BootstrapOutput io.Writer
@@ -122,7 +124,8 @@ type Pipeline struct {
 	IngestS3               *s3.Client
 	IngestSQS, DispatchSQS *sqs.Client
 
-	procs []*Process // the bootstraps' execution environments, closed by Stop
+	procs []*Process   // the bootstraps' execution environments, closed by Stop
+	turns *dynamoTurns // the dispatch bootstraps' way to the stand-in's DynamoDB, closed by Stop
 
 	inflightEvery time.Duration // Options.InFlightEvery
 	log           *slog.Logger
@@ -313,6 +316,14 @@ func (p *Pipeline) useBootstraps(ctx context.Context, o Options, dispatchAWS aws
 		if endpoint == "" {
 			endpoint = os.Getenv("AWS_ENDPOINT_URL")
 		}
+		if f.name == "dispatch" {
+			// The instances share the governor's record and the delivery records: their
+			// conditional writes must reach the stand-in one at a time (dynamoTurns).
+			if p.turns, err = startDynamoTurns(endpoint); err != nil {
+				return fmt.Errorf("dispatch bootstrap: %w", err)
+			}
+			endpoint = p.turns.url()
+		}
 		f.env["AWS_ENDPOINT_URL"], f.env["AWS_ACCESS_KEY_ID"], f.env["AWS_SECRET_ACCESS_KEY"] = endpoint, creds.AccessKeyID, creds.SecretAccessKey
 		if creds.SessionToken != "" {
 			f.env["AWS_SESSION_TOKEN"] = creds.SessionToken
@@ -339,6 +350,9 @@ func (p *Pipeline) closeProcs() error {
 	var errs []error
 	for _, proc := range p.procs {
 		errs = append(errs, proc.Close())
+	}
+	if p.turns != nil {
+		errs = append(errs, p.turns.close())
 	}
 	return errors.Join(errs...)
 }
