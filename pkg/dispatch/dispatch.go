@@ -39,6 +39,9 @@ type Queue interface {
 type OrderAPI interface {
 	Put(ctx context.Context, id string, body []byte) (orderapi.Result, error)
 	BudgetAt(ctx context.Context, start time.Time) time.Duration
+	// Authorize readies the request's Authorization before pacing: Put must not fetch it
+	// between the slot's start and the write.
+	Authorize(ctx context.Context) error
 }
 
 // Governor is the part of *governor.Governor the Dispatcher uses: the schedule, pause, rate and
@@ -271,19 +274,27 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 		return d.apply(ctx, log, msg, attempts, fate)
 	}
 
-	slot, wait, why, ok := d.pace(ctx, m)
-	if !ok {
-		d.settle(ctx, log, claim, orderapi.Result{}, m)
-		return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, wait, why))
+	// The secret is fetched before the slot is taken: a fetch after the wake-up would send the
+	// request late, closer than 1/rate to the next slot's (another instance's) request. When it
+	// fails, the order fares as a request that could not be sent (transient).
+	var slot governor.Slot
+	res := orderapi.Result{Class: orderapi.Transient, Detail: "authorization secret unavailable"}
+	if err := d.api.Authorize(ctx); err == nil {
+		var wait time.Duration
+		var why string
+		if slot, wait, why, ok = d.pace(ctx, m); !ok {
+			d.settle(ctx, log, claim, orderapi.Result{}, m)
+			return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, wait, why))
+		}
+		res, _ = d.api.Put(ctx, id, []byte(msg.Body))
+		// How late the request left its slot (written, or else tried) is what the margin adapts to.
+		left := res.Wrote
+		if left.IsZero() {
+			left = d.clock.Now()
+		}
+		d.gov.Woke(slot, left)
+		log = log.With("slotAt", slot.At.UnixMicro(), "slotLate", slot.Late.UnixMicro(), "wrote", left.UnixMicro())
 	}
-
-	res, _ := d.api.Put(ctx, id, []byte(msg.Body))
-	// How late the request left its slot (written, or else tried) is what the margin adapts to.
-	left := res.Wrote
-	if left.IsZero() {
-		left = d.clock.Now()
-	}
-	d.gov.Woke(slot, left)
 	d.settle(ctx, log, claim, res, m)
 	if res.Sent {
 		m.latencyMs = append(m.latencyMs, ms(res.Latency))

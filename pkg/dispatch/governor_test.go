@@ -7,11 +7,18 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/clock"
 
 	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/order"
@@ -276,5 +283,71 @@ func TestMarginAdaptsToLateWakeUps(t *testing.T) {
 	}
 	if got := m["GovernorMargin"]; got != 30.0 {
 		t.Errorf("GovernorMargin = %v, want 30 (ms)", got)
+	}
+}
+
+// slowSecrets is the Secrets Manager client (the stand-in's) whose fetch takes took on the
+// injected clock.
+type slowSecrets struct {
+	orderapi.SecretsAPI
+	clk  *clock.Manual
+	took time.Duration
+}
+
+func (s slowSecrets) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	out, err := s.SecretsAPI.GetSecretValue(ctx, in, optFns...)
+	s.clk.Add(s.took)
+	return out, err
+}
+
+// A request whose Authorization secret is fetched after its slot started would leave late, closer
+// than 1/rate to the next slot's request (another instance's): the secret is fetched before the
+// slot is reserved.
+func TestSecretFetchDoesNotDelayTheRequestPastItsSlot(t *testing.T) {
+	ctx := context.Background()
+	sm := secretsmanager.NewFromConfig(awstest.Config(t))
+	out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(awstest.Name(t, "order-api")), SecretString: aws.String("Bearer t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewManual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	var mu sync.Mutex
+	var arrivals []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrivals = append(arrivals, clk.Now())
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	cfg := testConfig()
+	cfg.APIRate = 1
+	store := &governor.MemoryStore{}
+	mk := func(name string, fetch time.Duration) *Dispatcher {
+		g, err := governor.New(governor.Config{Rate: cfg.APIRate, Instance: name}, store, clk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		api, err := orderapi.New(orderapi.Config{BaseURL: srv.URL, SecretARN: aws.ToString(out.ARN)},
+			orderapi.Options{Secrets: slowSecrets{SecretsAPI: sm, clk: clk, took: fetch}, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New(cfg, &recordingQueue{}, api, Options{Clock: clk, Metrics: &bytes.Buffer{}, Governor: g, Rand: func() float64 { return 0.5 }})
+	}
+	// b's fetch takes 300 ms, more than the margin (20 ms at 1/s).
+	a, b := mk("a", 0), mk("b", 300*time.Millisecond)
+	for _, step := range []struct {
+		d  *Dispatcher
+		id string
+	}{{a, "a1"}, {b, "b1"}, {a, "a2"}} {
+		step.d.Handle(ctx, batch(step.id))
+	}
+	if len(arrivals) != 3 {
+		t.Fatalf("%d requests reached the API, want 3", len(arrivals))
+	}
+	for i := 1; i < len(arrivals); i++ {
+		if gap := arrivals[i].Sub(arrivals[i-1]); gap < time.Second {
+			t.Errorf("requests %d and %d reached the API %v apart, want >= 1/rate", i-1, i, gap)
+		}
 	}
 }

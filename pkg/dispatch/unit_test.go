@@ -265,6 +265,8 @@ func (f *fakeAPI) Put(ctx context.Context, id string, body []byte) (orderapi.Res
 	return orderapi.Result{Class: orderapi.Delivered, Status: http.StatusOK, Sent: true, Latency: 50 * time.Millisecond}, nil
 }
 
+func (f *fakeAPI) Authorize(context.Context) error { return nil }
+
 // BudgetAt models an invocation whose deadline is budget after the fake's start.
 func (f *fakeAPI) BudgetAt(ctx context.Context, at time.Time) time.Duration {
 	return min(10*time.Second, f.start.Add(f.budget).Sub(at))

@@ -179,6 +179,20 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 		b.Fatalf("%d requests reached the stand-in", len(arrivals))
 	}
 	shortest, closer := apiserver.MinGap(arrivals, time.Second/rate)
+	if f := os.Getenv("ORDERPIPE_BENCH_LOG_DIR"); f != "" {
+		_ = os.WriteFile(filepath.Join(f, fmt.Sprintf("cpushare-%dMB-%d.log", memoryMB, time.Now().Unix())), []byte(out.String()), 0o644)
+	}
+	for i := 1; i < len(arrivals); i++ {
+		if d := arrivals[i].At.Sub(arrivals[i-1].At); d < time.Second/rate {
+			b.Logf("closer: %s (status %d) at %d µs, then %s (status %d) at %d µs, %v later", arrivals[i-1].ID, arrivals[i-1].Status, arrivals[i-1].At.UnixMicro(),
+				arrivals[i].ID, arrivals[i].Status, arrivals[i].At.UnixMicro(), d)
+			for l := range strings.Lines(out.String()) {
+				if strings.Contains(l, "orderID="+arrivals[i-1].ID+" ") || strings.Contains(l, "orderID="+arrivals[i].ID+" ") {
+					b.Logf("  %s", strings.TrimSpace(l))
+				}
+			}
+		}
+	}
 	first, last := arrivals[0].At, arrivals[len(arrivals)-1].At
 	margins := emfValues(out.String(), "GovernorMargin")
 	slices.Sort(margins)

@@ -353,14 +353,32 @@ func statusDetail(resp *http.Response) string {
 }
 
 // authorization returns the Authorization value, from the cache while it is younger than the TTL.
+// Authorize fetches the Authorization secret ahead of a paced request when the cached one is
+// missing or would expire before ctx's deadline, so that Put, called at the request's slot, does
+// not fetch it between the slot's start and the write (the request would leave late, closer to
+// the next slot's than 1/rate). It returns the fetch's error; without SecretARN it does nothing.
+func (c *Client) Authorize(ctx context.Context) error {
+	until := c.now()
+	if dl, ok := ctx.Deadline(); ok && dl.After(until) {
+		until = dl
+	}
+	_, err := c.authorizationAt(ctx, until)
+	return err
+}
+
 func (c *Client) authorization(ctx context.Context) (string, error) {
+	return c.authorizationAt(ctx, c.now())
+}
+
+// authorizationAt returns the cached secret if it is still fresh at until, else fetches it.
+func (c *Client) authorizationAt(ctx context.Context, until time.Time) (string, error) {
 	if c.cfg.SecretARN == "" {
 		return "", nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	if c.auth != "" && now.Sub(c.fetchedAt) < c.cfg.SecretTTL {
+	if c.auth != "" && until.Sub(c.fetchedAt) < c.cfg.SecretTTL {
 		return c.auth, nil
 	}
 	out, err := c.secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &c.cfg.SecretARN})
