@@ -426,3 +426,32 @@ func bodyDigest(body []byte) string {
 	sum := sha256.Sum256(body)
 	return hex.EncodeToString(sum[:])[:32]
 }
+
+// Authorize fetches the secret ahead of a paced request when the cached one would expire before
+// the deadline; Put, at the request's slot, then fetches nothing.
+func TestAuthorizeFetchesAhead(t *testing.T) {
+	ctx := context.Background()
+	sm := secretsmanager.NewFromConfig(awstest.Config(t))
+	out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(awstest.Name(t, "api-token")), SecretString: aws.String("Bearer x")})
+	if err != nil {
+		t.Fatalf("create secret: %v", err)
+	}
+	ts := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer ts.Close()
+	counting := &countingSecrets{SecretsAPI: sm}
+	clk := &clock{t: time.Now()} // the deadline below is a real context's
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: *out.ARN, SecretTTL: time.Minute}, orderapi.Options{Secrets: counting, Now: clk.Now})
+	if err := c.Authorize(ctx); err != nil || counting.calls.Load() != 1 {
+		t.Fatalf("Authorize without a cached secret: %v, %d fetches; want nil, 1", err, counting.calls.Load())
+	}
+	clk.Advance(50 * time.Second)
+	dctx, cancel := context.WithDeadline(ctx, clk.Now().Add(30*time.Second)) // past the TTL
+	defer cancel()
+	if err := c.Authorize(dctx); err != nil || counting.calls.Load() != 2 {
+		t.Fatalf("Authorize with a secret expiring before the deadline: %v, %d fetches; want nil, 2", err, counting.calls.Load())
+	}
+	clk.Advance(20 * time.Second) // the slot: 70 s after the first fetch, 20 s after the second
+	if res, err := c.Put(dctx, "A-1", order(t)); err != nil || counting.calls.Load() != 2 {
+		t.Errorf("Put at the slot: %v (%s), %d fetches; want delivered, 2 (no fetch)", err, res.Class, counting.calls.Load())
+	}
+}
