@@ -51,7 +51,8 @@ const lambdaFullVCPUMB = 1769
 // It reports util% (accepted / (1 + 1/s x first-to-last arrival)), 429%, closer-than-1/rate
 // (pairs of arrivals closer than 1 s at the stand-in), shortest-gap-ms, dupPUTs, throttled-periods and
 // throttled-ms (the groups' cpu.stat), billed-s/order (wall time of the invocations per order
-// delivered: what Lambda bills), invocations/order, given-back-late/order (orders given back
+// delivered: what Lambda bills), invocations/order, written-late (requests written after their
+// slot's end, from the orders' log lines), given-back-late/order (orders given back
 // because their sender woke after its slot's margin three times), margin-ms-median and margin-ms-max (the GovernorMargin metric of the invocations),
 // peak-rss-MB (VmHWM of the dispatch processes, the largest), restarts and load1 (the host's load average
 // at the end: the figures depend on it).
@@ -205,6 +206,7 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 	b.ReportMetric(float64(throttledNs)/1e6, "throttled-ms")
 	b.ReportMetric(float64(billedNs.Load())/1e9/float64(max(st.Accepted, 1)), "billed-s/order")
 	b.ReportMetric(float64(strings.Count(out.String(), "woke too late"))/float64(orders), "given-back-late/order")
+	b.ReportMetric(float64(writtenLate(out.String())), "written-late")
 	b.ReportMetric(float64(strings.Count(out.String(), "\"_aws\""))/float64(orders), "invocations/order")
 	if len(margins) > 0 {
 		b.ReportMetric(margins[len(margins)/2], "margin-ms-median")
@@ -307,6 +309,22 @@ func loadAverage() float64 {
 	data, _ := os.ReadFile("/proc/loadavg")
 	f, _ := strconv.ParseFloat(strings.Fields(string(data) + " 0")[0], 64)
 	return f
+}
+
+// writtenLate counts the requests written to the connection after their slot's end (the log
+// line of an order sent: slotLate and wrote, Unix µs): a stall between the sender's check of its
+// wake-up and the write, which no margin covers.
+func writtenLate(out string) int {
+	re := regexp.MustCompile(`slotLate=(\d+) wrote=(\d+)`)
+	n := 0
+	for _, m := range re.FindAllStringSubmatch(out, -1) {
+		late, _ := strconv.ParseInt(m[1], 10, 64)
+		wrote, _ := strconv.ParseInt(m[2], 10, 64)
+		if wrote > late {
+			n++
+		}
+	}
+	return n
 }
 
 // emfValues returns the values of metric name in the EMF lines of out.
