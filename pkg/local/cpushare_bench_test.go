@@ -54,8 +54,9 @@ const lambdaFullVCPUMB = 1769
 // delivered: what Lambda bills), invocations/order, written-late (requests written after their
 // slot's end, from the orders' log lines), given-back-late/order (orders given back
 // because their sender woke after its slot's margin three times), margin-ms-median and margin-ms-max (the GovernorMargin metric of the invocations),
-// peak-rss-MB (VmHWM of the dispatch processes, the largest), restarts and load1 (the host's load average
-// at the end: the figures depend on it).
+// peak-rss-MB (VmHWM of the dispatch processes, the largest), restarts, load1 (the host's load average
+// at the end: the figures depend on it) and stall-ms-max (the longest this process, where the
+// stand-in runs, was held up beyond a 10 ms sleep).
 func BenchmarkDispatchCPUShare(b *testing.B) {
 	list := os.Getenv("ORDERPIPE_BENCH_CPU_SHARE")
 	if list == "" {
@@ -147,6 +148,7 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 	}
 	sendOrders(b, p.DispatchSQS, p.Resources.OrdersQueueURL, orders)
 	ctx := context.Background()
+	stalls := watchStalls()
 	p.Start(ctx)
 	// The deadline only ends a stuck run: 3 s an order is a third of the rate.
 	for deadline := time.Now().Add(time.Duration(orders)*3*time.Second + time.Minute); api.Stats().Accepted < orders; time.Sleep(200 * time.Millisecond) {
@@ -173,6 +175,7 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 		b.Errorf("Stop: %v", err)
 	}
 	load := loadAverage()
+	stall := stalls()
 
 	st := api.Stats()
 	arrivals := api.Arrivals()
@@ -215,6 +218,7 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 	b.ReportMetric(float64(rss)/1e6, "peak-rss-MB")
 	b.ReportMetric(float64(restarts), "restarts")
 	b.ReportMetric(load, "load1")
+	b.ReportMetric(float64(stall)/1e6, "stall-ms-max")
 	if st.Duplicates > 0 {
 		b.Errorf("%d duplicate PUTs", st.Duplicates)
 	}
@@ -309,6 +313,32 @@ func loadAverage() float64 {
 	data, _ := os.ReadFile("/proc/loadavg")
 	f, _ := strconv.ParseFloat(strings.Fields(string(data) + " 0")[0], 64)
 	return f
+}
+
+// watchStalls times 10 ms sleeps in this process (the stand-in's and the pollers') until the
+// returned function is called, which stops it and returns the largest overshoot: how long the
+// host or this process stalled at worst during the run. A stall between a request's write and
+// the stand-in's handler makes it arrive late, and the next request closer than 1/rate.
+func watchStalls() func() time.Duration {
+	stop := make(chan struct{})
+	done := make(chan time.Duration)
+	go func() {
+		var worst time.Duration
+		for {
+			start := time.Now()
+			select {
+			case <-stop:
+				done <- worst
+				return
+			case <-time.After(10 * time.Millisecond):
+				worst = max(worst, time.Since(start)-10*time.Millisecond)
+			}
+		}
+	}()
+	return func() time.Duration {
+		close(stop)
+		return <-done
+	}
 }
 
 // writtenLate counts the requests written to the connection after their slot's end (the log
