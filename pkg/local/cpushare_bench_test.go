@@ -56,7 +56,8 @@ const lambdaFullVCPUMB = 1769
 // because their sender woke after its slot's margin three times), margin-ms-median and margin-ms-max (the GovernorMargin metric of the invocations),
 // peak-rss-MB (VmHWM of the dispatch processes, the largest), restarts, load1 (the host's load average
 // at the end: the figures depend on it) and stall-ms-max (the longest this process, where the
-// stand-in runs, was held up beyond a 10 ms sleep).
+// stand-in runs, was held up beyond a 10 ms sleep) and steal% (the host's vCPU time taken by
+// the hypervisor during the run, /proc/stat).
 func BenchmarkDispatchCPUShare(b *testing.B) {
 	list := os.Getenv("ORDERPIPE_BENCH_CPU_SHARE")
 	if list == "" {
@@ -149,6 +150,7 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 	sendOrders(b, p.DispatchSQS, p.Resources.OrdersQueueURL, orders)
 	ctx := context.Background()
 	stalls := watchStalls()
+	steal0, total0 := cpuSteal()
 	p.Start(ctx)
 	// The deadline only ends a stuck run: 3 s an order is a third of the rate.
 	for deadline := time.Now().Add(time.Duration(orders)*3*time.Second + time.Minute); api.Stats().Accepted < orders; time.Sleep(200 * time.Millisecond) {
@@ -176,6 +178,7 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 	}
 	load := loadAverage()
 	stall := stalls()
+	steal1, total1 := cpuSteal()
 
 	st := api.Stats()
 	arrivals := api.Arrivals()
@@ -219,6 +222,7 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 	b.ReportMetric(float64(restarts), "restarts")
 	b.ReportMetric(load, "load1")
 	b.ReportMetric(float64(stall)/1e6, "stall-ms-max")
+	b.ReportMetric(100*float64(steal1-steal0)/float64(max(total1-total0, 1)), "steal%")
 	if st.Duplicates > 0 {
 		b.Errorf("%d duplicate PUTs", st.Duplicates)
 	}
@@ -339,6 +343,27 @@ func watchStalls() func() time.Duration {
 		close(stop)
 		return <-done
 	}
+}
+
+// cpuSteal returns the host's steal time and all CPU time so far, in ticks (/proc/stat): the
+// time a hypervisor ran something else while this host's vCPUs wanted to run, which the load
+// average does not show.
+func cpuSteal() (steal, total int64) {
+	data, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(data), "\n")
+	for i, f := range strings.Fields(line) {
+		if i == 0 {
+			continue // "cpu"
+		}
+		v, _ := strconv.ParseInt(f, 10, 64)
+		if i <= 8 { // user .. steal; guest time is counted in user already
+			total += v
+		}
+		if i == 8 {
+			steal = v
+		}
+	}
+	return steal, total
 }
 
 // writtenLate counts the requests written to the connection after their slot's end (the log
