@@ -52,10 +52,12 @@ const lambdaFullVCPUMB = 1769
 // (pairs of arrivals closer than 1 s at the stand-in), shortest-gap-ms, dupPUTs, throttled-periods and
 // throttled-ms (the groups' cpu.stat), billed-s/order (wall time of the invocations per order
 // delivered: what Lambda bills), invocations/order, written-late (requests written after their
-// slot's end, from the orders' log lines), given-back-late/order (orders given back
+// slot's end, from the orders' log lines), written-closer and written-shortest-gap-ms (as
+// closer-than-1/rate and shortest-gap-ms for the times the requests were written: the senders'
+// spacing, apart from the delay between a write and the stand-in's handler), given-back-late/order (orders given back
 // because their sender woke after its slot's margin three times), margin-ms-median and margin-ms-max (the GovernorMargin metric of the invocations),
 // peak-rss-MB (VmHWM of the dispatch processes, the largest), restarts, load1 (the host's load average
-// at the end: the figures depend on it) and stall-ms-max (the longest this process, where the
+// at the end: the figures depend on it), stall-ms-max (the longest this process, where the
 // stand-in runs, was held up beyond a 10 ms sleep) and steal% (the host's vCPU time taken by
 // the hypervisor during the run, /proc/stat).
 func BenchmarkDispatchCPUShare(b *testing.B) {
@@ -212,7 +214,10 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 	b.ReportMetric(float64(throttledNs)/1e6, "throttled-ms")
 	b.ReportMetric(float64(billedNs.Load())/1e9/float64(max(st.Accepted, 1)), "billed-s/order")
 	b.ReportMetric(float64(strings.Count(out.String(), "woke too late"))/float64(orders), "given-back-late/order")
-	b.ReportMetric(float64(writtenLate(out.String())), "written-late")
+	late, wroteShortest, wroteCloser := written(out.String(), time.Second/rate)
+	b.ReportMetric(float64(late), "written-late")
+	b.ReportMetric(float64(wroteCloser), "written-closer")
+	b.ReportMetric(float64(wroteShortest)/1e6, "written-shortest-gap-ms")
 	b.ReportMetric(float64(strings.Count(out.String(), "\"_aws\""))/float64(orders), "invocations/order")
 	if len(margins) > 0 {
 		b.ReportMetric(margins[len(margins)/2], "margin-ms-median")
@@ -366,20 +371,33 @@ func cpuSteal() (steal, total int64) {
 	return steal, total
 }
 
-// writtenLate counts the requests written to the connection after their slot's end (the log
-// line of an order sent: slotLate and wrote, Unix µs): a stall between the sender's check of its
-// wake-up and the write, which no margin covers.
-func writtenLate(out string) int {
+// written reads the orders' log lines (slotLate and wrote, Unix µs, of every request sent) and
+// returns how many requests were written after their slot's end (a stall between the sender's
+// check of its wake-up and the write, which no margin covers), and the shortest time between two
+// writes and how many pairs were written closer than min: the senders' spacing, on the host's
+// clock, apart from what happens between a write and the stand-in's handler.
+func written(out string, min time.Duration) (late int, shortest time.Duration, closer int) {
 	re := regexp.MustCompile(`slotLate=(\d+) wrote=(\d+)`)
-	n := 0
+	var wrote []int64
 	for _, m := range re.FindAllStringSubmatch(out, -1) {
-		late, _ := strconv.ParseInt(m[1], 10, 64)
-		wrote, _ := strconv.ParseInt(m[2], 10, 64)
-		if wrote > late {
-			n++
+		end, _ := strconv.ParseInt(m[1], 10, 64)
+		w, _ := strconv.ParseInt(m[2], 10, 64)
+		if w > end {
+			late++
+		}
+		wrote = append(wrote, w)
+	}
+	slices.Sort(wrote)
+	for i := 1; i < len(wrote); i++ {
+		d := time.Duration(wrote[i]-wrote[i-1]) * time.Microsecond
+		if i == 1 || d < shortest {
+			shortest = d
+		}
+		if d < min {
+			closer++
 		}
 	}
-	return n
+	return late, shortest, closer
 }
 
 // emfValues returns the values of metric name in the EMF lines of out.
