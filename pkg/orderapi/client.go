@@ -352,7 +352,6 @@ func statusDetail(resp *http.Response) string {
 	return "HTTP " + strconv.Itoa(resp.StatusCode) + ": " + text
 }
 
-// authorization returns the Authorization value, from the cache while it is younger than the TTL.
 // Authorize fetches the Authorization secret ahead of a paced request when the cached one is
 // missing or would expire before ctx's deadline, so that Put, called at the request's slot, does
 // not fetch it between the slot's start and the write (the request would leave late, closer to
@@ -366,6 +365,7 @@ func (c *Client) Authorize(ctx context.Context) error {
 	return err
 }
 
+// authorization returns the Authorization value, from the cache while it is younger than the TTL.
 func (c *Client) authorization(ctx context.Context) (string, error) {
 	return c.authorizationAt(ctx, c.now())
 }
