@@ -53,6 +53,8 @@ type Governor interface {
 	// Woke records how late slot's request left (written, or a wake-up too late): the
 	// governor's margin adapts to it.
 	Woke(slot governor.Slot, at time.Time)
+	// Opened says whether the state Report returned records the report that opened the breaker.
+	Opened(st governor.State) bool
 }
 
 // Clock is the Dispatcher's time. Sleep returns early with ctx's error.
@@ -408,7 +410,7 @@ func (d *Dispatcher) report(ctx context.Context, log *slog.Logger, slot governor
 	if st.Open() {
 		m.breakerOpen = true
 	}
-	if !slot.Probe && st.Open() && st.OpenedAt.Equal(d.clock.Now()) {
+	if !slot.Probe && d.gov.Opened(st) {
 		log.WarnContext(ctx, "circuit breaker opened: the order API keeps failing", "failures", st.Failures)
 	}
 }

@@ -509,6 +509,13 @@ func (g *Governor) Report(ctx context.Context, slot Slot, o Outcome) (State, err
 	return State{}, &StoreError{Err: fmt.Errorf("report: %d conflicting writes in a row", g.cfg.Conflicts)}
 }
 
+// Opened says whether st, as Report returned it, records the report that opened the breaker:
+// the breaker is open and the failures in a row are exactly the threshold. Every counted failure
+// is a write conditional on the version it read, so exactly one report sees that state.
+func (g *Governor) Opened(st State) bool {
+	return st.Open() && st.Failures == g.cfg.FailureThreshold
+}
+
 // Current returns the shared state as stored (a missing or unreadable record as a fresh one).
 func (g *Governor) Current(ctx context.Context) (State, error) { return g.load(ctx) }
 

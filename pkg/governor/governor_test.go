@@ -381,6 +381,10 @@ func TestBreaker(t *testing.T) {
 		if st, err = g.Report(ctx, s, Outcome{Kind: Failed}); err != nil {
 			t.Fatal(err)
 		}
+		// Only the report that opens the breaker says so (dispatch logs it once).
+		if got := g.Opened(st); got != (i == 2) {
+			t.Errorf("Opened after failure %d = %v, want %v", i+1, got, i == 2)
+		}
 	}
 	if !st.Open() {
 		t.Fatalf("breaker closed after 3 failures in a row across instances")
@@ -407,8 +411,8 @@ func TestBreaker(t *testing.T) {
 	}
 	// The probe fails: still open. The next probe succeeds: closed, normal pacing.
 	clk.Set(probe.At)
-	if st, _ = b.Report(ctx, probe, Outcome{Kind: Failed}); !st.Open() {
-		t.Errorf("breaker closed after a failed probe")
+	if st, _ = b.Report(ctx, probe, Outcome{Kind: Failed}); !st.Open() || b.Opened(st) || a.Opened(st) {
+		t.Errorf("after a failed probe: open %v, opened by it %v (want open, not opened again)", st.Open(), b.Opened(st))
 	}
 	clk.Add(time.Minute)
 	p2 := reserve(t, a)
