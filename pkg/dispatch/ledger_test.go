@@ -141,12 +141,14 @@ func TestCrashAfterClaim(t *testing.T) {
 	ledger := deliverytest.NewLedger(t)
 	e := newEnv(t, setup{api: apiserver.Config{}, ledger: ledger})
 	body := orderOf(t, "K-1")
-	lease := time.Now().Add(2 * time.Second)
+	e.send("K-1", body)
+	msgs := e.receiveAll(e.queueURL, 1)
+	// The crashed instance's claim, taken just before the copy arrives; its lease (2 s, stretched
+	// by the stand-in's measured slowness) must outlive the handler's calls to the stand-ins.
+	lease := time.Now().Add(awstest.Scale(t, e.sqs, 2*time.Second))
 	if _, err := ledger.Claim(context.Background(), order.IdempotencyKey("K-1", []byte(body)), "K-1", lease); err != nil {
 		t.Fatal(err)
 	}
-	e.send("K-1", body)
-	msgs := e.receiveAll(e.queueURL, 1)
 	e.handle(e.d, msgs...)
 	if got := e.api.Stats().Requests; got != 0 {
 		t.Fatalf("API requests %d while the crashed claim's lease lives, want 0", got)
