@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -192,11 +190,11 @@ func (p *localPipeline) startAPI(po pipelineOptions) error {
 	if err != nil {
 		return usageErrorf("stand-in API: %v", err)
 	}
-	ln, err := net.Listen("tcp", po.standinAddr)
+	ln, err := apiserver.Listen(po.standinAddr)
 	if err != nil {
 		return fmt.Errorf("stand-in API: listen on %s: %w", po.standinAddr, err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := srv.HTTPServer()
 	go func() { _ = hs.Serve(ln) }()
 	p.closers = append(p.closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

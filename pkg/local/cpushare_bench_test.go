@@ -100,7 +100,12 @@ func runCPUShare(b *testing.B, memoryMB, orders int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ts := httptest.NewServer(api)
+	ln, err := apiserver.Listen("127.0.0.1:0") // arrivals timed by the kernel: see apiserver.StampListener
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := &httptest.Server{Listener: ln, Config: api.HTTPServer()}
+	ts.Start()
 	defer ts.Close()
 	s := pipeline.Defaults() // API_RATE 1, 2 instances, a 30 s dispatch timeout: as deployed
 	var out syncbuf.Buffer

@@ -115,7 +115,11 @@ type Stats struct {
 
 // Arrival is one request as the server saw it arrive.
 type Arrival struct {
-	At     time.Time // on the server's clock, before the rate limit is applied
+	// At is when the request reached the server: the kernel's receive time of its bytes when
+	// served from a StampListener, else when its handler started (Read). The rate limit and
+	// the scripted outages apply at At.
+	At     time.Time
+	Read   time.Time // when its handler started, on the server's clock
 	ID     string    // the order id of the path, "" for other paths
 	Status int       // the status answered (0: no answer, the client went away)
 }
@@ -227,7 +231,8 @@ func set(ids []string) map[string]bool {
 
 // ServeHTTP serves the order API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	now := s.cfg.Now()
+	read := s.cfg.Now()
+	now := arrived(r, read)
 	rec := &statusRecorder{ResponseWriter: w}
 	defer func() {
 		id := ""
@@ -235,7 +240,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			id = strings.TrimPrefix(r.URL.Path, "/orders/")
 		}
 		s.mu.Lock()
-		s.arrivals = append(s.arrivals, Arrival{At: now, ID: id, Status: rec.status})
+		s.arrivals = append(s.arrivals, Arrival{At: now, Read: read, ID: id, Status: rec.status})
 		s.mu.Unlock()
 	}()
 	s.count(func(st *Stats) { st.Requests++ })
