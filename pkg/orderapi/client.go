@@ -145,6 +145,7 @@ func New(cfg Config, o Options) (*Client, error) {
 	if hc == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 4
+		t.DialContext = GateDial(t.DialContext)
 		hc = &http.Client{Transport: t}
 	}
 	c := *hc
@@ -207,11 +208,11 @@ func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error
 	defer cancel()
 	var wroteMu sync.Mutex // the transport's writer calls WroteRequest
 	var wrote time.Time
-	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) {
+	rctx = httptrace.WithClientTrace(rctx, armOnConn(ctx, c.now, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) {
 		wroteMu.Lock()
 		wrote = c.now()
 		wroteMu.Unlock()
-	}})
+	}}))
 	req, err := http.NewRequestWithContext(rctx, http.MethodPut, c.base+"/orders/"+url.PathEscape(id), bytes.NewReader(body))
 	if err != nil {
 		return Result{Class: Permanent, Detail: "cannot build request"}, fmt.Errorf("build request: %w", err)
@@ -232,6 +233,9 @@ func (c *Client) put(ctx context.Context, id string, body []byte) (Result, error
 	wroteMu.Lock()
 	res.Wrote = wrote
 	wroteMu.Unlock()
+	if errors.Is(err, ErrLate) {
+		return Result{Class: Transient, Detail: ErrLate.Error()}, ErrLate
+	}
 	if err != nil {
 		return classifyError(ctx, res, budget, err)
 	}

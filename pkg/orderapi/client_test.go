@@ -455,3 +455,49 @@ func TestAuthorizeFetchesAhead(t *testing.T) {
 		t.Errorf("Put at the slot: %v (%s), %d fetches; want delivered, 2 (no fetch)", err, res.Class, counting.calls.Load())
 	}
 }
+
+// TestSendByRefusesALateWrite: under SendBy, a request whose first byte would be written after
+// the time given is not written at all (ErrLate, not sent, nothing at the API), on a fresh
+// connection, on a kept-alive one, and over TLS; one in time goes as usual.
+func TestSendByRefusesALateWrite(t *testing.T) {
+	ctx := context.Background()
+	past := func() context.Context { return orderapi.SendBy(ctx, time.Now().Add(-time.Millisecond)) }
+	future := func() context.Context { return orderapi.SendBy(ctx, time.Now().Add(time.Minute)) }
+	check := func(t *testing.T, api *apiserver.Server, c *orderapi.Client) {
+		t.Helper()
+		if res, err := c.Put(past(), "late-fresh", order(t)); !errors.Is(err, orderapi.ErrLate) || res.Sent || res.Class != orderapi.Transient {
+			t.Errorf("late on a fresh connection: Put = %+v, %v; want unsent transient ErrLate", res, err)
+		}
+		if _, err := c.Put(future(), "in-time", order(t)); err != nil {
+			t.Errorf("in time: %v", err)
+		}
+		if res, err := c.Put(past(), "late-reused", order(t)); !errors.Is(err, orderapi.ErrLate) || res.Sent {
+			t.Errorf("late on a kept-alive connection: Put = %+v, %v; want unsent ErrLate", res, err)
+		}
+		if _, err := c.Put(ctx, "no-limit", order(t)); err != nil {
+			t.Errorf("without SendBy after a refusal: %v", err)
+		}
+		var ids []string
+		for _, a := range api.Arrivals() {
+			ids = append(ids, a.ID)
+		}
+		if want := []string{"in-time", "no-limit"}; !cmp.Equal(ids, want) {
+			t.Errorf("the API saw %v, want %v", ids, want)
+		}
+	}
+	t.Run("http", func(t *testing.T) {
+		api, url := standIn(t, apiserver.Config{})
+		check(t, api, newClient(t, orderapi.Config{BaseURL: url}, orderapi.Options{}))
+	})
+	t.Run("tls", func(t *testing.T) {
+		api, err := apiserver.New(apiserver.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewTLSServer(api)
+		t.Cleanup(ts.Close)
+		tr := &http.Transport{TLSClientConfig: ts.Client().Transport.(*http.Transport).TLSClientConfig,
+			DialContext: orderapi.GateDial((&net.Dialer{}).DialContext)}
+		check(t, api, newClient(t, orderapi.Config{BaseURL: ts.URL}, orderapi.Options{HTTPClient: &http.Client{Transport: tr}}))
+	})
+}
