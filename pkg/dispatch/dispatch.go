@@ -50,9 +50,13 @@ type Governor interface {
 	Reserve(ctx context.Context, fits func(time.Time) bool) (governor.Slot, error)
 	Report(ctx context.Context, slot governor.Slot, o governor.Outcome) (governor.State, error)
 	Retake(ctx context.Context, slot governor.Slot) (governor.Slot, error)
-	// Woke records how late slot's request left (written, or a wake-up too late): the
-	// governor's margin adapts to it.
+	// Woke records a wake-up too late for slot, Sent a request sent in it (started, written):
+	// the governor's margin adapts to how late they left, and Usable allows for how long
+	// requests take to be written.
 	Woke(slot governor.Slot, at time.Time)
+	Sent(slot governor.Slot, start, wrote time.Time)
+	// Usable says whether a sender that woke at woke may still send in slot.
+	Usable(slot governor.Slot, woke time.Time) bool
 	// Opened says whether the state Report returned records the report that opened the breaker.
 	Opened(st governor.State) bool
 }
@@ -282,20 +286,36 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 	var slot governor.Slot
 	res := orderapi.Result{Class: orderapi.Transient, Detail: "authorization secret unavailable"}
 	if err := d.api.Authorize(ctx); err == nil {
-		var wait time.Duration
-		var why string
-		if slot, wait, why, ok = d.pace(ctx, m); !ok {
-			d.settle(ctx, log, claim, orderapi.Result{}, m)
-			return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, wait, why))
+		for late := 0; ; late++ {
+			var wait time.Duration
+			var why string
+			if slot, wait, why, ok = d.pace(ctx, m); !ok {
+				d.settle(ctx, log, claim, orderapi.Result{}, m)
+				return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, wait, why))
+			}
+			// The request is written by the slot's end or not at all: held up after the
+			// wake-up, it could otherwise reach the API closer than 1/rate to the next slot's.
+			start := d.clock.Now()
+			var err error
+			res, err = d.api.Put(orderapi.SendBy(ctx, slot.Late), id, []byte(msg.Body))
+			if errors.Is(err, orderapi.ErrLate) {
+				d.gov.Woke(slot, d.clock.Now())
+				m.lateSlots++
+				if late+1 < maxLateSlots {
+					continue // nothing sent: take another slot
+				}
+				d.settle(ctx, log, claim, orderapi.Result{}, m)
+				return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, 0, "request not written by the end of its slot"))
+			}
+			// How late the request left its slot (written, or else tried) is what the margin adapts to.
+			left := res.Wrote
+			if left.IsZero() {
+				left = d.clock.Now()
+			}
+			d.gov.Sent(slot, start, left)
+			log = log.With("slotAt", slot.At.UnixMicro(), "slotLate", slot.Late.UnixMicro(), "wrote", left.UnixMicro())
+			break
 		}
-		res, _ = d.api.Put(ctx, id, []byte(msg.Body))
-		// How late the request left its slot (written, or else tried) is what the margin adapts to.
-		left := res.Wrote
-		if left.IsZero() {
-			left = d.clock.Now()
-		}
-		d.gov.Woke(slot, left)
-		log = log.With("slotAt", slot.At.UnixMicro(), "slotLate", slot.Late.UnixMicro(), "wrote", left.UnixMicro())
 	}
 	d.settle(ctx, log, claim, res, m)
 	if res.Sent {
@@ -337,9 +357,9 @@ const maxLateSlots = 3
 const storeLogEvery = time.Minute
 
 // pace reserves a slot of the shared schedule and sleeps until it starts. A slot is reserved
-// only where a request would still get MinRequest before the deadline. A wake-up later than the
-// slot's Late gives the slot up (sending then could land closer than 1/rate to the next slot's
-// request) and takes another, unless nobody reserved after it: then the slot moves to now
+// only where a request would still get MinRequest before the deadline. A wake-up too late for the
+// request to be written by the slot's Late (Governor.Usable) gives the slot up (sending then
+// could land closer than 1/rate to the next slot's request) and takes another, unless nobody reserved after it: then the slot moves to now
 // (Governor.Retake). It reports false, with the delay the message should be given back
 // with and why, when no slot fits (schedule full, paused, breaker open), the governor's store
 // fails (nothing sent that is not accounted for), or ctx ends.
@@ -372,13 +392,13 @@ func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.
 			return governor.Slot{}, 0, "deadline reached while waiting for the request slot", false
 		}
 		woke := d.clock.Now()
-		if woke.After(slot.Late) {
+		if !d.gov.Usable(slot, woke) {
 			d.gov.Woke(slot, woke)
 			// Woke late: move the slot to now if nobody reserved after it, else take another.
 			m.lateSlots++
 			moved, err := d.gov.Retake(ctx, slot)
 			switch {
-			case err == nil && !d.clock.Now().After(moved.Late):
+			case err == nil && d.gov.Usable(moved, d.clock.Now()):
 				slot = moved
 			case (err == nil || errors.Is(err, governor.ErrSlotTaken)) && late+1 < maxLateSlots:
 				continue // taken, or the move itself took too long: the next slot counts from it

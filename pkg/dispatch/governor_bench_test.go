@@ -1,10 +1,13 @@
 package dispatch_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
@@ -21,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/orderpipe/orderpipe/internal/awstest"
+	"github.com/orderpipe/orderpipe/internal/syncbuf"
 	"github.com/orderpipe/orderpipe/pkg/dispatch"
 	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/local/apiserver"
@@ -189,6 +193,49 @@ type govResult struct {
 	advances  atomic.Int64 // UpdateItems that took a slot without a read (ReturnValues ALL_NEW)
 	marginNs  atomic.Int64 // the margins of the slots reserved, summed
 	marginMax atomic.Int64
+	writes    writeLog
+	log       syncbuf.Buffer // the instances' logs, for the requests of closer pairs
+}
+
+// writeLog keeps when each request's first bytes were written by a sender, by order id.
+type writeLog struct {
+	mu sync.Mutex
+	at map[string][]time.Time // the id's requests
+}
+
+// before is the latest write of id's requests not after t (zero if none).
+func (l *writeLog) before(id string, t time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var w time.Time
+	for _, x := range l.at[id] {
+		if !x.After(t) {
+			w = x
+		}
+	}
+	return w
+}
+
+// writeLoggedConn logs its requests' writes.
+type writeLoggedConn struct {
+	net.Conn
+	l *writeLog
+}
+
+func (c writeLoggedConn) Write(p []byte) (int, error) {
+	t := time.Now()
+	if rest, ok := bytes.CutPrefix(p, []byte("PUT /orders/")); ok {
+		if i := bytes.IndexByte(rest, ' '); i > 0 {
+			c.l.mu.Lock()
+			if c.l.at == nil {
+				c.l.at = map[string][]time.Time{}
+			}
+			id := string(rest[:i])
+			c.l.at[id] = append(c.l.at[id], t)
+			c.l.mu.Unlock()
+		}
+	}
+	return c.Conn.Write(p)
 }
 
 // timedGovernor measures where a slot's time goes: the governor's calls and how late senders
@@ -282,11 +329,18 @@ func runGoverned(b *testing.B, c govCase) *govResult {
 		}
 		store = governor.NewDynamoStore(countingDynamo{db, r}, table, "")
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(&r.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var wg sync.WaitGroup
 	r.start = time.Now()
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, DialContext: orderapi.GateDial(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return writeLoggedConn{conn, &r.writes}, nil
+	})}}
 	for i := range c.instances {
-		client, err := orderapi.New(cfg.OrderAPI(), orderapi.Options{})
+		client, err := orderapi.New(cfg.OrderAPI(), orderapi.Options{HTTPClient: hc})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -326,6 +380,19 @@ func (r *govResult) report(b *testing.B, c govCase) {
 	b.ReportMetric(100*float64(st.Accepted)/(1+last.Sub(first).Seconds()*c.apiRPS), "util%")
 	b.ReportMetric(100*float64(st.Throttled)/float64(max(st.Requests, 1)), "429%")
 	b.ReportMetric(float64(closer), "closer-than-1/rate")
+	iv := time.Duration(float64(time.Second) / c.apiRPS)
+	for i := 1; i < len(r.arrivals); i++ {
+		if p, a := r.arrivals[i-1], r.arrivals[i]; a.At.Sub(p.At) < iv {
+			wp, wa := r.writes.before(p.ID, p.At), r.writes.before(a.ID, a.At)
+			for _, l := range strings.Split(r.log.String(), "\n") {
+				if strings.Contains(l, "orderID="+p.ID+" ") || strings.Contains(l, "orderID="+a.ID+" ") {
+					b.Logf("  %s", l)
+				}
+			}
+			b.Logf("closer: %s then %s (status %d) %v apart at the API's host, %v as read, written %v apart; %s written %v before it arrived, read %v after",
+				p.ID, a.ID, a.Status, a.At.Sub(p.At), a.Read.Sub(p.Read), wa.Sub(wp), a.ID, a.At.Sub(wa), a.Read.Sub(a.At))
+		}
+	}
 	// The same arrivals as the stand-in's handlers got to them (its own scheduling delay
 	// included, which a partner's API on its own hosts does not share with its clients).
 	read := make([]apiserver.Arrival, len(r.arrivals))

@@ -253,10 +253,21 @@ type fakeAPI struct {
 	at      []time.Duration
 	start   time.Time
 	results []orderapi.Result // answers in turn; delivered when exhausted
+	late    int               // the next late PUTs answer ErrLate (nothing sent)
+	sendBy  []time.Duration   // each PUT's SendBy, after start
 }
 
 func (f *fakeAPI) Put(ctx context.Context, id string, body []byte) (orderapi.Result, error) {
 	f.at = append(f.at, f.clock.Now().Sub(f.start))
+	by := time.Duration(-1)
+	if t, ok := ctx.Value(orderapi.SendByKey).(time.Time); ok {
+		by = t.Sub(f.start)
+	}
+	f.sendBy = append(f.sendBy, by)
+	if f.late > 0 {
+		f.late--
+		return orderapi.Result{Class: orderapi.Transient, Detail: orderapi.ErrLate.Error()}, orderapi.ErrLate
+	}
 	if len(f.results) > 0 {
 		r := f.results[0]
 		f.results = f.results[1:]
@@ -369,6 +380,48 @@ func TestGiveBackWhenTimeIsShort(t *testing.T) {
 				t.Errorf("given back as fresh copies delayed %v and visibility changes %v; want copies delayed %v, no visibility change", delays, q.visibility, tc.wantDelay)
 			}
 			clk.t = clk.t.Add(time.Minute) // the schedule is free again between cases
+		})
+	}
+}
+
+// TestLateWriteTakesAnotherSlot: a request that could not be written by its slot's end (nothing
+// sent) takes the next slot, up to maxLateSlots; then the order is given back at once with its
+// budget untouched. Each PUT is bounded by its slot's end.
+func TestLateWriteTakesAnotherSlot(t *testing.T) {
+	ms := time.Millisecond
+	cfg := testConfig()
+	cfg.APIRate, cfg.APIInstances = 1, 1 // slots 1.02 s apart, 20 ms margin
+	for _, tc := range []struct {
+		name       string
+		late       int
+		want       []time.Duration // PUT start times
+		wantCopies int
+	}{
+		{"sent in the third slot", 2, []time.Duration{1020 * ms, 2040 * ms, 3060 * ms}, 0},
+		{"given back after three", 3, []time.Duration{1020 * ms, 2040 * ms, 3060 * ms}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			api := &fakeAPI{clock: clk, budget: time.Hour, start: clk.t, late: tc.late}
+			q := &recordingQueue{}
+			d := New(cfg, q, api, Options{Clock: clk, Metrics: &bytes.Buffer{}})
+			resp, _ := d.Handle(context.Background(), batch("a"))
+			if diff := cmp.Diff(tc.want, api.at); diff != "" {
+				t.Errorf("PUT times (-want +got):\n%s", diff)
+			}
+			for i, at := range api.at {
+				if by := api.sendBy[i]; by != at+20*ms {
+					t.Errorf("PUT %d at %v sent by %v, want its slot's end %v", i, at, by, at+20*ms)
+				}
+			}
+			if len(resp.BatchItemFailures) != 0 || len(q.sent) != tc.wantCopies {
+				t.Fatalf("failures %v, copies %d; want none and %d", resp.BatchItemFailures, len(q.sent), tc.wantCopies)
+			}
+			for _, in := range q.sent {
+				if in.DelaySeconds != 0 || in.MessageAttributes[order.AttrRetries].StringValue != nil && *in.MessageAttributes[order.AttrRetries].StringValue != "0" {
+					t.Errorf("given back with delay %d and Retries %v, want at once and no retry spent", in.DelaySeconds, in.MessageAttributes[order.AttrRetries].StringValue)
+				}
+			}
 		})
 	}
 }

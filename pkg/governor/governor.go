@@ -227,6 +227,7 @@ type Governor struct {
 	seen  State         // the record as this Governor last read or wrote it; Version 0: none yet
 	lead  time.Duration // how long a write to the store takes (a decaying maximum): see Reserve
 	wakes wakeups       // this Governor's senders' recent wake-ups, for the margin
+	paths wakeups       // how long its senders' requests took from the call to the written request
 	busy  bool          // the last Advance found the schedule busy: try that case first
 }
 
@@ -381,12 +382,34 @@ func (g *Governor) leadTime() time.Duration {
 
 // Woke records that the sender of slot acted at at: how late (at - the slot's start) is one
 // of the LatenessWindow latenesses from which this Governor chooses its margin (see Margin).
-// A sender calls it once a slot: with the time its request was written to the connection, or
-// with its wake-up when it woke too late and gave the slot up.
+// A sender calls it once a slot: with Sent when it sent, or with its wake-up when it woke too
+// late and gave the slot up.
 func (g *Governor) Woke(slot Slot, at time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.wakes.add(at.Sub(slot.At))
+}
+
+// Sent records that the sender of slot started its request at start (after its wake-up) and
+// that the request had been written at wrote: how late it left (wrote - the slot's start; see
+// Woke), and how long the write itself took (wrote - start), which Usable allows for.
+func (g *Governor) Sent(slot Slot, start, wrote time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.wakes.add(wrote.Sub(slot.At))
+	g.paths.add(wrote.Sub(start))
+}
+
+// Usable says whether a sender that woke at woke may still send in slot: whether its request,
+// started now, would be written by the slot's Late, allowing for how long this Governor's
+// requests take to be written (the 95th percentile of the recent ones, Sent; at most half the
+// slot's margin, so that a slow write path never leaves no slot usable). A request written
+// after Late could reach the API closer than 1/rate to the next slot's.
+func (g *Governor) Usable(slot Slot, woke time.Time) bool {
+	g.mu.Lock()
+	path := min(g.paths.quantile(PathQuantile), slot.Margin/2)
+	g.mu.Unlock()
+	return !woke.Add(path).After(slot.Late)
 }
 
 // Margin is the margin this Governor reserves slots with at rate: how late its sender may wake

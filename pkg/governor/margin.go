@@ -1,6 +1,7 @@
 package governor
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -14,6 +15,8 @@ const (
 	// at most a fifth of the rate (a quarter of the interval added to it); Config.Margin, the
 	// floor, may be larger.
 	MaxMarginShare = 0.25
+	// PathQuantile is the share of recent requests whose write time Usable allows for.
+	PathQuantile = 0.95
 )
 
 // wakeups keeps the lateness of a sender's most recent wake-ups (how long after its slot's
@@ -62,4 +65,16 @@ func (w *wakeups) margin(floor, iv time.Duration) time.Duration {
 		}
 	}
 	return best
+}
+
+// quantile is the q-quantile of the samples held (the smallest sample that at least q of them do
+// not exceed); 0 when empty.
+func (w *wakeups) quantile(q float64) time.Duration {
+	if w.n == 0 {
+		return 0
+	}
+	s := slices.Clone(w.late[:w.n])
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[min(max(i, 0), len(s)-1)]
 }

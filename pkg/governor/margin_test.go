@@ -132,3 +132,43 @@ func TestLateSenderNeverCloserThanTheInterval(t *testing.T) {
 		})
 	}
 }
+
+// TestUsableAllowsForTheWritePath: a wake-up is usable only when the request, written as long
+// after it as this Governor's requests usually take (their 95th percentile), still leaves by
+// the slot's Late; the allowance is at most half the margin.
+func TestUsableAllowsForTheWritePath(t *testing.T) {
+	us := time.Microsecond
+	at := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	slot := Slot{At: at, Margin: 1000 * us, Late: at.Add(1000 * us)}
+	tests := []struct {
+		name  string
+		paths []time.Duration // write times recorded by Sent
+		woke  time.Duration   // after the slot's start
+		want  bool
+	}{
+		{"nothing measured: up to Late", nil, 1000 * us, true},
+		{"nothing measured: after Late", nil, 1001 * us, false},
+		{"on time", repeat(200*us, LatenessWindow), 0, true},
+		{"the write would end at Late", repeat(200*us, LatenessWindow), 800 * us, true},
+		{"the write would end after Late", repeat(200*us, LatenessWindow), 801 * us, false},
+		// 3 of 64 (4.7 %) slow writes are above the 95th percentile: 150 µs is allowed for.
+		{"rare slow writes are not allowed for", append(repeat(150*us, LatenessWindow-3), repeat(5000*us, 3)...), 850 * us, true},
+		{"4 of 64 are", append(repeat(150*us, LatenessWindow-4), repeat(400*us, 4)...), 850 * us, false},
+		{"at most half the margin", repeat(5000*us, LatenessWindow), 500 * us, true},
+		{"half the margin still holds", repeat(5000*us, LatenessWindow), 501 * us, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := New(Config{Rate: 20}, &MemoryStore{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range tt.paths {
+				g.Sent(slot, at, at.Add(p))
+			}
+			if got := g.Usable(slot, at.Add(tt.woke)); got != tt.want {
+				t.Errorf("Usable(woke %v after the start) = %v, want %v", tt.woke, got, tt.want)
+			}
+		})
+	}
+}
