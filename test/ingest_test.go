@@ -505,8 +505,10 @@ func generated(ext string, n int) ([]byte, want) {
 }
 
 func TestIngestCheckpoints(t *testing.T) {
-	csv, csvWant := generated("csv", 80)
-	js, jsWant := generated("jsonl", 80)
+	// The sending pass looks at the clock once per batch of 10 orders: 400 lines take several
+	// invocations.
+	csv, csvWant := generated("csv", 400)
+	js, jsWant := generated("jsonl", 400)
 	tests := []struct {
 		name string
 		key  string
@@ -522,9 +524,9 @@ func TestIngestCheckpoints(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newIngestEnv(t)
-			// Each invocation gets a deadline 30 min ahead and must stop 30 min - 20 s before
-			// it: after about 20 clock readings, so about 18 lines. Periodic saves every 7.
-			e.cfg.CheckpointMargin = 30*time.Minute - 20*time.Second
+			// Each invocation gets a deadline 30 min ahead and must stop 30 min - 10 s before
+			// it: after about 10 clock readings, so after a few batches. Periodic saves every 7.
+			e.cfg.CheckpointMargin = 30*time.Minute - 10*time.Second
 			e.cfg.CheckpointEvery = 7 * time.Second
 			steps := &stepClock{t: time.Now(), step: time.Second}
 			e.newService(ingest.Options{Clock: steps})
@@ -709,6 +711,9 @@ func TestIngestConcurrentDuplicates(t *testing.T) {
 
 func TestIngestRequeuesWhenOutOfTime(t *testing.T) {
 	e := newIngestEnv(t)
+	// Each invocation stops after about 10 clock readings; the sending pass looks once per batch
+	// of 10 orders, so a file of n orders outlasts one invocation.
+	const n = 200
 	e.cfg.CheckpointMargin = 30*time.Minute - 10*time.Second
 	e.cfg.CheckpointEvery = time.Hour
 	steps := &stepClock{t: time.Now(), step: time.Second}
@@ -718,7 +723,7 @@ func TestIngestRequeuesWhenOutOfTime(t *testing.T) {
 	}
 	keys := []string{"uploads/first.jsonl", "uploads/second.jsonl"}
 	for _, k := range keys {
-		e.upload(t, k, jsonl(30))
+		e.upload(t, k, jsonl(n))
 	}
 	// Both notifications in one batch: the first file stops at its checkpoint time, the second
 	// is not started but put back on the files queue.
@@ -751,16 +756,16 @@ func TestIngestRequeuesWhenOutOfTime(t *testing.T) {
 		seen[m.Source+"#"+m.ID]++
 	}
 	for _, k := range keys {
-		for i := 1; i <= 30; i++ {
-			if n := seen["s3://"+e.bucket+"/"+k+"#"+fmt.Sprintf("id-%d", i)]; n != 1 {
-				t.Errorf("%s id-%d sent %d times, want once", k, i, n)
+		for i := 1; i <= n; i++ {
+			if sent := seen["s3://"+e.bucket+"/"+k+"#"+fmt.Sprintf("id-%d", i)]; sent != 1 {
+				t.Errorf("%s id-%d sent %d times, want once", k, i, sent)
 			}
 		}
-		if rep := e.report(t, k); rep.Enqueued != 30 {
-			t.Errorf("%s: report enqueued %d, want 30", k, rep.Enqueued)
+		if rep := e.report(t, k); rep.Enqueued != n {
+			t.Errorf("%s: report enqueued %d, want %d", k, rep.Enqueued, n)
 		}
 	}
-	if len(got) != 60 {
-		t.Errorf("got %d orders, want 60", len(got))
+	if len(got) != 2*n {
+		t.Errorf("got %d orders, want %d", len(got), 2*n)
 	}
 }

@@ -81,7 +81,10 @@ type Config struct {
 	ThrottleWindow time.Duration
 	// BreakerThreshold is BREAKER_THRESHOLD, default 5: failures in a row that open the breaker.
 	BreakerThreshold int
-	ProbeInterval    time.Duration // BREAKER_PROBE_INTERVAL, default 30s: one probe per interval while open
+	// ProbeInterval is BREAKER_PROBE_INTERVAL, default 30s: one probe per interval while open.
+	// Zero in a hand-built Config means the default, for the governor and for the orders held by
+	// the open breaker alike.
+	ProbeInterval time.Duration
 
 	MaxAttempts int           // MAX_ATTEMPTS, default 8: transient budget, by receive count
 	BackoffBase time.Duration // BACKOFF_BASE, default 2s
@@ -184,16 +187,26 @@ func (c Config) PerInstanceRate() float64 { return c.APIRate / float64(c.APIInst
 
 // Governor is the governor configuration derived from c, at ceiling rate.
 func (c Config) Governor(rate float64) governor.Config {
-	return governor.Config{Rate: rate, Skew: c.ClockSkew, Margin: c.Margin, FailureThreshold: c.BreakerThreshold, ProbeInterval: c.ProbeInterval,
+	return governor.Config{Rate: rate, Skew: c.ClockSkew, Margin: c.Margin, FailureThreshold: c.BreakerThreshold, ProbeInterval: c.probeInterval(),
 		Hold: c.Hold, ThrottleWindow: c.ThrottleWindow}
 }
 
+// probeInterval is the breaker's probe interval: ProbeInterval, governor.DefaultProbeInterval
+// when it is not positive (as governor.Config takes it).
+func (c Config) probeInterval() time.Duration {
+	if c.ProbeInterval <= 0 {
+		return governor.DefaultProbeInterval
+	}
+	return c.ProbeInterval
+}
+
 // openHold is how long an order waits (given back) when it meets the open breaker, for u
-// uniform in [0, 1): one to three probe intervals (two on average), so that a backlog comes back
-// spread over the probe interval, not in waves: when a probe closes the breaker, orders are
-// already arriving at backlog / (2 x interval) a second.
+// uniform in [0, 1): one to three probe intervals (two on average; the interval the governor
+// probes at, taken as at least a second), so that a backlog comes back spread over the probe
+// interval, not in waves: when a probe closes the breaker, orders are already arriving at
+// backlog / (2 x interval) a second.
 func (c Config) openHold(u float64) time.Duration {
-	pi := max(c.ProbeInterval, time.Second)
+	pi := max(c.probeInterval(), time.Second)
 	return pi + time.Duration(2*u*float64(pi))
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/orderpipe/orderpipe/pkg/governor"
 	"github.com/orderpipe/orderpipe/pkg/order"
 	"github.com/orderpipe/orderpipe/pkg/orderapi"
 )
@@ -207,6 +208,33 @@ func TestBackoff(t *testing.T) {
 			d := New(testConfig(), nil, nil, Options{Rand: func() float64 { return tc.rand }})
 			if got := d.backoff(tc.attempts); got != tc.want {
 				t.Errorf("backoff(%d) = %v, want %v", tc.attempts, got, tc.want)
+			}
+		})
+	}
+}
+
+// The orders that meet the open breaker are held one to three of the intervals the governor
+// probes at: a hand-built Config without ProbeInterval takes the governor's default for both,
+// and a set interval is used as it is by both (at least a second for the hold).
+func TestOpenHoldFollowsTheProbeInterval(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		set, want time.Duration // want: the governor's interval
+		hold      time.Duration // the shortest hold
+	}{
+		{"zero takes the default", 0, governor.DefaultProbeInterval, governor.DefaultProbeInterval},
+		{"negative takes the default", -time.Second, governor.DefaultProbeInterval, governor.DefaultProbeInterval},
+		{"set", 10 * time.Second, 10 * time.Second, 10 * time.Second},
+		{"below a second", 100 * time.Millisecond, 100 * time.Millisecond, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testConfig()
+			c.ProbeInterval = tc.set
+			if got := c.Governor(c.PerInstanceRate()).ProbeInterval; got != tc.want {
+				t.Errorf("governor's probe interval %v, want %v", got, tc.want)
+			}
+			if lo, mid := c.openHold(0), c.openHold(0.5); lo != tc.hold || mid != 2*tc.hold {
+				t.Errorf("openHold(0), openHold(0.5) = %v, %v; want %v, %v", lo, mid, tc.hold, 2*tc.hold)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"compress/gzip"
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -85,16 +86,7 @@ func TestIngestAtShortDeadline(t *testing.T) {
 				case st.VerifiedETag != "" && inside(st.Offset) && st.InLine == tt.wantInLine:
 					sendInside++
 				}
-				m, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &e.filesURL, MaxNumberOfMessages: 1, WaitTimeSeconds: 1})
-				if err != nil || len(m.Messages) != 1 {
-					t.Fatalf("continuation: %d messages, %v; want 1", len(m.Messages), err)
-				}
-				msg, err := s3event.Decode(aws.ToString(m.Messages[0].Body))
-				if err != nil || msg.Continuation == nil {
-					t.Fatalf("decode continuation: %v, %+v", err, msg)
-				}
-				e.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &e.filesURL, ReceiptHandle: m.Messages[0].ReceiptHandle})
-				out = invoke(msg.Continuation.Token)
+				out = invoke(takeContinuation(t, e))
 			}
 			if tt.refused != "" {
 				var rep ingest.Report
@@ -119,5 +111,111 @@ func TestIngestAtShortDeadline(t *testing.T) {
 				t.Errorf("report lines %d enqueued %d rejected %d unread %d; want %d, 2, %d, 0", rep.Lines, rep.Enqueued, rep.Rejected, rep.Unread, tt.wantLines, tt.rejected)
 			}
 		})
+	}
+}
+
+// takeContinuation receives the one continuation on e's files queue, deletes it and returns its
+// token.
+func takeContinuation(t *testing.T, e *env) string {
+	t.Helper()
+	m, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &e.filesURL, MaxNumberOfMessages: 1, WaitTimeSeconds: 1})
+	if err != nil || len(m.Messages) != 1 {
+		t.Fatalf("continuation: %d messages, %v; want 1", len(m.Messages), err)
+	}
+	msg, err := s3event.Decode(aws.ToString(m.Messages[0].Body))
+	if err != nil || msg.Continuation == nil {
+		t.Fatalf("decode continuation: %v, %+v", err, msg)
+	}
+	e.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &e.filesURL, ReceiptHandle: m.Messages[0].ReceiptHandle})
+	return msg.Continuation.Token
+}
+
+// countingClock is the system clock counting its Now calls.
+type countingClock struct {
+	clock.System
+	looks atomic.Int64
+}
+
+func (c *countingClock) Now() time.Time {
+	c.looks.Add(1)
+	return c.System.Now()
+}
+
+// The sending pass looks at the clock once per batch it hands to the sender and once per
+// ClockLines other lines, not once per line: a file of 3,000 rejected lines and 100 orders
+// (ten batches) costs a few dozen looks, the file's own bookkeeping (claim, checkpoint timing,
+// report) included, and ends whole.
+func TestSendPassLooksAtTheClockPerBatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const key, orders, bad = "uploads/clock.jsonl", 100, 3000
+	var body strings.Builder
+	for i := range orders {
+		fmt.Fprintf(&body, `{"id":"o-%d"}`+"\n", i)
+		for range bad / orders {
+			body.WriteString("not json\n")
+		}
+	}
+	e.put(t, key, []byte(body.String()))
+	clk := &countingClock{}
+	svc := ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Clock: clk})
+	out, err := svc.Ingest(ctx(t), s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, "")
+	if err != nil || out != ingest.Done {
+		t.Fatalf("Ingest = %v, %v; want done", out, err)
+	}
+	const lines = orders + bad
+	// Every batch, every ClockLines lines and at most 16 looks for the file's bookkeeping.
+	if most := int64(orders/ingest.MaxBatchEntries + lines/ingest.ClockLines + 16); clk.looks.Load() > most {
+		t.Errorf("%d looks at the clock for %d lines (%d batches); want at most %d", clk.looks.Load(), lines, orders/ingest.MaxBatchEntries, most)
+	}
+	var rep ingest.Report
+	if !e.get(t, ingest.ReportKey(key), &rep) || rep.Lines != lines || rep.Enqueued != orders || rep.Rejected != bad {
+		t.Errorf("report: lines %d, enqueued %d, rejected %d; want %d, %d, %d", rep.Lines, rep.Enqueued, rep.Rejected, lines, orders, bad)
+	}
+}
+
+// Many tiny lines with nothing to send between two orders, read by invocations whose checkpoint
+// time comes after nine looks at the clock (steppingClock): each invocation checkpoints within
+// ten times ClockLines lines, inside the run, and the file ends with both orders sent once and
+// every tiny line rejected.
+func TestTinyLinesCheckpointInTime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const key, bad = "uploads/tiny.jsonl", 5000
+	e.put(t, key, []byte(`{"id":"a"}`+"\n"+strings.Repeat("x\n", bad)+`{"id":"b"}`+"\n"))
+	invoke := func(token string) ingest.Outcome {
+		t.Helper()
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		svc := ingest.New(e.cfg, e.s3, e.sqs, ingest.Options{Clock: &steppingClock{start: time.Now()}})
+		out, err := svc.Ingest(c, s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}, token)
+		if err != nil {
+			t.Fatalf("Ingest = %v", err)
+		}
+		return out
+	}
+	var line int64 // the last checkpoint's line
+	checkpoints := 0
+	for out := invoke(""); out == ingest.Continued; checkpoints++ {
+		if checkpoints > 30 {
+			t.Fatalf("still continuing after %d invocations", checkpoints)
+		}
+		var st ingest.State
+		e.get(t, "state/"+key+"@null.json", &st)
+		if st.Line <= line || st.Line-line > 10*ingest.ClockLines || st.Line > bad+1 {
+			t.Fatalf("checkpoint at line %d after one at line %d; want at most %d lines further, inside the run", st.Line, line, 10*ingest.ClockLines)
+		}
+		line = st.Line
+		out = invoke(takeContinuation(t, e))
+	}
+	if checkpoints < 2 {
+		t.Errorf("%d checkpoints inside the run, want at least two", checkpoints)
+	}
+	if got := receiveAllDup(t, e.sqs, e.ordersURL); len(got) != 2 {
+		t.Errorf("orders sent %q, want a and b once", got)
+	}
+	var rep ingest.Report
+	if !e.get(t, ingest.ReportKey(key), &rep) || rep.Lines != bad+2 || rep.Enqueued != 2 || rep.Rejected != bad || rep.Unread != 0 {
+		t.Errorf("report lines %d enqueued %d rejected %d unread %d; want %d, 2, %d, 0", rep.Lines, rep.Enqueued, rep.Rejected, rep.Unread, bad+2, bad)
 	}
 }

@@ -187,7 +187,10 @@
 //
 // Both passes look at the clock every few MiB of input whatever it holds: inside long runs of
 // blank lines, blank lines before a CSV header, and a huge line being skipped
-// (order.Options.YieldBytes, Reader.Count's budget), so a checkpoint is taken in time. A
+// (order.Options.YieldBytes, Reader.Count's budget), so a checkpoint is taken in time. The
+// sending pass also looks after its first line, after every batch it hands to the sender
+// (handing one over may wait for the queue) and every 256 lines, not after every line: a look
+// per line would cost about a tenth of its CPU. A
 // checkpoint inside a huge line (already rejected, or counted) says so (State.InLine,
 // VerifyInLine) and the next invocation skips the rest of it first.
 //

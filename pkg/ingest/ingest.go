@@ -116,10 +116,17 @@ func WithStop(ctx context.Context, stop <-chan struct{}) context.Context {
 // checkpointDue reports whether an invocation must checkpoint now: at stopAt (never when zero),
 // or once WithStop's channel is closed.
 func checkpointDue(ctx context.Context, stopAt, now time.Time) bool {
-	if !stopAt.IsZero() && now.After(stopAt) {
-		return true
-	}
+	return (!stopAt.IsZero() && now.After(stopAt)) || stopped(stopOf(ctx))
+}
+
+// stopOf is WithStop's channel in ctx, nil without one.
+func stopOf(ctx context.Context) <-chan struct{} {
 	stop, _ := ctx.Value(stopKey{}).(<-chan struct{})
+	return stop
+}
+
+// stopped reports whether stop is closed (never for a nil stop).
+func stopped(stop <-chan struct{}) bool {
 	select {
 	case <-stop:
 		return true

@@ -55,8 +55,9 @@ func TestIngestLongKey(t *testing.T) {
 	key := "uploads/" + strings.Repeat("k", 1000-len("uploads/")-len(".jsonl")) + ".jsonl"
 	e.put(t, key, []byte(`{"id":"a"}`+"\n"+`{"id":"b"}`+"\n"+`{"id":"a"}`+"\n"))
 	cfg := e.cfg
-	cfg.CheckpointEvery = time.Nanosecond // a checkpoint after every line: sidecars too
+	cfg.CheckpointEvery = time.Nanosecond // a checkpoint at every look at the clock: sidecars too
 	svc := ingest.New(cfg, keyLimitStore{e.s3}, e.sqs, ingest.Options{})
+	ingest.SetChunks(svc, 1<<20, 1) // a look after every line (a byte or more read)
 	rec := s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}
 	if got, err := svc.Ingest(ctx(t), rec, ""); err != nil || got != ingest.Done {
 		t.Fatalf("Ingest = %v, %v; want done", got, err)

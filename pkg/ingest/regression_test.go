@@ -144,8 +144,9 @@ func TestIngestFailedCheckpointKeepsIDSet(t *testing.T) {
 		return false
 	}
 	cfg := e.cfg
-	cfg.CheckpointEvery = time.Nanosecond // a checkpoint after every line
+	cfg.CheckpointEvery = time.Nanosecond // a checkpoint at every look at the clock
 	svc := ingest.New(cfg, store, e.sqs, ingest.Options{})
+	ingest.SetChunks(svc, 1<<20, 1) // a look after every line (a byte or more read)
 	rec := s3event.Record{EventName: "ObjectCreated:Put", Bucket: e.bucket, Key: key}
 	if _, err := svc.Ingest(ctx(t), rec, ""); err == nil {
 		t.Fatal("first Ingest: no error, want the injected state write failure")

@@ -217,8 +217,9 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 	obj, base := r.claim.obj, r.claim.state.Offset
 	src := obj.uri()
 	e := &Entry{Source: src, Version: obj.Version} // Add copies it: one for every order
-	stopAt := r.svc.stopAt(ctx)
+	stopAt, stop := r.svc.stopAt(ctx), stopOf(ctx)
 	saveAt := r.svc.now().Add(r.svc.cfg.CheckpointEvery)
+	look := clockLook{lines: clockLines} // the first line looks: a pass begun past the checkpoint time stops at once
 	var le *order.LineError
 	for {
 		o, err := rd.Next()
@@ -268,10 +269,14 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 		if err != order.ErrYield {
 			r.lines++
 		}
+		if r.budget > 0 && r.added >= r.budget {
+			return r.wait(ctx, positionOf(base, rd), fmt.Sprintf("%d orders of this file enqueued, the orders queue is full", r.added))
+		}
+		if !look.due(err == order.ErrYield, r.send.Handed(), rd.Offset(), r.svc.chunks.yield) && !stopped(stop) {
+			continue
+		}
 		now := r.svc.now()
 		switch {
-		case r.budget > 0 && r.added >= r.budget:
-			return r.wait(ctx, positionOf(base, rd), fmt.Sprintf("%d orders of this file enqueued, the orders queue is full", r.added))
 		case checkpointDue(ctx, stopAt, now):
 			return r.handoff(ctx, positionOf(base, rd))
 		case now.After(saveAt):
@@ -281,6 +286,30 @@ func (r *fileRun) sendOrders(ctx context.Context, rd *order.Reader) (Outcome, er
 			saveAt = now.Add(r.svc.cfg.CheckpointEvery)
 		}
 	}
+}
+
+// clockLines is the most lines the sending pass reads between two looks at the clock.
+const clockLines = 256
+
+// clockLook tells the sending pass when to look at the clock (the checkpoint time, the periodic
+// checkpoint), which after every line would cost about a tenth of the pass's CPU: after every
+// batch handed to the sender (handing one over may wait for the queue), after a yield
+// (yieldBytes read without an order), and otherwise every clockLines lines or yieldBytes bytes,
+// whichever comes first; and after the first line. WithStop's channel is looked at after every
+// line.
+type clockLook struct {
+	lines, handed, offset int64 // since, and as of, the last look
+}
+
+// due counts a line (or a yield) and reports whether the clock is to be looked at now, given
+// the batches handed so far, the reader's offset and yieldBytes (chunk).
+func (l *clockLook) due(yield bool, handed, offset, chunk int64) bool {
+	l.lines++
+	if !yield && handed == l.handed && l.lines < clockLines && offset-l.offset < chunk {
+		return false
+	}
+	l.lines, l.handed, l.offset = 0, handed, offset
+	return true
 }
 
 // rejectRefused records an order the queue refused for a reason of its own as a rejected line.

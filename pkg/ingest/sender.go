@@ -199,7 +199,8 @@ type Sender struct {
 	workers sync.WaitGroup
 	pending sync.WaitGroup
 
-	batch *batch // the batch being filled
+	batch  *batch // the batch being filled
+	handed int64  // batches handed to the sending goroutines (Add's goroutine only)
 
 	sent atomic.Int64
 	mu   sync.Mutex
@@ -276,6 +277,7 @@ func (s *Sender) submitBatch() {
 	select {
 	case s.batches <- s.batch:
 		s.batch = s.newBatch()
+		s.handed++
 	case <-s.ctx.Done():
 		s.pending.Done()
 		s.fail(fmt.Errorf("send orders: %w", s.ctx.Err()))
@@ -317,6 +319,11 @@ func (s *Sender) Close() {
 	close(s.batches)
 	s.workers.Wait()
 }
+
+// Handed is the number of batches Add and Flush handed to the sending goroutines (handing one
+// over may wait while Concurrency batches are in flight). Call it from the goroutine that calls
+// Add.
+func (s *Sender) Handed() int64 { return s.handed }
 
 // Sent is the number of entries the queue accepted.
 func (s *Sender) Sent() int64 { return s.sent.Load() }
