@@ -13,10 +13,12 @@
 //
 // A slot is reserved only where a request would still get MinRequest before the invocation's
 // deadline minus the client's margin; the Dispatcher sleeps until it and sends if it woke
-// before the slot's Late bound (its start + the margin it was reserved with), else gives the
-// slot up and takes another (three at most, then the order is given back). How late each
-// slot's request left (when it was written to the connection, or the late wake-up) is
-// reported to the governor (Woke), whose margin adapts to it. An order that gets no
+// in time to write the request by the slot's Late bound (its start + the margin it was
+// reserved with; Governor.Usable), with the request bounded by that bound at the connection
+// (orderapi.SendBy: a write found late sends nothing), else gives the slot up and takes
+// another (three at most, then the order is given back, its retry budget untouched). How
+// late each slot's request left (when it was written to the connection, or the late wake-up)
+// is reported to the governor (Sent, Woke), whose margin adapts to it. An order that gets no
 // slot (the schedule is full until past the deadline, a pause, the open breaker) or whose
 // governor store fails (nothing is sent that the schedule does not account for; logged at error
 // level once a minute per instance) is given back without being attempted (a fresh copy delayed

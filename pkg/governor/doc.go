@@ -17,12 +17,13 @@
 // read; a conflicting writer makes it read again. "now" is the time of the reservation plus
 // the lead, the time a write to the store takes (the largest measured, decaying): the caller
 // learns of its slot when the write returns, and must not be late for it already. The caller
-// sleeps until at and sends only if it wakes before at + margin (Slot.Late); a later wake-up
-// gives the slot up, so two requests never leave closer than 1/rate on one clock whoever sends
-// them, whatever margins the instances use.
+// sleeps until at and sends only if its request is written by at + margin (Slot.Late); a later
+// wake-up (Usable: allowing for how long this Governor's writes take) gives the slot up, and
+// so does a write the connection finds late, so two requests never leave closer than 1/rate on
+// one clock whoever sends them, whatever margins the instances use.
 //
-// The margin adapts to the host: the sender reports how late each slot's request left (Woke:
-// when it was written to the connection, or the wake-up that gave the slot up), and a
+// The margin adapts to the host: the sender reports how late each slot's request left (Sent:
+// when it was written to the connection; Woke: the wake-up that gave the slot up), and a
 // Governor reserves with the margin that leaves the most of the rate for its last
 // LatenessWindow of them (Margin: each wake-up later than the margin loses a slot, each millisecond of
 // margin is added between slots), at least Config.Margin and at most MaxMarginShare of 1/rate
