@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -414,10 +415,30 @@ func (r *govResult) report(b *testing.B, c govCase) {
 	b.ReportMetric(float64(r.advances.Load())/float64(c.orders), "one-write-slots/order")
 	b.ReportMetric(float64(r.marginNs.Load())/1e6/float64(max(r.reserves.Load(), 1)), "margin-ms/slot")
 	b.ReportMetric(float64(r.marginMax.Load())/1e6, "margin-ms-max")
+	if late := r.lateness(); len(late) > 0 {
+		b.ReportMetric(float64(late[len(late)/2])/1e3, "left-late-us-p50")
+		b.ReportMetric(float64(late[len(late)*9/10])/1e3, "left-late-us-p90")
+		b.ReportMetric(float64(late[len(late)*99/100])/1e3, "left-late-us-p99")
+	}
 	b.ReportMetric(loadAverage(), "load1")
 	if st.Accepted+r.q.parked != c.orders {
 		b.Errorf("accepted %d + parked %d, want %d orders", st.Accepted, r.q.parked, c.orders)
 	}
+}
+
+// slotLine finds a sent order's slot start and write time (Unix µs) in its log line.
+var slotLine = regexp.MustCompile(`slotAt=(\d+) slotLate=\d+ wrote=(\d+)`)
+
+// lateness is, sorted, how long after its slot's start each request was written.
+func (r *govResult) lateness() []time.Duration {
+	var late []time.Duration
+	for _, m := range slotLine.FindAllStringSubmatch(r.log.String(), -1) {
+		at, _ := strconv.ParseInt(m[1], 10, 64)
+		wrote, _ := strconv.ParseInt(m[2], 10, 64)
+		late = append(late, time.Duration(wrote-at)*time.Microsecond)
+	}
+	slices.Sort(late)
+	return late
 }
 
 // BenchmarkGovernorStrict: the real API's shape, a token bucket of 1, at 1 and 20 requests/s,
