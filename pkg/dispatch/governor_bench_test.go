@@ -444,7 +444,7 @@ func (r *govResult) lateness() []time.Duration {
 // BenchmarkGovernorStrict: the real API's shape, a token bucket of 1, at 1 and 20 requests/s,
 // with 2 and 4 instances sharing the governor. One op is the whole run (-benchtime 1x).
 // ORDERPIPE_BENCH_ORDERS overrides the number of orders (default 120 at 1 rps, 400 at 20),
-// ORDERPIPE_BENCH_MARGIN the governor's margin floor (GOVERNOR_MARGIN; default: its default, 1 ms
+// ORDERPIPE_BENCH_MARGIN the governor's margin floor (GOVERNOR_MARGIN; default: its default, 5 ms
 // at 20 rps and 20 ms at 1 rps).
 func BenchmarkGovernorStrict(b *testing.B) {
 	for _, rps := range []float64{1, 20} {

@@ -121,8 +121,9 @@ func TestDefaultMargin(t *testing.T) {
 		want time.Duration
 	}{
 		{1, 20 * time.Millisecond},
-		{20, time.Millisecond},
-		{1000, time.Millisecond},
+		{20, 5 * time.Millisecond},
+		{100, 2500 * time.Microsecond},
+		{1000, 250 * time.Microsecond}, // a quarter of 1/rate at most
 	}
 	for _, tt := range tests {
 		g, err := New(Config{Rate: tt.rate}, &MemoryStore{}, nil)
