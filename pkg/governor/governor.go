@@ -38,10 +38,9 @@ type Config struct {
 	// later wake-up gives the slot up), and what is added after its slot before the next one.
 	// The margin in use adapts to this Governor's measured wake-ups (Woke) above it, up to
 	// MaxMarginShare of 1/rate. Default: 2 % of 1/Rate, within [DefaultMinMargin,
-	// DefaultMaxMargin], and at most MaxMarginShare of 1/Rate: a timer wakes a little late even
-	// on an idle host, and a write can be held up after it (measured on a 2-core host: 1-5 ms
-	// at the 99th percentile at 20 rps; a 1 ms floor there lost more slots to late senders, and
-	// drew more 429s, than the 5 ms floor costs).
+	// DefaultMaxMargin]: a timer wakes a little late even on an idle host, and a write can be
+	// held up after it (measured on a 2-core host: 1-5 ms at the 99th percentile at 20 rps; a
+	// 1 ms floor there lost more slots to late senders, and drew more 429s, than 5 ms costs).
 	Margin time.Duration
 	// Skew is the most two instances' clocks may differ; it is added between two slots taken
 	// by different instances. Default 0.
@@ -74,8 +73,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("governor: rate %v: want a finite number > 0", c.Rate)
 	}
 	if c.Margin <= 0 {
-		iv := interval(c.Rate)
-		c.Margin = min(max(iv/50, DefaultMinMargin), DefaultMaxMargin, time.Duration(MaxMarginShare*float64(iv)))
+		c.Margin = min(max(interval(c.Rate)/50, DefaultMinMargin), DefaultMaxMargin)
 	}
 	if c.Skew < 0 {
 		return c, fmt.Errorf("governor: skew %v: want >= 0", c.Skew)

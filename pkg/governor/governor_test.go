@@ -122,8 +122,7 @@ func TestDefaultMargin(t *testing.T) {
 	}{
 		{1, 20 * time.Millisecond},
 		{20, 5 * time.Millisecond},
-		{100, 2500 * time.Microsecond},
-		{1000, 250 * time.Microsecond}, // a quarter of 1/rate at most
+		{1000, 5 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		g, err := New(Config{Rate: tt.rate}, &MemoryStore{}, nil)
