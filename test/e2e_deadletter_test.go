@@ -125,10 +125,14 @@ func TestE2ECrashLoopToDLQ(t *testing.T) {
 	const key, crashID, crashLine = "uploads/crashloop.jsonl", "x-04", 4
 	p := newE2E(t, e2eOptions{})
 	s := p.settings
-	s.DispatchTimeout, s.OrdersVisibility = p.slow*time.Second, p.slow*6*time.Second
+	// Each of the maxReceiveCount crashes waits out the visibility (six times the function
+	// timeout): 2 s of function timeout are ample for the healthy orders here, however slow the
+	// stand-in (its slowness, up to 4, made this test take 2 minutes).
+	slow := min(p.slow, 2)
+	s.DispatchTimeout, s.OrdersVisibility = slow*time.Second, slow*6*time.Second
 	s.MaxReceiveCount, s.MaxAttempts = 5, 4
 	p.retune(t, s)
-	dispatchH := p.shortDeadlineDispatch(t, p.slow*300*time.Millisecond)
+	dispatchH := p.shortDeadlineDispatch(t, slow*300*time.Millisecond)
 	var fixed atomic.Bool
 	var crashCalls seen
 	p.orders.Handler = func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
