@@ -3,6 +3,7 @@ package orderapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -146,6 +147,11 @@ func New(cfg Config, o Options) (*Client, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 4
 		t.DialContext = GateDial(t.DialContext)
+		// HTTP/1.1 only: one request at a time per connection, so SendBy's check is of the
+		// request's own first write (an HTTP/2 connection interleaves other frames), and one
+		// order per invocation gains nothing from multiplexing.
+		t.ForceAttemptHTTP2 = false
+		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 		hc = &http.Client{Transport: t}
 	}
 	c := *hc

@@ -26,8 +26,8 @@ var SendByKey any = sendByKey{}
 // sender held up after its last look at the clock still cannot send late. A governed sender
 // gives its slot's end: a request written after it could reach the API closer than 1/rate to
 // the next slot's. It holds for HTTP/1.1 connections dialled through GateDial (the Client's
-// default transport is); on an HTTP/2 connection, which other frames share, the first write
-// after the connection is handed to the request is checked, whatever it carries.
+// default transport is both); on an HTTP/2 connection, which other frames share, the first
+// write after the connection is handed to the request is checked, whatever it carries.
 func SendBy(ctx context.Context, t time.Time) context.Context {
 	return context.WithValue(ctx, SendByKey, t)
 }
