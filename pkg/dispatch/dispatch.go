@@ -359,8 +359,8 @@ const storeLogEvery = time.Minute
 // pace reserves a slot of the shared schedule and sleeps until it starts. A slot is reserved
 // only where a request would still get MinRequest before the deadline. A wake-up too late for the
 // request to be written by the slot's Late (Governor.Usable) gives the slot up (sending then
-// could land closer than 1/rate to the next slot's request) and takes another, unless nobody reserved after it: then the slot moves to now
-// (Governor.Retake). It reports false, with the delay the message should be given back
+// could land closer than 1/rate to the next slot's request) and takes another, unless nobody
+// reserved after it: then the slot moves to now (Governor.Retake). It reports false, with the delay the message should be given back
 // with and why, when no slot fits (schedule full, paused, breaker open), the governor's store
 // fails (nothing sent that is not accounted for), or ctx ends.
 func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.Duration, string, bool) {
