@@ -7,9 +7,9 @@ FUNCTIONS := ingest dispatch redrive
 # make test runs every package but the end-to-end one (test/) first, TEST_P at a time, then
 # test/ alone: its tests mostly wait on the pipeline, so it runs several at once when it finds
 # the CPUs spare as it starts (e2eParallel in test/), which it finds only with no other package
-# beside it. The other packages stretch their waits on a busy machine (awstest.Scale).
-# TEST_P=1 runs them one at a time.
-TEST_P ?= 2
+# beside it. The other packages mostly wait on moto too, so three run at once; they stretch
+# their waits on a busy machine (awstest.Scale). TEST_P=1 runs them one at a time.
+TEST_P ?= 3
 E2E_PKG := github.com/orderpipe/orderpipe/test
 TEST_TIMEOUT ?= 20m
 
