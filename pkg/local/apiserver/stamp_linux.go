@@ -60,7 +60,7 @@ type stampConn struct {
 	oob []byte // one SCM_TIMESTAMPNS; reads are not concurrent (net/http reads a connection from one goroutine at a time)
 
 	mu   sync.Mutex
-	last time.Time // receive time of the bytes the latest read returned
+	last time.Time // receive time of the bytes the latest read returned; zero: not stamped
 }
 
 func (c *stampConn) Read(p []byte) (int, error) {
@@ -81,11 +81,10 @@ func (c *stampConn) Read(p []byte) (int, error) {
 	case n == 0:
 		return 0, io.EOF
 	}
-	if at, ok := receiveTime(c.oob[:oobn]); ok {
-		c.mu.Lock()
-		c.last = at
-		c.mu.Unlock()
-	}
+	at, _ := receiveTime(c.oob[:oobn]) // none: zero, and the request is timed by its handler
+	c.mu.Lock()
+	c.last = at
+	c.mu.Unlock()
 	return n, nil
 }
 
