@@ -286,10 +286,11 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 	var slot governor.Slot
 	res := orderapi.Result{Class: orderapi.Transient, Detail: "authorization secret unavailable"}
 	if err := d.api.Authorize(ctx); err == nil {
-		for late := 0; ; late++ {
+		lost := 0 // slots this message gave up, late: at most maxLateSlots
+		for {
 			var wait time.Duration
 			var why string
-			if slot, wait, why, ok = d.pace(ctx, m); !ok {
+			if slot, wait, why, ok = d.pace(ctx, m, &lost); !ok {
 				d.settle(ctx, log, claim, orderapi.Result{}, m)
 				return d.apply(ctx, log, msg, attempts, d.giveBack(attempts, wait, why))
 			}
@@ -299,9 +300,7 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 			var err error
 			res, err = d.api.Put(orderapi.SendBy(ctx, slot.Late), id, []byte(msg.Body))
 			if errors.Is(err, orderapi.ErrLate) {
-				d.gov.Woke(slot, d.clock.Now())
-				m.lateSlots++
-				if late+1 < maxLateSlots {
+				if d.lose(slot, d.clock.Now(), m, &lost) {
 					continue // nothing sent: take another slot
 				}
 				d.settle(ctx, log, claim, orderapi.Result{}, m)
@@ -348,9 +347,19 @@ func (d *Dispatcher) process(ctx context.Context, msg events.SQSMessage, m *metr
 	return d.apply(ctx, log, msg, attempts, dec)
 }
 
-// maxLateSlots bounds how many slots one message gives up to late wake-ups before it is given
-// back.
+// maxLateSlots bounds how many slots one message gives up, late (a late wake-up or a write the
+// connection found late), before it is given back.
 const maxLateSlots = 3
+
+// lose records that slot was given up, its sender late at at: the governor's margin learns of
+// it, and it counts towards the message's maxLateSlots (lost). It reports whether the message
+// may take another slot.
+func (d *Dispatcher) lose(slot governor.Slot, at time.Time, m *metrics, lost *int) bool {
+	d.gov.Woke(slot, at)
+	m.lateSlots++
+	*lost++
+	return *lost < maxLateSlots
+}
 
 // storeLogEvery is how often a failing governor store is logged at error level per instance;
 // in between, at debug.
@@ -360,13 +369,14 @@ const storeLogEvery = time.Minute
 // only where a request would still get MinRequest before the deadline. A wake-up too late for the
 // request to be written by the slot's Late (Governor.Usable) gives the slot up (sending then
 // could land closer than 1/rate to the next slot's request) and takes another, unless nobody
-// reserved after it: then the slot moves to now (Governor.Retake). It reports false, with the delay the message should be given back
-// with and why, when no slot fits (schedule full, paused, breaker open), the governor's store
-// fails (nothing sent that is not accounted for), or ctx ends.
-func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.Duration, string, bool) {
+// reserved after it: then the slot moves to now (Governor.Retake); lost counts the slots the
+// message gave up (lose). It reports false, with the delay the message should be given back
+// with and why, when no slot fits (schedule full, paused, breaker open), the message has lost
+// maxLateSlots, the governor's store fails (nothing sent that is not accounted for), or ctx ends.
+func (d *Dispatcher) pace(ctx context.Context, m *metrics, lost *int) (governor.Slot, time.Duration, string, bool) {
 	start := d.clock.Now()
 	fits := func(at time.Time) bool { return d.api.BudgetAt(ctx, at) >= d.cfg.MinRequest }
-	for late := 0; ; late++ {
+	for {
 		slot, err := d.gov.Reserve(ctx, fits)
 		var wait *governor.WaitError
 		switch {
@@ -393,14 +403,13 @@ func (d *Dispatcher) pace(ctx context.Context, m *metrics) (governor.Slot, time.
 		}
 		woke := d.clock.Now()
 		if !d.gov.Usable(slot, woke) {
-			d.gov.Woke(slot, woke)
 			// Woke late: move the slot to now if nobody reserved after it, else take another.
-			m.lateSlots++
+			more := d.lose(slot, woke, m, lost)
 			moved, err := d.gov.Retake(ctx, slot)
 			switch {
 			case err == nil && d.gov.Usable(moved, d.clock.Now()):
 				slot = moved
-			case (err == nil || errors.Is(err, governor.ErrSlotTaken)) && late+1 < maxLateSlots:
+			case (err == nil || errors.Is(err, governor.ErrSlotTaken)) && more:
 				continue // taken, or the move itself took too long: the next slot counts from it
 			case err == nil || errors.Is(err, governor.ErrSlotTaken):
 				return governor.Slot{}, 0, fmt.Sprintf("woke too late for the request slot (%v after it, margin %v)", woke.Sub(slot.At).Round(time.Microsecond), slot.Margin), false

@@ -244,11 +244,11 @@ func (r *reserveAfter) Reserve(ctx context.Context, fits func(time.Time) bool) (
 	return s, err
 }
 
-// TestMarginAdaptsToLateWakeUps: on a host where every wake-up is 30 ms late, against a busy
-// schedule (another instance reserves after each slot), the order loses its first slot at the
-// 1 ms floor; that wake-up widens the instance's margin to 30 ms, so its next slot is used,
-// and the other instance's slot starts 1/rate after the end of that margin.
-func TestMarginAdaptsToLateWakeUps(t *testing.T) {
+// lateBusySchedule is a host where every wake-up is 30 ms late and a busy schedule: instance
+// a's governor (1 rps, a 1 ms margin floor), with b reserving right after each of a's slots, on
+// one in-memory store.
+func lateBusySchedule(t *testing.T) (*lateClock, *governor.MemoryStore, *reserveAfter) {
+	t.Helper()
 	clk := &lateClock{testClock: testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, extra: 30 * time.Millisecond}
 	store := &governor.MemoryStore{}
 	mk := func(name string) *governor.Governor {
@@ -258,11 +258,20 @@ func TestMarginAdaptsToLateWakeUps(t *testing.T) {
 		}
 		return g
 	}
-	a := mk("a")
+	return clk, store, &reserveAfter{Governor: mk("a"), other: mk("b")}
+}
+
+// TestMarginAdaptsToLateWakeUps: on a host where every wake-up is 30 ms late, against a busy
+// schedule (another instance reserves after each slot), the order loses its first slot at the
+// 1 ms floor; that wake-up widens the instance's margin to 30 ms, so its next slot is used,
+// and the other instance's slot starts 1/rate after the end of that margin.
+func TestMarginAdaptsToLateWakeUps(t *testing.T) {
+	clk, store, gov := lateBusySchedule(t)
+	a := gov.Governor
 	api := &fakeAPI{clock: clk, budget: time.Hour, start: clk.t}
 	q := &recordingQueue{}
 	var metricsOut bytes.Buffer
-	d := New(testConfig(), q, api, Options{Clock: clk, Metrics: &metricsOut, Governor: &reserveAfter{Governor: a, other: mk("b")}})
+	d := New(testConfig(), q, api, Options{Clock: clk, Metrics: &metricsOut, Governor: gov})
 	if got := a.Margin(1); got != time.Millisecond {
 		t.Fatalf("margin before any wake-up: %v, want the 1 ms floor", got)
 	}
@@ -283,6 +292,23 @@ func TestMarginAdaptsToLateWakeUps(t *testing.T) {
 	}
 	if got := m["GovernorMargin"]; got != 30.0 {
 		t.Errorf("GovernorMargin = %v, want 30 (ms)", got)
+	}
+}
+
+// TestLateSlotsShareOneBound: slots lost to a late wake-up and to a write the connection found
+// late count together: a message gives up three in all, then is given back unsent. Every
+// wake-up is 30 ms late against a busy schedule (the first slot is lost at the 1 ms floor, the
+// next ones are used with the widened margin), and the API's connection finds the next two
+// writes late.
+func TestLateSlotsShareOneBound(t *testing.T) {
+	clk, _, gov := lateBusySchedule(t)
+	api := &fakeAPI{clock: clk, budget: time.Hour, start: clk.t, late: 2}
+	q := &recordingQueue{}
+	d := New(testConfig(), q, api, Options{Clock: clk, Metrics: &bytes.Buffer{}, Governor: gov})
+	resp, _ := d.Handle(context.Background(), batch("x"))
+	if len(api.at) != 2 || len(resp.BatchItemFailures) != 0 || len(q.sent) != 1 || q.sent[0].DelaySeconds != 0 {
+		t.Errorf("%d PUTs tried, failures %v, %d fresh copies; want 2 writes refused, then the order given back at once (3 slots lost)",
+			len(api.at), resp.BatchItemFailures, len(q.sent))
 	}
 }
 
