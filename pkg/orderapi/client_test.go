@@ -280,13 +280,21 @@ func (c *countingSecrets) GetSecretValue(ctx context.Context, in *secretsmanager
 	return c.SecretsAPI.GetSecretValue(ctx, in, optFns...)
 }
 
-func TestAuthorizationFromSecretsManager(t *testing.T) {
-	ctx := context.Background()
+// standInSecret creates a secret holding value in the stand-in's Secrets Manager and returns
+// the client and the secret's ARN.
+func standInSecret(t *testing.T, value string) (*secretsmanager.Client, string) {
+	t.Helper()
 	sm := secretsmanager.NewFromConfig(awstest.Config(t))
-	out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(awstest.Name(t, "api-token")), SecretString: aws.String("Bearer first")})
+	out, err := sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(awstest.Name(t, "api-token")), SecretString: aws.String(value)})
 	if err != nil {
 		t.Fatalf("create secret: %v", err)
 	}
+	return sm, *out.ARN
+}
+
+func TestAuthorizationFromSecretsManager(t *testing.T) {
+	ctx := context.Background()
+	sm, arn := standInSecret(t, "Bearer first")
 	var want atomic.Value
 	want.Store("Bearer first")
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -297,7 +305,7 @@ func TestAuthorizationFromSecretsManager(t *testing.T) {
 	defer ts.Close()
 	counting := &countingSecrets{SecretsAPI: sm}
 	clk := &clock{t: t0}
-	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: *out.ARN, SecretTTL: time.Minute}, orderapi.Options{Secrets: counting, Now: clk.Now})
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: arn, SecretTTL: time.Minute}, orderapi.Options{Secrets: counting, Now: clk.Now})
 
 	type step struct {
 		Class   orderapi.Class
@@ -315,7 +323,7 @@ func TestAuthorizationFromSecretsManager(t *testing.T) {
 	put() // cached
 	clk.Advance(2 * time.Minute)
 	put() // TTL passed: fetched again
-	if _, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: out.ARN, SecretString: aws.String("Bearer second")}); err != nil {
+	if _, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: &arn, SecretString: aws.String("Bearer second")}); err != nil {
 		t.Fatalf("rotate secret: %v", err)
 	}
 	want.Store("Bearer second")
@@ -431,16 +439,12 @@ func bodyDigest(body []byte) string {
 // the deadline; Put, at the request's slot, then fetches nothing.
 func TestAuthorizeFetchesAhead(t *testing.T) {
 	ctx := context.Background()
-	sm := secretsmanager.NewFromConfig(awstest.Config(t))
-	out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(awstest.Name(t, "api-token")), SecretString: aws.String("Bearer x")})
-	if err != nil {
-		t.Fatalf("create secret: %v", err)
-	}
+	sm, arn := standInSecret(t, "Bearer x")
 	ts := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer ts.Close()
 	counting := &countingSecrets{SecretsAPI: sm}
 	clk := &clock{t: time.Now()} // the deadline below is a real context's
-	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: *out.ARN, SecretTTL: time.Minute}, orderapi.Options{Secrets: counting, Now: clk.Now})
+	c := newClient(t, orderapi.Config{BaseURL: ts.URL, SecretARN: arn, SecretTTL: time.Minute}, orderapi.Options{Secrets: counting, Now: clk.Now})
 	if err := c.Authorize(ctx); err != nil || counting.calls.Load() != 1 {
 		t.Fatalf("Authorize without a cached secret: %v, %d fetches; want nil, 1", err, counting.calls.Load())
 	}
